@@ -1,0 +1,91 @@
+"""The one way agents consume: decode, handle, and dead-letter what fails, then carry on.
+
+Every agent hands its stream to :func:`for_each_event`. An event whose bytes do not decode
+into the agent's model, or whose handler raises, is written to the ``dead-letters`` topic with
+the original bytes, topic, partition, offset and error, logged with those coordinates, counted
+in ``/metrics`` (``shop_dead_letters_total``), and the agent goes on with the next event.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from faust.types import EventT, StreamT
+from prometheus_client import Counter
+
+from agents.topics import dead_letters_topic
+from models.base import Event, EventDecodeError, decode_event, utcnow
+from models.dead_letters import DeadLetter
+from tables.replay import Position
+
+__all__ = ["dead_letter", "for_each_event"]
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS = Counter(
+    "shop_dead_letters_total",
+    "Events sent to the dead-letters topic",
+    ["topic", "agent", "stage"],
+)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, Position], Awaitable[None]]
+
+
+async def for_each_event(
+    stream: StreamT[bytes], model: type[E], handler: Handler[E], *, agent: str
+) -> None:
+    """Decode every event of ``stream`` into ``model`` and await ``handler(event, position)``."""
+    async for event in stream.events():
+        message = event.message
+        try:
+            record = decode_event(model, message.value)
+        except EventDecodeError as exc:
+            await dead_letter(event, exc, agent=agent, stage="decode")
+            continue
+        position = Position(message.topic, message.offset, record.event_id)
+        try:
+            await handler(record, position)
+        except Exception as exc:
+            await dead_letter(event, exc, agent=agent, stage="handle")
+
+
+async def dead_letter(event: EventT, exc: BaseException, *, agent: str, stage: str) -> None:
+    """Write ``event``'s original message and ``exc`` to the dead-letters topic."""
+    message = event.message
+    value, encoding = _as_text(message.value)
+    key, _ = _as_text(message.key)
+    log.warning(
+        "dead-lettered %s[%s]@%s (%s, %s): %s: %s",
+        message.topic, message.partition, message.offset, agent, stage,
+        type(exc).__name__, exc,
+        exc_info=stage == "handle",
+    )
+    DEAD_LETTERS.labels(message.topic, agent, stage).inc()
+    letter = DeadLetter(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=key,
+        value=value,
+        value_encoding=encoding,
+        agent=agent,
+        stage=stage,
+        error_type=type(exc).__name__,
+        error=str(exc),
+        failed_at=utcnow(),
+    )
+    await dead_letters_topic.send(key=message.topic, value=letter)
+
+
+def _as_text(raw: bytes | str | None) -> tuple[str | None, str]:
+    if raw is None or isinstance(raw, str):
+        return raw, "utf-8"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+

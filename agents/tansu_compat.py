@@ -1,0 +1,94 @@
+"""Compatibility with the Tansu dev broker: the true end offset of a partition.
+
+Only used when ``SHOP_KAFKA_COMPAT=tansu`` (the launcher and the test fixtures set it); never
+against Apache Kafka.
+
+The bug: Tansu answers ListOffsets(LATEST) with the first offset of the partition's last
+stored batch + 1, not the last offset + 1. Two batches [0 1][2 3] give 3 where Kafka says 4.
+Faust takes that answer as a changelog's highwater, so a rebalance under load crashes the
+worker (``ConsistencyError ... higher than the last offset in that topic (highwater)``) and a
+table restored from its changelog stops one batch short and loses the last updates.
+
+The fix: after asking the broker, read the last batch of each non-empty partition with a
+short-lived consumer (no group, no commits) from the reported offset - 1, the first offset of
+that batch, and answer the last offset seen + 1. It costs one fetch per partition at the
+start of a recovery, not per event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers.aiokafka import (
+    AIOKafkaConsumerThread,
+    Consumer,
+    Transport,
+    server_list,
+)
+from faust.types import TP
+from faust.types.transports import ConsumerT
+
+__all__ = ["TansuTransport", "true_end_offsets"]
+
+#: How long to wait for the last batch of a partition before trusting the broker's answer.
+FETCH_TIMEOUT_S = 5.0
+
+
+async def true_end_offsets(
+    bootstrap_servers: str | Sequence[str], reported: Mapping[TP, int | None]
+) -> dict[TP, int | None]:
+    """Return the real end offset (last offset + 1) of each partition Tansu ``reported``."""
+    corrected: dict[TP, int | None] = dict(reported)
+    to_read = {tp: end for tp, end in reported.items() if end}  # empty partitions are right
+    if not to_read:
+        return corrected
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        partitions = {TopicPartition(tp.topic, tp.partition): tp for tp in to_read}
+        consumer.assign(list(partitions))
+        for ktp, tp in partitions.items():
+            consumer.seek(ktp, to_read[tp] - 1)  # first offset of the last batch
+        waiting = set(partitions)
+        deadline = time.monotonic() + FETCH_TIMEOUT_S
+        while waiting and time.monotonic() < deadline:
+            batches = await consumer.getmany(*waiting, timeout_ms=200)
+            for ktp, records in batches.items():
+                if records:
+                    tp = partitions[ktp]
+                    corrected[tp] = max(cast(int, corrected[tp]), records[-1].offset + 1)
+                    waiting.discard(ktp)
+    finally:
+        await consumer.stop()
+    return corrected
+
+
+class TansuConsumerThread(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread with Tansu's end offsets corrected."""
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        reported = await super()._highwaters(partitions)
+        transport = cast(Any, self.transport)
+        servers = server_list(transport.url, transport.default_port)
+        return cast(Mapping[TP, int], await true_end_offsets(servers, reported))
+
+
+class TansuConsumer(Consumer):
+    """Faust's aiokafka consumer using :class:`TansuConsumerThread`."""
+
+    def _new_consumer_thread(self) -> TansuConsumerThread:
+        return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class TansuTransport(Transport):
+    """Faust's aiokafka transport for the Tansu broker."""
+
+    Consumer: ClassVar[type[ConsumerT]] = TansuConsumer

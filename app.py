@@ -1,0 +1,91 @@
+"""ShopStream: one Faust app whose agents are the shop's services.
+
+Wiring only: settings -> app, discovery of the layers, services, web middleware.
+Run it with ``faust -A app worker -l info``; every setting comes from ``SHOP_*`` variables
+(see ``config/settings.py`` and the README).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TransportT
+
+from config import ConfigError, Settings
+from rabbit_bridge.connection import RabbitConnection
+
+__all__ = ["ShopApp", "app", "rabbit", "settings"]
+
+#: The layers whose modules declare agents, tables, views and services.
+LAYERS = ["agents", "tables", "web", "rabbit_bridge"]
+
+#: Loggers of ShopStream's own code, set to SHOP_LOG_LEVEL.
+SHOP_LOGGERS = ["app", *LAYERS, "models", "config"]
+
+
+def load_settings() -> Settings:
+    """Read the settings, or stop with one line naming the variable to fix."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"shopstream: invalid setting {exc}") from None
+
+
+class ShopApp(faust.App):
+    """The Faust app, with the Tansu transport when ``SHOP_KAFKA_COMPAT=tansu``."""
+
+    shop_settings: Settings
+
+    def _new_transport(self) -> TransportT:
+        if self.shop_settings.is_tansu:
+            from agents.tansu_compat import TansuTransport
+
+            return TansuTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
+
+    def _on_autodiscovery_error(self, name: str) -> None:
+        """Stop the worker: a layer module that fails to import is a bug, not a warning."""
+        raise
+
+
+def create_app(settings: Settings) -> ShopApp:
+    """Build the Faust app from ``settings`` (the layers are discovered at worker start)."""
+    from web.errors import error_middleware
+
+    shop = ShopApp(
+        settings.app_id,
+        broker=settings.kafka_url,
+        store=settings.store,
+        datadir=str(settings.datadir),
+        autodiscover=LAYERS,
+        origin="app",
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_commit_interval=settings.commit_interval,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=settings.canonical_url,
+        Table="tables.base:ShopTable",
+        Router="tables.routing:ShopRouter",
+        web_in_thread=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_application_options={"middlewares": [error_middleware],
+                                 "client_max_size": 1024 * 1024},
+    )
+    shop.shop_settings = settings
+    return shop
+
+
+settings = load_settings()
+for name in SHOP_LOGGERS:
+    logging.getLogger(name).setLevel(settings.log_level)
+
+app = create_app(settings)
+setup_prometheus_sensors(app, name_prefix="shop")
+rabbit = app.add_dependency(RabbitConnection(settings.rabbit_url))

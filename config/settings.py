@@ -1,0 +1,219 @@
+"""ShopStream settings: one frozen object built from ``SHOP_*`` environment variables.
+
+Every setting is typed, documented and bound to one variable (see ``SETTINGS`` below and the
+settings table in the README). ``Settings.from_env()`` validates them all at start and raises
+:class:`ConfigError` naming the first bad variable; tests build their own ``Settings(...)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from config.errors import ConfigError
+
+__all__ = ["DEV_JWT_SECRET", "Settings"]
+
+#: The secret used when SHOP_JWT_SECRET is unset. Fine on a laptop, refused in production.
+DEV_JWT_SECRET = "shopstream-dev-secret-change-me-0123456789"
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All of ShopStream's settings; the docstring of each field is in ``SETTINGS``."""
+
+    app_id: str = "shopstream"
+    kafka_url: str = "kafka://127.0.0.1:9092"
+    kafka_compat: str = ""
+    rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    store: str = "rocksdb://"
+    datadir: Path = Path("var/data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    web_canonical_url: str = ""
+    topic_partitions: int = 8
+    topic_replication_factor: int = 1
+    jwt_secret: str = DEV_JWT_SECRET
+    log_level: str = "INFO"
+    session_timeout: float = 6.0
+    heartbeat_interval: float = 1.5
+    commit_interval: float = 1.0
+    environment: str = "development"
+
+    @property
+    def canonical_url(self) -> str:
+        """Return the URL other workers use to reach this worker's web server."""
+        return self.web_canonical_url or f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def is_tansu(self) -> bool:
+        """Return True when the Tansu compatibility layer is switched on."""
+        return self.kafka_compat == "tansu"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build and validate settings from ``SHOP_*`` variables (default: ``os.environ``)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            raw = env.get(spec.variable)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[spec.field] = spec.parse(raw.strip())
+            except ConfigError:
+                raise
+            except ValueError as exc:
+                raise ConfigError(spec.variable, f"{exc} (got {raw!r})") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check rules that involve more than one setting; raise :class:`ConfigError`."""
+        if self.environment == "production" and self.jwt_secret == DEV_JWT_SECRET:
+            raise ConfigError(
+                "SHOP_JWT_SECRET",
+                "must be set to a secret of at least 32 characters when "
+                "SHOP_ENVIRONMENT=production",
+            )
+        if self.heartbeat_interval * 3 > self.session_timeout:
+            raise ConfigError(
+                "SHOP_HEARTBEAT_INTERVAL",
+                f"must be at most a third of SHOP_SESSION_TIMEOUT ({self.session_timeout} s), "
+                f"got {self.heartbeat_interval} s",
+            )
+
+
+# -- Parsers: each raises ValueError with what is wrong; from_env adds the variable name. ----
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high} seconds")
+        return value
+
+    return parse
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(repr(c) for c in choices)}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        # Kafka URLs may list several brokers separated by ';' (Faust's own syntax).
+        for part in raw.split(";"):
+            parsed = urlsplit(part.strip())
+            if parsed.scheme not in schemes:
+                raise ValueError(
+                    f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+                )
+            if parsed.scheme not in ("memory", "rocksdb") and not parsed.hostname:
+                raise ValueError("must name a host, e.g. " + f"{schemes[0]}://127.0.0.1")
+        return raw
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    value = raw.upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+    return value
+
+
+def _app_id(raw: str) -> str:
+    if not raw.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValueError("may hold only letters, digits, '-', '_' and '.'")
+    return raw
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError("must be at least 32 characters long")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One setting: its field, environment variable, parser and meaning."""
+
+    field: str
+    variable: str
+    parse: Callable[[str], Any]
+    doc: str
+
+
+SETTINGS: tuple[Spec, ...] = (
+    Spec("app_id", "SHOP_APP_ID", _app_id,
+         "Faust application id: consumer group and prefix of table changelog topics."),
+    Spec("kafka_url", "SHOP_KAFKA_URL", _url("kafka"),
+         "Kafka bootstrap servers, e.g. kafka://k1:9092;k2:9092."),
+    Spec("kafka_compat", "SHOP_KAFKA_COMPAT", _one_of("", "tansu"),
+         "Broker quirks to work around: 'tansu' for the embedded dev broker, empty for Kafka."),
+    Spec("rabbit_url", "SHOP_RABBIT_URL", _url("amqp", "amqps"),
+         "RabbitMQ URL for logs, promotions, tasks and mail notifications."),
+    Spec("store", "SHOP_STORE", _url("rocksdb", "memory"),
+         "Table storage: rocksdb:// (RocksDB via rocksdict) or memory:// (tests only)."),
+    Spec("datadir", "SHOP_DATADIR", _path,
+         "Directory for this worker's table data; one per worker."),
+    Spec("web_host", "SHOP_WEB_HOST", _text, "Interface the web server binds to."),
+    Spec("web_port", "SHOP_WEB_PORT", _int_between(1, 65535), "Port of the web server."),
+    Spec("web_canonical_url", "SHOP_WEB_CANONICAL_URL", _url("http", "https"),
+         "URL other workers use to reach this one (default http://WEB_HOST:WEB_PORT)."),
+    Spec("topic_partitions", "SHOP_TOPIC_PARTITIONS", _int_between(1, 1024),
+         "Partitions of every topic the app creates; the most workers that share work."),
+    Spec("topic_replication_factor", "SHOP_TOPIC_REPLICATION_FACTOR", _int_between(1, 16),
+         "Replication factor of the topics the app creates (3 on a production cluster)."),
+    Spec("jwt_secret", "SHOP_JWT_SECRET", _secret, "Secret that signs access tokens."),
+    Spec("log_level", "SHOP_LOG_LEVEL", _log_level, "Logging level of every service."),
+    Spec("session_timeout", "SHOP_SESSION_TIMEOUT", _seconds(3, 300),
+         "Kafka consumer session timeout: how fast a dead worker is noticed."),
+    Spec("heartbeat_interval", "SHOP_HEARTBEAT_INTERVAL", _seconds(0.5, 100),
+         "Kafka consumer heartbeat interval (at most a third of the session timeout)."),
+    Spec("commit_interval", "SHOP_COMMIT_INTERVAL", _seconds(0.1, 60),
+         "How often processed offsets are committed; shorter means less replay after a crash."),
+    Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
+         "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
+)
+
+assert {s.field for s in SETTINGS} == {f.name for f in fields(Settings)}, "SETTINGS out of sync"

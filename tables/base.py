@@ -1,0 +1,23 @@
+"""The table class every ShopStream table uses: string keys as raw UTF-8, like the topics.
+
+Faust serializes a table's ``str`` keys as JSON by default (``"abc"`` with quotes), while the
+topics carry raw ``abc``. ``app.table_route`` hashes the changelog's key form to find the
+worker that owns a key, so with JSON keys it asks the wrong worker. One key form everywhere
+keeps the producer's partition, the row's partition and the routed worker the same.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.types import CodecArg, ModelArg
+
+__all__ = ["ShopTable"]
+
+
+class ShopTable(faust.Table):
+    """A Faust table whose ``str`` keys are stored and routed as raw UTF-8 bytes."""
+
+    def _serializer_from_type(self, typ: ModelArg | None) -> CodecArg | None:
+        if typ is str:
+            return "raw"
+        return super()._serializer_from_type(typ)

@@ -1,0 +1,82 @@
+"""Analytics HTTP: the tracking endpoint and the activity of a session.
+
+``POST /api/events`` takes a batch of tracked behaviours from the storefront and puts them on
+the ``analytics`` topic (keyed by session); ``GET /api/analytics/sessions/{session_id}`` reads
+the session's activity from the worker that owns its partition (``app.table_route``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from faust.web import Request, Response, View
+from pydantic import AwareDatetime, BaseModel, Field
+
+from agents.topics import analytics_topic
+from app import app
+from models.analytics import Tracked
+from models.base import new_event_id, utcnow
+from tables.analytics import public_view, session_activity
+from web.bodies import read_body
+from web.errors import NotFound
+
+__all__ = ["TrackingBatch"]
+
+MAX_BATCH = 100
+
+
+class TrackedIn(BaseModel):
+    """One behaviour as the storefront reports it."""
+
+    type: Literal["page_view", "product_view", "search", "add_to_cart", "remove_from_cart"]
+    sku: str | None = Field(default=None, max_length=64)
+    query: str | None = Field(default=None, max_length=200)
+    path: str | None = Field(default=None, max_length=500)
+    at: AwareDatetime | None = None
+
+
+class TrackingBatch(BaseModel):
+    """A batch of behaviours of one browsing session."""
+
+    session_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    events: list[TrackedIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+@app.page("/api/events")
+class TrackingView(View):
+    """Accept tracked behaviours (202) once they are on the analytics topic."""
+
+    async def post(self, request: Request) -> Response:
+        batch = await read_body(request, TrackingBatch)
+        correlation_id = request.headers.get("X-Request-Id", "")
+        now = utcnow()
+        pending = []
+        for item in batch.events:
+            event = Tracked(
+                type=item.type,
+                event_id=new_event_id(),
+                occurred_at=min(item.at or now, now),
+                correlation_id=correlation_id,
+                session_id=batch.session_id,
+                sku=item.sku,
+                query=item.query,
+                path=item.path,
+            )
+            pending.append(
+                await analytics_topic.send(key=batch.session_id, value=event.dumps())
+            )
+        await asyncio.gather(*pending)
+        return self.json({"accepted": len(pending)}, status=202)
+
+
+@app.page("/api/analytics/sessions/{session_id}")
+class SessionActivityView(View):
+    """The activity of one browsing session."""
+
+    @app.table_route(table=session_activity, match_info="session_id")
+    async def get(self, request: Request, session_id: str) -> Response:
+        row = session_activity.get(session_id)
+        if row is None:
+            raise NotFound(f"no activity for session {session_id!r}")
+        return self.json(public_view(row))

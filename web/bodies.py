@@ -1,0 +1,38 @@
+"""Reading request bodies: JSON into a pydantic model, or a 4xx that says what to fix."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from web.errors import ApiError, BadRequest
+
+__all__ = ["read_body"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Unprocessable(ApiError):
+    """The JSON is well formed but its fields are invalid; details list each problem."""
+
+    status = 422
+    code = "invalid"
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """Return the request's JSON body validated as ``model``."""
+    try:
+        data = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors(include_url=False)
+        ]
+        raise Unprocessable(f"the body is not a valid {model.__name__}", details=details) from None

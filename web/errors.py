@@ -1,0 +1,111 @@
+"""The one JSON error shape, the API's exception family and the middleware that maps them.
+
+Every error a client sees is ``{"error": {"code", "message", "details"}}``: 4xx for the
+caller's mistakes (including unknown routes and wrong methods), 5xx only for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "NotFound",
+    "error_body",
+    "error_middleware",
+    "error_response",
+]
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error for the caller: an HTTP status, a stable code, a message and details."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ApiError):
+    """The request is malformed (not JSON, wrong fields); the message says what to fix."""
+
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(ApiError):
+    """The named resource does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+def error_body(status: int, message: str, *, code: str | None = None,
+               details: Any = None) -> dict[str, Any]:
+    """Return the JSON error document."""
+    return {"error": {"code": code or _CODES.get(status, "error"), "message": message,
+                      "details": details}}
+
+
+def error_response(status: int, message: str, *, code: str | None = None,
+                   details: Any = None, headers: dict[str, str] | None = None) -> web.Response:
+    """Return an aiohttp response carrying the JSON error document."""
+    return web.Response(
+        status=status,
+        text=json.dumps(error_body(status, message, code=code, details=details)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error with the one JSON shape."""
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, code=exc.code, details=exc.details,
+                              headers=exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason if exc.status != 404 else f"no route for {request.path}"
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, message, headers=headers)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error; the request id is in the logs",
+                              code="internal")
+    return response

@@ -1,0 +1,46 @@
+"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka and RabbitMQ ready).
+
+``/metrics`` is Faust's Prometheus sensor, set up in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from app import app, rabbit
+
+__all__ = ["readiness"]
+
+
+def readiness() -> dict[str, Any]:
+    """Return whether this worker can serve, with detail per dependency."""
+    recovery = app.tables.recovery
+    kafka_ready = recovery.completed.is_set() and not app.rebalancing
+    kafka: dict[str, Any] = {
+        "ready": kafka_ready,
+        "rebalancing": bool(app.rebalancing),
+        "recovering": bool(recovery.in_recovery),
+    }
+    if kafka_ready:
+        kafka["assigned_partitions"] = len(app.consumer.assignment())
+    rabbitmq = {"ready": rabbit.is_connected, "error": rabbit.last_error}
+    return {"ready": kafka_ready and rabbit.is_connected, "kafka": kafka, "rabbitmq": rabbitmq}
+
+
+@app.page("/health")
+class Health(View):
+    """The worker process is alive and its web server answers."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+
+@app.page("/ready")
+class Ready(View):
+    """The worker has its Kafka assignment and a RabbitMQ connection (503 if not)."""
+
+    async def get(self, request: Request) -> Response:
+        detail = readiness()
+        return self.json(detail, status=200 if detail["ready"] else 503)
