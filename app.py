@@ -53,6 +53,7 @@ class ShopApp(faust.App):
 def create_app(settings: Settings) -> ShopApp:
     """Build the Faust app from ``settings`` (the layers are discovered at worker start)."""
     from web.errors import error_middleware
+    from web.middleware import served_by
 
     shop = ShopApp(
         settings.app_id,
@@ -75,7 +76,8 @@ def create_app(settings: Settings) -> ShopApp:
         web_in_thread=False,
         web_router_enabled=False,
         web_tables_enabled=False,
-        web_application_options={"middlewares": [error_middleware],
+        web_application_options={"middlewares": [served_by(settings.canonical_url),
+                                                 error_middleware],
                                  "client_max_size": 1024 * 1024},
     )
     shop.shop_settings = settings

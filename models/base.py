@@ -63,6 +63,10 @@ def decode_event(model: type[E], raw: bytes | str | None) -> E:
         raise EventDecodeError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise EventDecodeError(f"expected a JSON object, got {type(data).__name__}")
+    missing = _required_fields(model) - data.keys()
+    if missing:
+        fields = ", ".join(sorted(missing))
+        raise EventDecodeError(f"not a valid {model.__name__}: missing {fields}")
     try:
         event = model.from_data(data)
     except (TypeError, ValueError, KeyError) as exc:
@@ -73,3 +77,9 @@ def decode_event(model: type[E], raw: bytes | str | None) -> E:
     if event.occurred_at.tzinfo is None:
         raise EventDecodeError("occurred_at must carry a timezone (UTC)")
     return event
+
+
+def _required_fields(model: type[Event]) -> set[str]:
+    """Return the names of ``model``'s fields that have no default."""
+    options = model._options
+    return set(options.fields) - set(options.defaults)

@@ -1,0 +1,84 @@
+"""Fixtures that start real brokers and real workers.
+
+- ``rabbit_url``: a running RabbitMQ (started, or installed and started, if missing).
+- ``broker``: a fresh Tansu broker per test on a free port (starts in milliseconds; its memory
+  storage means every test begins with empty topics).
+- ``workers``: a factory that starts ShopStream workers against ``broker`` with their own web
+  port and data dir, and stops them all after the test (printing their logs' tails).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.devstack import (
+    Broker,
+    Worker,
+    broker_env,
+    ensure_rabbitmq,
+    start_tansu,
+    start_worker,
+    stop_rabbitmq,
+)
+
+RABBIT_URL = os.environ.get("SHOP_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(scope="session")
+def rabbit_url() -> Iterator[str]:
+    """Return the URL of a running RabbitMQ; stop it afterwards only if we started it."""
+    started = ensure_rabbitmq(RABBIT_URL, log=lambda line: print(f"[fixtures] {line}"))
+    yield RABBIT_URL
+    if started:
+        stop_rabbitmq()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """Start a fresh Tansu broker for one test."""
+    started = start_tansu(log_path=tmp_path / "tansu.log")
+    yield started
+    started.stop()
+
+
+class WorkerFactory:
+    """Starts workers for one test and stops them all at its end."""
+
+    def __init__(self, broker: Broker, rabbit_url: str, base_dir: Path) -> None:
+        self.broker = broker
+        self.rabbit_url = rabbit_url
+        self.base_dir = base_dir
+        self.started: list[Worker] = []
+
+    def start(self, name: str, **settings: str) -> Worker:
+        """Start worker ``name``; ``settings`` are extra SHOP_* variables."""
+        worker = start_worker(name, broker_env(self.broker), self.rabbit_url, self.base_dir,
+                              extra_env=settings)
+        self.started.append(worker)
+        return worker
+
+    def restart(self, worker: Worker) -> Worker:
+        """Start ``worker`` again with the same port and data dir."""
+        return worker.start()
+
+    def stop_all(self) -> None:
+        """Stop every worker and print the end of its log (shown when a test fails)."""
+        for worker in self.started:
+            worker.stop()
+        for worker in self.started:
+            if worker.log_path and worker.log_path.exists():
+                tail = worker.log_path.read_text(errors="replace").splitlines()[-40:]
+                print(f"---- {worker.name} log tail ({worker.log_path}) ----")
+                print("\n".join(tail))
+
+
+@pytest.fixture
+def workers(broker: Broker, rabbit_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Return a factory of workers on ``broker``; all are stopped after the test."""
+    factory = WorkerFactory(broker, rabbit_url, tmp_path)
+    yield factory
+    factory.stop_all()
