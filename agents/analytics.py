@@ -9,17 +9,15 @@ from agents.topics import analytics_topic
 from app import app
 from models.analytics import Tracked, add_activity
 from tables.analytics import session_activity
-from tables.replay import Position, already_applied, mark_applied
+from tables.replay import Position, update_once
 
 __all__ = ["record_session_activity"]
 
 
 async def apply_tracked(event: Tracked, position: Position) -> None:
     """Count ``event`` in its session's activity, once, however often it is delivered."""
-    row = session_activity.get(event.session_id)
-    if already_applied(row, position):
-        return
-    session_activity[event.session_id] = mark_applied(add_activity(row, event), position)
+    update_once(session_activity, event.session_id, position,
+                lambda row: add_activity(row, event))
 
 
 @app.agent(analytics_topic, name="analytics.session-activity")

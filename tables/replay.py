@@ -7,19 +7,28 @@ most recent events. A row is only ever written while processing an event of the 
 row lives in (Faust writes a table's changelog to the current event's partition), so offsets
 of one topic are comparable for one row.
 
-    row = table.get(key)
-    if already_applied(row, position):
-        return
-    table[key] = mark_applied(new_row, position)
+    update_once(table, key, position, lambda row: new_row(row))
+
+which skips (and counts in ``shop_replays_skipped_total``) an event the row already has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECENT_IDS", "Position", "already_applied", "mark_applied"]
+from prometheus_client import Counter
+
+__all__ = ["RECENT_IDS", "Position", "already_applied", "mark_applied", "update_once"]
+
+REPLAYS_SKIPPED = Counter(
+    "shop_replays_skipped_total",
+    "Redelivered or duplicate events a table row had already absorbed",
+    ["table"],
+)
+
+Row = dict[str, Any]
 
 #: How many recent event ids a row remembers (catches duplicates a producer appended twice).
 RECENT_IDS = 16
@@ -52,3 +61,20 @@ def mark_applied(row: Mapping[str, Any], position: Position) -> dict[str, Any]:
     offsets[position.topic] = max(position.offset, offsets.get(position.topic, -1))
     ids = [*applied.get("ids", ()), position.event_id][-RECENT_IDS:]
     return {**row, "_applied": {"offsets": offsets, "ids": ids}}
+
+
+def update_once(
+    table: MutableMapping[str, Row],
+    key: str,
+    position: Position,
+    update: Callable[[Row | None], Row],
+    *,
+    table_name: str = "",
+) -> bool:
+    """Set ``table[key] = update(row)`` unless the row already has the event; return if set."""
+    row = table.get(key)
+    if already_applied(row, position):
+        REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
+        return False
+    table[key] = mark_applied(update(row), position)
+    return True
