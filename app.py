@@ -45,6 +45,11 @@ class ShopApp(faust.App):
             return TansuTransport(self.conf.broker_consumer, self)
         return super()._new_transport()
 
+    def worker_init(self) -> None:
+        """Create this worker's data dir (Faust creates only its last level)."""
+        self.shop_settings.datadir.mkdir(parents=True, exist_ok=True)
+        super().worker_init()
+
     def _on_autodiscovery_error(self, name: str) -> None:
         """Stop the worker: a layer module that fails to import is a bug, not a warning."""
         raise
