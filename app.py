@@ -95,4 +95,5 @@ for name in SHOP_LOGGERS:
 
 app = create_app(settings)
 setup_prometheus_sensors(app, name_prefix="shop")
-rabbit = app.add_dependency(RabbitConnection(settings.rabbit_url))
+rabbit = RabbitConnection(settings.rabbit_url)
+app.add_dependency(rabbit)

@@ -74,7 +74,7 @@ class TrackingView(View):
 class SessionActivityView(View):
     """The activity of one browsing session."""
 
-    @app.table_route(table=session_activity, match_info="session_id")
+    @app.table_route(table=session_activity, match_info="session_id")  # type: ignore[arg-type]
     async def get(self, request: Request, session_id: str) -> Response:
         row = session_activity.get(session_id)
         if row is None:

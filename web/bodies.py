@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from aiohttp import web
+from faust.web import Request
 from pydantic import BaseModel, ValidationError
 
 from web.errors import ApiError, BadRequest
@@ -22,10 +23,10 @@ class Unprocessable(ApiError):
     code = "invalid"
 
 
-async def read_body(request: web.Request, model: type[M]) -> M:
+async def read_body(request: Request | web.Request, model: type[M]) -> M:
     """Return the request's JSON body validated as ``model``."""
     try:
-        data = await request.json(loads=json.loads)
+        data = await cast(web.Request, request).json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     try:

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from faust.tables.recovery import Recovery
 from faust.web import Request, Response, View
 
 from app import app, rabbit
@@ -16,7 +17,7 @@ __all__ = ["readiness"]
 
 def readiness() -> dict[str, Any]:
     """Return whether this worker can serve, with detail per dependency."""
-    recovery = app.tables.recovery
+    recovery = cast(Recovery, app.tables.recovery)  # type: ignore[attr-defined]
     kafka_ready = recovery.completed.is_set() and not app.rebalancing
     kafka: dict[str, Any] = {
         "ready": kafka_ready,
