@@ -109,10 +109,17 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     assert sum(expected.values()) == EVENTS
 
     async with aiohttp.ClientSession() as http:
-        await settled(http, a, expected, within=60)
-        failover = time.monotonic() - killed_at[0]
-        print(f"failover: all {len(SESSIONS)} sessions exact through A {failover:.1f} s "
+        status, ready, _ = await wait_for_json(
+            http, f"{a.url}/ready",
+            lambda status, body: status == 200 and body["kafka"]["assigned_partitions"]
+            == 2 * 8 + 1,  # analytics + session-activity changelog + the leader topic
+            within=60)
+        assert status == 200, ready
+        print(f"failover: A owns every partition {time.monotonic() - killed_at[0]:.1f} s "
               "after B was killed")
+        await settled(http, a, expected, within=60)
+        print(f"all {len(SESSIONS)} sessions exact through A "
+              f"{time.monotonic() - killed_at[0]:.1f} s after the kill")
         async with http.get(f"{a.url}/metrics") as response:
             skipped = replays_skipped(await response.text())
         print(f"replayed events skipped by the guard on A: {skipped:.0f}")
