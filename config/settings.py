@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from config.errors import ConfigError
@@ -98,30 +98,31 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+N = TypeVar("N", int, float)
+
+
+def _between(kind: type[N], low: N, high: N, unit: str = "") -> Callable[[str], N]:
+    what = "a whole number" if kind is int else f"a number of {unit or 'units'}"
+    suffix = f" {unit}" if unit else ""
+
+    def parse(raw: str) -> N:
         try:
-            value = int(raw)
+            value = kind(raw)
         except ValueError:
-            raise ValueError(f"must be a whole number from {low} to {high}") from None
+            raise ValueError(f"must be {what} from {low} to {high}") from None
         if not low <= value <= high:
-            raise ValueError(f"must be from {low} to {high}")
+            raise ValueError(f"must be from {low} to {high}{suffix}")
         return value
 
     return parse
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    return _between(int, low, high)
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"must be a number of seconds from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be from {low} to {high} seconds")
-        return value
-
-    return parse
+    return _between(float, low, high, "seconds")
 
 
 def _one_of(*choices: str) -> Callable[[str], str]:
