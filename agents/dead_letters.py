@@ -17,7 +17,7 @@ from faust.types import EventT, StreamT
 from prometheus_client import Counter
 
 from agents.topics import dead_letters_topic
-from models.base import Event, EventDecodeError, decode_event, utcnow
+from models.base import Event, decode_event, utcnow
 from models.dead_letters import DeadLetter
 from tables.replay import Position
 
@@ -43,7 +43,7 @@ async def for_each_event(
         message = event.message
         try:
             record = decode_event(model, message.value)
-        except EventDecodeError as exc:
+        except Exception as exc:
             await dead_letter(event, exc, agent=agent, stage="decode")
             continue
         position = Position(message.topic, message.offset, record.event_id)

@@ -8,6 +8,7 @@ settings table in the README). ``Settings.from_env()`` validates them all at sta
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = ["DEV_JWT_SECRET", "Settings"]
 #: The secret used when SHOP_JWT_SECRET is unset. Fine on a laptop, refused in production.
 DEV_JWT_SECRET = "shopstream-dev-secret-change-me-0123456789"
 
+_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -49,7 +51,8 @@ class Settings:
     @property
     def canonical_url(self) -> str:
         """Return the URL other workers use to reach this worker's web server."""
-        return self.web_canonical_url or f"http://{self.web_host}:{self.web_port}"
+        host = f"[{self.web_host}]" if ":" in self.web_host else self.web_host  # IPv6
+        return self.web_canonical_url or f"http://{host}:{self.web_port}"
 
     @property
     def is_tansu(self) -> bool:
@@ -83,7 +86,7 @@ class Settings:
                 "must be set to a secret of at least 32 characters when "
                 "SHOP_ENVIRONMENT=production",
             )
-        if self.heartbeat_interval * 3 > self.session_timeout:
+        if self.heartbeat_interval * 3 > self.session_timeout + 1e-9:  # 1.1 * 3 > 3.3 in floats
             raise ConfigError(
                 "SHOP_HEARTBEAT_INTERVAL",
                 f"must be at most a third of SHOP_SESSION_TIMEOUT ({self.session_timeout} s), "
@@ -137,15 +140,25 @@ def _one_of(*choices: str) -> Callable[[str], str]:
 
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
-        # Kafka URLs may list several brokers separated by ';' (Faust's own syntax).
-        for part in raw.split(";"):
-            parsed = urlsplit(part.strip())
+        # Kafka URLs may list several brokers separated by ';' (Faust's own syntax); the parts
+        # after the first may leave out the scheme: kafka://k1:9092;k2:9092.
+        parts = [part.strip() for part in raw.split(";")]
+        for index, part in enumerate(parts):
+            if index and "://" not in part:
+                part = f"{urlsplit(parts[0]).scheme}://{part}"
+            parsed = urlsplit(part)
             if parsed.scheme not in schemes:
                 raise ValueError(
                     f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
                 )
             if parsed.scheme not in ("memory", "rocksdb") and not parsed.hostname:
                 raise ValueError("must name a host, e.g. " + f"{schemes[0]}://127.0.0.1")
+            try:
+                port = parsed.port
+            except ValueError:
+                port = -1
+            if port is not None and not 1 <= port <= 65535:
+                raise ValueError(f"has a bad port in {part!r}: it must be from 1 to 65535")
         return raw
 
     return parse
@@ -159,8 +172,9 @@ def _log_level(raw: str) -> str:
 
 
 def _app_id(raw: str) -> str:
-    if not raw.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ValueError("may hold only letters, digits, '-', '_' and '.'")
+    # The app id prefixes Kafka topic names, which allow only these characters.
+    if not _APP_ID.fullmatch(raw):
+        raise ValueError("may hold only ASCII letters, digits, '-', '_' and '.'")
     return raw
 
 

@@ -6,6 +6,7 @@ Business rules here are pure functions; the agent in ``agents/analytics.py`` app
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from models.base import Event
@@ -37,15 +38,19 @@ def add_activity(activity: Mapping[str, Any] | None, event: Tracked) -> dict[str
     current = dict(activity or {})
     counts = dict(current.get("counts", {}))
     counts[event.type] = counts.get(event.type, 0) + 1
-    at = event.occurred_at.isoformat()
-    first_seen = current.get("first_seen") or at
-    last_seen = max(current.get("last_seen") or at, at)
+    at = event.occurred_at.astimezone(UTC)
+    first_seen = min(_time(current.get("first_seen"), at), at)
+    last_seen = max(_time(current.get("last_seen"), at), at)
     return {
         **current,
         "session_id": event.session_id,
         "user_id": event.user_id or current.get("user_id"),
         "events": current.get("events", 0) + 1,
         "counts": counts,
-        "first_seen": min(first_seen, at),
-        "last_seen": last_seen,
+        "first_seen": first_seen.isoformat(),
+        "last_seen": last_seen.isoformat(),
     }
+
+
+def _time(stored: str | None, default: datetime) -> datetime:
+    return datetime.fromisoformat(stored) if stored else default

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import faust
 from faust.models.fields import StringField
@@ -61,21 +62,26 @@ def decode_event(model: type[E], raw: bytes | str | None) -> E:
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventDecodeError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise EventDecodeError("not JSON this service accepts: nested too deeply") from None
     if not isinstance(data, dict):
         raise EventDecodeError(f"expected a JSON object, got {type(data).__name__}")
+    name = model.__name__
     missing = _required_fields(model) - data.keys()
     if missing:
-        fields = ", ".join(sorted(missing))
-        raise EventDecodeError(f"not a valid {model.__name__}: missing {fields}")
+        raise EventDecodeError(f"not a valid {name}: missing {', '.join(sorted(missing))}")
+    problem = _wrong_type(model, data)
+    if problem:
+        raise EventDecodeError(f"not a valid {name}: {problem}")
     try:
         event = model.from_data(data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise EventDecodeError(f"not a valid {model.__name__}: {exc}") from None
-    errors = event.validate()
+        errors = event.validate()
+    except Exception as exc:
+        raise EventDecodeError(f"not a valid {name}: {exc}") from None
     if errors:
-        raise EventDecodeError(f"not a valid {model.__name__}: {errors[0]}")
+        raise EventDecodeError(f"not a valid {name}: {errors[0]}")
     if event.occurred_at.tzinfo is None:
-        raise EventDecodeError("occurred_at must carry a timezone (UTC)")
+        raise EventDecodeError(f"not a valid {name}: occurred_at must carry a timezone (UTC)")
     return event
 
 
@@ -83,3 +89,44 @@ def _required_fields(model: type[Event]) -> set[str]:
     """Return the names of ``model``'s fields that have no default."""
     options = model._options
     return set(options.fields) - set(options.defaults)
+
+
+#: JSON types accepted for a field of each Python type (Faust would coerce anything to str).
+_JSON_TYPES: dict[Any, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    float: (int, float),
+    bool: (bool,),
+    datetime: (str,),
+}
+
+
+def _wrong_type(model: type[Event], data: dict[str, Any]) -> str | None:
+    """Return what is wrong with the first field of ``data`` of the wrong JSON type, if any."""
+    for field, annotation in model._options.fields.items():
+        if field not in data:
+            continue
+        value = data[field]
+        args = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else set()
+        optional = type(None) in args
+        base = next(iter(args - {type(None)}), annotation) if args else annotation
+        if value is None:
+            if optional:
+                continue
+            return f"{field} must not be null"
+        accepted = _JSON_TYPES.get(base)
+        if accepted is None:
+            continue
+        if not isinstance(value, accepted) or (base is not bool and isinstance(value, bool)):
+            return f"{field} must be {_describe(base)}, got {type(value).__name__}"
+        if base is datetime and isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return f"{field} must be an ISO 8601 time, got {value!r}"
+    return None
+
+
+def _describe(kind: Any) -> str:
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+            datetime: "an ISO 8601 time"}.get(kind, str(kind))

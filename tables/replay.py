@@ -59,7 +59,9 @@ def mark_applied(row: Mapping[str, Any], position: Position) -> dict[str, Any]:
     applied = row.get("_applied") or {}
     offsets = dict(applied.get("offsets", {}))
     offsets[position.topic] = max(position.offset, offsets.get(position.topic, -1))
-    ids = [*applied.get("ids", ()), position.event_id][-RECENT_IDS:]
+    ids = list(applied.get("ids", ()))
+    if position.event_id not in ids:
+        ids = [*ids, position.event_id][-RECENT_IDS:]
     return {**row, "_applied": {"offsets": offsets, "ids": ids}}
 
 
@@ -75,6 +77,15 @@ def update_once(
     row = table.get(key)
     if already_applied(row, position):
         REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
+        if row is not None and _offset_is_new(row, position):
+            # A duplicate append (same id, new offset): remember the offset too, so that a
+            # redelivery of it is still skipped once its id has left the ring.
+            table[key] = mark_applied(row, position)
         return False
     table[key] = mark_applied(update(row), position)
     return True
+
+
+def _offset_is_new(row: Mapping[str, Any], position: Position) -> bool:
+    last = (row.get("_applied") or {}).get("offsets", {}).get(position.topic)
+    return last is None or position.offset > last

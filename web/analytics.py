@@ -8,6 +8,7 @@ the session's activity from the worker that owns its partition (``app.table_rout
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 from typing import Literal
 
 from faust.web import Request, Response, View
@@ -30,9 +31,9 @@ class TrackedIn(BaseModel):
     """One behaviour as the storefront reports it."""
 
     type: Literal["page_view", "product_view", "search", "add_to_cart", "remove_from_cart"]
-    sku: str | None = Field(default=None, max_length=64)
-    query: str | None = Field(default=None, max_length=200)
-    path: str | None = Field(default=None, max_length=500)
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    query: str | None = Field(default=None, min_length=1, max_length=200)
+    path: str | None = Field(default=None, min_length=1, max_length=500)
     at: AwareDatetime | None = None
 
 
@@ -56,7 +57,7 @@ class TrackingView(View):
             event = Tracked(
                 type=item.type,
                 event_id=new_event_id(),
-                occurred_at=min(item.at or now, now),
+                occurred_at=min(item.at or now, now).astimezone(UTC),
                 correlation_id=correlation_id,
                 session_id=batch.session_id,
                 sku=item.sku,

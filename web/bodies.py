@@ -29,6 +29,8 @@ async def read_body(request: Request | web.Request, model: type[M]) -> M:
         data = await cast(web.Request, request).json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body is JSON nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,219 @@
+"""config/settings.py: defaults, one clear ConfigError per bad SHOP_* variable, a frozen object."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+from config import ConfigError, Settings
+from config.settings import DEV_JWT_SECRET, SETTINGS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOOD_SECRET = "x" * 32
+
+#: One or more invalid values per variable, with the variable the error must name.
+BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
+    ({"SHOP_WEB_PORT": "0"}, "SHOP_WEB_PORT"),
+    ({"SHOP_WEB_PORT": "abc"}, "SHOP_WEB_PORT"),
+    ({"SHOP_WEB_PORT": "70000"}, "SHOP_WEB_PORT"),
+    ({"SHOP_WEB_PORT": "80.5"}, "SHOP_WEB_PORT"),
+    ({"SHOP_KAFKA_URL": "http://x"}, "SHOP_KAFKA_URL"),
+    ({"SHOP_KAFKA_URL": "kafka://"}, "SHOP_KAFKA_URL"),
+    ({"SHOP_STORE": "redis://"}, "SHOP_STORE"),
+    ({"SHOP_TOPIC_PARTITIONS": "0"}, "SHOP_TOPIC_PARTITIONS"),
+    ({"SHOP_TOPIC_PARTITIONS": "many"}, "SHOP_TOPIC_PARTITIONS"),
+    ({"SHOP_TOPIC_REPLICATION_FACTOR": "17"}, "SHOP_TOPIC_REPLICATION_FACTOR"),
+    ({"SHOP_LOG_LEVEL": "LOUD"}, "SHOP_LOG_LEVEL"),
+    ({"SHOP_JWT_SECRET": "short"}, "SHOP_JWT_SECRET"),
+    ({"SHOP_KAFKA_COMPAT": "redpanda"}, "SHOP_KAFKA_COMPAT"),
+    ({"SHOP_SESSION_TIMEOUT": "x"}, "SHOP_SESSION_TIMEOUT"),
+    ({"SHOP_SESSION_TIMEOUT": "1000"}, "SHOP_SESSION_TIMEOUT"),
+    ({"SHOP_SESSION_TIMEOUT": "nan"}, "SHOP_SESSION_TIMEOUT"),
+    ({"SHOP_HEARTBEAT_INTERVAL": "0.1"}, "SHOP_HEARTBEAT_INTERVAL"),
+    ({"SHOP_COMMIT_INTERVAL": "0"}, "SHOP_COMMIT_INTERVAL"),
+    ({"SHOP_APP_ID": "shop stream"}, "SHOP_APP_ID"),
+    ({"SHOP_RABBIT_URL": "http://rabbit"}, "SHOP_RABBIT_URL"),
+    ({"SHOP_WEB_CANONICAL_URL": "ftp://worker-1"}, "SHOP_WEB_CANONICAL_URL"),
+    ({"SHOP_ENVIRONMENT": "staging"}, "SHOP_ENVIRONMENT"),
+    # Rules across settings.
+    ({"SHOP_SESSION_TIMEOUT": "6", "SHOP_HEARTBEAT_INTERVAL": "2.5"}, "SHOP_HEARTBEAT_INTERVAL"),
+    ({"SHOP_ENVIRONMENT": "production"}, "SHOP_JWT_SECRET"),
+    ({"SHOP_ENVIRONMENT": "production", "SHOP_JWT_SECRET": DEV_JWT_SECRET}, "SHOP_JWT_SECRET"),
+]
+
+#: Variables whose parser takes any text, so no value of theirs is invalid on its own.
+FREE_TEXT = {"SHOP_WEB_HOST", "SHOP_DATADIR"}
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.app_id == "shopstream"
+    assert settings.kafka_url == "kafka://127.0.0.1:9092"
+    assert settings.kafka_compat == ""
+    assert not settings.is_tansu
+    assert settings.store == "rocksdb://"
+    assert settings.datadir == Path("var/data")
+    assert settings.web_port == 6066
+    assert settings.topic_partitions == 8
+    assert settings.jwt_secret == DEV_JWT_SECRET
+    assert settings.log_level == "INFO"
+    assert (settings.session_timeout, settings.heartbeat_interval) == (6.0, 1.5)
+    assert settings.environment == "development"
+
+
+def test_an_empty_environment_gives_the_defaults() -> None:
+    assert Settings.from_env({}) == Settings()
+
+
+def test_blank_values_count_as_unset() -> None:
+    assert Settings.from_env({"SHOP_WEB_PORT": "  ", "SHOP_STORE": ""}) == Settings()
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({"WEB_PORT": "0", "SHOP_UNKNOWN": "x"}) == Settings()
+
+
+def test_valid_values_are_parsed_and_normalised() -> None:
+    settings = Settings.from_env({
+        "SHOP_APP_ID": "shop-2.test_a",
+        "SHOP_KAFKA_URL": "kafka://k1:9092",
+        "SHOP_KAFKA_COMPAT": "TANSU",
+        "SHOP_STORE": "memory://",
+        "SHOP_DATADIR": "/tmp/shop-data",
+        "SHOP_WEB_PORT": " 7001 ",
+        "SHOP_TOPIC_PARTITIONS": "4",
+        "SHOP_LOG_LEVEL": "debug",
+        "SHOP_SESSION_TIMEOUT": "9",
+        "SHOP_HEARTBEAT_INTERVAL": "3",
+        "SHOP_ENVIRONMENT": "Production",
+        "SHOP_JWT_SECRET": GOOD_SECRET,
+    })
+    assert settings.app_id == "shop-2.test_a"
+    assert settings.is_tansu
+    assert settings.store == "memory://"
+    assert settings.datadir == Path("/tmp/shop-data")
+    assert settings.web_port == 7001
+    assert settings.topic_partitions == 4
+    assert settings.log_level == "DEBUG"
+    assert settings.session_timeout == 9.0
+    assert settings.heartbeat_interval == 3.0
+    assert settings.environment == "production"
+    assert settings.jwt_secret == GOOD_SECRET
+
+
+@pytest.mark.parametrize(("environ", "variable"), BAD_SETTINGS,
+                         ids=[";".join(f"{k}={v}" for k, v in e.items()) for e, _ in BAD_SETTINGS])
+def test_a_bad_variable_is_named_first_in_the_error(environ: dict[str, str],
+                                                    variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environ)
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert caught.value.variable == variable
+    assert caught.value.problem, "the error must say what is wrong"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("SHOP_WEB_PORT", "70000"),
+    ("SHOP_LOG_LEVEL", "LOUD"),
+    ("SHOP_SESSION_TIMEOUT", "x"),
+])
+def test_the_error_repeats_the_bad_value(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"got '{value}'"):
+        Settings.from_env({variable: value})
+
+
+def test_every_setting_with_a_parser_that_can_refuse_has_a_bad_value_above() -> None:
+    covered = {variable for environ, _ in BAD_SETTINGS for variable in environ}
+    assert {spec.variable for spec in SETTINGS} - FREE_TEXT - covered == set()
+
+
+def test_every_setting_is_a_documented_shop_variable() -> None:
+    for spec in SETTINGS:
+        assert spec.variable == "SHOP_" + spec.field.upper()
+        assert spec.doc.strip()
+
+
+def test_production_accepts_a_real_secret() -> None:
+    settings = Settings.from_env({"SHOP_ENVIRONMENT": "production", "SHOP_JWT_SECRET": GOOD_SECRET})
+    assert settings.environment == "production"
+
+
+def test_heartbeat_of_exactly_a_third_of_the_session_timeout_is_accepted() -> None:
+    settings = Settings.from_env({"SHOP_SESSION_TIMEOUT": "6", "SHOP_HEARTBEAT_INTERVAL": "2"})
+    assert settings.heartbeat_interval == 2.0
+
+
+def test_validate_checks_settings_built_in_code() -> None:
+    with pytest.raises(ConfigError, match=r"^SHOP_HEARTBEAT_INTERVAL: "):
+        Settings(session_timeout=3.0, heartbeat_interval=2.0).validate()
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.web_port = 1  # type: ignore[misc]
+    with pytest.raises((AttributeError, TypeError)):
+        settings.surprise = 1  # type: ignore[attr-defined]
+
+
+def test_canonical_url_defaults_to_host_and_port() -> None:
+    assert Settings().canonical_url == "http://127.0.0.1:6066"
+    assert Settings(web_host="10.0.0.7", web_port=7001).canonical_url == "http://10.0.0.7:7001"
+
+
+def test_an_explicit_canonical_url_wins() -> None:
+    settings = Settings.from_env({"SHOP_WEB_CANONICAL_URL": "http://worker-1.internal:6066",
+                                  "SHOP_WEB_PORT": "7001"})
+    assert settings.canonical_url == "http://worker-1.internal:6066"
+
+
+def test_the_documented_multi_broker_url_is_accepted() -> None:
+    settings = Settings.from_env({"SHOP_KAFKA_URL": "kafka://k1:9092;k2:9092"})
+    assert settings.kafka_url == "kafka://k1:9092;k2:9092"
+
+
+def test_a_multi_broker_url_with_a_scheme_on_each_part_is_accepted() -> None:
+    settings = Settings.from_env({"SHOP_KAFKA_URL": "kafka://k1:9092;kafka://k2:9092"})
+    assert settings.kafka_url == "kafka://k1:9092;kafka://k2:9092"
+
+
+@pytest.mark.parametrize("url", ["kafka://k1:abc", "kafka://k1:99999"])
+def test_a_kafka_url_with_a_bad_port_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^SHOP_KAFKA_URL: "):
+        Settings.from_env({"SHOP_KAFKA_URL": url})
+
+
+@pytest.mark.parametrize("app_id", ["shöp", "shop²"])
+def test_an_app_id_that_is_not_a_valid_topic_prefix_is_refused(app_id: str) -> None:
+    with pytest.raises(ConfigError, match=r"^SHOP_APP_ID: "):
+        Settings.from_env({"SHOP_APP_ID": app_id})
+
+
+def test_a_heartbeat_of_exactly_a_third_is_accepted_for_decimal_values() -> None:
+    settings = Settings.from_env({"SHOP_SESSION_TIMEOUT": "3.3", "SHOP_HEARTBEAT_INTERVAL": "1.1"})
+    assert settings.heartbeat_interval == 1.1
+
+
+def test_the_default_canonical_url_of_an_ipv6_host_is_a_valid_url() -> None:
+    url = URL(Settings.from_env({"SHOP_WEB_HOST": "::1"}).canonical_url)
+    assert (url.host, url.port) == ("::1", 6066)
+
+
+def test_importing_the_app_with_a_bad_setting_prints_one_line_naming_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
+    env["SHOP_WEB_PORT"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-c", "import app"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SHOP_WEB_PORT" in lines[0]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,36 @@
+"""tables/base.py: tables store str keys as raw UTF-8, the same bytes the topics carry."""
+
+from __future__ import annotations
+
+from agents.topics import analytics_topic, dead_letters_topic
+from app import app
+from tables.analytics import public_view, session_activity
+from tables.base import ShopTable
+
+
+def test_the_app_builds_every_table_as_a_shop_table() -> None:
+    assert isinstance(session_activity, ShopTable)
+    assert all(isinstance(table, ShopTable) for table in app.tables.values())
+
+
+def test_a_str_key_is_stored_as_the_raw_bytes_a_producer_sends() -> None:
+    changelog = session_activity.changelog_topic
+    assert session_activity.key_serializer == "raw"
+    assert changelog.key_serializer == analytics_topic.key_serializer == "raw"
+    key, _ = changelog.prepare_key("sess-0001", None)
+    assert key == b"sess-0001", "a JSON key (b'\"sess-0001\"') would be routed to another worker"
+
+
+def test_other_key_types_keep_faust_serializers() -> None:
+    assert session_activity._serializer_from_type(bytes) == "raw"
+    assert session_activity._serializer_from_type(int) == "json"
+
+
+def test_the_dead_letters_topic_is_keyed_by_the_raw_source_topic() -> None:
+    assert dead_letters_topic.key_serializer == "raw"
+    assert dead_letters_topic.get_topic_name() == "dead-letters"
+
+
+def test_public_view_hides_bookkeeping_fields() -> None:
+    row = {"events": 2, "_applied": {"ids": ["e1"]}, "session_id": "s"}
+    assert public_view(row) == {"events": 2, "session_id": "s"}
