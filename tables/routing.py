@@ -16,7 +16,7 @@ from typing import Any, cast
 import aiohttp
 from aiohttp import web as aioweb
 from faust.app.router import Router
-from faust.exceptions import SameNode
+from faust.exceptions import NotReady, SameNode
 from faust.types import K
 from faust.types.web import Request, Response, Web
 from yarl import URL
@@ -53,11 +53,11 @@ class ShopRouter(Router):
 
     async def route_req(self, table_name: str, key: K, web: Web, request: Request) -> Response:
         topic = self._get_table_topic(self._get_table(table_name))
-        producer = cast(Any, self.app.producer)._ensure_producer()
-        await producer.partitions_for(topic)
         try:
+            producer = cast(Any, self.app.producer)._ensure_producer()
+            await producer.partitions_for(topic)
             dest_url = self.key_store(table_name, key)
-        except KeyError:
+        except (KeyError, NotReady):
             raise Unavailable(
                 f"the owner of this {table_name} key is being reassigned; retry in a second"
             ) from None

@@ -11,7 +11,7 @@ import asyncio
 from datetime import UTC
 from typing import Literal
 
-from faust.web import Request, Response, View
+from faust.web import Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from agents.topics import analytics_topic
@@ -21,6 +21,7 @@ from models.base import new_event_id, utcnow
 from tables.analytics import public_view, session_activity
 from web.bodies import read_body
 from web.errors import NotFound
+from web.views import ShopView
 
 __all__ = ["TrackingBatch"]
 
@@ -45,7 +46,7 @@ class TrackingBatch(BaseModel):
 
 
 @app.page("/api/events")
-class TrackingView(View):
+class TrackingView(ShopView):
     """Accept tracked behaviours (202) once they are on the analytics topic."""
 
     async def post(self, request: Request) -> Response:
@@ -72,7 +73,7 @@ class TrackingView(View):
 
 
 @app.page("/api/analytics/sessions/{session_id}")
-class SessionActivityView(View):
+class SessionActivityView(ShopView):
     """The activity of one browsing session."""
 
     @app.table_route(table=session_activity, match_info="session_id")  # type: ignore[arg-type]

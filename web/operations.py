@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
-from faust.web import Request, Response, View
+from faust.web import Request, Response
 
 from app import app, rabbit
+from web.views import ShopView
 
 __all__ = ["readiness"]
 
@@ -31,7 +32,7 @@ def readiness() -> dict[str, Any]:
 
 
 @app.page("/health")
-class Health(View):
+class Health(ShopView):
     """The worker process is alive and its web server answers."""
 
     async def get(self, request: Request) -> Response:
@@ -39,7 +40,7 @@ class Health(View):
 
 
 @app.page("/ready")
-class Ready(View):
+class Ready(ShopView):
     """The worker has its Kafka assignment and a RabbitMQ connection (503 if not)."""
 
     async def get(self, request: Request) -> Response:

@@ -32,6 +32,8 @@ async def test_ready_reports_each_dependency_and_metrics_count_events(
             assert response.status == 202
         await wait_for_json(http, f"{worker.url}/api/analytics/sessions/session-metrics",
                             lambda status, body: status == 200 and body["events"] == 5)
+        status, body, _ = await get_json(http, f"{worker.url}/api/analytics/sessions/nobody")
+        assert (status, body["error"]["code"]) == (404, "not_found")
         async with http.get(f"{worker.url}/metrics") as response:
             assert response.status == 200
             metrics = await response.text()
@@ -39,6 +41,9 @@ async def test_ready_reports_each_dependency_and_metrics_count_events(
     assert "shop_events_runtime_ms_count" in metrics  # processing latency
     assert 'shop_topic_partition_end_offset{partition=' in metrics  # with committed: lag
     assert 'shop_http_status_codes_total{status_code="202"}' in metrics
+    # A view's 4xx is counted as what the client got, not as a 500.
+    assert 'shop_http_status_codes_total{status_code="404"}' in metrics
+    assert 'status_code="500"' not in metrics
 
 
 async def test_not_ready_without_rabbitmq_names_the_setting(workers: WorkerFactory) -> None:

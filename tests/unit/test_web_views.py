@@ -203,3 +203,20 @@ async def test_event_times_are_stored_in_utc(client: TestClient, sent: AsyncMock
     assert response.status == 202
     value = json.loads(sent.await_args_list[0].kwargs["value"])
     assert value["occurred_at"] in ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00")
+
+
+async def test_a_method_a_view_lacks_gets_the_error_shape_and_allow(client: TestClient) -> None:
+    response = await client.put("/api/events", json={})
+    assert response.status == 405
+    assert (await error_of(response))["code"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_a_keyed_read_without_kafka_is_unavailable_not_an_error(
+    client: TestClient,
+) -> None:
+    # Without Kafka no worker owns the key: the router answers 503 with Retry-After.
+    response = await client.get("/api/analytics/sessions/no-such-session")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (await error_of(response))["code"] == "unavailable"
