@@ -17,7 +17,7 @@ from faust.types import EventT, StreamT
 from prometheus_client import Counter
 
 from agents.topics import dead_letters_topic
-from models.base import Event, decode_event, utcnow
+from models.base import Event, EventTypes, decode_event, utcnow
 from models.dead_letters import DeadLetter
 from tables.replay import Position
 
@@ -36,9 +36,12 @@ Handler = Callable[[E, Position], Awaitable[None]]
 
 
 async def for_each_event(
-    stream: StreamT[bytes], model: type[E], handler: Handler[E], *, agent: str
+    stream: StreamT[bytes], model: type[E] | EventTypes, handler: Handler[E], *, agent: str
 ) -> None:
-    """Decode every event of ``stream`` into ``model`` and await ``handler(event, position)``."""
+    """Decode every event of ``stream`` into ``model`` and await ``handler(event, position)``.
+
+    ``model`` is one event class, or event classes by their type (see models.base).
+    """
     async for event in stream.events():
         message = event.message
         try:

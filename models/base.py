@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from datetime import UTC, datetime
 from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, cast, get_args, get_origin
 
 import faust
 from faust.models.fields import StringField
 
-__all__ = ["Event", "EventDecodeError", "decode_event", "new_event_id", "utcnow"]
+__all__ = [
+    "Event",
+    "EventDecodeError",
+    "EventTypes",
+    "decode_event",
+    "event_types",
+    "new_event_id",
+    "utcnow",
+]
 
 SCHEMA_VERSION = 1
 
@@ -24,6 +33,9 @@ def new_event_id() -> str:
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+E = TypeVar("E", bound="Event")
 
 
 class Event(
@@ -46,16 +58,34 @@ class Event(
     correlation_id: str = StringField(required=False, allow_blank=True, default="")
     schema_version: int = SCHEMA_VERSION
 
+    #: The ``type`` of events of this class (classes with one type set it).
+    event_type = ""
 
-E = TypeVar("E", bound=Event)
+    @classmethod
+    def new(cls: builtins.type[E], *, correlation_id: str = "", **fields: Any) -> E:
+        """Return a new event of this class: fresh id, the current time, its own type."""
+        return cls(type=cls.event_type, event_id=new_event_id(), occurred_at=utcnow(),
+                   correlation_id=correlation_id, **fields)
+
+
+#: Event classes by their ``type``, for topics that carry several kinds of event.
+EventTypes = dict[str, type[Event]]
+
+
+def event_types(*classes: type[Event]) -> EventTypes:
+    """Return ``classes`` by their ``event_type``."""
+    return {cls.event_type: cls for cls in classes}
 
 
 class EventDecodeError(ValueError):
     """The bytes are not a valid event of the expected type; the message says why."""
 
 
-def decode_event(model: type[E], raw: bytes | str | None) -> E:
-    """Decode and validate one event of ``model`` from JSON bytes; raise EventDecodeError."""
+def decode_event(model: type[E] | EventTypes, raw: bytes | str | None) -> E:
+    """Decode and validate one event of ``model`` from JSON bytes; raise EventDecodeError.
+
+    ``model`` is one event class, or event classes by type (the event's ``type`` chooses).
+    """
     if raw is None:
         raise EventDecodeError("empty message value")
     try:
@@ -66,6 +96,12 @@ def decode_event(model: type[E], raw: bytes | str | None) -> E:
         raise EventDecodeError("not JSON this service accepts: nested too deeply") from None
     if not isinstance(data, dict):
         raise EventDecodeError(f"expected a JSON object, got {type(data).__name__}")
+    if isinstance(model, dict):
+        chosen = model.get(data.get("type"))  # type: ignore[arg-type]
+        if chosen is None:
+            known = ", ".join(sorted(model))
+            raise EventDecodeError(f"unknown event type {data.get('type')!r} (known: {known})")
+        model = cast(type[E], chosen)
     name = model.__name__
     missing = _required_fields(model) - data.keys()
     if missing:
