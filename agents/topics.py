@@ -14,23 +14,33 @@ from faust.types import TopicT
 
 from app import app
 
-__all__ = ["analytics_topic", "dead_letters_topic", "shop_topic"]
+__all__ = [
+    "TOPICS",
+    "analytics_topic",
+    "catalog_topic",
+    "dead_letters_topic",
+    "inventory_topic",
+    "order_saga_topics",
+    "orders_topic",
+    "payments_topic",
+    "shop_topic",
+]
 
 
-def shop_topic(name: str, **options: Any) -> TopicT:
+def shop_topic(*names: str, **options: Any) -> TopicT:
     """Declare a topic with string keys and raw JSON values, created with SHOP_TOPIC_PARTITIONS.
 
     ``internal=True`` makes Faust create the topic at start with the configured partitions
     (instead of leaving it to the broker's auto-create and its own default), so every topic
     and table changelog of the shop is co-partitioned.
     """
+    options.setdefault("partitions", app.conf.topic_partitions)
     return app.topic(
-        name,
+        *names,
         key_type=str,
         key_serializer="raw",
         value_type=bytes,
         value_serializer="raw",
-        partitions=app.conf.topic_partitions,
         internal=True,
         **options,
     )
@@ -38,6 +48,33 @@ def shop_topic(name: str, **options: Any) -> TopicT:
 
 #: analytics [session id]: tracking events (page_view, product_view, search, cart changes).
 analytics_topic = shop_topic("analytics")
+
+#: orders [order id]: OrderPlaced, the inventory's answers, requests from the API and the
+#: scheduler, and order_<status> notices.
+orders_topic = shop_topic("orders")
+
+#: inventory [sku]: ReserveStock, ReleaseStock, CommitStock, ReturnStock, Restock.
+inventory_topic = shop_topic("inventory")
+
+#: payments [order id]: PaymentRequested, PaymentSucceeded/Failed, RefundRequested, Refunded.
+payments_topic = shop_topic("payments")
+
+#: The orders agent's subscription: an order's saga is driven by both topics (co-partitioned
+#: by order id, so an order's row is written from one partition number).
+order_saga_topics = shop_topic("orders", "payments")
+
+#: catalog [sku], one partition: ProductSaved, StockLevelChanged (every worker keeps the
+#: whole catalog in a global table; its changes are few).
+catalog_topic = shop_topic("catalog", partitions=1)
+
+#: Topics by name, for sending an effect to the topic it names.
+TOPICS: dict[str, TopicT] = {
+    "orders": orders_topic,
+    "inventory": inventory_topic,
+    "payments": payments_topic,
+    "catalog": catalog_topic,
+    "analytics": analytics_topic,
+}
 
 #: dead-letters [source topic]: events that failed to decode or to be handled, with the error.
 dead_letters_topic = app.topic(

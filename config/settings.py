@@ -47,6 +47,8 @@ class Settings:
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
     environment: str = "development"
+    order_ttl: float = 900.0
+    payment_slow_seconds: float = 0.5
 
     @property
     def canonical_url(self) -> str:
@@ -227,6 +229,10 @@ SETTINGS: tuple[Spec, ...] = (
          "Kafka consumer heartbeat interval (at most a third of the session timeout)."),
     Spec("commit_interval", "SHOP_COMMIT_INTERVAL", _seconds(0.1, 60),
          "How often processed offsets are committed; shorter means less replay after a crash."),
+    Spec("order_ttl", "SHOP_ORDER_TTL", _seconds(1, 7 * 24 * 3600),
+         "Seconds an order may wait for stock and payment before it expires."),
+    Spec("payment_slow_seconds", "SHOP_PAYMENT_SLOW_SECONDS", _seconds(0, 60),
+         "How long the simulated provider takes to answer pm_card_slow."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )

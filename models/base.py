@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import UnionType
 from typing import Any, TypeVar, Union, cast, get_args, get_origin
@@ -13,6 +14,7 @@ import faust
 from faust.models.fields import StringField
 
 __all__ = [
+    "Effect",
     "Event",
     "EventDecodeError",
     "EventTypes",
@@ -75,6 +77,15 @@ EventTypes = dict[str, type[Event]]
 def event_types(*classes: type[Event]) -> EventTypes:
     """Return ``classes`` by their ``event_type``."""
     return {cls.event_type: cls for cls in classes}
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """An event a rule asks to send: to ``topic`` with ``key`` (rules do no I/O themselves)."""
+
+    topic: str
+    key: str
+    event: Event
 
 
 class EventDecodeError(ValueError):

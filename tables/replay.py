@@ -14,13 +14,21 @@ which skips (and counts in ``shop_replays_skipped_total``) an event the row alre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
 
-__all__ = ["RECENT_IDS", "Position", "already_applied", "mark_applied", "update_once"]
+__all__ = [
+    "RECENT_IDS",
+    "Position",
+    "Send",
+    "already_applied",
+    "decide_once",
+    "mark_applied",
+    "update_once",
+]
 
 REPLAYS_SKIPPED = Counter(
     "shop_replays_skipped_total",
@@ -29,6 +37,9 @@ REPLAYS_SKIPPED = Counter(
 )
 
 Row = dict[str, Any]
+
+#: A message to send: (topic, key, JSON value).
+Send = tuple[str, str, str]
 
 #: How many recent event ids a row remembers (catches duplicates a producer appended twice).
 RECENT_IDS = 16
@@ -54,15 +65,26 @@ def already_applied(row: Mapping[str, Any] | None, position: Position) -> bool:
     return position.event_id in applied.get("ids", ())
 
 
-def mark_applied(row: Mapping[str, Any], position: Position) -> dict[str, Any]:
-    """Return a copy of ``row`` that records the event at ``position`` as applied."""
+def mark_applied(
+    row: Mapping[str, Any], position: Position, sends: Sequence[Send] | None = None
+) -> dict[str, Any]:
+    """Return a copy of ``row`` that records the event at ``position`` as applied.
+
+    ``sends`` are the messages the event caused; they are kept as the row's last event's, to be
+    sent again if that event is redelivered (see :func:`decide_once`). None keeps the last.
+    """
     applied = row.get("_applied") or {}
     offsets = dict(applied.get("offsets", {}))
     offsets[position.topic] = max(position.offset, offsets.get(position.topic, -1))
     ids = list(applied.get("ids", ()))
     if position.event_id not in ids:
         ids = [*ids, position.event_id][-RECENT_IDS:]
-    return {**row, "_applied": {"offsets": offsets, "ids": ids}}
+    marked: dict[str, Any] = {"offsets": offsets, "ids": ids}
+    if sends is not None:
+        marked["last"] = {"event_id": position.event_id, "sends": [list(s) for s in sends]}
+    elif "last" in applied:
+        marked["last"] = applied["last"]
+    return {**row, "_applied": marked}
 
 
 def update_once(
@@ -75,14 +97,52 @@ def update_once(
 ) -> bool:
     """Set ``table[key] = update(row)`` unless the row already has the event; return if set."""
     row = table.get(key)
-    if already_applied(row, position):
-        REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
-        if row is not None and _offset_is_new(row, position):
-            # A duplicate append (same id, new offset): remember the offset too, so that a
-            # redelivery of it is still skipped once its id has left the ring.
-            table[key] = mark_applied(row, position)
+    if _skip(table, key, row, position, table_name):
         return False
     table[key] = mark_applied(update(row), position)
+    return True
+
+
+def decide_once(
+    table: MutableMapping[str, Row],
+    key: str,
+    position: Position,
+    decide: Callable[[Row | None], tuple[Row | None, list[Send]]],
+    *,
+    table_name: str = "",
+) -> list[Send]:
+    """Apply ``decide(row) -> (new row, sends)`` once; return the messages to send.
+
+    A redelivered event is skipped, except that a redelivery of the row's most recent event
+    returns that event's sends again: the worker may have crashed after writing the row to its
+    local store and before those messages left (the row is written first). Sending them twice
+    is safe, since every consumer is idempotent; later events prove the earlier ones' messages
+    were delivered, so only the last event's are kept. A decision with no row (None) writes
+    nothing.
+    """
+    row = table.get(key)
+    if _skip(table, key, row, position, table_name):
+        last = (row or {}).get("_applied", {}).get("last") or {}
+        if last.get("event_id") == position.event_id:
+            return [(topic, k, value) for topic, k, value in last["sends"]]
+        return []
+    new_row, sends = decide(row)
+    if new_row is not None:
+        table[key] = mark_applied(new_row, position, sends)
+    return sends
+
+
+def _skip(table: MutableMapping[str, Row], key: str, row: Row | None, position: Position,
+          table_name: str) -> bool:
+    """Return True if ``row`` already has the event (and count it as skipped)."""
+    if not already_applied(row, position):
+        return False
+    REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
+    assert row is not None
+    if _offset_is_new(row, position):
+        # A duplicate append (same id, new offset): remember the offset too, so that a
+        # redelivery of it is still skipped once its id has left the ring.
+        table[key] = mark_applied(row, position)
     return True
 
 

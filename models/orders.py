@@ -1,0 +1,361 @@
+"""Orders: the saga's events and its state machine, as one pure function.
+
+``decide(order, event, now)`` returns the order after ``event`` and the commands and
+notices it causes (``Effect``: a topic, a key and an event). The orders agent applies it to
+the orders table and sends the effects; nothing here does I/O. The machine (DESIGN.md):
+
+    placed -> (reserve each sku) -> reserved -> (charge) -> confirmed -> shipped -> delivered
+       \\-> rejected (any sku short: release the others)
+                             \\-> payment_failed (release stock)
+     placed/reserved/confirmed -> cancelled (release or return stock, refund if charged)
+     placed/reserved too long  -> expired (release stock)
+
+Every event is idempotent by state: an answer that arrives twice, or after the order has
+ended, changes nothing or gives back what it would hold (a late reservation is released, a
+late charge refunded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import faust
+
+from models.base import Effect, Event, event_types, new_event_id
+from models.inventory import (
+    CommitStock,
+    ReleaseStock,
+    ReserveStock,
+    ReturnStock,
+    StockRejected,
+    StockReserved,
+)
+from models.payments import (
+    PaymentFailed,
+    PaymentRequested,
+    PaymentSucceeded,
+    Refunded,
+    RefundRequested,
+)
+
+__all__ = [
+    "ACTIVE",
+    "ORDER_EVENTS",
+    "SETTLED",
+    "CancelRequested",
+    "Decision",
+    "DeliverRequested",
+    "ExpireRequested",
+    "Order",
+    "OrderLine",
+    "OrderPlaced",
+    "OrderUpdate",
+    "ShipRequested",
+    "decide",
+    "refusal",
+]
+
+#: Statuses in which the saga is still working on the order.
+ACTIVE = frozenset({"placed", "reserved"})
+#: Statuses the saga settles in (``?wait`` returns on these).
+SETTLED = frozenset({"confirmed", "shipped", "delivered", "rejected", "payment_failed",
+                     "cancelled", "expired"})
+#: Statuses in which the order's money is kept (the charge is not refunded).
+PAID = frozenset({"confirmed", "shipped", "delivered"})
+
+
+class OrderLine(faust.Record, serializer="json", include_metadata=False, validation=True,
+                coerce=True):
+    """One line of an order, priced from the catalog when it was placed."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class OrderPlaced(Event):
+    """A customer placed an order (priced by the API from the catalog)."""
+
+    event_type = "order_placed"
+    order_id: str
+    user_id: str
+    items: list[OrderLine]
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+    payment_method: str
+    promotion_code: str | None = None
+
+
+class CancelRequested(Event):
+    """The customer or an admin asked to cancel the order."""
+
+    event_type = "cancel_requested"
+    order_id: str
+    by: str = ""
+
+
+class ShipRequested(Event):
+    """An admin marked the order as shipped."""
+
+    event_type = "ship_requested"
+    order_id: str
+
+
+class DeliverRequested(Event):
+    """An admin marked the order as delivered."""
+
+    event_type = "deliver_requested"
+    order_id: str
+
+
+class ExpireRequested(Event):
+    """The scheduler found the order waiting too long for stock or payment."""
+
+    event_type = "expire_requested"
+    order_id: str
+
+
+class OrderUpdate(Event):
+    """The order reached ``status`` (type ``order_<status>``), for notifications and analytics."""
+
+    order_id: str
+    user_id: str
+    status: str
+    total_cents: int
+    reason: str = ""
+
+
+#: Order events by type; ``order_<status>`` notices all decode as OrderUpdate.
+ORDER_EVENTS = {
+    **event_types(OrderPlaced, StockReserved, StockRejected, CancelRequested, ShipRequested,
+                  DeliverRequested, ExpireRequested),
+    **{f"order_{status}": OrderUpdate for status in SETTLED},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as the orders table keeps it."""
+
+    id: str
+    user_id: str
+    status: str
+    items: tuple[tuple[str, int, int], ...]  # (sku, quantity, unit_price_cents)
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+    payment_method: str
+    promotion_code: str | None
+    history: tuple[tuple[str, str], ...]  # (status, ISO time)
+    reserved: frozenset[str] = frozenset()
+    charged_cents: int = 0
+    refunded_cents: int = 0
+    reason: str = ""
+
+    @property
+    def skus(self) -> list[str]:
+        """Return the order's skus."""
+        return [sku for sku, _, _ in self.items]
+
+    def to_row(self) -> dict[str, Any]:
+        """Return the table row (the API's order document plus the saga's bookkeeping)."""
+        return {
+            "id": self.id, "user_id": self.user_id, "status": self.status,
+            "items": [{"sku": s, "quantity": q, "unit_price_cents": p} for s, q, p in self.items],
+            "subtotal_cents": self.subtotal_cents, "discount_cents": self.discount_cents,
+            "total_cents": self.total_cents, "payment_method": self.payment_method,
+            "promotion_code": self.promotion_code,
+            "history": [{"status": s, "at": at} for s, at in self.history],
+            "reserved": sorted(self.reserved), "charged_cents": self.charged_cents,
+            "refunded_cents": self.refunded_cents, "reason": self.reason,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Order:
+        """Return the order kept in ``row``."""
+        return cls(
+            row["id"], row["user_id"], row["status"],
+            tuple((i["sku"], i["quantity"], i["unit_price_cents"]) for i in row["items"]),
+            row["subtotal_cents"], row["discount_cents"], row["total_cents"],
+            row["payment_method"], row["promotion_code"],
+            tuple((h["status"], h["at"]) for h in row["history"]),
+            frozenset(row["reserved"]), row["charged_cents"], row["refunded_cents"],
+            row["reason"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The order after an event (None: still unknown) and the effects to send."""
+
+    order: Order | None
+    effects: list[Effect] = field(default_factory=list)
+
+
+def decide(order: Order | None, event: Event, now: datetime) -> Decision:
+    """Return the order after ``event`` and what it causes."""
+    if isinstance(event, OrderPlaced):
+        return _placed(order, event, now)
+    if order is None:
+        # An answer for an order this row never saw: give back what it would hold.
+        if isinstance(event, StockReserved):
+            return Decision(None, [_inventory(ReleaseStock, event.sku, event.order_id)])
+        return Decision(None)
+    handler = _HANDLERS.get(type(event))
+    return handler(order, event, now) if handler else Decision(order)
+
+
+def refusal(order: Order, action: str) -> str | None:
+    """Return why ``action`` (cancel, ship, deliver) is not allowed now, or None."""
+    allowed = {"cancel": ACTIVE | {"confirmed"}, "ship": {"confirmed"},
+               "deliver": {"shipped"}}[action]
+    if order.status in allowed:
+        return None
+    return f"an order that is {order.status} cannot be {_PAST[action]}"
+
+
+_PAST = {"cancel": "cancelled", "ship": "shipped", "deliver": "delivered"}
+
+
+def _placed(order: Order | None, event: OrderPlaced, now: datetime) -> Decision:
+    if order is not None:
+        return Decision(order)  # placed twice (a retried request): once is enough
+    placed = Order(
+        event.order_id, event.user_id, "placed",
+        tuple((line.sku, line.quantity, line.unit_price_cents) for line in event.items),
+        event.subtotal_cents, event.discount_cents, event.total_cents, event.payment_method,
+        event.promotion_code, (("placed", now.isoformat()),),
+    )
+    reserve = [
+        Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=placed.id, quantity=qty,
+                                                  correlation_id=placed.id))
+        for sku, qty, _ in placed.items
+    ]
+    return Decision(placed, reserve)
+
+
+def _stock_reserved(order: Order, event: StockReserved, now: datetime) -> Decision:
+    if order.status != "placed":
+        if order.status in ACTIVE or event.sku in order.reserved or order.status in PAID:
+            return Decision(order)  # a repeated answer
+        # The order ended (rejected, cancelled, expired) before this answer: give it back.
+        return Decision(order, [_inventory(ReleaseStock, event.sku, order.id)])
+    reserved = order.reserved | {event.sku}
+    if reserved != set(order.skus):
+        return Decision(replace(order, reserved=reserved))
+    ready = _moved(replace(order, reserved=reserved), "reserved", now)
+    charge = PaymentRequested.new(order_id=order.id, amount_cents=order.total_cents,
+                                  payment_method=order.payment_method, correlation_id=order.id)
+    return Decision(ready, [Effect("payments", order.id, charge)])
+
+
+def _stock_rejected(order: Order, event: StockRejected, now: datetime) -> Decision:
+    if order.status != "placed":
+        return Decision(order)
+    reason = f"not enough {event.sku}: {event.requested} wanted, {event.available} left"
+    rejected = replace(_moved(order, "rejected", now), reason=reason, reserved=frozenset())
+    return Decision(rejected, [*_release_all(order), _notice(rejected)])
+
+
+def _payment_succeeded(order: Order, event: PaymentSucceeded, now: datetime) -> Decision:
+    if order.charged_cents:
+        return Decision(order)  # the answer came twice
+    charged = replace(order, charged_cents=event.amount_cents)
+    if order.status == "reserved":
+        confirmed = replace(_moved(charged, "confirmed", now), reserved=frozenset())
+        commits = [_inventory(CommitStock, sku, order.id) for sku in order.skus]
+        return Decision(confirmed, [*commits, _notice(confirmed)])
+    # The order ended while the charge was under way: give the money back.
+    refund = RefundRequested.new(order_id=order.id, correlation_id=order.id)
+    return Decision(charged, [Effect("payments", order.id, refund)])
+
+
+def _payment_failed(order: Order, event: PaymentFailed, now: datetime) -> Decision:
+    if order.status != "reserved":
+        return Decision(order)
+    failed = replace(_moved(order, "payment_failed", now), reason=event.reason,
+                     reserved=frozenset())
+    return Decision(failed, [*_release_all(order), _notice(failed)])
+
+
+def _cancel(order: Order, event: CancelRequested, now: datetime) -> Decision:
+    return _end(order, "cancelled", now, f"cancelled by {event.by}" if event.by else "")
+
+
+def _expire(order: Order, event: ExpireRequested, now: datetime) -> Decision:
+    if order.status not in ACTIVE:
+        return Decision(order)
+    return _end(order, "expired", now, "not paid in time")
+
+
+def _end(order: Order, status: str, now: datetime, reason: str) -> Decision:
+    if order.status in ACTIVE:
+        ended = replace(_moved(order, status, now), reason=reason, reserved=frozenset())
+        return Decision(ended, [*_release_all(order), _notice(ended)])
+    if order.status == "confirmed":
+        ended = replace(_moved(order, status, now), reason=reason)
+        returns = [
+            Effect("inventory", sku, ReturnStock.new(sku=sku, order_id=order.id, quantity=qty,
+                                                     correlation_id=order.id))
+            for sku, qty, _ in order.items
+        ]
+        refund = RefundRequested.new(order_id=order.id, correlation_id=order.id)
+        return Decision(ended, [*returns, Effect("payments", order.id, refund), _notice(ended)])
+    return Decision(order)
+
+
+def _ship(order: Order, event: ShipRequested, now: datetime) -> Decision:
+    if order.status != "confirmed":
+        return Decision(order)
+    shipped = _moved(order, "shipped", now)
+    return Decision(shipped, [_notice(shipped)])
+
+
+def _deliver(order: Order, event: DeliverRequested, now: datetime) -> Decision:
+    if order.status != "shipped":
+        return Decision(order)
+    delivered = _moved(order, "delivered", now)
+    return Decision(delivered, [_notice(delivered)])
+
+
+def _refunded(order: Order, event: Refunded, now: datetime) -> Decision:
+    if order.refunded_cents:
+        return Decision(order)
+    return Decision(replace(order, refunded_cents=event.amount_cents))
+
+
+def _moved(order: Order, status: str, now: datetime) -> Order:
+    return replace(order, status=status, history=(*order.history, (status, now.isoformat())))
+
+
+def _release_all(order: Order) -> list[Effect]:
+    return [_inventory(ReleaseStock, sku, order.id) for sku in sorted(order.reserved)]
+
+
+def _inventory(kind: type[ReleaseStock] | type[CommitStock], sku: str, order_id: str) -> Effect:
+    return Effect("inventory", sku, kind.new(sku=sku, order_id=order_id, correlation_id=order_id))
+
+
+def _notice(order: Order) -> Effect:
+    notice = OrderUpdate(
+        type=f"order_{order.status}", event_id=new_event_id(),
+        occurred_at=datetime.fromisoformat(order.history[-1][1]), correlation_id=order.id,
+        order_id=order.id, user_id=order.user_id, status=order.status,
+        total_cents=order.total_cents, reason=order.reason)
+    return Effect("orders", order.id, notice)
+
+
+_HANDLERS: dict[type[Event], Any] = {
+    StockReserved: _stock_reserved,
+    StockRejected: _stock_rejected,
+    PaymentSucceeded: _payment_succeeded,
+    PaymentFailed: _payment_failed,
+    CancelRequested: _cancel,
+    ExpireRequested: _expire,
+    ShipRequested: _ship,
+    DeliverRequested: _deliver,
+    Refunded: _refunded,
+}

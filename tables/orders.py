@@ -1,0 +1,48 @@
+"""Orders tables, and waiting for an order to change on the worker that owns it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from app import app
+
+__all__ = ["OrderWatchers", "open_orders", "orders", "watchers"]
+
+#: order id -> models.orders.Order row (the API's order document plus saga bookkeeping)
+orders = app.Table("orders", key_type=str, help="Every order with its status history.")
+
+#: order id -> ISO time by which the order must be paid; only orders still placed or reserved
+open_orders = app.Table("open-orders", key_type=str,
+                        help="Orders waiting for stock or payment, with their deadline.")
+
+
+class OrderWatchers:
+    """Requests waiting for an order to change (``?wait=N``), woken by the orders agent."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
+
+    def watch(self, order_id: str) -> asyncio.Future[dict[str, Any]]:
+        """Return a future that gets the order's row at its next change."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[order_id].append(future)
+        return future
+
+    def forget(self, order_id: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        """Stop waiting (the request timed out or went away)."""
+        waiting = self._waiting.get(order_id)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiting[order_id]
+
+    def changed(self, order_id: str, row: dict[str, Any]) -> None:
+        """Wake the requests waiting for ``order_id``."""
+        for future in self._waiting.pop(order_id, ()):
+            if not future.done():
+                future.set_result(row)
+
+
+watchers = OrderWatchers()
