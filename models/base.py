@@ -11,7 +11,6 @@ from types import UnionType
 from typing import Any, TypeVar, Union, cast, get_args, get_origin
 
 import faust
-from faust.models.fields import StringField
 
 __all__ = [
     "Effect",
@@ -45,7 +44,6 @@ class Event(
     abstract=True,
     serializer="json",
     include_metadata=False,
-    validation=True,
     coerce=True,
     isodates=True,
 ):
@@ -57,7 +55,7 @@ class Event(
     type: str
     event_id: str
     occurred_at: datetime
-    correlation_id: str = StringField(required=False, allow_blank=True, default="")
+    correlation_id: str = ""
     schema_version: int = SCHEMA_VERSION
 
     #: The ``type`` of events of this class (classes with one type set it).
@@ -122,11 +120,8 @@ def decode_event(model: type[E] | EventTypes, raw: bytes | str | None) -> E:
         raise EventDecodeError(f"not a valid {name}: {problem}")
     try:
         event = model.from_data(data)
-        errors = event.validate()
-    except Exception as exc:
+    except Exception as exc:  # a model's own checks (__post_init__) and Faust's
         raise EventDecodeError(f"not a valid {name}: {exc}") from None
-    if errors:
-        raise EventDecodeError(f"not a valid {name}: {errors[0]}")
     if event.occurred_at.tzinfo is None:
         raise EventDecodeError(f"not a valid {name}: occurred_at must carry a timezone (UTC)")
     return event
@@ -166,6 +161,8 @@ def _wrong_type(model: type[Event], data: dict[str, Any]) -> str | None:
             continue
         if not isinstance(value, accepted) or (base is not bool and isinstance(value, bool)):
             return f"{field} must be {_describe(base)}, got {type(value).__name__}"
+        if base is str and value == "" and field not in model._options.defaults:
+            return f"{field} must not be empty"
         if base is datetime and isinstance(value, str):
             try:
                 datetime.fromisoformat(value)

@@ -34,10 +34,10 @@ class ProductSaved(Event):
     event_type = "product_saved"
     sku: str
     name: str
-    description: str
     category: str
     price_cents: int
-    image_url: str
+    description: str = ""
+    image_url: str = ""
 
 
 class StockLevelChanged(Event):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from web.errors import ApiError, BadRequest
 
-__all__ = ["read_body"]
+__all__ = ["Unprocessable", "read_body", "read_query"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,8 +34,19 @@ async def read_body(request: Request | web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
-            for err in exc.errors(include_url=False)
-        ]
-        raise Unprocessable(f"the body is not a valid {model.__name__}", details=details) from None
+        raise Unprocessable(f"the body is not a valid {model.__name__}",
+                            details=_problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors(include_url=False)]
+
+
+def read_query(request: Request | web.Request, model: type[M]) -> M:
+    """Return the request's query parameters validated as ``model``."""
+    try:
+        return model.model_validate(dict(cast(web.Request, request).query))
+    except ValidationError as exc:
+        raise Unprocessable(f"the query is not a valid {model.__name__}",
+                            details=_problems(exc)) from None

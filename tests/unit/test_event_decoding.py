@@ -77,7 +77,7 @@ def test_a_time_without_timezone_is_refused() -> None:
 
 
 def test_a_blank_event_id_is_refused() -> None:
-    with pytest.raises(EventDecodeError, match="event_id cannot be left blank"):
+    with pytest.raises(EventDecodeError, match="event_id must not be empty"):
         decode_event(Tracked, encoded(event_id=""))
 
 

@@ -1,0 +1,212 @@
+"""Orders and payments HTTP: place, read, wait for, cancel, ship and deliver orders.
+
+An order is read and changed on the worker that owns its key (``app.table_route``), where
+``?wait=N`` can wait for the orders agent to move it. Placing it needs no owner: the API
+prices it from this worker's copy of the catalog and puts ``OrderPlaced`` on the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from faust.web import Request, Response
+from pydantic import BaseModel, Field
+
+from agents.topics import orders_topic
+from app import app
+from models.base import Event
+from models.orders import (
+    SETTLED,
+    CancelRequested,
+    DeliverRequested,
+    Order,
+    OrderLine,
+    OrderPlaced,
+    ShipRequested,
+    refusal,
+)
+from tables.catalog import catalog
+from tables.orders import orders, watchers
+from tables.payments import payments
+from web.bodies import Unprocessable, read_body, read_query
+from web.errors import ApiError, NotFound
+from web.identity import Identity, may_see, require
+from web.views import ShopView
+
+__all__ = ["OrderIn"]
+
+MAX_WAIT_S = 30.0
+ORDER_IDS = uuid.UUID("6f1b3c1e-3c1d-4e55-9a59-6b7c1f0e2d11")  # namespace of order ids
+
+
+class Conflict(ApiError):
+    """The order is in a state that does not allow this."""
+
+    status = 409
+    code = "conflict"
+
+
+class LineIn(BaseModel):
+    """One sku and how many."""
+
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(gt=0, le=100)
+
+
+class OrderIn(BaseModel):
+    """An order as a customer places it (prices come from the catalog, never the client)."""
+
+    items: list[LineIn] = Field(min_length=1, max_length=50)
+    promotion_code: str | None = Field(default=None, max_length=64)
+    payment_method: str = Field(pattern=r"^pm_[a-z0-9_]{1,60}$")
+
+
+class WaitQuery(BaseModel):
+    """``?wait=N``: seconds to wait for the order to settle (confirmed or ended)."""
+
+    wait: float = Field(default=0, ge=0, le=MAX_WAIT_S)
+
+
+def public_order(row: dict[str, Any]) -> dict[str, Any]:
+    """Return an order row as the API shows it."""
+    return {k: row[k] for k in ("id", "user_id", "status", "items", "subtotal_cents",
+                                "discount_cents", "total_cents", "payment_method",
+                                "promotion_code", "history", "reason")}
+
+
+def price(body: OrderIn) -> tuple[list[OrderLine], int]:
+    """Return the order's lines priced from the catalog (same skus merged) and the subtotal."""
+    quantities: dict[str, int] = {}
+    for line in body.items:
+        quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
+    unknown = [sku for sku in quantities if "name" not in (catalog.get(sku) or {})]
+    if unknown:
+        raise Unprocessable("the order names products that do not exist",
+                            details=[{"field": "items.sku", "problem": f"unknown sku {sku}"}
+                                     for sku in unknown])
+    too_many = [sku for sku, qty in quantities.items() if qty > 100]
+    if too_many:
+        raise Unprocessable("at most 100 of one product per order",
+                            details=[{"field": "items.quantity", "problem": sku}
+                                     for sku in too_many])
+    lines = [OrderLine(sku=sku, quantity=qty, unit_price_cents=catalog[sku]["price_cents"])
+             for sku, qty in quantities.items()]
+    return lines, sum(line.quantity * line.unit_price_cents for line in lines)
+
+
+def order_id_for(caller: Identity, idempotency_key: str | None) -> str:
+    """Return the order id: the same for a retried request with the same Idempotency-Key."""
+    if idempotency_key:
+        return uuid.uuid5(ORDER_IDS, f"{caller.user_id}\n{idempotency_key}").hex
+    return uuid.uuid4().hex
+
+
+async def wait_until_settled(order_id: str, seconds: float) -> dict[str, Any] | None:
+    """Return the order once it is settled, or as it is when ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    row = orders.get(order_id)
+    while (row is None or row["status"] not in SETTLED) and time.monotonic() < deadline:
+        change = watchers.watch(order_id)
+        try:
+            row = await asyncio.wait_for(change, deadline - time.monotonic())
+        except TimeoutError:
+            watchers.forget(order_id, change)
+            break
+    return orders.get(order_id)
+
+
+@app.page("/api/orders")
+class OrdersView(ShopView):
+    """Place an order (customer)."""
+
+    async def post(self, request: Request) -> Response:
+        caller = require(request, "customer", "admin")
+        body = await read_body(request, OrderIn)
+        if body.promotion_code:
+            raise Unprocessable(f"unknown promotion code {body.promotion_code!r}",
+                                details=[{"field": "promotion_code", "problem": "unknown"}])
+        lines, subtotal = price(body)
+        order_id = order_id_for(caller, request.headers.get("Idempotency-Key"))
+        placed = OrderPlaced.new(
+            order_id=order_id, user_id=caller.user_id, items=lines, subtotal_cents=subtotal,
+            discount_cents=0, total_cents=subtotal, payment_method=body.payment_method,
+            promotion_code=body.promotion_code, correlation_id=request.headers.get(
+                "X-Request-Id", order_id))
+        await (await orders_topic.send(key=order_id, value=placed.dumps()))
+        headers = {"Location": f"/api/orders/{order_id}"}
+        return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
+
+
+@app.page("/api/orders/{order_id}")
+class OrderView(ShopView):
+    """One order with its history (owner or admin); ``?wait=N`` waits for it to settle."""
+
+    @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
+    async def get(self, request: Request, order_id: str) -> Response:
+        caller = require(request)
+        wait = read_query(request, WaitQuery).wait
+        row = await wait_until_settled(order_id, wait) if wait else orders.get(order_id)
+        if row is None or not may_see(caller, row["user_id"]):
+            raise NotFound(f"no order {order_id!r}")
+        settled = row["status"] in SETTLED
+        return self.json(public_order(row), status=200 if settled or not wait else 202)
+
+
+def order_action(action: str, roles: tuple[str, ...], make: type[Event]) -> type[ShopView]:
+    """Return the view of ``POST /api/orders/{id}/<action>``."""
+
+    class ActionView(ShopView):
+        @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
+        async def post(self, request: Request, order_id: str) -> Response:
+            caller = require(request, *roles)
+            row = orders.get(order_id)
+            if row is None or not may_see(caller, row["user_id"]):
+                raise NotFound(f"no order {order_id!r}")
+            reason = refusal(Order.from_row(row), action)
+            if reason:
+                raise Conflict(reason)
+            fields: dict[str, Any] = {"order_id": order_id, "correlation_id": order_id}
+            if make is CancelRequested:
+                fields["by"] = "admin" if caller.is_admin else "customer"
+            event = make.new(**fields)
+            await (await orders_topic.send(key=order_id, value=event.dumps()))
+            wait = read_query(request, WaitQuery).wait
+            row = await _wait_for_change(order_id, row, wait) if wait else row
+            return self.json(public_order(row), status=202)
+
+    ActionView.__name__ = f"{action.title()}OrderView"
+    return ActionView
+
+
+async def _wait_for_change(order_id: str, before: dict[str, Any],
+                           seconds: float) -> dict[str, Any]:
+    change = watchers.watch(order_id)
+    try:
+        return await asyncio.wait_for(change, seconds)
+    except TimeoutError:
+        watchers.forget(order_id, change)
+        return orders.get(order_id) or before
+
+
+app.page("/api/orders/{order_id}/cancel")(order_action("cancel", ("customer", "admin"),
+                                                       CancelRequested))
+app.page("/api/orders/{order_id}/ship")(order_action("ship", ("admin",), ShipRequested))
+app.page("/api/orders/{order_id}/deliver")(order_action("deliver", ("admin",),
+                                                         DeliverRequested))
+
+
+@app.page("/api/payments/{order_id}")
+class PaymentView(ShopView):
+    """The payment of an order (owner or admin)."""
+
+    @app.table_route(table=payments, match_info="order_id")  # type: ignore[arg-type]
+    async def get(self, request: Request, order_id: str) -> Response:
+        caller = require(request)
+        order = orders.get(order_id)  # same key, same partitions: on this worker too
+        payment = payments.get(order_id)
+        if order is None or payment is None or not may_see(caller, order["user_id"]):
+            raise NotFound(f"no payment for order {order_id!r}")
+        return self.json({k: v for k, v in payment.items() if not k.startswith("_")})
