@@ -1,0 +1,78 @@
+"""A small HTTP client of the shop for integration tests (admin and customers by header)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+__all__ = ["ADMIN", "Shop", "customer"]
+
+ADMIN = {"X-User-Id": "admin-1", "X-Roles": "admin"}
+
+
+def customer(user_id: str) -> dict[str, str]:
+    """Return the headers of customer ``user_id``."""
+    return {"X-User-Id": user_id}
+
+
+class Shop:
+    """Calls one worker's API."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
+        self.http = http
+        self.url = base_url
+
+    async def call(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                   json: Any = None) -> tuple[int, Any]:
+        """Return (status, JSON body) of one request."""
+        async with self.http.request(method, self.url + path, headers=headers,
+                                     json=json) as response:
+            return response.status, await response.json()
+
+    async def add_product(self, sku: str, stock: int, *, price_cents: int = 1000,
+                          category: str = "books") -> None:
+        """Create a product with ``stock`` units (admin)."""
+        status, body = await self.call("POST", "/api/products", headers=ADMIN, json={
+            "sku": sku, "name": f"Product {sku}", "category": category,
+            "price_cents": price_cents, "initial_stock": stock})
+        assert status == 202, body
+
+    async def stock(self, sku: str) -> dict[str, Any]:
+        """Return the exact stock of ``sku`` (admin), retrying while it is routed."""
+        for _ in range(50):
+            status, body = await self.call("GET", f"/api/inventory/{sku}", headers=ADMIN)
+            if status == 200:
+                return dict(body)
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"no stock for {sku}: {status} {body}")
+
+    async def wait_for_catalog(self, count: int, within: float = 20.0) -> None:
+        """Wait until the catalog lists ``count`` products."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            status, body = await self.call("GET", "/api/products?per_page=1")
+            if status == 200 and body["total"] >= count:
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"the catalog did not reach {count} products")
+
+    async def place(self, user_id: str, items: list[tuple[str, int]], method: str = "pm_card_ok",
+                    **extra: Any) -> tuple[int, Any]:
+        """Place an order; return (status, body)."""
+        return await self.call("POST", "/api/orders", headers=customer(user_id), json={
+            "items": [{"sku": s, "quantity": q} for s, q in items], "payment_method": method,
+            **extra})
+
+    async def settled(self, user_id: str, order_id: str, within: float = 30.0) -> dict[str, Any]:
+        """Return the order once it has settled (GET ?wait)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            status, body = await self.call("GET", f"/api/orders/{order_id}?wait=5",
+                                           headers=customer(user_id))
+            if status == 200 and body["status"] not in ("placed", "reserved"):
+                return dict(body)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"order {order_id} did not settle: {status} {body}")
