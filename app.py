@@ -15,6 +15,7 @@ from faust.types import TransportT
 
 from config import ConfigError, Settings
 from rabbit_bridge.connection import RabbitConnection
+from scripts.seed import register_seed
 
 __all__ = ["ShopApp", "app", "rabbit", "settings"]
 
@@ -97,3 +98,4 @@ app = create_app(settings)
 setup_prometheus_sensors(app, name_prefix="shop")
 rabbit = RabbitConnection(settings.rabbit_url)
 app.add_dependency(rabbit)
+register_seed(app)

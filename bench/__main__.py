@@ -24,6 +24,7 @@ from bench.report import (
     say,
     write_results,
 )
+from bench.saga import measure_saga
 from bench.shop_agent import measure_shop_agent
 from scripts.devstack import Broker, StackError, start_tansu
 
@@ -38,6 +39,8 @@ class Options:
     messages: int
     faust_messages: int
     shop_messages: int
+    saga_orders: int
+    saga_latency_seconds: float
     json_path: Path | None
     rabbit_url: str
     quick: bool
@@ -53,6 +56,10 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "(default 30000; --quick 5000): Faust is ~100x slower than raw")
     parser.add_argument("--shop-messages", type=int, help="shop agent events "
                         "(default 20000; --quick 2000)")
+    parser.add_argument("--saga-orders", type=int, help="orders through the saga, saturated "
+                        "(default 2000; --quick 200)")
+    parser.add_argument("--saga-latency-seconds", type=float, help="seconds of orders at half "
+                        "the saturated rate, for latency (default 10; --quick 3)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -69,10 +76,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         given if given is not None else default
         for given, default in zip(counts, defaults, strict=True)
     )
-    if min(messages, faust_messages, shop_messages) < 1:
+    saga_orders = args.saga_orders or (200 if args.quick else 2000)
+    saga_seconds = args.saga_latency_seconds or (3.0 if args.quick else 10.0)
+    if min(messages, faust_messages, shop_messages, saga_orders) < 1:
         parser.error("message counts must be at least 1")
-    return Options(messages, faust_messages, shop_messages, args.json, args.rabbit_url,
-                   args.quick, args.keep_logs)
+    return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
+                   args.json, args.rabbit_url, args.quick, args.keep_logs)
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -89,28 +98,38 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     results: list[PhaseResult] = []
 
     await create_topic(bootstrap, RAW_TOPIC, 4)
-    say(f"1/4 raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
+    say(f"1/5 raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
     results.append(await measure_producer(bootstrap, RAW_TOPIC, events[:options.messages]))
-    say(f"1/4 done: {results[-1].rate:,.0f} msgs/s")
+    say(f"1/5 done: {results[-1].rate:,.0f} msgs/s")
 
-    say(f"2/4 raw consumer + json.loads + count: {options.messages:,} messages")
+    say(f"2/5 raw consumer + json.loads + count: {options.messages:,} messages")
     results.append(await measure_consumer(bootstrap, RAW_TOPIC, options.messages))
-    say(f"2/4 done: {results[-1].rate:,.0f} msgs/s "
+    say(f"2/5 done: {results[-1].rate:,.0f} msgs/s "
         f"({results[-1].extra['distinct_keys']:,} keys)")
 
-    say(f"3/4 bare Faust agent + RocksDB table: {options.faust_messages:,} messages")
+    say(f"3/5 bare Faust agent + RocksDB table: {options.faust_messages:,} messages")
     deadline = time.monotonic() + 120 + options.faust_messages / 500
     results.append(await measure_faust_agent(
         broker, events[:options.faust_messages], workdir, deadline))
-    say(f"3/4 done: {results[-1].rate:,.0f} msgs/s "
+    say(f"3/5 done: {results[-1].rate:,.0f} msgs/s "
         f"(start-up {results[-1].startup_seconds:.1f} s)")
 
-    say(f"4/4 shop agent (real worker): {options.shop_messages:,} events")
+    say(f"4/5 shop agent (real worker): {options.shop_messages:,} events")
     deadline = time.monotonic() + 120 + options.shop_messages / 100
     results.append(await measure_shop_agent(
         broker, events[:options.shop_messages], workdir, options.rabbit_url, deadline))
-    say(f"4/4 done: {results[-1].rate:,.0f} events/s "
+    say(f"4/5 done: {results[-1].rate:,.0f} events/s "
         f"(start-up {results[-1].startup_seconds:.1f} s)")
+
+    say(f"5/5 order saga end to end (real worker): {options.saga_orders:,} orders")
+    deadline = time.monotonic() + 180 + options.saga_orders / 50
+    results.extend(await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders,
+                                      64, options.saga_latency_seconds, deadline))
+    saga, latency = results[-2], results[-1]
+    say(f"5/5 done: {saga.rate:,.0f} orders/s = {saga.rate / results[0].rate:.4f} x the raw "
+        f"producer; at {latency.extra['rate']:,.0f} orders/s p50 {latency.extra['p50_ms']} ms, "
+        f"p99 {latency.extra['p99_ms']} ms")
+    saga.extra["ratio_to_raw_producer"] = round(saga.rate / results[0].rate, 5)
     return results
 
 
@@ -156,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
               "they are two orders of magnitude slower")
     document = result_document(results, baseline, env, {
         "messages": options.messages, "faust_messages": options.faust_messages,
-        "shop_messages": options.shop_messages, "quick": options.quick, "sessions": SESSIONS})
+        "shop_messages": options.shop_messages, "saga_orders": options.saga_orders,
+        "quick": options.quick, "sessions": SESSIONS})
     for path in write_results(document, options.json_path):
         say(f"wrote {path}")
     return 0

@@ -13,9 +13,11 @@ nor ``agents`` at import time (they import ``app``), so app.py may import it fir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, NoReturn
@@ -49,7 +51,11 @@ class SeedError(Exception):
 
 
 class CatalogProduct(BaseModel):
-    """One product of the catalog file (the bounds are those of ``POST /api/products``)."""
+    """One product of the catalog file.
+
+    Bounds as in ``POST /api/products``, except that a demo product needs a description and an
+    image, and the sku pattern is the seed's own (``POST`` also wants a letter or digit first).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -156,7 +162,8 @@ async def wait_for_kafka(app: AppT, within: float = KAFKA_WAIT_S) -> None:
     while True:
         client = AIOKafkaClient(bootstrap_servers=servers, request_timeout_ms=5000)
         try:
-            await asyncio.wait_for(client.bootstrap(), max(deadline - time.monotonic(), 0.1))
+            with _silenced("aiokafka"):  # it logs an ERROR per failed try: one line is ours
+                await asyncio.wait_for(client.bootstrap(), max(deadline - time.monotonic(), 0.1))
             return
         except (KafkaError, OSError, TimeoutError):
             if time.monotonic() >= deadline:
@@ -166,6 +173,18 @@ async def wait_for_kafka(app: AppT, within: float = KAFKA_WAIT_S) -> None:
         finally:
             await client.close()
         await asyncio.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _silenced(logger_name: str) -> Iterator[None]:
+    """Drop the records below CRITICAL of ``logger_name`` inside the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 async def send_catalog(products: Sequence[CatalogProduct], catalog: TopicT,

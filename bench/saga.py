@@ -1,0 +1,178 @@
+"""The order saga end to end: orders/s from POST /api/orders to confirmed, and latency.
+
+A real shop worker on the bench broker; products with ample stock; customers POST orders
+paid with ``pm_card_ok``. A raw consumer of the ``orders`` topic sees each ``order_confirmed``
+notice, so an order's time runs from just before its POST to the moment its confirmation is
+read. Two runs: saturated (``concurrency`` requests in flight) for the rate, then open loop at
+half that rate for latency percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+
+from bench.errors import BenchError
+from bench.report import PhaseResult, say
+from bench.shop_agent import _require_rabbitmq, _wait_ready
+from scripts.devstack import Broker, broker_env, start_worker
+
+__all__ = ["measure_saga"]
+
+PRODUCTS = 50
+ADMIN = {"X-User-Id": "bench-admin", "X-Roles": "admin"}
+
+
+class Confirmations:
+    """Reads the orders topic and notes when each order's confirmation arrives."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.seen: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Confirmations:
+        consumer = AIOKafkaConsumer("orders", bootstrap_servers=self.bootstrap,
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    fetch_max_wait_ms=20)
+        await consumer.start()
+        self._task = asyncio.create_task(self._read(consumer))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=50)
+                now = time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        if b'"order_confirmed"' in record.value:
+                            self.seen.setdefault(json.loads(record.value)["order_id"], now)
+        finally:
+            await consumer.stop()
+
+    async def wait_for(self, order_ids: list[str], deadline: float) -> None:
+        """Wait until every order in ``order_ids`` is confirmed."""
+        while any(oid not in self.seen for oid in order_ids):
+            if time.monotonic() > deadline:
+                missing = sum(oid not in self.seen for oid in order_ids)
+                raise BenchError(f"{missing:,} orders were not confirmed in time")
+            await asyncio.sleep(0.05)
+
+
+async def _place(http: aiohttp.ClientSession, url: str, n: int, rng: random.Random) -> str:
+    body = {"items": [{"sku": f"BENCH-{rng.randrange(PRODUCTS):04d}", "quantity": 1}],
+            "payment_method": "pm_card_ok"}
+    async with http.post(url + "/api/orders", json=body,
+                         headers={"X-User-Id": f"bench-customer-{n % 500}"}) as response:
+        if response.status != 202:
+            raise BenchError(f"POST /api/orders answered {response.status}: "
+                             f"{await response.text()}")
+        return str((await response.json())["id"])
+
+
+async def _saturated(http: aiohttp.ClientSession, url: str, confirmations: Confirmations,
+                     orders: int, concurrency: int, deadline: float) -> tuple[float, list[float]]:
+    rng = random.Random(3)
+    limit = asyncio.Semaphore(concurrency)
+    started: dict[str, float] = {}
+
+    async def one(n: int) -> None:
+        async with limit:
+            t0 = time.perf_counter()
+            started[await _place(http, url, n, rng)] = t0
+
+    first = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(orders)))
+    await confirmations.wait_for(list(started), deadline)
+    last = max(confirmations.seen[oid] for oid in started)
+    return last - first, [confirmations.seen[oid] - t0 for oid, t0 in started.items()]
+
+
+async def _open_loop(http: aiohttp.ClientSession, url: str, confirmations: Confirmations,
+                     rate: float, seconds: float, deadline: float) -> list[float]:
+    rng = random.Random(4)
+    started: dict[str, float] = {}
+    tasks = []
+
+    async def one(n: int) -> None:
+        t0 = time.perf_counter()
+        started[await _place(http, url, n, rng)] = t0
+
+    begin = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, begin + n / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    await confirmations.wait_for(list(started), deadline)
+    return [confirmations.seen[oid] - t0 for oid, t0 in started.items()]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: int,
+                       concurrency: int, latency_seconds: float,
+                       deadline: float) -> list[PhaseResult]:
+    """Return the saturated saga rate and the latency at half that rate."""
+    _require_rabbitmq(rabbit_url)
+    spawned = time.monotonic()
+    worker = start_worker("bench-saga", broker_env(broker), rabbit_url, workdir)
+    try:
+        timeout = aiohttp.ClientTimeout(total=30)
+        connector = aiohttp.TCPConnector(limit=concurrency + 8)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+            await _wait_ready(http, worker)
+            startup = time.monotonic() - spawned
+            for n in range(PRODUCTS):
+                product = {"sku": f"BENCH-{n:04d}", "name": f"Bench product {n}",
+                           "category": "bench", "price_cents": 100 + n,
+                           "initial_stock": 1_000_000}
+                async with http.post(worker.url + "/api/products", json=product,
+                                     headers=ADMIN) as response:
+                    if response.status != 202:
+                        raise BenchError(f"POST /api/products: {response.status}")
+            while True:
+                async with http.get(worker.url + "/api/products?per_page=1") as response:
+                    if (await response.json())["total"] == PRODUCTS:
+                        break
+                await asyncio.sleep(0.1)
+            say(f"saga: worker ready in {startup:.1f} s, {PRODUCTS} products; "
+                f"{orders:,} orders with {concurrency} in flight")
+            async with Confirmations(broker.bootstrap) as confirmations:
+                # A short warm-up so that first-request costs are not measured.
+                await _saturated(http, worker.url, confirmations, 50, concurrency, deadline)
+                seconds, saturated = await _saturated(http, worker.url, confirmations, orders,
+                                                      concurrency, deadline)
+                rate = orders / seconds
+                say(f"saga: saturated {rate:,.0f} orders/s; latency at half rate "
+                    f"({rate / 2:,.0f}/s) for {latency_seconds:.0f} s")
+                latencies = await _open_loop(http, worker.url, confirmations, rate / 2,
+                                             latency_seconds, deadline)
+    finally:
+        await asyncio.to_thread(worker.stop)
+    ms = 1000.0
+    return [
+        PhaseResult("saga end to end, saturated (POST -> confirmed)", orders, seconds,
+                    startup_seconds=startup,
+                    extra={"concurrency": concurrency,
+                           "p50_ms": round(_percentile(saturated, 0.5) * ms, 1),
+                           "p99_ms": round(_percentile(saturated, 0.99) * ms, 1)}),
+        PhaseResult("saga at half rate (latency)", len(latencies), latency_seconds,
+                    extra={"rate": round(rate / 2, 1),
+                           "p50_ms": round(_percentile(latencies, 0.5) * ms, 1),
+                           "p99_ms": round(_percentile(latencies, 0.99) * ms, 1)}),
+    ]
