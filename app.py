@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> ShopApp:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,
+        producer_linger=settings.producer_linger,
         web_host=settings.web_host,
         web_port=settings.web_port,
         canonical_url=settings.canonical_url,

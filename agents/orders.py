@@ -15,7 +15,7 @@ from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
-from agents.topics import order_saga_topics, orders_topic
+from agents.topics import order_saga_topics, orders_topic, user_orders_topic
 from app import app, settings
 from models.base import Event, utcnow
 from models.inventory import StockRejected, StockReserved
@@ -26,15 +26,17 @@ from models.orders import (
     DeliverRequested,
     ExpireRequested,
     Order,
+    OrderIndexed,
     OrderPlaced,
     ShipRequested,
     decide,
+    index_order,
 )
 from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Refunded
-from tables.orders import open_orders, orders, watchers
-from tables.replay import Position, Send, decide_once
+from tables.orders import open_orders, orders, orders_by_user, watchers
+from tables.replay import Position, Send, decide_once, update_once
 
-__all__ = ["expire_overdue_orders", "run_order_saga"]
+__all__ = ["expire_overdue_orders", "index_orders_by_user", "run_order_saga"]
 
 #: The events that move an order (the others on these topics are for other agents).
 SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, PaymentFailed,
@@ -80,6 +82,17 @@ async def run_order_saga(stream: StreamT[bytes]) -> None:
     """Consume order and payment events into the orders table."""
     await for_each_event(stream, {**ORDER_EVENTS, **PAYMENT_EVENTS}, apply_order_event,
                          agent="orders.saga")
+
+
+async def apply_order_index(event: OrderIndexed, position: Position) -> None:
+    """Add the order to its customer's index, once."""
+    update_once(orders_by_user, event.user_id, position, lambda row: index_order(row, event))
+
+
+@app.agent(user_orders_topic, name="orders.by-user")
+async def index_orders_by_user(stream: StreamT[bytes]) -> None:
+    """Consume the user-orders topic into each customer's order index."""
+    await for_each_event(stream, OrderIndexed, apply_order_index, agent="orders.by-user")
 
 
 #: Expiries asked for recently (order id -> monotonic time), so one is not asked every tick.

@@ -36,7 +36,7 @@ __all__ = ["TansuTransport", "true_end_offsets"]
 #: How long a fetch may wait for data. Tansu answers an empty fetch only when this runs out,
 #: even if data arrives meanwhile; Faust asks for 1,500 ms, which then delays every hop of a
 #: saga by up to 1.5 s while the shop is quiet.
-FETCH_MAX_WAIT_MS = 100
+FETCH_MAX_WAIT_MS = 10
 
 #: How long to wait for the last batch of a partition before trusting the broker's answer.
 FETCH_TIMEOUT_S = 5.0

@@ -24,6 +24,7 @@ __all__ = [
     "orders_topic",
     "payments_topic",
     "shop_topic",
+    "user_orders_topic",
 ]
 
 
@@ -63,6 +64,9 @@ payments_topic = shop_topic("payments")
 #: by order id, so an order's row is written from one partition number).
 order_saga_topics = shop_topic("orders", "payments")
 
+#: user-orders [user id]: OrderIndexed, for the per-customer list of orders.
+user_orders_topic = shop_topic("user-orders")
+
 #: catalog [sku], one partition: ProductSaved, StockLevelChanged (every worker keeps the
 #: whole catalog in a global table; its changes are few).
 catalog_topic = shop_topic("catalog", partitions=1)
@@ -74,6 +78,7 @@ TOPICS: dict[str, TopicT] = {
     "payments": payments_topic,
     "catalog": catalog_topic,
     "analytics": analytics_topic,
+    "user-orders": user_orders_topic,
 }
 
 #: dead-letters [source topic]: events that failed to decode or to be handled, with the error.

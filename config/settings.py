@@ -46,6 +46,7 @@ class Settings:
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
+    producer_linger: float = 0.005
     environment: str = "development"
     order_ttl: float = 900.0
     payment_slow_seconds: float = 0.5
@@ -229,6 +230,8 @@ SETTINGS: tuple[Spec, ...] = (
          "Kafka consumer heartbeat interval (at most a third of the session timeout)."),
     Spec("commit_interval", "SHOP_COMMIT_INTERVAL", _seconds(0.1, 60),
          "How often processed offsets are committed; shorter means less replay after a crash."),
+    Spec("producer_linger", "SHOP_PRODUCER_LINGER", _seconds(0, 1),
+         "How long the producer gathers messages into one request (latency for throughput)."),
     Spec("order_ttl", "SHOP_ORDER_TTL", _seconds(1, 7 * 24 * 3600),
          "Seconds an order may wait for stock and payment before it expires."),
     Spec("payment_slow_seconds", "SHOP_PAYMENT_SLOW_SECONDS", _seconds(0, 60),

@@ -49,11 +49,13 @@ __all__ = [
     "DeliverRequested",
     "ExpireRequested",
     "Order",
+    "OrderIndexed",
     "OrderLine",
     "OrderPlaced",
     "OrderUpdate",
     "ShipRequested",
     "decide",
+    "index_order",
     "refusal",
 ]
 
@@ -116,6 +118,30 @@ class ExpireRequested(Event):
 
     event_type = "expire_requested"
     order_id: str
+
+
+class OrderIndexed(Event):
+    """A customer has a new order (for the per-customer index of orders)."""
+
+    event_type = "order_indexed"
+    user_id: str
+    order_id: str
+    placed_at: str
+    total_cents: int
+
+
+#: How many orders the per-customer index keeps (the newest).
+INDEX_LIMIT = 500
+
+
+def index_order(index: dict[str, Any] | None, event: OrderIndexed) -> dict[str, Any]:
+    """Return a customer's order index with ``event``'s order in it (once, newest last)."""
+    entries = list((index or {}).get("orders", []))
+    if not any(entry["id"] == event.order_id for entry in entries):
+        entries.append({"id": event.order_id, "placed_at": event.placed_at,
+                        "total_cents": event.total_cents})
+        entries.sort(key=lambda entry: entry["placed_at"])
+    return {"user_id": event.user_id, "orders": entries[-INDEX_LIMIT:]}
 
 
 class OrderUpdate(Event):
@@ -234,7 +260,10 @@ def _placed(order: Order | None, event: OrderPlaced, now: datetime) -> Decision:
                                                   correlation_id=placed.id))
         for sku, qty, _ in placed.items
     ]
-    return Decision(placed, reserve)
+    indexed = OrderIndexed.new(user_id=placed.user_id, order_id=placed.id,
+                               placed_at=now.isoformat(), total_cents=placed.total_cents,
+                               correlation_id=placed.id)
+    return Decision(placed, [*reserve, Effect("user-orders", placed.user_id, indexed)])
 
 
 def _stock_reserved(order: Order, event: StockReserved, now: datetime) -> Decision:

@@ -8,7 +8,7 @@ from typing import Any
 
 from app import app
 
-__all__ = ["OrderWatchers", "open_orders", "orders", "watchers"]
+__all__ = ["OrderWatchers", "open_orders", "orders", "orders_by_user", "watchers"]
 
 #: order id -> models.orders.Order row (the API's order document plus saga bookkeeping)
 orders = app.Table("orders", key_type=str, help="Every order with its status history.")
@@ -16,6 +16,11 @@ orders = app.Table("orders", key_type=str, help="Every order with its status his
 #: order id -> ISO time by which the order must be paid; only orders still placed or reserved
 open_orders = app.Table("open-orders", key_type=str,
                         help="Orders waiting for stock or payment, with their deadline.")
+
+
+#: user id -> {user_id, orders: [{id, placed_at, total_cents}]} (the newest INDEX_LIMIT)
+orders_by_user = app.Table("orders-by-user", key_type=str,
+                           help="Each customer's orders, newest last.")
 
 
 class OrderWatchers:

@@ -11,6 +11,7 @@ headers that matter, marks a forwarded request so it is never forwarded twice, a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import aiohttp
@@ -62,6 +63,27 @@ class ShopRouter(Router):
                 f"the owner of this {table_name} key is being reassigned; retry in a second"
             ) from None
         return await self._route_req(dest_url, web, request)
+
+    async def on_owner(self, table_name: str, key: K, web: Web, request: Request,
+                       local: Callable[[], Awaitable[Response]]) -> Response:
+        """Answer ``request`` on the worker that owns ``key``: here with ``local()``, or there."""
+        try:
+            return await self.route_req(table_name, key, web, request)
+        except SameNode:
+            return await local()
+
+    async def owner_url(self, table_name: str, key: K) -> URL | None:
+        """Return the URL of the worker that owns ``key``, or None if it is this one."""
+        topic = self._get_table_topic(self._get_table(table_name))
+        try:
+            await cast(Any, self.app.producer)._ensure_producer().partitions_for(topic)
+            url = self.key_store(table_name, key)
+        except (KeyError, NotReady):
+            raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
+                              "retry in a second") from None
+        if self._urlident(url) == self._urlident(self.app.conf.canonical_url):
+            return None
+        return url
 
     async def _route_req(self, dest_url: URL, web: Web, request: Request) -> Response:
         host, port = self._urlident(dest_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -29,8 +29,9 @@ from models.orders import (
     refusal,
 )
 from tables.catalog import catalog
-from tables.orders import orders, watchers
+from tables.orders import orders, orders_by_user, watchers
 from tables.payments import payments
+from tables.routing import FORWARDED_BY, ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import ApiError, NotFound
 from web.identity import Identity, may_see, require
@@ -118,9 +119,34 @@ async def wait_until_settled(order_id: str, seconds: float) -> dict[str, Any] | 
     return orders.get(order_id)
 
 
+class ListQuery(BaseModel):
+    """A page of a customer's orders (admins may name the customer)."""
+
+    user_id: str | None = Field(default=None, max_length=128)
+    page: int = Field(default=1, ge=1, le=1000)
+    per_page: int = Field(default=20, ge=1, le=50)
+
+
 @app.page("/api/orders")
 class OrdersView(ShopView):
-    """Place an order (customer)."""
+    """A customer's orders, newest first (GET), and placing an order (POST)."""
+
+    async def get(self, request: Request) -> Response:
+        caller = require(request)
+        query = read_query(request, ListQuery)
+        user_id = query.user_id if caller.is_admin and query.user_id else caller.user_id
+        router = cast(ShopRouter, app.router)
+
+        async def local() -> Response:
+            entries = (orders_by_user.get(user_id) or {}).get("orders", [])
+            newest = list(reversed(entries))
+            start = (query.page - 1) * query.per_page
+            page = newest[start:start + query.per_page]
+            items = await asyncio.gather(*(current_order(entry["id"], request) for entry in page))
+            return self.json({"items": [item for item in items if item], "total": len(entries),
+                              "page": query.page, "per_page": query.per_page})
+
+        return await router.on_owner(orders_by_user.name, user_id, self.web, request, local)
 
     async def post(self, request: Request) -> Response:
         caller = require(request, "customer", "admin")
@@ -153,6 +179,19 @@ class OrderView(ShopView):
             raise NotFound(f"no order {order_id!r}")
         settled = row["status"] in SETTLED
         return self.json(public_order(row), status=200 if settled or not wait else 202)
+
+
+async def current_order(order_id: str, request: Request) -> dict[str, Any] | None:
+    """Return an order as its owner worker has it now (None if it is not there yet)."""
+    owner = await cast(ShopRouter, app.router).owner_url(orders.name, order_id)
+    if owner is None:
+        row = orders.get(order_id)
+        return public_order(row) if row else None
+    headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-")}
+    headers[FORWARDED_BY] = str(app.conf.canonical_url)
+    async with app.http_client.get(f"{str(owner).rstrip('/')}/api/orders/{order_id}",
+                                   headers=headers) as answer:
+        return cast(dict[str, Any], await answer.json()) if answer.status == 200 else None
 
 
 def order_action(action: str, roles: tuple[str, ...], make: type[Event]) -> type[ShopView]:

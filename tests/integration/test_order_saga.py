@@ -90,6 +90,23 @@ class FaustNamedAssignor(RoundRobinPartitionAssignor):
     name = "faust"
 
 
+async def check_customer_lists(shop: Shop, placed: list[tuple[str, str]],
+                               orders: dict[str, Any]) -> None:
+    """Each customer's GET /api/orders lists exactly their orders, newest first."""
+    for user in ("customer-0", "customer-1"):
+        mine = {oid for u, oid in placed if u == user}
+        status, body = await shop.call("GET", "/api/orders?per_page=50", headers=customer(user))
+        assert status == 200, body
+        assert body["total"] == len(mine)
+        assert {o["id"] for o in body["items"]} == mine
+        assert all(o["status"] == orders[o["id"]]["status"] for o in body["items"])
+        placed_at = [o["history"][0]["at"] for o in body["items"]]
+        assert placed_at == sorted(placed_at, reverse=True)
+    status, body = await shop.call("GET", "/api/orders?user_id=customer-0&per_page=1",
+                                   headers=ADMIN)
+    assert (status, body["total"]) == (200, sum(u == "customer-0" for u, _ in placed))
+
+
 async def replay_everything(worker: Worker, workers: WorkerFactory) -> None:
     """Stop the worker, rewind its consumer group to the start of every topic, restart it.
 
@@ -137,6 +154,7 @@ async def test_concurrent_orders_never_oversell_and_a_replay_changes_nothing(
 
         before = await shop_state(shop, placed)
         check_invariants(before, restocked)
+        await check_customer_lists(shop, placed, before["orders"])
         statuses = Counter(o["status"] for o in before["orders"].values())
         print(f"{ORDERS} orders settled: {dict(statuses)}")
         assert statuses["confirmed"] > 0 and statuses["rejected"] > 0

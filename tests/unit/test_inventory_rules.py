@@ -253,7 +253,7 @@ def test_the_row_keeps_holds_and_returns() -> None:
 def test_inventory_commands_decode_from_the_wire() -> None:
     for event in (ReturnStock.new(sku="sku-a", order_id="o1", quantity=2),
                   Restock.new(sku="sku-a", quantity=5, initial=True)):
-        back = decode_event(INVENTORY_EVENTS, event.dumps())
+        back: Event = decode_event(INVENTORY_EVENTS, event.dumps())
         assert type(back) is type(event)
         assert back.asdict() == event.asdict()
     assert Restock.new(sku="sku-a", quantity=1).initial is False

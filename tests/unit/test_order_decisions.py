@@ -484,7 +484,7 @@ def test_the_row_is_the_api_document() -> None:
 
 def test_the_saga_events_decode_from_the_wire() -> None:
     sent = placed_event()
-    wired = decode_event(ORDER_EVENTS, sent.dumps())
+    wired: Event = decode_event(ORDER_EVENTS, sent.dumps())
     assert isinstance(wired, OrderPlaced)
     assert all(isinstance(line, OrderLine) for line in wired.items)
     assert decide(None, wired, NOW).order == decide(None, sent, NOW).order
@@ -504,7 +504,7 @@ def test_every_notice_the_saga_sends_decodes_as_an_order_update(status: str) -> 
         decision = decide(before[status](), event, at(60))
     sent = notice(decision)
     assert (sent.type, sent.status, sent.reason) == (f"order_{status}", status, order.reason)
-    back = decode_event(ORDER_EVENTS, sent.dumps())
+    back: Event = decode_event(ORDER_EVENTS, sent.dumps())
     assert isinstance(back, OrderUpdate)
     assert (back.type, back.order_id, back.status, back.total_cents) == (
         sent.type, OID, status, 2200)

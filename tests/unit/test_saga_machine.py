@@ -59,7 +59,9 @@ from models.orders import (
 )
 from models.payments import (
     PAYMENT_EVENTS,
+    Charge,
     PaymentRequested,
+    Refund,
     RefundRequested,
     SimulatedProvider,
     decide_payment,
@@ -87,7 +89,7 @@ def at_once(call: Coroutine[Any, Any, T]) -> T:
     try:
         call.send(None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     call.close()
     raise AssertionError("the provider waited")
 
@@ -170,7 +172,7 @@ class Shop:
         self.delivered.append(effect)
         self.clock += timedelta(seconds=1)
         # Through the wire, as the agents read it: JSON, decoded and checked by topic.
-        event = decode_event(WIRE[effect.topic], effect.event.dumps())
+        event: Event = decode_event(WIRE[effect.topic], effect.event.dumps())
         assert event.asdict() == effect.event.asdict(), effect
         if effect.topic == "inventory":
             self.publish(self.inventory(event))
@@ -245,7 +247,7 @@ class Shop:
         """The payments agent: the provider asked at most once each way, one row per order."""
         oid = event.order_id
         row = self.payment_rows.get(oid)
-        answer = None
+        answer: Charge | Refund | None = None
         if needs_provider(row, event):
             if isinstance(event, PaymentRequested):
                 self.charges[oid] += 1
@@ -483,6 +485,7 @@ def test_a_paid_order_goes_all_the_way_and_adds_up() -> None:
     deliver_all_in_order(shop)
     assert shop.orders["o1"].status == "confirmed"
     shop.request(ShipRequested.new(order_id="o1"))
+    deliver_all_in_order(shop)
     shop.request(DeliverRequested.new(order_id="o1"))
     deliver_all_in_order(shop)
     assert shop.orders["o1"].status == "delivered"
