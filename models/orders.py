@@ -290,8 +290,8 @@ def _stock_rejected(order: Order, event: StockRejected, now: datetime) -> Decisi
 
 
 def _payment_succeeded(order: Order, event: PaymentSucceeded, now: datetime) -> Decision:
-    if order.charged_cents:
-        return Decision(order)  # the answer came twice
+    if order.charged_cents or order.status in PAID:
+        return Decision(order)  # the answer came twice (a free order is charged 0)
     charged = replace(order, charged_cents=event.amount_cents)
     if order.status == "reserved":
         confirmed = replace(_moved(charged, "confirmed", now), reserved=frozenset())

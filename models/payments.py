@@ -164,10 +164,10 @@ def decide_payment(
                "reason": answer.reason, "refunded_cents": 0, "refund_id": ""}
         return new, [_outcome(new)]
     if isinstance(event, RefundRequested):
-        if row is None or row["status"] != "succeeded":
+        if row is None or row["status"] == "failed":
             return (dict(row) if row else None), []  # nothing was charged
-        if row["refunded_cents"]:
-            return dict(row), [_refunded(row)]  # asked again
+        if row["status"] == "refunded":
+            return dict(row), [_refunded(row)]  # asked again: the answer stands
         if not isinstance(answer, Refund) or not answer.ok:
             reason = answer.reason if answer else "no answer"
             raise RuntimeError(f"refund of order {event.order_id} failed: {reason}")

@@ -189,7 +189,8 @@ def test_a_return_of_nothing_or_of_more_than_was_sold_changes_nothing(quantity: 
     assert return_sold(sold, "o1", quantity) is sold
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reserve() only remembers current holds, so a "
+@pytest.mark.xfail(strict=True, reason="LIMIT (README, 'Delivery order'): "
+                   "reserve() only remembers current holds, so a "
                    "ReserveStock redelivered after the order's CommitStock holds the stock a "
                    "second time (and a redelivered CommitStock then sells it twice)")
 def test_a_reservation_repeated_after_the_sale_holds_nothing() -> None:
@@ -200,7 +201,8 @@ def test_a_reservation_repeated_after_the_sale_holds_nothing() -> None:
     assert commit(again, "o1").sold == 4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: return_sold() of an order whose CommitStock has not "
+@pytest.mark.xfail(strict=True, reason="LIMIT (README, 'Delivery order'): "
+                   "return_sold() of an order whose CommitStock has not "
                    "arrived yet is dropped (nothing sold to it yet), and the later commit "
                    "sells the stock of a cancelled order")
 def test_a_return_that_overtakes_its_commit_still_puts_the_stock_back() -> None:

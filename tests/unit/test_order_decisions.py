@@ -6,11 +6,13 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import models.orders as orders_module
 from models.base import Effect, Event, decode_event
 from models.inventory import (
     CommitStock,
@@ -29,11 +31,13 @@ from models.orders import (
     DeliverRequested,
     ExpireRequested,
     Order,
+    OrderIndexed,
     OrderLine,
     OrderPlaced,
     OrderUpdate,
     ShipRequested,
     decide,
+    index_order,
     refusal,
 )
 from models.payments import (
@@ -180,11 +184,16 @@ def test_a_placed_order_asks_the_inventory_to_hold_each_sku() -> None:
     assert order.history == (("placed", NOW.isoformat()),)
     assert (order.reserved, order.charged_cents, order.refunded_cents) == (frozenset(), 0, 0)
     assert kinds(decision.effects) == [("inventory", "sku-a", "reserve_stock"),
-                                       ("inventory", "sku-b", "reserve_stock")]
-    for effect, (sku, qty, _) in zip(decision.effects, LINES, strict=True):
+                                       ("inventory", "sku-b", "reserve_stock"),
+                                       ("user-orders", "u-ann", "order_indexed")]
+    for effect, (sku, qty, _) in zip(decision.effects, LINES, strict=False):
         assert isinstance(effect.event, ReserveStock)
         assert (effect.event.sku, effect.event.order_id, effect.event.quantity) == (sku, OID, qty)
         assert effect.event.correlation_id == OID
+    indexed = decision.effects[-1].event
+    assert isinstance(indexed, OrderIndexed)
+    assert (indexed.user_id, indexed.order_id, indexed.placed_at, indexed.total_cents) == (
+        "u-ann", OID, NOW.isoformat(), 2200)
 
 
 def test_the_last_reservation_asks_for_the_charge() -> None:
@@ -415,14 +424,46 @@ def test_other_events_for_an_unknown_order_do_nothing(event: Event) -> None:
     assert decide(None, event, NOW) == Decision(None)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _payment_succeeded treats charged_cents == 0 as "
-                   "'not charged yet': a repeated charge answer for a confirmed free order "
-                   "(total 0) asks for a refund of a paid order")
 def test_a_repeated_charge_of_a_free_order_asks_for_no_refund() -> None:
     free = placed_event((("sku-a", 1, 500),), discount=500)
     order = play(free, reserved_answer("sku-a"), charged(0)).order
     assert order is not None and order.status == "confirmed"
     assert decide(order, charged(0), at(9)) == Decision(order)
+
+
+# -- the per-customer index ----------------------------------------------------------------
+
+
+def indexed(order_id: str, minute: int, total: int = 100, user: str = "u-ann") -> OrderIndexed:
+    return OrderIndexed.new(user_id=user, order_id=order_id, placed_at=at(minute).isoformat(),
+                            total_cents=total)
+
+
+def test_a_customer_index_lists_orders_oldest_first_once_each() -> None:
+    index = index_order(None, indexed("o-2", 5, 250))
+    index = index_order(index, indexed("o-1", 1))
+    assert index_order(index, indexed("o-2", 5, 250)) == index
+    assert index == {"user_id": "u-ann", "orders": [
+        {"id": "o-1", "placed_at": at(1).isoformat(), "total_cents": 100},
+        {"id": "o-2", "placed_at": at(5).isoformat(), "total_cents": 250}]}
+
+
+@given(minutes=st.lists(st.integers(0, 10_000), min_size=1, max_size=12, unique=True),
+       order=st.randoms(use_true_random=False), limit=st.integers(1, 6))
+def test_a_customer_index_is_the_same_whatever_the_arrival_order_and_repeats(
+    minutes: list[int], order: Any, limit: int
+) -> None:
+    events = [indexed(f"o-{m}", m) for m in minutes]
+    arrivals = events + [order.choice(events) for _ in range(len(events))]  # repeats
+    order.shuffle(arrivals)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(orders_module, "INDEX_LIMIT", limit)
+        index: dict[str, Any] | None = None
+        for event in arrivals:
+            index = index_order(index, event)
+    assert index is not None
+    newest = sorted(minutes)[-limit:]
+    assert [entry["id"] for entry in index["orders"]] == [f"o-{m}" for m in newest]
 
 
 # -- refusal --------------------------------------------------------------------------------

@@ -195,10 +195,6 @@ def test_a_charge_asked_again_after_its_refund_still_answers_succeeded() -> None
     assert isinstance(effects[0].event, PaymentSucceeded)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: decide_payment's 'asked again' branch for a "
-                   "refund is unreachable (the row's status is then 'refunded', which the "
-                   "status check before it treats as 'nothing was charged'), so a repeated "
-                   "RefundRequested is not answered, unlike a repeated PaymentRequested")
 def test_a_repeated_refund_request_is_answered_again() -> None:
     row, _ = decide_payment(charged_row(), refund_request(), Refund(True, refund_id="re_1"))
     again_row, again = decide_payment(row, refund_request(), None)

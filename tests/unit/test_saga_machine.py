@@ -11,7 +11,8 @@ Every message goes through one in-memory bus of pending effects; the state machi
 any pending message (not first-in first-out), delivers messages again (at-least-once), places
 orders, and plays the API's cancel, ship and deliver, the scheduler's expiry and the admin's
 restock. The invariants of DESIGN.md's "Order saga" are checked after every step, and, once
-the bus is drained, that every order settled and that stock and money add up.
+the bus is drained, that every order settled, that stock and money add up, and that each
+customer's order index lists their orders once each.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ from models.orders import (
     DeliverRequested,
     ExpireRequested,
     Order,
+    OrderIndexed,
     OrderLine,
     OrderPlaced,
     ShipRequested,
     decide,
+    index_order,
     refusal,
 )
 from models.payments import (
@@ -75,11 +78,15 @@ USERS = ("u-ann", "u-bob", "u-cy")
 METHODS = ("pm_card_ok", "pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds")
 #: Statuses whose order keeps its money and its stock.
 PAID = frozenset({"confirmed", "shipped", "delivered"})
-TOPICS = ("orders", "inventory", "payments", "catalog")
+TOPICS = ("orders", "inventory", "payments", "catalog", "user-orders")
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+#: The field each topic is keyed by (the others: order_id).
+KEYED_BY = {"inventory": "sku", "catalog": "sku", "user-orders": "user_id"}
 #: The events each topic's consumers decode (the orders agent reads orders and payments).
-WIRE: dict[str, EventTypes] = {"orders": ORDER_EVENTS, "inventory": INVENTORY_EVENTS,
-                               "payments": PAYMENT_EVENTS}
+WIRE: dict[str, EventTypes | type[Event]] = {
+    "orders": ORDER_EVENTS, "inventory": INVENTORY_EVENTS, "payments": PAYMENT_EVENTS,
+    "user-orders": OrderIndexed,
+}
 
 T = TypeVar("T")
 
@@ -108,6 +115,7 @@ class Shop:
         self.catalog: dict[str, dict[str, Any]] = {}
         self.order_rows: dict[str, dict[str, Any]] = {}
         self.payment_rows: dict[str, dict[str, Any]] = {}
+        self.user_index: dict[str, dict[str, Any]] = {}
         self.placed: dict[str, OrderPlaced] = {}
         self.charges: Counter[str] = Counter()  # provider charges per order
         self.refunds: Counter[str] = Counter()  # provider refunds per order
@@ -137,8 +145,8 @@ class Shop:
         for effect in effects:
             event = effect.event
             assert effect.topic in TOPICS, effect
-            expected_key = event.sku if effect.topic in ("inventory", "catalog") else (
-                event.order_id)
+            field = KEYED_BY.get(effect.topic, "order_id")
+            expected_key = getattr(event, field)
             assert effect.key == expected_key, f"{effect.topic} keyed {effect.key!r}: {event!r}"
             if effect.topic == "catalog":
                 # One partition, one writer per sku: the catalog sees a sku's levels in order.
@@ -178,6 +186,8 @@ class Shop:
             self.publish(self.inventory(event))
         elif isinstance(event, PaymentRequested | RefundRequested):
             self.publish(self.payment(event))
+        elif isinstance(event, OrderIndexed):  # the per-customer index of orders
+            self.user_index[effect.key] = index_order(self.user_index.get(effect.key), event)
         else:
             self.publish(self.order(event))
 
@@ -298,7 +308,7 @@ class Shop:
             assert self.refunds[oid] <= 1, f"{oid} refunded {self.refunds[oid]} times"
 
     def check_settled(self) -> None:
-        """Checked once the bus is drained: every order ended, stock and money add up."""
+        """Checked once the bus is drained: orders ended, stock and money add up, indexes whole."""
         assert not self.pending
         orders = self.orders
         assert set(orders) == set(self.placed), "an order was placed but never processed"
@@ -311,6 +321,11 @@ class Shop:
             bought = sum(qty for o in orders.values() if o.status in PAID
                          for s, qty, _ in o.items if s == sku)
             assert stock.sold == bought, f"{sku}: sold {stock.sold}, paid orders hold {bought}"
+        for user in USERS:
+            index = self.user_index.get(user, {"orders": []})["orders"]
+            mine = sorted((o.history[0][1], oid, o.total_cents) for oid, o in orders.items()
+                          if o.user_id == user)
+            assert [(e["placed_at"], e["id"], e["total_cents"]) for e in index] == mine, user
         kept = sum(charged - refunded for charged, refunded in map(self.money, orders))
         paid = sum(o.total_cents for o in orders.values() if o.status in PAID)
         assert kept == paid, f"kept {kept} cents, paid orders are worth {paid}"
@@ -465,7 +480,8 @@ SagaMachine.TestCase.settings = settings(
     SAGA_SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 TestSaga = pytest.mark.xfail(
     strict=True,
-    reason="BUG: a ReserveStock redelivered after its CommitStock holds (or sells) the stock "
+    reason="LIMIT (README, 'Delivery order'): "
+                   "a ReserveStock redelivered after its CommitStock holds (or sells) the stock "
     "again, and a ReturnStock overtaking its CommitStock is dropped; see the two examples below",
 )(SagaMachine.TestCase)
 
@@ -518,7 +534,8 @@ def test_a_cancelled_paid_order_is_refunded_and_its_stock_returned() -> None:
     shop.check_settled()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a ReserveStock redelivered after its CommitStock "
+@pytest.mark.xfail(strict=True, reason="LIMIT (README, 'Delivery order'): "
+                   "a ReserveStock redelivered after its CommitStock "
                    "holds the stock again, and a paid order never releases it (leaked hold)")
 def test_a_reservation_redelivered_after_the_sale_holds_nothing() -> None:
     shop = Shop({"sku-a": 5, "sku-b": 0, "sku-c": 0})
@@ -531,7 +548,8 @@ def test_a_reservation_redelivered_after_the_sale_holds_nothing() -> None:
     shop.check_settled()  # sku-a holds 2 for the confirmed order o1, for ever
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a ReturnStock delivered before the order's "
+@pytest.mark.xfail(strict=True, reason="LIMIT (README, 'Delivery order'): "
+                   "a ReturnStock delivered before the order's "
                    "CommitStock is dropped; the cancelled order's units stay sold")
 def test_a_return_overtaking_its_commit_still_puts_the_stock_back() -> None:
     shop = Shop({"sku-a": 5, "sku-b": 0, "sku-c": 0})
