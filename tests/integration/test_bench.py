@@ -18,14 +18,16 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--messages", "2000", "--faust-messages", "500",
-         "--shop-messages", "300", "--rabbit-url", rabbit_url, "--json", str(out)],
+         "--shop-messages", "300", "--saga-orders", "100", "--saga-latency-seconds", "1",
+         "--rabbit-url", rabbit_url, "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(out.read_text())
     assert document["cores"] >= 1 and document["broker"]["name"] == "tansu"
     phases = document["phases"]
-    assert [p["messages"] for p in phases] == [2000, 2000, 500, 300]
+    assert [p["messages"] for p in phases[:5]] == [2000, 2000, 500, 300, 100]
+    assert phases[5]["extra"]["p99_ms"] >= phases[5]["extra"]["p50_ms"] > 0
     assert all(p["msgs_per_s"] > 0 for p in phases)
     assert phases[1]["ratio_to_baseline"] == 1.0
     assert phases[2]["extra"]["table_total"] == 500  # every event counted, once
