@@ -21,7 +21,7 @@ from models.base import Event, EventTypes, decode_event, utcnow
 from models.dead_letters import DeadLetter
 from tables.replay import Position
 
-__all__ = ["dead_letter", "for_each_event"]
+__all__ = ["dead_letter", "event_type_of", "for_each_event"]
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,23 @@ Handler = Callable[[E, Position], Awaitable[None]]
 
 
 async def for_each_event(
-    stream: StreamT[bytes], model: type[E] | EventTypes, handler: Handler[E], *, agent: str
+    stream: StreamT[bytes],
+    model: type[E] | EventTypes,
+    handler: Handler[E],
+    *,
+    agent: str,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     """Decode every event of ``stream`` into ``model`` and await ``handler(event, position)``.
 
-    ``model`` is one event class, or event classes by their type (see models.base).
+    ``model`` is one event class, or event classes by their type (see models.base). Events
+    whose type is in ``skip`` (other agents' events on a shared topic) are passed over
+    without being decoded.
     """
     async for event in stream.events():
         message = event.message
+        if skip and event_type_of(message.value) in skip:
+            continue
         try:
             record = decode_event(model, message.value)
         except Exception as exc:
@@ -54,6 +63,20 @@ async def for_each_event(
             await handler(record, position)
         except Exception as exc:
             await dead_letter(event, exc, agent=agent, stage="handle")
+
+
+_TYPE_FIRST = b'{"type":"'
+
+
+def event_type_of(raw: bytes | None) -> str | None:
+    """Return the event type of ``raw`` when it comes first (as ShopStream writes it), else None.
+
+    A cheap look that saves decoding events an agent does not handle; None means "decode it".
+    """
+    if raw is None or not raw.startswith(_TYPE_FIRST):
+        return None
+    end = raw.find(b'"', len(_TYPE_FIRST))
+    return raw[len(_TYPE_FIRST):end].decode("ascii", "replace") if end > 0 else None
 
 
 async def dead_letter(event: EventT, exc: BaseException, *, agent: str, stage: str) -> None:

@@ -28,6 +28,7 @@ from models.orders import (
     Order,
     OrderIndexed,
     OrderPlaced,
+    OrderUpdate,
     ShipRequested,
     decide,
     index_order,
@@ -41,6 +42,10 @@ __all__ = ["expire_overdue_orders", "index_orders_by_user", "run_order_saga"]
 #: The events that move an order (the others on these topics are for other agents).
 SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, PaymentFailed,
                Refunded, CancelRequested, ShipRequested, DeliverRequested, ExpireRequested)
+
+#: Types on the saga's topics that are for other agents or readers (skipped undecoded).
+NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested",
+                              *(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)})
 
 #: How often the expiry timer looks for overdue orders, in seconds.
 EXPIRY_CHECK_S = max(0.5, min(10.0, settings.order_ttl / 5))
@@ -81,7 +86,7 @@ def track_deadline(order_id: str, row: dict[str, Any]) -> None:
 async def run_order_saga(stream: StreamT[bytes]) -> None:
     """Consume order and payment events into the orders table."""
     await for_each_event(stream, {**ORDER_EVENTS, **PAYMENT_EVENTS}, apply_order_event,
-                         agent="orders.saga")
+                         agent="orders.saga", skip=NOT_FOR_THE_SAGA)
 
 
 async def apply_order_index(event: OrderIndexed, position: Position) -> None:

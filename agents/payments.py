@@ -54,4 +54,5 @@ async def apply_payment_request(event: Any, position: Position) -> None:
 @app.agent(payments_topic, name="payments.charges")
 async def settle_payments(stream: StreamT[bytes]) -> None:
     """Consume payment requests from the payments topic."""
-    await for_each_event(stream, PAYMENT_EVENTS, apply_payment_request, agent="payments.charges")
+    await for_each_event(stream, PAYMENT_EVENTS, apply_payment_request, agent="payments.charges",
+                         skip=frozenset({"payment_succeeded", "payment_failed", "refunded"}))
