@@ -14,6 +14,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TransportT
 
 from config import ConfigError, Settings
+from config.checks import wait_for_kafka
 from rabbit_bridge.connection import RabbitConnection
 from scripts.seed import register_seed
 
@@ -47,7 +48,11 @@ class ShopApp(faust.App):
         return super()._new_transport()
 
     def worker_init(self) -> None:
-        """Create this worker's data dir (Faust creates only its last level)."""
+        """Check Kafka answers and create this worker's data dir before the worker starts."""
+        try:
+            wait_for_kafka(self.shop_settings)
+        except ConfigError as exc:
+            raise SystemExit(f"shopstream: {exc}") from None
         self.shop_settings.datadir.mkdir(parents=True, exist_ok=True)
         super().worker_init()
 
