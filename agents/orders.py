@@ -1,8 +1,9 @@
 """Orders agent: the saga. Applies each order event to the order and sends what it causes.
 
 It consumes the ``orders`` and ``payments`` topics (both keyed by order id), so an order's
-row is always written from the same partition number. The expiry timer asks to expire
-orders that waited longer than SHOP_ORDER_TTL for stock or payment.
+row is always written from the same partition number. A timer expires orders that waited
+longer than SHOP_ORDER_TTL for stock or payment, and asks again for answers that an order has
+waited for longer than CHASE_AFTER_S (a request or its answer lost in a worker's crash).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
-from agents.topics import order_saga_topics, orders_topic, user_orders_topic
+from agents.topics import order_saga_topics, user_orders_topic
 from app import app, settings
-from models.base import Event, utcnow
+from models.base import utcnow
 from models.inventory import StockRejected, StockReserved
 from models.orders import (
     ACTIVE,
@@ -30,14 +31,16 @@ from models.orders import (
     OrderPlaced,
     OrderUpdate,
     ShipRequested,
+    chase,
     decide,
     index_order,
 )
 from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Refunded
+from tables.base import tables_ready
 from tables.orders import open_orders, orders, orders_by_user, watchers
 from tables.replay import Position, Send, decide_once, update_once
 
-__all__ = ["expire_overdue_orders", "index_orders_by_user", "run_order_saga"]
+__all__ = ["chase_open_orders", "index_orders_by_user", "run_order_saga"]
 
 #: The events that move an order (the others on these topics are for other agents).
 SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, PaymentFailed,
@@ -47,8 +50,11 @@ SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, Paym
 NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested",
                               *(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)})
 
-#: How often the expiry timer looks for overdue orders, in seconds.
-EXPIRY_CHECK_S = max(0.5, min(10.0, settings.order_ttl / 5))
+#: How often open orders are checked (expiry and lost answers), in seconds.
+CHASE_S = 1.0
+#: How long an order waits for an answer before its request is sent again.
+CHASE_AFTER_S = 5.0
+CHASE_AFTER = timedelta(seconds=CHASE_AFTER_S)
 
 
 async def apply_order_event(event: Any, position: Position) -> None:
@@ -100,19 +106,36 @@ async def index_orders_by_user(stream: StreamT[bytes]) -> None:
     await for_each_event(stream, OrderIndexed, apply_order_index, agent="orders.by-user")
 
 
-#: Expiries asked for recently (order id -> monotonic time), so one is not asked every tick.
+#: Orders chased or expired recently (order id -> monotonic time): one request per period.
 _asked: dict[str, float] = {}
 
 
-@app.timer(interval=EXPIRY_CHECK_S)
-async def expire_overdue_orders() -> None:
-    """Ask to expire the orders on this worker that are past their deadline."""
-    now = utcnow().isoformat()
+@app.timer(interval=CHASE_S)
+async def chase_open_orders() -> None:
+    """Expire overdue orders, and ask again for answers an order has waited for too long.
+
+    Runs on every worker over the orders it owns (a table iterates its active partitions),
+    and only while the worker is ready: during a recovery a row may be behind.
+    """
+    if not tables_ready(app):
+        return
+    now = utcnow()
     clock = time.monotonic()
+    sends: list[Send] = []
     for order_id, deadline in list(open_orders.items()):
-        if deadline <= now and clock - _asked.get(order_id, 0.0) > 5 * EXPIRY_CHECK_S:
-            _asked[order_id] = clock
-            expire: Event = ExpireRequested.new(order_id=order_id, correlation_id=order_id)
-            await orders_topic.send(key=order_id, value=expire.dumps())
-    for order_id in [k for k, at in _asked.items() if clock - at > 60 * EXPIRY_CHECK_S]:
+        if clock - _asked.get(order_id, -CHASE_AFTER_S) < CHASE_AFTER_S:
+            continue
+        row = orders.get(order_id)
+        if row is None or row["status"] not in ACTIVE:
+            continue
+        if deadline <= now.isoformat():
+            expire = ExpireRequested.new(order_id=order_id, correlation_id=order_id)
+            sends.append(("orders", order_id, expire.dumps().decode()))
+        elif now - datetime.fromisoformat(row["history"][-1]["at"]) > CHASE_AFTER:
+            sends.extend(to_sends(chase(Order.from_row(row))))
+        else:
+            continue
+        _asked[order_id] = clock
+    for order_id in [k for k, at in _asked.items() if clock - at > 60 * CHASE_AFTER_S]:
         del _asked[order_id]
+    await send_all(sends)

@@ -54,6 +54,7 @@ __all__ = [
     "OrderPlaced",
     "OrderUpdate",
     "ShipRequested",
+    "chase",
     "decide",
     "index_order",
     "refusal",
@@ -232,6 +233,28 @@ def decide(order: Order | None, event: Event, now: datetime) -> Decision:
         return Decision(None)
     handler = _HANDLERS.get(type(event))
     return handler(order, event, now) if handler else Decision(order)
+
+
+def chase(order: Order) -> list[Effect]:
+    """Return the requests to send again for an order that waits too long for an answer.
+
+    A request or its answer can be lost when a worker dies between writing a row and sending
+    what the row caused; asking again is safe, since the inventory and the payments agent
+    answer a repeated request from their state (a held sku answers "reserved" again, a charged
+    order answers with its charge).
+    """
+    if order.status == "placed":
+        return [
+            Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=order.id, quantity=qty,
+                                                      correlation_id=order.id))
+            for sku, qty, _ in order.items if sku not in order.reserved
+        ]
+    if order.status == "reserved":
+        charge = PaymentRequested.new(order_id=order.id, amount_cents=order.total_cents,
+                                      payment_method=order.payment_method,
+                                      correlation_id=order.id)
+        return [Effect("payments", order.id, charge)]
+    return []
 
 
 def refusal(order: Order, action: str) -> str | None:

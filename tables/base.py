@@ -8,10 +8,13 @@ keeps the producer's partition, the row's partition and the routed worker the sa
 
 from __future__ import annotations
 
-import faust
-from faust.types import CodecArg, ModelArg
+from typing import cast
 
-__all__ = ["ShopTable"]
+import faust
+from faust.tables.recovery import Recovery
+from faust.types import AppT, CodecArg, ModelArg
+
+__all__ = ["ShopTable", "tables_ready"]
 
 
 class ShopTable(faust.Table):
@@ -21,3 +24,9 @@ class ShopTable(faust.Table):
         if typ is str:
             return "raw"
         return super()._serializer_from_type(typ)
+
+
+def tables_ready(app: AppT) -> bool:
+    """Return True once this worker's tables are recovered and no rebalance is under way."""
+    recovery = cast(Recovery, app.tables.recovery)  # type: ignore[attr-defined]
+    return recovery.completed.is_set() and not app.rebalancing

@@ -11,6 +11,7 @@ from faust.tables.recovery import Recovery
 from faust.web import Request, Response
 
 from app import app, rabbit
+from tables.base import tables_ready
 from web.views import ShopView
 
 __all__ = ["readiness"]
@@ -19,7 +20,7 @@ __all__ = ["readiness"]
 def readiness() -> dict[str, Any]:
     """Return whether this worker can serve, with detail per dependency."""
     recovery = cast(Recovery, app.tables.recovery)  # type: ignore[attr-defined]
-    kafka_ready = recovery.completed.is_set() and not app.rebalancing
+    kafka_ready = tables_ready(app)
     kafka: dict[str, Any] = {
         "ready": kafka_ready,
         "rebalancing": bool(app.rebalancing),

@@ -60,9 +60,12 @@ class Shop:
         raise AssertionError(f"the catalog did not reach {count} products")
 
     async def place(self, user_id: str, items: list[tuple[str, int]], method: str = "pm_card_ok",
-                    **extra: Any) -> tuple[int, Any]:
+                    *, idempotency_key: str | None = None, **extra: Any) -> tuple[int, Any]:
         """Place an order; return (status, body)."""
-        return await self.call("POST", "/api/orders", headers=customer(user_id), json={
+        headers = customer(user_id)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return await self.call("POST", "/api/orders", headers=headers, json={
             "items": [{"sku": s, "quantity": q} for s, q in items], "payment_method": method,
             **extra})
 

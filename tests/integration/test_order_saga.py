@@ -21,6 +21,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 
 from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
+from tests.integration.saga import check_invariants, place_many, shop_state
 from tests.integration.shop import ADMIN, Shop, customer
 
 pytestmark = pytest.mark.integration
@@ -28,66 +29,6 @@ pytestmark = pytest.mark.integration
 SKUS = {f"SCARCE-{n:02d}": stock for n, stock in enumerate([3, 8, 20, 40, 60, 80, 100, 120])}
 ORDERS = 240
 CUSTOMERS = 60
-PAID = ("confirmed", "shipped", "delivered")
-
-
-async def place_many(shop: Shop, rng: random.Random) -> list[tuple[str, str]]:
-    """Place ORDERS orders concurrently; return (customer, order id) of each."""
-    limit = asyncio.Semaphore(40)
-
-    async def one(n: int) -> tuple[str, str]:
-        user = f"customer-{n % CUSTOMERS}"
-        skus = rng.sample(sorted(SKUS), rng.randint(1, 3))
-        method = rng.choices(["pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds"],
-                             [8, 1, 1])[0]
-        async with limit:
-            status, body = await shop.place(user, [(s, rng.randint(1, 3)) for s in skus], method)
-        assert status == 202, body
-        return user, body["id"]
-
-    return await asyncio.gather(*(one(n) for n in range(ORDERS)))
-
-
-async def shop_state(shop: Shop, placed: list[tuple[str, str]]) -> dict[str, Any]:
-    """Return every order, payment and stock as the API shows them."""
-    orders = {oid: await shop.settled(user, oid) for user, oid in placed}
-    payments = {}
-    for user, oid in placed:
-        status, body = await shop.call("GET", f"/api/payments/{oid}", headers=customer(user))
-        if status == 200:
-            payments[oid] = body
-    stock = {sku: await shop.stock(sku) for sku in SKUS}
-    return {"orders": orders, "payments": payments, "stock": stock}
-
-
-def check_invariants(state: dict[str, Any], restocked: Counter[str]) -> None:
-    """Assert the saga's invariants (DESIGN.md) on a settled shop."""
-    orders, payments, stock = state["orders"], state["payments"], state["stock"]
-    assert all(o["status"] not in ("placed", "reserved") for o in orders.values())
-    sold: Counter[str] = Counter()
-    for order in orders.values():
-        if order["status"] in PAID:
-            for line in order["items"]:
-                sold[line["sku"]] += line["quantity"]
-    for sku, initial in SKUS.items():
-        s = stock[sku]
-        assert min(s["available"], s["reserved"], s["sold"]) >= 0, s
-        assert initial + restocked[sku] == s["available"] + s["reserved"] + s["sold"], s
-        assert s["reserved"] == 0, f"{sku}: units still held after every order settled: {s}"
-        assert s["sold"] == sold[sku], (sku, s, sold[sku])
-    charged = sum(p["amount_cents"] - p["refunded_cents"] for p in payments.values()
-                  if p["status"] in ("succeeded", "refunded"))
-    assert charged == sum(o["total_cents"] for o in orders.values() if o["status"] in PAID)
-    for oid, order in orders.items():
-        if order["status"] not in PAID and oid in payments:
-            p = payments[oid]
-            assert p["status"] in ("failed", "refunded"), (order, p)
-
-
-class FaustNamedAssignor(RoundRobinPartitionAssignor):
-    """A round-robin assignor under the protocol name the shop's group uses."""
-
-    name = "faust"
 
 
 async def check_customer_lists(shop: Shop, placed: list[tuple[str, str]],
@@ -105,6 +46,12 @@ async def check_customer_lists(shop: Shop, placed: list[tuple[str, str]],
     status, body = await shop.call("GET", "/api/orders?user_id=customer-0&per_page=1",
                                    headers=ADMIN)
     assert (status, body["total"]) == (200, sum(u == "customer-0" for u, _ in placed))
+
+
+class FaustNamedAssignor(RoundRobinPartitionAssignor):
+    """A round-robin assignor under the protocol name the shop's group uses."""
+
+    name = "faust"
 
 
 async def replay_everything(worker: Worker, workers: WorkerFactory) -> None:
@@ -143,7 +90,7 @@ async def test_concurrent_orders_never_oversell_and_a_replay_changes_nothing(
             await shop.add_product(sku, units)
         await shop.wait_for_catalog(len(SKUS))
 
-        placed = await place_many(shop, rng)
+        placed = await place_many([shop], list(SKUS), ORDERS, CUSTOMERS, rng)
         # Customers cancel some orders while the saga runs, and an admin restocks one sku.
         for user, oid in rng.sample(placed, 20):
             await shop.call("POST", f"/api/orders/{oid}/cancel", headers=customer(user))
@@ -152,8 +99,8 @@ async def test_concurrent_orders_never_oversell_and_a_replay_changes_nothing(
         assert status == 202
         restocked = Counter({"SCARCE-00": 4})
 
-        before = await shop_state(shop, placed)
-        check_invariants(before, restocked)
+        before = await shop_state(shop, placed, list(SKUS))
+        check_invariants(before, SKUS, restocked)
         await check_customer_lists(shop, placed, before["orders"])
         statuses = Counter(o["status"] for o in before["orders"].values())
         print(f"{ORDERS} orders settled: {dict(statuses)}")
@@ -163,7 +110,7 @@ async def test_concurrent_orders_never_oversell_and_a_replay_changes_nothing(
     async with aiohttp.ClientSession() as http:
         shop = Shop(http, worker.url)
         await asyncio.sleep(3)  # let the replayed events through
-        after = await shop_state(shop, placed)
+        after = await shop_state(shop, placed, list(SKUS))
         async with http.get(f"{worker.url}/metrics") as response:
             metrics = await response.text()
     assert after == before

@@ -36,6 +36,7 @@ from models.orders import (
     OrderPlaced,
     OrderUpdate,
     ShipRequested,
+    chase,
     decide,
     index_order,
     refusal,
@@ -549,3 +550,23 @@ def test_every_notice_the_saga_sends_decodes_as_an_order_update(status: str) -> 
     assert isinstance(back, OrderUpdate)
     assert (back.type, back.order_id, back.status, back.total_cents) == (
         sent.type, OID, status, 2200)
+
+
+def test_chasing_a_placed_order_asks_again_for_the_skus_not_yet_held() -> None:
+    placed = decide(None, OrderPlaced.new(
+        order_id="o-chase", user_id="u", items=[OrderLine(sku="A", quantity=2, unit_price_cents=5),
+                                                OrderLine(sku="B", quantity=1, unit_price_cents=7)],
+        subtotal_cents=17, discount_cents=0, total_cents=17, payment_method="pm_card_ok"),
+        NOW).order
+    assert placed is not None
+    half = decide(placed, StockReserved.new(order_id="o-chase", sku="A", quantity=2), NOW).order
+    assert half is not None
+    asked = chase(half)
+    assert [(e.topic, e.key, e.event.type) for e in asked] == [
+        ("inventory", "B", "reserve_stock")]
+    reserved = decide(half, StockReserved.new(order_id="o-chase", sku="B", quantity=1),
+                      NOW).order
+    assert reserved is not None
+    assert [(e.topic, e.event.type) for e in chase(reserved)] == [
+        ("payments", "payment_requested")]
+    assert chase(replace(reserved, status="confirmed")) == []
