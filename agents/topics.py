@@ -24,7 +24,9 @@ __all__ = [
     "orders_topic",
     "payments_topic",
     "shop_topic",
+    "user_emails_topic",
     "user_orders_topic",
+    "users_topic",
 ]
 
 
@@ -71,6 +73,14 @@ user_orders_topic = shop_topic("user-orders")
 #: whole catalog in a global table; its changes are few).
 catalog_topic = shop_topic("catalog", partitions=1)
 
+#: users [user id]: UserRegistered, ProfileUpdated, PasswordChanged, UserDeactivated and the
+#: refresh-token sessions (SessionStarted, SessionRotated, SessionEnded).
+users_topic = shop_topic("users")
+
+#: user-emails [normalised e-mail]: ClaimEmail (registration), LoginChanged (from the users
+#: agent); the single writer that keeps e-mail addresses unique.
+user_emails_topic = shop_topic("user-emails")
+
 #: Topics by name, for sending an effect to the topic it names.
 TOPICS: dict[str, TopicT] = {
     "orders": orders_topic,
@@ -79,6 +89,8 @@ TOPICS: dict[str, TopicT] = {
     "catalog": catalog_topic,
     "analytics": analytics_topic,
     "user-orders": user_orders_topic,
+    "users": users_topic,
+    "user-emails": user_emails_topic,
 }
 
 #: dead-letters [source topic]: events that failed to decode or to be handled, with the error.

@@ -50,6 +50,11 @@ class Settings:
     environment: str = "development"
     order_ttl: float = 900.0
     payment_slow_seconds: float = 0.5
+    access_token_ttl: float = 900.0
+    refresh_token_ttl: float = 14 * 24 * 3600.0
+    password_hash_cost: str = "standard"
+    admin_email: str = ""
+    admin_password: str = ""
 
     @property
     def canonical_url(self) -> str:
@@ -88,6 +93,16 @@ class Settings:
                 "SHOP_JWT_SECRET",
                 "must be set to a secret of at least 32 characters when "
                 "SHOP_ENVIRONMENT=production",
+            )
+        if self.environment == "production" and self.password_hash_cost != "standard":
+            raise ConfigError(
+                "SHOP_PASSWORD_HASH_COST",
+                "must be 'standard' when SHOP_ENVIRONMENT=production ('light' is for tests)",
+            )
+        if bool(self.admin_email) != bool(self.admin_password):
+            raise ConfigError(
+                "SHOP_ADMIN_PASSWORD" if self.admin_email else "SHOP_ADMIN_EMAIL",
+                "SHOP_ADMIN_EMAIL and SHOP_ADMIN_PASSWORD must be set together (or neither)",
             )
         if self.heartbeat_interval * 3 > self.session_timeout + 1e-9:  # 1.1 * 3 > 3.3 in floats
             raise ConfigError(
@@ -187,6 +202,21 @@ def _secret(raw: str) -> str:
     return raw
 
 
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _email(raw: str) -> str:
+    if len(raw) > 254 or not _EMAIL.fullmatch(raw):
+        raise ValueError("must be an e-mail address such as admin@example.com")
+    return raw.lower()
+
+
+def _password(raw: str) -> str:
+    if not 8 <= len(raw) <= 128:
+        raise ValueError("must be 8 to 128 characters long")
+    return raw
+
+
 def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -236,6 +266,16 @@ SETTINGS: tuple[Spec, ...] = (
          "Seconds an order may wait for stock and payment before it expires."),
     Spec("payment_slow_seconds", "SHOP_PAYMENT_SLOW_SECONDS", _seconds(0, 60),
          "How long the simulated provider takes to answer pm_card_slow."),
+    Spec("access_token_ttl", "SHOP_ACCESS_TOKEN_TTL", _seconds(10, 24 * 3600),
+         "Seconds an access token (JWT) is valid."),
+    Spec("refresh_token_ttl", "SHOP_REFRESH_TOKEN_TTL", _seconds(60, 365 * 24 * 3600),
+         "Seconds a refresh token is valid (each refresh replaces it with a new one)."),
+    Spec("password_hash_cost", "SHOP_PASSWORD_HASH_COST", _one_of("standard", "light"),
+         "Argon2 parameters: 'standard' (about 160 ms a hash), 'light' for tests only."),
+    Spec("admin_email", "SHOP_ADMIN_EMAIL", _email,
+         "E-mail of the first admin, registered at start if free (with SHOP_ADMIN_PASSWORD)."),
+    Spec("admin_password", "SHOP_ADMIN_PASSWORD", _password,
+         "Password of the first admin (8 to 128 characters)."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )

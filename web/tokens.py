@@ -1,0 +1,156 @@
+"""Credentials: access tokens (JWT HS256), refresh tokens and password hashes.
+
+- :func:`issue_access_token` / :func:`verify_access_token`: a JWT signed with
+  SHOP_JWT_SECRET, claims ``sub`` (user id), ``roles``, ``iat``, ``exp``, ``jti``. Only HS256
+  is accepted (``alg: none`` and every other algorithm are refused).
+- :func:`new_refresh_token` / :func:`parse_refresh_token`: an opaque
+  ``<user id>.<token id>.<secret>``; the server keeps only the SHA-256 of the secret.
+- :func:`hash_password` / :func:`verify_password`: argon2id in a thread, never on the loop.
+
+The functions take the secret, lifetimes and time as arguments (defaults from the app's
+settings), so tests drive them without a clock or an app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from config import Settings
+from web.errors import ApiError
+
+__all__ = [
+    "ALGORITHM",
+    "InvalidToken",
+    "RefreshToken",
+    "hash_password",
+    "hash_secret",
+    "issue_access_token",
+    "new_refresh_token",
+    "parse_refresh_token",
+    "same_secret",
+    "verify_access_token",
+    "verify_password",
+]
+
+ALGORITHM = "HS256"
+_REFRESH = re.compile(r"([0-9a-f]{32})\.([0-9a-f]{32})\.([A-Za-z0-9_-]{43})")
+
+
+class InvalidToken(ApiError):
+    """The token is missing, expired, tampered with or not ours; sign in again."""
+
+    status = 401
+    code = "unauthorized"
+
+
+def _settings() -> Settings:
+    from app import settings  # the app's settings; imported late so tests need no app
+
+    return settings
+
+
+def issue_access_token(user_id: str, roles: Iterable[str], *, secret: str | None = None,
+                       ttl: float | None = None, now: datetime | None = None) -> str:
+    """Return a signed access token for ``user_id`` with ``roles``."""
+    key = secret if secret is not None else _settings().jwt_secret
+    lifetime = ttl if ttl is not None else _settings().access_token_ttl
+    issued = now or datetime.now(UTC)
+    claims = {"sub": user_id, "roles": sorted(set(roles)), "iat": issued,
+              "exp": issued + timedelta(seconds=lifetime), "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def verify_access_token(token: str, *, secret: str | None = None,
+                        leeway: float = 0) -> tuple[str, frozenset[str]]:
+    """Return (user id, roles) of a valid access token; raise :class:`InvalidToken`."""
+    key = secret if secret is not None else _settings().jwt_secret
+    try:
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], leeway=leeway,
+                            options={"require": ["sub", "exp", "iat"]})
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the access token has expired; refresh it or sign in again") from None
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken(f"the access token is not valid ({exc}); sign in again") from None
+    user_id, roles = claims.get("sub"), claims.get("roles", [])
+    if not isinstance(user_id, str) or not user_id or not isinstance(roles, list) \
+            or not all(isinstance(role, str) for role in roles):
+        raise InvalidToken("the access token's claims are not valid; sign in again")
+    return user_id, frozenset(roles)
+
+
+class RefreshToken:
+    """A new refresh token: the text for the client and what the server keeps."""
+
+    __slots__ = ("secret_hash", "text", "token_id", "user_id")
+
+    def __init__(self, user_id: str, token_id: str, secret: str) -> None:
+        self.user_id = user_id
+        self.token_id = token_id
+        self.text = f"{user_id}.{token_id}.{secret}"
+        self.secret_hash = hash_secret(secret)
+
+
+def new_refresh_token(user_id: str) -> RefreshToken:
+    """Return a fresh random refresh token of ``user_id`` (a 32-hex user id)."""
+    return RefreshToken(user_id, uuid.uuid4().hex, secrets.token_urlsafe(32))
+
+
+def parse_refresh_token(text: str) -> tuple[str, str, str]:
+    """Return (user id, token id, secret hash) of a refresh token; raise InvalidToken."""
+    match = _REFRESH.fullmatch(text.strip())
+    if not match:
+        raise InvalidToken("the refresh token is not valid; sign in again")
+    return match.group(1), match.group(2), hash_secret(match.group(3))
+
+
+def hash_secret(secret: str) -> str:
+    """Return the SHA-256 of a refresh token's secret (random enough not to need salt)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_secret(stored_hash: str, presented_hash: str) -> bool:
+    """Return True if the hashes match (in constant time)."""
+    return hmac.compare_digest(stored_hash, presented_hash)
+
+
+# -- Passwords ------------------------------------------------------------------------------
+
+
+@cache
+def _hasher(cost: str) -> PasswordHasher:
+    if cost == "light":  # tests: about a millisecond a hash
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+def _cost(cost: str | None) -> str:
+    return cost if cost is not None else _settings().password_hash_cost
+
+
+async def hash_password(password: str, *, cost: str | None = None) -> str:
+    """Return the argon2id hash of ``password`` (computed in a thread)."""
+    return await asyncio.to_thread(_hasher(_cost(cost)).hash, password)
+
+
+def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def verify_password(password_hash: str, password: str, *, cost: str | None = None) -> bool:
+    """Return True if ``password`` matches ``password_hash`` (checked in a thread)."""
+    return await asyncio.to_thread(_verify, _hasher(_cost(cost)), password_hash, password)

@@ -1,0 +1,221 @@
+"""Users HTTP: register, read and change one's profile, read a user, deactivate a user.
+
+Registering is decided on the worker that owns the e-mail key: the request is routed there,
+puts a ``ClaimEmail`` on ``user-emails`` and waits for the e-mails agent to decide (201 or
+409). A user is read and changed on the worker that owns the user id key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from faust.web import Request, Response
+from pydantic import BaseModel, Field, field_validator
+
+from agents.topics import user_emails_topic, users_topic
+from app import app
+from models.base import Event
+from models.users import (
+    ClaimEmail,
+    PasswordChanged,
+    ProfileUpdated,
+    UserDeactivated,
+    normalise_email,
+    password_problem,
+    public_user,
+)
+from tables.routing import ShopRouter, Unavailable
+from tables.users import email_watchers, emails, user_watchers, users, wait_for
+from web.bodies import read_body
+from web.errors import ApiError, NotFound
+from web.identity import may_see, require
+from web.tokens import hash_password
+from web.views import ShopView
+
+__all__ = ["Conflict", "ProfileIn", "RegisterIn"]
+
+#: How long a request waits for the agent's decision before answering 503 (retry).
+DECISION_WAIT_S = 10.0
+#: The roles a self-registered user gets.
+CUSTOMER_ROLES = ["customer"]
+#: How long a read of one's own profile waits for a just-registered user's row.
+NEW_USER_WAIT_S = 3.0
+
+
+class Conflict(ApiError):
+    """The e-mail address is taken."""
+
+    status = 409
+    code = "conflict"
+
+
+def _password(value: str) -> str:
+    problem = password_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class RegisterIn(BaseModel):
+    """A new account: e-mail (unique, any case), password (8-128 characters) and name."""
+
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    name: str = Field(min_length=1, max_length=100)
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        return normalise_email(value)
+
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        return _password(value)
+
+
+class ProfileIn(BaseModel):
+    """Changes to one's own profile: a new name, a new password, or both."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    password: str | None = Field(default=None, max_length=1024)
+
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str | None) -> str | None:
+        return None if value is None else _password(value)
+
+
+def router() -> ShopRouter:
+    """Return the app's router."""
+    return cast(ShopRouter, app.router)
+
+
+@app.page("/api/users")
+class RegisterView(ShopView):
+    """Register a new customer: 201 with the user, or 409 when the e-mail is taken."""
+
+    async def post(self, request: Request) -> Response:
+        body = await read_body(request, RegisterIn)
+
+        async def local() -> Response:
+            return await self._register(request, body)
+
+        return await router().on_owner(emails.name, body.email, self.web, request, local)
+
+    async def _register(self, request: Request, body: RegisterIn) -> Response:
+        if body.email in emails:
+            raise Conflict("this e-mail address is already registered")
+        password_hash = await hash_password(body.password)
+        user_id = uuid.uuid4().hex
+        claim = ClaimEmail.new(email=body.email, user_id=user_id, name=body.name,
+                               password_hash=password_hash, roles=CUSTOMER_ROLES,
+                               correlation_id=request.headers.get("X-Request-Id", user_id))
+        watching = email_watchers.watch(body.email)
+        try:
+            await (await user_emails_topic.send(key=body.email, value=claim.dumps()))
+        except BaseException:
+            email_watchers.forget(body.email, watching)
+            raise
+        row = await wait_for(email_watchers, emails, body.email, lambda row: row is not None,
+                             DECISION_WAIT_S, watching=watching)
+        if row is None:
+            raise Unavailable("the registration is still being decided; retry in a second")
+        if row["user_id"] != user_id:
+            raise Conflict("this e-mail address is already registered")
+        user = {"id": user_id, "email": body.email, "name": body.name,
+                "roles": row["roles"], "created_at": row["claimed_at"], "active": True}
+        return self.json(user, status=201, headers={"Location": f"/api/users/{user_id}"})
+
+
+async def send_user_event(event: Event, user_id: str) -> dict[str, Any]:
+    """Send ``event`` about ``user_id`` (on its owner) and return the row once it is applied."""
+    watching = user_watchers.watch(user_id)
+    try:
+        await (await users_topic.send(key=user_id, value=event.dumps()))
+    except BaseException:
+        user_watchers.forget(user_id, watching)
+        raise
+
+    def applied(row: dict[str, Any] | None) -> bool:
+        ids = ((row or {}).get("_applied") or {}).get("ids", ())
+        return event.event_id in ids
+
+    row = await wait_for(user_watchers, users, user_id, applied, DECISION_WAIT_S,
+                         watching=watching)
+    if row is None:
+        raise NotFound(f"no user {user_id!r}")
+    return row
+
+
+async def own_row(user_id: str) -> dict[str, Any]:
+    """Return the caller's row; a just-registered user's row may be a moment away."""
+    row = await wait_for(user_watchers, users, user_id, lambda row: row is not None,
+                         NEW_USER_WAIT_S)
+    if row is None:
+        raise NotFound("no user for this account")
+    return row
+
+
+@app.page("/api/users/me")
+class MeView(ShopView):
+    """The caller's own profile (GET) and changes to it (PATCH)."""
+
+    async def get(self, request: Request) -> Response:
+        caller = require(request)
+
+        async def local() -> Response:
+            return self.json(public_user(await own_row(caller.user_id)))
+
+        return await router().on_owner(users.name, caller.user_id, self.web, request, local)
+
+    async def patch(self, request: Request) -> Response:
+        caller = require(request)
+        body = await read_body(request, ProfileIn)
+
+        async def local() -> Response:
+            user_id = caller.user_id
+            row = await own_row(user_id)
+            if body.name is not None and body.name != row["name"]:
+                row = await send_user_event(ProfileUpdated.new(
+                    user_id=user_id, name=body.name, correlation_id=user_id), user_id)
+            if body.password is not None:
+                password_hash = await hash_password(body.password)
+                row = await send_user_event(PasswordChanged.new(
+                    user_id=user_id, password_hash=password_hash, correlation_id=user_id),
+                    user_id)
+            return self.json(public_user(row))
+
+        return await router().on_owner(users.name, caller.user_id, self.web, request, local)
+
+
+@app.page("/api/users/{user_id}")
+class UserView(ShopView):
+    """One user (the user themself or an admin)."""
+
+    @app.table_route(table=users, match_info="user_id")  # type: ignore[arg-type]
+    async def get(self, request: Request, user_id: str) -> Response:
+        caller = require(request)
+        if not may_see(caller, user_id):
+            raise NotFound(f"no user {user_id!r}")
+        row = await own_row(user_id) if caller.user_id == user_id else users.get(user_id)
+        if row is None:
+            raise NotFound(f"no user {user_id!r}")
+        return self.json(public_user(row))
+
+
+@app.page("/api/users/{user_id}/deactivate")
+class DeactivateView(ShopView):
+    """Deactivate a user (admin): no more logins; their refresh tokens stop working."""
+
+    @app.table_route(table=users, match_info="user_id")  # type: ignore[arg-type]
+    async def post(self, request: Request, user_id: str) -> Response:
+        caller = require(request, "admin")
+        row = users.get(user_id)
+        if row is None:
+            raise NotFound(f"no user {user_id!r}")
+        if row["active"]:
+            row = await send_user_event(UserDeactivated.new(
+                user_id=user_id, by=caller.user_id, correlation_id=user_id), user_id)
+        return self.json(public_user(row))
