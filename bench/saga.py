@@ -21,12 +21,18 @@ from aiokafka import AIOKafkaConsumer
 from bench.errors import BenchError
 from bench.report import PhaseResult, say
 from bench.shop_agent import _require_rabbitmq, _wait_ready
+from config.settings import DEV_JWT_SECRET
 from scripts.devstack import Broker, broker_env, start_worker
+from web.tokens import issue_access_token
 
 __all__ = ["measure_saga"]
 
 PRODUCTS = 50
-ADMIN = {"X-User-Id": "bench-admin", "X-Roles": "admin"}
+#: The bench's callers, signed as the worker it starts signs (the development JWT secret).
+ADMIN = {"Authorization": "Bearer " + issue_access_token("bench-admin", ["admin"],
+                                                          secret=DEV_JWT_SECRET, ttl=3600)}
+CUSTOMERS = [{"Authorization": "Bearer " + issue_access_token(
+    f"bench-customer-{n}", ["customer"], secret=DEV_JWT_SECRET, ttl=3600)} for n in range(500)]
 
 
 class Confirmations:
@@ -75,7 +81,7 @@ async def _place(http: aiohttp.ClientSession, url: str, n: int, rng: random.Rand
     body = {"items": [{"sku": f"BENCH-{rng.randrange(PRODUCTS):04d}", "quantity": 1}],
             "payment_method": "pm_card_ok"}
     async with http.post(url + "/api/orders", json=body,
-                         headers={"X-User-Id": f"bench-customer-{n % 500}"}) as response:
+                         headers=CUSTOMERS[n % len(CUSTOMERS)]) as response:
         if response.status != 202:
             raise BenchError(f"POST /api/orders answered {response.status}: "
                              f"{await response.text()}")

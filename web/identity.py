@@ -1,9 +1,8 @@
 """Who is calling: the caller's user id and roles, and the checks views declare.
 
-Until authentication lands (the users issue: JWT bearer tokens), the identity comes from two
-headers: ``X-User-Id`` and ``X-Roles`` (comma separated: customer, support, admin). The views
-only use :func:`identity`, :func:`require` and :func:`may_see`, so the switch to tokens changes
-this module alone.
+The caller is named by ``Authorization: Bearer <access token>`` (a JWT from
+``POST /api/auth/login``, see web/tokens.py); no header means anonymous, a bad or expired
+token is a 401. Views use :func:`identity`, :func:`require` and :func:`may_see` only.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from faust.web import Request
 
 from web.errors import ApiError
+from web.tokens import verify_access_token
 
 __all__ = ["Forbidden", "Identity", "Unauthorized", "identity", "may_see", "require"]
 
@@ -20,7 +20,7 @@ ROLES = frozenset({"customer", "support", "admin"})
 
 
 class Unauthorized(ApiError):
-    """The request names no caller; sign in (for now: send X-User-Id)."""
+    """The request names no caller; sign in (POST /api/auth/login) and send the token."""
 
     status = 401
     code = "unauthorized"
@@ -46,20 +46,26 @@ class Identity:
         return "admin" in self.roles
 
 
+ANONYMOUS = Identity("", frozenset())
+
+
 def identity(request: Request) -> Identity:
-    """Return the caller of ``request``."""
-    user_id = request.headers.get("X-User-Id", "").strip()
-    roles = {r.strip() for r in request.headers.get("X-Roles", "").split(",") if r.strip()}
-    if user_id and not roles:
-        roles = {"customer"}
-    return Identity(user_id, frozenset(roles & ROLES))
+    """Return the caller of ``request`` from its bearer token (none: anonymous)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if not scheme:
+        return ANONYMOUS
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the access token as 'Authorization: Bearer <token>'")
+    user_id, roles = verify_access_token(token.strip())
+    return Identity(user_id, roles & ROLES)
 
 
 def require(request: Request, *roles: str) -> Identity:
     """Return the caller if they have one of ``roles``; else 401 (anonymous) or 403."""
     caller = identity(request)
     if not caller.user_id:
-        raise Unauthorized("this needs a signed-in user (send X-User-Id)")
+        raise Unauthorized("this needs a signed-in user: send 'Authorization: Bearer <token>' "
+                           "(POST /api/auth/login gives one)")
     if roles and not caller.roles & set(roles):
         raise Forbidden(f"this needs the role {' or '.join(roles)}")
     return caller

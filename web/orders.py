@@ -187,7 +187,8 @@ async def current_order(order_id: str, request: Request) -> dict[str, Any] | Non
     if owner is None:
         row = orders.get(order_id)
         return public_order(row) if row else None
-    headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-")}
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower().startswith("x-") or k.lower() == "authorization"}
     headers[FORWARDED_BY] = str(app.conf.canonical_url)
     async with app.http_client.get(f"{str(owner).rstrip('/')}/api/orders/{order_id}",
                                    headers=headers) as answer:

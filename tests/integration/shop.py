@@ -8,14 +8,24 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["ADMIN", "Shop", "customer"]
+from config.settings import DEV_JWT_SECRET
+from web.tokens import issue_access_token
 
-ADMIN = {"X-User-Id": "admin-1", "X-Roles": "admin"}
+__all__ = ["ADMIN", "Shop", "bearer", "customer"]
+
+def bearer(user_id: str, *roles: str) -> dict[str, str]:
+    """Return the headers of a signed-in ``user_id`` (a token signed as the test workers sign:
+    they run with the development JWT secret)."""
+    token = issue_access_token(user_id, roles, secret=DEV_JWT_SECRET, ttl=3600)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def customer(user_id: str) -> dict[str, str]:
     """Return the headers of customer ``user_id``."""
-    return {"X-User-Id": user_id}
+    return bearer(user_id, "customer")
+
+
+ADMIN = bearer("admin-1", "admin")
 
 
 class Shop:

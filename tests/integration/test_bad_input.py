@@ -63,6 +63,10 @@ CASES: list[tuple[str, str, dict[str, str], Any, int]] = [
     ("POST", "/api/inventory/NOPE-404/restock", ADMIN, {"quantity": 3}, 404),
     ("GET", "/api/inventory/BOOK-0001", ALICE, None, 403),
     ("DELETE", "/api/orders", ALICE, None, 405),
+    ("GET", "/api/orders", {"Authorization": "Bearer not-a-token"}, None, 401),
+    ("GET", "/api/orders", {"Authorization": "Basic YWxpY2U6c2VjcmV0"}, None, 401),
+    ("GET", "/api/orders", {"X-User-Id": "alice"}, None, 401),  # no token: anonymous
+    ("GET", "/api/orders", {"Authorization": ALICE["Authorization"][:-3] + "abc"}, None, 401),
 ]
 
 

@@ -22,6 +22,7 @@ import pytest
 from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import consume_until
+from tests.integration.shop import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS: list[dict[str, Any]] = json.loads(
     (ROOT / "scripts" / "demo_catalog.json").read_text(encoding="utf-8"))
 STOCKED = [p for p in PRODUCTS if p["initial_stock"] > 0]
-ADMIN = {"X-User-Id": "admin-1", "X-Roles": "admin"}
+ADMIN = bearer("admin-1", "admin")
 
 
 def seed(worker: Worker, datadir: Path) -> subprocess.CompletedProcess[str]:

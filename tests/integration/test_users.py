@@ -121,9 +121,16 @@ async def test_profiles_sessions_deactivation_and_the_first_admin(
         status, user = await call(http, b, "POST", "/api/users", {
             "email": "linus@example.com", "password": "first password", "name": "Linus"})
         assert status == 201, user
-        me = {"X-User-Id": user["id"]}
+        for _ in range(50):
+            status, first = await login(http, a, "linus@example.com", "first password")
+            if status == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200, first
+        me = {"Authorization": f"Bearer {first['access_token']}"}
+        as_admin = {"Authorization": f"Bearer {admin_tokens['access_token']}"}
 
-        # Profile reads and changes (identity from the stand-in headers for now).
+        # Profile reads and changes, as the bearer of the access token.
         for worker in (a, b):
             status, body = await call(http, worker, "GET", "/api/users/me", headers=me)
             assert (status, body) == (200, user)
@@ -135,7 +142,7 @@ async def test_profiles_sessions_deactivation_and_the_first_admin(
         status, _ = await call(http, a, "GET", f"/api/users/{admin_id}", headers=me)
         assert status == 404
         status, body = await call(http, a, "GET", f"/api/users/{user['id']}",
-                                  headers={"X-User-Id": admin_id, "X-Roles": "admin"})
+                                  headers=as_admin)
         assert (status, body["id"]) == (200, user["id"])
 
         # The new password works (once the e-mail index has it); the old one does not.
@@ -170,7 +177,7 @@ async def test_profiles_sessions_deactivation_and_the_first_admin(
                                headers=me)
         assert status == 403
         status, body = await call(http, b, "POST", f"/api/users/{user['id']}/deactivate",
-                                  headers={"X-User-Id": admin_id, "X-Roles": "admin"})
+                                  headers=as_admin)
         assert (status, body["active"]) == (200, False), body
         status, _ = await call(http, a, "POST", "/api/auth/refresh",
                                {"refresh_token": live["refresh_token"]})
