@@ -64,7 +64,16 @@ class ShopApp(faust.App):
 def create_app(settings: Settings) -> ShopApp:
     """Build the Faust app from ``settings`` (the layers are discovered at worker start)."""
     from web.errors import error_middleware
-    from web.middleware import served_by
+    from web.identity import rate_key
+    from web.middleware import (
+        cors,
+        install_request_id_logging,
+        rate_limits,
+        request_ids,
+        served_by,
+    )
+
+    install_request_id_logging()
 
     shop = ShopApp(
         settings.app_id,
@@ -88,8 +97,13 @@ def create_app(settings: Settings) -> ShopApp:
         web_in_thread=False,
         web_router_enabled=False,
         web_tables_enabled=False,
-        web_application_options={"middlewares": [served_by(settings.canonical_url),
-                                                 error_middleware],
+        web_application_options={"middlewares": [
+            served_by(settings.canonical_url),
+            request_ids,
+            cors(settings.cors_origins),
+            rate_limits(settings.rate_limit, settings.rate_burst, rate_key),
+            error_middleware,
+        ],
                                  "client_max_size": 1024 * 1024},
     )
     shop.shop_settings = settings

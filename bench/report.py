@@ -12,6 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from config.settings import DEV_JWT_SECRET
+from web.tokens import issue_access_token
+
 __all__ = [
     "RESULTS_DIR",
     "PhaseResult",
@@ -21,6 +24,13 @@ __all__ = [
     "say",
     "write_results",
 ]
+
+#: An admin caller, signed as the bench's workers sign (the development JWT secret).
+ADMIN = {"Authorization": "Bearer " + issue_access_token("bench-admin", ["admin"],
+                                                          secret=DEV_JWT_SECRET, ttl=3600)}
+
+#: Settings of the bench's workers: the rate limit is not what the bench measures.
+UNLIMITED = {"SHOP_RATE_LIMIT": "1000000", "SHOP_RATE_BURST": "1000000"}
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

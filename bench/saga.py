@@ -19,7 +19,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from bench.errors import BenchError
-from bench.report import PhaseResult, say
+from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _require_rabbitmq, _wait_ready
 from config.settings import DEV_JWT_SECRET
 from scripts.devstack import Broker, broker_env, start_worker
@@ -28,9 +28,7 @@ from web.tokens import issue_access_token
 __all__ = ["measure_saga"]
 
 PRODUCTS = 50
-#: The bench's callers, signed as the worker it starts signs (the development JWT secret).
-ADMIN = {"Authorization": "Bearer " + issue_access_token("bench-admin", ["admin"],
-                                                          secret=DEV_JWT_SECRET, ttl=3600)}
+#: The bench's customers, signed as the worker it starts signs (the development JWT secret).
 CUSTOMERS = [{"Authorization": "Bearer " + issue_access_token(
     f"bench-customer-{n}", ["customer"], secret=DEV_JWT_SECRET, ttl=3600)} for n in range(500)]
 
@@ -136,7 +134,8 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
     """Return the saturated saga rate and the latency at half that rate."""
     _require_rabbitmq(rabbit_url)
     spawned = time.monotonic()
-    worker = start_worker("bench-saga", broker_env(broker), rabbit_url, workdir)
+    worker = start_worker("bench-saga", broker_env(broker), rabbit_url, workdir,
+                          extra_env=UNLIMITED)
     try:
         timeout = aiohttp.ClientTimeout(total=30)
         connector = aiohttp.TCPConnector(limit=concurrency + 8)

@@ -23,7 +23,7 @@ from aiokafka.structs import RecordMetadata
 from bench.errors import BenchError
 from bench.kafka_raw import new_producer, send_all
 from bench.offsets import committed_total
-from bench.report import PhaseResult, say
+from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from scripts.devstack import Broker, Worker, broker_env, port_open, start_worker
 
 __all__ = ["measure_shop_agent"]
@@ -40,7 +40,8 @@ async def measure_shop_agent(broker: Broker, events: Sequence[tuple[str, bytes]]
     """Time the shop's worker applying ``events`` to its table, done by ``deadline``."""
     _require_rabbitmq(rabbit_url)
     spawned = time.monotonic()
-    worker = start_worker("bench-shop", broker_env(broker), rabbit_url, workdir)
+    worker = start_worker("bench-shop", broker_env(broker), rabbit_url, workdir,
+                          extra_env=UNLIMITED)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             await _wait_ready(http, worker)
@@ -142,7 +143,8 @@ async def _wait_applied(http: aiohttp.ClientSession, worker: Worker, broker: Bro
 
 async def _session_events(http: aiohttp.ClientSession, worker: Worker, session: str) -> int:
     """Return the events the worker's table holds for ``session`` (0 if it has no row)."""
-    async with http.get(f"{worker.url}/api/analytics/sessions/{session}") as response:
+    async with http.get(f"{worker.url}/api/analytics/sessions/{session}",
+                        headers=ADMIN) as response:
         if response.status == 404:
             return 0
         if response.status != 200:

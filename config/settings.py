@@ -47,6 +47,9 @@ class Settings:
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
     producer_linger: float = 0.005
+    rate_limit: float = 100.0
+    rate_burst: float = 200.0
+    cors_origins: frozenset[str] = frozenset()
     environment: str = "development"
     order_ttl: float = 900.0
     payment_slow_seconds: float = 0.5
@@ -217,6 +220,14 @@ def _password(raw: str) -> str:
     return raw
 
 
+def _origins(raw: str) -> frozenset[str]:
+    origins = frozenset(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins - {"*"}:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+            raise ValueError(f"must list origins like https://shop.example.com, not {origin!r}")
+    return origins
+
+
 def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -262,6 +273,12 @@ SETTINGS: tuple[Spec, ...] = (
          "How often processed offsets are committed; shorter means less replay after a crash."),
     Spec("producer_linger", "SHOP_PRODUCER_LINGER", _seconds(0, 1),
          "How long the producer gathers messages into one request (latency for throughput)."),
+    Spec("rate_limit", "SHOP_RATE_LIMIT", _between(float, 0.1, 1_000_000.0, "requests a second"),
+         "Requests a second each caller (user, or address when anonymous) may make to /api."),
+    Spec("rate_burst", "SHOP_RATE_BURST", _between(float, 1.0, 1_000_000.0, "requests"),
+         "How many requests a caller may make at once before the rate limit applies."),
+    Spec("cors_origins", "SHOP_CORS_ORIGINS", _origins,
+         "Comma-separated origins whose pages may call /api from a browser ('*': any)."),
     Spec("order_ttl", "SHOP_ORDER_TTL", _seconds(1, 7 * 24 * 3600),
          "Seconds an order may wait for stock and payment before it expires."),
     Spec("payment_slow_seconds", "SHOP_PAYMENT_SLOW_SECONDS", _seconds(0, 60),

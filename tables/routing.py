@@ -23,11 +23,10 @@ from faust.types.web import Request, Response, Web
 from yarl import URL
 
 from web.errors import ApiError
+from web.middleware import FORWARDED_BY, REQUEST_ID_HEADER, request_id
 
 __all__ = ["FORWARDED_BY", "ShopRouter", "Unavailable"]
 
-#: Header on a request forwarded by another worker (its canonical URL).
-FORWARDED_BY = "X-Shop-Forwarded-By"
 
 #: Request headers not forwarded (hop-by-hop, or recomputed by the client).
 _SKIP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length",
@@ -96,6 +95,7 @@ class ShopRouter(Router):
             raise SameNode()
         headers = {k: v for k, v in incoming.headers.items() if k.lower() not in _SKIP_REQUEST}
         headers[FORWARDED_BY] = str(self.app.conf.canonical_url)
+        headers[REQUEST_ID_HEADER] = request_id(incoming)
         body = await incoming.read()
         url = incoming.url.with_host(host).with_port(port)
         try:

@@ -21,6 +21,9 @@ from models.base import new_event_id, utcnow
 from tables.analytics import public_view, session_activity
 from web.bodies import read_body
 from web.errors import NotFound
+from web.identity import require
+from web.middleware import request_id
+from web.openapi import TrackingAccepted, endpoint
 from web.views import ShopView
 
 __all__ = ["TrackingBatch"]
@@ -46,12 +49,13 @@ class TrackingBatch(BaseModel):
 
 
 @app.page("/api/events")
+@endpoint("POST", "/api/events", body=TrackingBatch, status=202, response=TrackingAccepted)
 class TrackingView(ShopView):
     """Accept tracked behaviours (202) once they are on the analytics topic."""
 
     async def post(self, request: Request) -> Response:
         batch = await read_body(request, TrackingBatch)
-        correlation_id = request.headers.get("X-Request-Id", "")
+        correlation_id = request_id(request)
         now = utcnow()
         pending = []
         for item in batch.events:
@@ -73,11 +77,13 @@ class TrackingView(ShopView):
 
 
 @app.page("/api/analytics/sessions/{session_id}")
+@endpoint("GET", "/api/analytics/sessions/{session_id}", roles=("admin",), errors=(503,))
 class SessionActivityView(ShopView):
-    """The activity of one browsing session."""
+    """The activity of one browsing session (admin)."""
 
     @app.table_route(table=session_activity, match_info="session_id")  # type: ignore[arg-type]
     async def get(self, request: Request, session_id: str) -> Response:
+        require(request, "admin")
         row = session_activity.get(session_id)
         if row is None:
             raise NotFound(f"no activity for session {session_id!r}")

@@ -21,6 +21,7 @@ from tables.routing import ShopRouter
 from tables.users import emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.identity import Forbidden
+from web.openapi import LoggedOut, TokensOut, endpoint
 from web.tokens import (
     InvalidToken,
     hash_password,
@@ -84,6 +85,7 @@ async def _check_password(row: dict[str, Any] | None, password: str) -> bool:
 
 
 @app.page("/api/auth/login")
+@endpoint("POST", "/api/auth/login", body=LoginIn, response=TokensOut, errors=(401, 403))
 class LoginView(ShopView):
     """Log in: an access token and a refresh token; 401 for a wrong e-mail or password."""
 
@@ -114,6 +116,7 @@ class LoginView(ShopView):
 
 
 @app.page("/api/auth/refresh")
+@endpoint("POST", "/api/auth/refresh", body=RefreshIn, response=TokensOut, errors=(401,))
 class RefreshView(ShopView):
     """Swap a refresh token for new tokens; the old refresh token stops working."""
 
@@ -153,6 +156,7 @@ class RefreshView(ShopView):
 
 
 @app.page("/api/auth/logout")
+@endpoint("POST", "/api/auth/logout", body=RefreshIn, response=LoggedOut, errors=(401,))
 class LogoutView(ShopView):
     """Revoke a refresh token (an unknown or already revoked one is fine too)."""
 

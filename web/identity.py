@@ -14,7 +14,15 @@ from faust.web import Request
 from web.errors import ApiError
 from web.tokens import verify_access_token
 
-__all__ = ["Forbidden", "Identity", "Unauthorized", "identity", "may_see", "require"]
+__all__ = [
+    "Forbidden",
+    "Identity",
+    "Unauthorized",
+    "identity",
+    "may_see",
+    "rate_key",
+    "require",
+]
 
 ROLES = frozenset({"customer", "support", "admin"})
 
@@ -74,3 +82,14 @@ def require(request: Request, *roles: str) -> Identity:
 def may_see(caller: Identity, owner_id: str) -> bool:
     """Return True if ``caller`` may see a resource of ``owner_id`` (the owner or an admin)."""
     return caller.is_admin or caller.user_id == owner_id
+
+
+def rate_key(request: Request) -> str:
+    """Return whom a request counts against for rate limits: its user, else its address."""
+    try:
+        caller = identity(request)
+    except ApiError:
+        caller = ANONYMOUS
+    if caller.user_id:
+        return f"user:{caller.user_id}"
+    return f"address:{getattr(request, 'remote', '') or '?'}"

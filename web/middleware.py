@@ -1,17 +1,47 @@
-"""Middleware of every response (besides the error shape in ``web/errors.py``)."""
+"""The gateway's middleware (besides the error shape in ``web/errors.py``): request ids, rate
+limits, CORS, and which worker answered.
+
+Order on the way in: served_by (outermost), request id, CORS, rate limit, error shape, view.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
 from aiohttp import web
 
-from web.errors import Handler
+from web.errors import Handler, error_response
 
-__all__ = ["served_by"]
+__all__ = [
+    "REQUEST_ID",
+    "cors",
+    "install_request_id_logging",
+    "rate_limits",
+    "request_id",
+    "request_ids",
+    "served_by",
+]
 
 SERVED_BY = "X-Served-By"
+REQUEST_ID_HEADER = "X-Request-Id"
+FORWARDED_BY = "X-Shop-Forwarded-By"  # set by tables/routing.ShopRouter on forwarded reads
+
+#: The id of the request being handled (on every log record as ``request_id``).
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
+_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+Middleware = Callable[[web.Request, Handler], Any]
 
 
-def served_by(canonical_url: str) -> object:
+def served_by(canonical_url: str) -> Middleware:
     """Return middleware that names the worker that answered (``X-Served-By``)."""
 
     @web.middleware
@@ -22,3 +52,110 @@ def served_by(canonical_url: str) -> object:
         return response
 
     return add_served_by
+
+
+def request_id(request: web.Request | Any) -> str:
+    """Return the id of ``request`` (the caller's X-Request-Id, or one made for it)."""
+    return str(request.get(_REQUEST_ID_KEY) or request.headers.get(REQUEST_ID_HEADER, ""))
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take the request id from X-Request-Id or make one; echo it; log with it."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    rid = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
+    request[_REQUEST_ID_KEY] = rid
+    token = REQUEST_ID.set(rid)
+    try:
+        response = await handler(request)
+    finally:
+        REQUEST_ID.reset(token)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
+def install_request_id_logging() -> None:
+    """Give every log record a ``request_id`` attribute (empty outside requests)."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "shop_request_id", False):
+        return
+
+    def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.request_id = REQUEST_ID.get()
+        return record
+
+    record_with_request_id.shop_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_with_request_id)
+
+
+class TokenBuckets:
+    """Token buckets per caller: ``rate`` requests a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._taken = 0
+
+    def take(self, key: str, now: float) -> float:
+        """Take a token for ``key``; return 0 if allowed, else the seconds to wait."""
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        self._taken += 1
+        if self._taken % 10_000 == 0:
+            self._forget_idle(now)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+
+
+def rate_limits(rate: float, burst: float, caller: Callable[[Any], str]) -> Middleware:
+    """Return middleware limiting each caller (``caller(request)``) on /api to ``rate``/s."""
+    buckets = TokenBuckets(rate, burst)
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/") or FORWARDED_BY in request.headers:
+            return await handler(request)
+        wait = buckets.take(caller(request), time.monotonic())
+        if wait:
+            return error_response(
+                429, f"too many requests; at most {rate:g} a second (burst {burst:g})",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        return await handler(request)
+
+    return limit
+
+
+def cors(origins: frozenset[str]) -> Middleware:
+    """Return middleware allowing browsers on ``origins`` ("*": any) to call /api."""
+
+    @web.middleware
+    async def allow_origins(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        allowed = origin is not None and ("*" in origins or origin in origins)
+        if allowed and request.method == "OPTIONS" and "Access-Control-Request-Method" in \
+                request.headers:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if allowed and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = origin or "*"
+            response.headers["Vary"] = "Origin"
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = \
+                    "GET, POST, PATCH, DELETE, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = \
+                    "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+                response.headers["Access-Control-Max-Age"] = "600"
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
+        return response
+
+    return allow_origins

@@ -31,10 +31,12 @@ from models.orders import (
 from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
 from tables.payments import payments
-from tables.routing import FORWARDED_BY, ShopRouter
+from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import ApiError, NotFound
 from web.identity import Identity, may_see, require
+from web.middleware import FORWARDED_BY, request_id
+from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
 from web.views import ShopView
 
 __all__ = ["OrderIn"]
@@ -128,6 +130,11 @@ class ListQuery(BaseModel):
 
 
 @app.page("/api/orders")
+@endpoint("GET", "/api/orders", query=ListQuery, roles=(), response=OrderPage, errors=(503,),
+          summary="The caller's orders, newest first (admins may name ?user_id=).")
+@endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=202,
+          response=OrderAccepted, summary="Place an order (customer or admin).",
+          headers={"Idempotency-Key": "retries with the same key place the order once"})
 class OrdersView(ShopView):
     """A customer's orders, newest first (GET), and placing an order (POST)."""
 
@@ -159,14 +166,15 @@ class OrdersView(ShopView):
         placed = OrderPlaced.new(
             order_id=order_id, user_id=caller.user_id, items=lines, subtotal_cents=subtotal,
             discount_cents=0, total_cents=subtotal, payment_method=body.payment_method,
-            promotion_code=body.promotion_code, correlation_id=request.headers.get(
-                "X-Request-Id", order_id))
+            promotion_code=body.promotion_code, correlation_id=request_id(request) or order_id)
         await (await orders_topic.send(key=order_id, value=placed.dumps()))
         headers = {"Location": f"/api/orders/{order_id}"}
         return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
 
 
 @app.page("/api/orders/{order_id}")
+@endpoint("GET", "/api/orders/{order_id}", query=WaitQuery, roles=(), response=OrderOut,
+          errors=(503,))
 class OrderView(ShopView):
     """One order with its history (owner or admin); ``?wait=N`` waits for it to settle."""
 
@@ -174,7 +182,11 @@ class OrderView(ShopView):
     async def get(self, request: Request, order_id: str) -> Response:
         caller = require(request)
         wait = read_query(request, WaitQuery).wait
-        row = await wait_until_settled(order_id, wait) if wait else orders.get(order_id)
+        row = orders.get(order_id)
+        if row is not None and not may_see(caller, row["user_id"]):
+            raise NotFound(f"no order {order_id!r}")  # someone else's: no waiting on it
+        if wait:
+            row = await wait_until_settled(order_id, wait)
         if row is None or not may_see(caller, row["user_id"]):
             raise NotFound(f"no order {order_id!r}")
         settled = row["status"] in SETTLED
@@ -231,14 +243,23 @@ async def _wait_for_change(order_id: str, before: dict[str, Any],
         return orders.get(order_id) or before
 
 
-app.page("/api/orders/{order_id}/cancel")(order_action("cancel", ("customer", "admin"),
-                                                       CancelRequested))
-app.page("/api/orders/{order_id}/ship")(order_action("ship", ("admin",), ShipRequested))
-app.page("/api/orders/{order_id}/deliver")(order_action("deliver", ("admin",),
-                                                         DeliverRequested))
+app.page("/api/orders/{order_id}/cancel")(endpoint(
+    "POST", "/api/orders/{order_id}/cancel", query=WaitQuery, roles=("customer", "admin"),
+    status=202, response=OrderOut, errors=(409, 503),
+    summary="Cancel an order (owner or admin); a charged order is refunded.")(
+        order_action("cancel", ("customer", "admin"), CancelRequested)))
+app.page("/api/orders/{order_id}/ship")(endpoint(
+    "POST", "/api/orders/{order_id}/ship", query=WaitQuery, roles=("admin",), status=202,
+    response=OrderOut, errors=(409, 503), summary="Ship a confirmed order (admin).")(
+        order_action("ship", ("admin",), ShipRequested)))
+app.page("/api/orders/{order_id}/deliver")(endpoint(
+    "POST", "/api/orders/{order_id}/deliver", query=WaitQuery, roles=("admin",), status=202,
+    response=OrderOut, errors=(409, 503), summary="Mark a shipped order delivered (admin).")(
+        order_action("deliver", ("admin",), DeliverRequested)))
 
 
 @app.page("/api/payments/{order_id}")
+@endpoint("GET", "/api/payments/{order_id}", roles=(), errors=(503,))
 class PaymentView(ShopView):
     """The payment of an order (owner or admin)."""
 

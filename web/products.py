@@ -16,6 +16,7 @@ from tables.inventory import stock
 from web.bodies import read_body, read_query
 from web.errors import ApiError, NotFound
 from web.identity import require
+from web.openapi import InventoryOut, ProductOut, ProductPage, RestockOut, endpoint
 from web.views import ShopView
 
 __all__ = ["ProductIn", "ProductPatch", "RestockIn"]
@@ -87,6 +88,10 @@ async def save_product(fields: dict[str, Any]) -> None:
 
 
 @app.page("/api/products")
+@endpoint("GET", "/api/products", query=ListingQuery, response=ProductPage,
+          summary="List the catalog with availability (anyone).")
+@endpoint("POST", "/api/products", body=ProductIn, roles=("admin",), status=202,
+          response=ProductOut, errors=(409,), summary="Create a product (admin).")
 class ProductsView(ShopView):
     """The catalog: list (anyone) and create (admin)."""
 
@@ -112,6 +117,10 @@ class ProductsView(ShopView):
 
 
 @app.page("/api/products/{sku}")
+@endpoint("GET", "/api/products/{sku}", response=ProductOut,
+          summary="Read one product (anyone).")
+@endpoint("PATCH", "/api/products/{sku}", body=ProductPatch, roles=("admin",), status=202,
+          response=ProductOut, summary="Change a product (admin).")
 class ProductView(ShopView):
     """One product: read (anyone), change (admin)."""
 
@@ -133,6 +142,8 @@ class ProductView(ShopView):
 
 
 @app.page("/api/inventory/{sku}/restock")
+@endpoint("POST", "/api/inventory/{sku}/restock", body=RestockIn, roles=("admin",),
+          status=202, response=RestockOut)
 class RestockView(ShopView):
     """Add stock to a sku (admin)."""
 
@@ -147,6 +158,8 @@ class RestockView(ShopView):
 
 
 @app.page("/api/inventory/{sku}")
+@endpoint("GET", "/api/inventory/{sku}", roles=("admin",), response=InventoryOut,
+          errors=(503,))
 class InventoryView(ShopView):
     """The exact stock of a sku (admin), from the worker that owns it."""
 

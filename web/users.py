@@ -30,6 +30,8 @@ from tables.users import email_watchers, emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.errors import ApiError, NotFound
 from web.identity import may_see, require
+from web.middleware import request_id
+from web.openapi import UserOut, endpoint
 from web.tokens import hash_password
 from web.views import ShopView
 
@@ -93,6 +95,8 @@ def router() -> ShopRouter:
 
 
 @app.page("/api/users")
+@endpoint("POST", "/api/users", body=RegisterIn, status=201, response=UserOut,
+          errors=(409, 503))
 class RegisterView(ShopView):
     """Register a new customer: 201 with the user, or 409 when the e-mail is taken."""
 
@@ -111,7 +115,7 @@ class RegisterView(ShopView):
         user_id = uuid.uuid4().hex
         claim = ClaimEmail.new(email=body.email, user_id=user_id, name=body.name,
                                password_hash=password_hash, roles=CUSTOMER_ROLES,
-                               correlation_id=request.headers.get("X-Request-Id", user_id))
+                               correlation_id=request_id(request) or user_id)
         watching = email_watchers.watch(body.email)
         try:
             await (await user_emails_topic.send(key=body.email, value=claim.dumps()))
@@ -159,6 +163,10 @@ async def own_row(user_id: str) -> dict[str, Any]:
 
 
 @app.page("/api/users/me")
+@endpoint("GET", "/api/users/me", roles=(), response=UserOut, errors=(404, 503),
+          summary="The caller's own profile.")
+@endpoint("PATCH", "/api/users/me", body=ProfileIn, roles=(), response=UserOut,
+          errors=(404, 503), summary="Change the caller's name or password.")
 class MeView(ShopView):
     """The caller's own profile (GET) and changes to it (PATCH)."""
 
@@ -191,6 +199,7 @@ class MeView(ShopView):
 
 
 @app.page("/api/users/{user_id}")
+@endpoint("GET", "/api/users/{user_id}", roles=(), response=UserOut, errors=(503,))
 class UserView(ShopView):
     """One user (the user themself or an admin)."""
 
@@ -206,6 +215,8 @@ class UserView(ShopView):
 
 
 @app.page("/api/users/{user_id}/deactivate")
+@endpoint("POST", "/api/users/{user_id}/deactivate", roles=("admin",), response=UserOut,
+          errors=(503,))
 class DeactivateView(ShopView):
     """Deactivate a user (admin): no more logins; their refresh tokens stop working."""
 

@@ -10,6 +10,7 @@ import pytest
 from scripts.devstack import StackError, free_port
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.http import get_json, wait_for_json
+from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +20,7 @@ async def test_ready_reports_each_dependency_and_metrics_count_events(
 ) -> None:
     worker = workers.start("w1")
     await asyncio.to_thread(worker.wait_ready)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         status, body, served_by = await get_json(http, f"{worker.url}/ready")
         assert status == 200
         assert body["kafka"]["ready"] and body["rabbitmq"]["ready"]
@@ -49,7 +50,7 @@ async def test_ready_reports_each_dependency_and_metrics_count_events(
 async def test_not_ready_without_rabbitmq_names_the_setting(workers: WorkerFactory) -> None:
     closed = free_port()
     worker = workers.start("w1", SHOP_RABBIT_URL=f"amqp://guest:secret@127.0.0.1:{closed}/")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         status, body, _ = await wait_for_json(
             http, f"{worker.url}/ready",
             lambda status, body: status == 503 and body["kafka"]["ready"], within=30)

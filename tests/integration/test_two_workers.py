@@ -22,6 +22,7 @@ from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.http import get_json, wait_for_json
 from tests.integration.kafka import produce
+from tests.integration.shop import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -92,12 +93,12 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     a, b = workers.start("a"), workers.start("b")
     await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
     # Both joined one group: wait until both report ready after the last rebalance.
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         for worker in (a, b):
             await wait_for_json(http, f"{worker.url}/ready",
                                 lambda status, body: status == 200, within=30)
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         before_kill = (await get_json(http, f"{a.url}/ready"))[1]["kafka"]["assigned_partitions"]
 
     expected: Counter[str] = Counter()
@@ -111,7 +112,7 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     await produce_steadily(workers.broker.bootstrap, expected, killed, EVENTS // 3, kill_b)
     assert sum(expected.values()) == EVENTS
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         status, ready, _ = await wait_for_json(
             http, f"{a.url}/ready",
             lambda status, body: status == 200
@@ -131,7 +132,7 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     # each key is answered by its owner.
     restarted_at = time.monotonic()
     await asyncio.to_thread(workers.restart(b).wait_ready)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         for worker in (a, b):
             await wait_for_json(http, f"{worker.url}/ready",
                                 lambda status, body: status == 200, within=30)

@@ -20,6 +20,7 @@ from models.base import new_event_id, utcnow
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.http import get_json, wait_for_json
 from tests.integration.kafka import consume_until, produce
+from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactor
     bootstrap = workers.broker.bootstrap
     activity = f"{worker.url}/api/analytics/sessions/"
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         # Through the HTTP tracking endpoint ...
         body = {"session_id": "session-http", "events": [
             {"type": "page_view", "path": "/"}, {"type": "product_view", "sku": "SKU-1"},
@@ -64,7 +65,7 @@ async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactor
     # A clean restart with the same data dir: the rows come back from RocksDB.
     worker.stop()
     await asyncio.to_thread(workers.restart(worker).wait_ready)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         assert (await get_json(http, activity + "session-raw"))[1]["events"] == 50
         assert (await get_json(http, activity + "session-http"))[1]["events"] == 3
 
@@ -73,7 +74,7 @@ async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactor
     worker.kill()
     shutil.rmtree(worker.datadir)
     await asyncio.to_thread(workers.restart(worker).wait_ready)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         status, row, _ = await wait_for_json(http, activity + "session-raw", events_are(50))
         assert (status, row["events"]) == (200, 50)
         assert (await get_json(http, activity + "session-http"))[1]["events"] == 3
@@ -93,7 +94,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_agent_carries_on(
     ]
     await produce(bootstrap, "analytics", [*bad, ("session-dlq", tracked("session-dlq"))])
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         url = f"{worker.url}/api/analytics/sessions/session-dlq"
         status, row, _ = await wait_for_json(http, url, events_are(1))
         assert (status, row["events"]) == (200, 1)

@@ -1,0 +1,384 @@
+"""The OpenAPI 3.1 document of the HTTP API, built from declarations next to the views.
+
+Each view declares its operations with :func:`endpoint` (a class decorator, or a call on the
+view class where the view is made by a factory)::
+
+    @app.page("/api/products")
+    @endpoint("GET", "/api/products", query=ListingQuery, response=ProductList)
+    @endpoint("POST", "/api/products", body=ProductIn, roles=("admin",), status=202)
+    class ProductsView(ShopView):
+        ...
+
+``body`` and ``query`` are the pydantic models the view validates with (``read_body`` /
+``read_query``), so the document cannot drift from what the server accepts. ``roles`` says
+who may call: ``None`` anyone, ``()`` any signed-in user, ``("admin",)`` a user with one of
+those roles (the same names the view passes to ``web.identity.require``). The summary is the
+first line of the handler's docstring, else of the view's. ``GET /api/openapi.json`` serves
+:func:`document`; tests check every ``/api`` route of the web app has a declaration.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from faust.web import Request, Response
+from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from app import app
+from web.views import ShopView
+
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "ErrorOut",
+    "document",
+    "endpoint",
+]
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1.0.0"
+SCHEMAS = "#/components/schemas/"
+SECURITY_SCHEME = "bearer"
+METHODS = ("get", "put", "post", "patch", "delete")
+#: What the extra error statuses a view declares mean.
+ERRORS = {401: "wrong credentials or an invalid token", 403: "not allowed (e.g. deactivated)",
+          404: "no such resource", 409: "conflict with the resource's state",
+          503: "the owner worker is being reassigned; retry"}
+
+V = TypeVar("V", bound=type)
+
+
+# -- The one error shape (web/errors.py) and small response models --------------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code, a message for people and optional details."""
+
+    code: str = Field(examples=["not_found"])
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+class ProductOut(BaseModel):
+    """A product as the catalog shows it (``stock_level`` is the availability band)."""
+
+    sku: str
+    name: str | None = None
+    description: str | None = None
+    category: str | None = None
+    price_cents: int | None = None
+    image_url: str | None = None
+    stock_level: str | None = None
+
+
+class ProductPage(BaseModel):
+    """A page of the catalog."""
+
+    items: list[ProductOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class RestockOut(BaseModel):
+    """A restock accepted onto the inventory topic."""
+
+    sku: str
+    quantity: int
+
+
+class InventoryOut(BaseModel):
+    """The exact stock of a sku."""
+
+    sku: str
+    available: int
+    reserved: int
+    sold: int
+
+
+class OrderAccepted(BaseModel):
+    """An order accepted onto the orders topic; ``Location`` names it."""
+
+    id: str
+    status: str
+
+
+class OrderLineOut(BaseModel):
+    """One priced line of an order."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class StatusChange(BaseModel):
+    """One entry of an order's history."""
+
+    status: str
+    at: str
+
+
+class OrderOut(BaseModel):
+    """An order with its status history."""
+
+    id: str
+    user_id: str
+    status: str
+    items: list[OrderLineOut]
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+    payment_method: str
+    promotion_code: str | None = None
+    history: list[StatusChange]
+    reason: str | None = None
+
+
+class OrderPage(BaseModel):
+    """A page of a customer's orders, newest first."""
+
+    items: list[OrderOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class UserOut(BaseModel):
+    """A user's public profile."""
+
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+    created_at: str
+    active: bool
+
+
+class TokensOut(BaseModel):
+    """The tokens of a login or refresh."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+class LoggedOut(BaseModel):
+    """A logout's answer."""
+
+    status: Literal["logged_out"]
+
+
+class TrackingAccepted(BaseModel):
+    """How many tracked behaviours went to the analytics topic."""
+
+    accepted: int
+
+
+class HealthOut(BaseModel):
+    """The worker is alive."""
+
+    status: Literal["ok"]
+
+
+# -- The registry ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation of the API: what it takes, who may call it and what it answers."""
+
+    method: str
+    path: str
+    summary: str
+    description: str = ""
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    roles: tuple[str, ...] | None = None
+    errors: tuple[int, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    view: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Return (METHOD, path)."""
+        return self.method, self.path
+
+    @property
+    def path_parameters(self) -> list[str]:
+        """Return the names of the path's ``{parameters}``."""
+        return re.findall(r"{(\w+)}", self.path)
+
+    @property
+    def operation_id(self) -> str:
+        """Return a stable operation id made of the method and the path."""
+        words = re.sub(r"[^A-Za-z0-9]+", "_", self.path.removeprefix("/api/")).strip("_")
+        return f"{self.method.lower()}_{words}"
+
+
+#: Every declared operation by (METHOD, path), in declaration order.
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {}
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n\n")[0].replace("\n", " ").strip()
+
+
+def endpoint(method: str, path: str, *, body: type[BaseModel] | None = None,
+             query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
+             status: int = 200, roles: tuple[str, ...] | None = None,
+             errors: Iterable[int] = (), headers: dict[str, str] | None = None,
+             summary: str | None = None) -> Callable[[V], V]:
+    """Return a class decorator that declares ``method path`` of the view it decorates."""
+    method = method.upper()
+
+    def declare(view: V) -> V:
+        handler = getattr(view, method.lower(), None)
+        own_doc = handler.__doc__ if handler is not None and handler.__doc__ else None
+        view_doc = view.__doc__ if view.__doc__ not in (None, ShopView.__doc__) else None
+        found = ENDPOINTS.get((method, path))
+        if found is not None and found.view != view.__qualname__:
+            raise ValueError(f"{method} {path} is declared twice ({found.view}, "
+                             f"{view.__qualname__})")
+        ENDPOINTS[(method, path)] = Endpoint(
+            method=method, path=path,
+            summary=summary or _first_line(own_doc) or _first_line(view_doc) or path,
+            description=(own_doc or view_doc or "").strip(),
+            body=body, query=query, response=response, status=status, roles=roles,
+            errors=tuple(errors), headers=dict(headers or {}), view=view.__qualname__)
+        return view
+
+    return declare
+
+
+# -- The document ----------------------------------------------------------------------------
+
+
+def _models(endpoints: Iterable[Endpoint]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    seen: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {(ErrorOut, "serialization"): None}
+    for ep in endpoints:
+        for model in (ep.body, ep.query):
+            if model is not None:
+                seen[(model, "validation")] = None
+        if ep.response is not None:
+            seen[(ep.response, "serialization")] = None
+    return list(seen)
+
+
+def _who(roles: tuple[str, ...] | None) -> str:
+    if roles is None:
+        return "anyone"
+    if not roles:
+        return "any signed-in user"
+    return "a signed-in user with the role " + " or ".join(roles)
+
+
+def _operation(ep: Endpoint, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> dict[str, Any]:
+    error = {"$ref": refs[(ErrorOut, "serialization")]["$ref"]}
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in ep.path_parameters]
+    if ep.query is not None:
+        schema = ep.query.model_json_schema(mode="validation")
+        required = set(schema.get("required", ()))
+        for name, prop in schema.get("properties", {}).items():
+            param: dict[str, Any] = {"name": name, "in": "query",
+                                     "required": name in required, "schema": prop}
+            if prop.get("description"):
+                param["description"] = prop["description"]
+            parameters.append(param)
+    for name, text in ep.headers.items():
+        parameters.append({"name": name, "in": "header", "required": False,
+                           "description": text, "schema": {"type": "string"}})
+
+    success: dict[str, Any] = {"description": ep.response.__doc__.strip()
+                               if ep.response is not None and ep.response.__doc__ else "OK"}
+    success["content"] = {"application/json": {"schema": (
+        refs[(ep.response, "serialization")] if ep.response is not None
+        else {"type": "object"})}}
+    responses: dict[str, Any] = {str(ep.status): success}
+    statuses: dict[int, str] = {}
+    if ep.body is not None:
+        statuses[400] = "the body is not JSON"
+        statuses[422] = "the body's fields are invalid (details name each field)"
+    if ep.query is not None:
+        statuses[422] = "the query or body is invalid (details name each field)"
+    if ep.roles is not None:
+        statuses[401] = "no or an invalid bearer token"
+    if ep.roles:
+        statuses[403] = f"the caller lacks the role {' or '.join(ep.roles)}"
+    if ep.path_parameters:
+        statuses[404] = "no such resource (or not the caller's)"
+    for code in ep.errors:
+        statuses.setdefault(code, ERRORS.get(code, "error"))
+    for code in sorted(statuses):
+        responses[str(code)] = {"description": statuses[code],
+                                "content": {"application/json": {"schema": error}}}
+    responses["4XX"] = {"description": "any other client error, in the one error shape",
+                        "content": {"application/json": {"schema": error}}}
+
+    operation: dict[str, Any] = {
+        "operationId": ep.operation_id,
+        "summary": ep.summary,
+        "tags": [ep.path.removeprefix("/api/").split("/")[0]],
+        "parameters": parameters,
+        "responses": responses,
+        "x-roles": None if ep.roles is None else list(ep.roles),
+    }
+    description = ep.description
+    who = f"Who: {_who(ep.roles)}."
+    operation["description"] = f"{description}\n\n{who}" if description else who
+    if ep.body is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": refs[(ep.body, "validation")]}}}
+    if ep.roles is not None:
+        operation["security"] = [{SECURITY_SCHEME: list(ep.roles)}]
+    else:
+        operation["security"] = []
+    return operation
+
+
+def document(endpoints: Iterable[Endpoint] | None = None) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of ``endpoints`` (default: every declared one)."""
+    chosen = sorted(ENDPOINTS.values() if endpoints is None else endpoints,
+                    key=lambda ep: (ep.path, METHODS.index(ep.method.lower())))
+    refs, defs = models_json_schema(_models(chosen), ref_template=SCHEMAS + "{model}")
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in chosen:
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, refs)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "ShopStream API", "version": API_VERSION,
+                 "description": "Errors always have the shape of the ErrorOut schema. "
+                                "Operations with a bearer security requirement list the "
+                                "roles they need as its scopes (and in x-roles)."},
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {SECURITY_SCHEME: {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "An access token from POST /api/auth/login; its roles claim "
+                               "lists the caller's roles."}},
+        },
+    }
+
+
+@app.page("/api/openapi.json")
+@endpoint("GET", "/api/openapi.json")
+class OpenApiView(ShopView):
+    """The OpenAPI 3.1 document of this API."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json(document())
