@@ -238,7 +238,7 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                     continue
                 concrete = path
                 for name, key in (("order_id", "order_a"), ("user_id", "user_a"),
-                                  ("sku", "sku")):
+                                  ("sku", "sku"), ("session_id", "session_id")):
                     concrete = concrete.replace(f"{{{name}}}", ids[key])
                 status, answer = await call(http, worker, method.upper(), concrete, {},
                                             forged)
