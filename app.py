@@ -93,6 +93,7 @@ def create_app(settings: Settings) -> ShopApp:
         web_port=settings.web_port,
         canonical_url=settings.canonical_url,
         Table="tables.base:ShopTable",
+        GlobalTable="tables.base:ShopGlobalTable",
         Router="tables.routing:ShopRouter",
         web_in_thread=False,
         web_router_enabled=False,

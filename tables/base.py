@@ -14,16 +14,24 @@ import faust
 from faust.tables.recovery import Recovery
 from faust.types import AppT, CodecArg, ModelArg
 
-__all__ = ["ShopTable", "tables_ready"]
+__all__ = ["ShopGlobalTable", "ShopTable", "tables_ready"]
 
 
-class ShopTable(faust.Table):
-    """A Faust table whose ``str`` keys are stored and routed as raw UTF-8 bytes."""
+class RawStrKeys:
+    """Serialize ``str`` keys as raw UTF-8 bytes (mixed into Faust's table classes)."""
 
     def _serializer_from_type(self, typ: ModelArg | None) -> CodecArg | None:
         if typ is str:
             return "raw"
-        return super()._serializer_from_type(typ)
+        return super()._serializer_from_type(typ)  # type: ignore[misc]
+
+
+class ShopTable(RawStrKeys, faust.Table):
+    """A Faust table whose ``str`` keys are stored and routed as raw UTF-8 bytes."""
+
+
+class ShopGlobalTable(RawStrKeys, faust.GlobalTable):
+    """A Faust global table (every worker has all of it) with raw UTF-8 ``str`` keys."""
 
 
 def tables_ready(app: AppT) -> bool:

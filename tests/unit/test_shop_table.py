@@ -5,12 +5,13 @@ from __future__ import annotations
 from agents.topics import analytics_topic, dead_letters_topic
 from app import app
 from tables.analytics import public_view, session_activity
-from tables.base import ShopTable
+from tables.base import RawStrKeys, ShopTable
 
 
 def test_the_app_builds_every_table_as_a_shop_table() -> None:
     assert isinstance(session_activity, ShopTable)
-    assert all(isinstance(table, ShopTable) for table in app.tables.values())
+    # Global tables (the catalog) too: every table keys str as raw UTF-8.
+    assert all(isinstance(table, RawStrKeys) for table in app.tables.values())
 
 
 def test_a_str_key_is_stored_as_the_raw_bytes_a_producer_sends() -> None:
