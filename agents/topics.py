@@ -23,6 +23,7 @@ __all__ = [
     "order_saga_topics",
     "orders_topic",
     "payments_topic",
+    "revocations_topic",
     "shop_topic",
     "user_emails_topic",
     "user_orders_topic",
@@ -69,6 +70,10 @@ order_saga_topics = shop_topic("orders", "payments")
 #: user-orders [user id]: OrderIndexed, for the per-customer list of orders.
 user_orders_topic = shop_topic("user-orders")
 
+#: revocations [user id], one partition: AccessRevoked (every worker checks tokens against
+#: the whole list, kept in a global table).
+revocations_topic = shop_topic("revocations", partitions=1)
+
 #: catalog [sku], one partition: ProductSaved, StockLevelChanged (every worker keeps the
 #: whole catalog in a global table; its changes are few).
 catalog_topic = shop_topic("catalog", partitions=1)
@@ -89,6 +94,7 @@ TOPICS: dict[str, TopicT] = {
     "catalog": catalog_topic,
     "analytics": analytics_topic,
     "user-orders": user_orders_topic,
+    "revocations": revocations_topic,
     "users": users_topic,
     "user-emails": user_emails_topic,
 }

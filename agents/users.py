@@ -19,22 +19,31 @@ from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
-from agents.topics import user_emails_topic, users_topic
+from agents.topics import revocations_topic, user_emails_topic, users_topic
 from app import app, settings
 from models.base import Event, utcnow
 from models.users import (
     EMAIL_EVENTS,
+    REVOCATION_EVENTS,
     USER_EVENTS,
+    AccessRevoked,
     ClaimEmail,
     LoginChanged,
     apply_user_event,
     decide_claim,
+    revoked_before,
 )
-from tables.replay import Position, Send, decide_once
-from tables.users import email_watchers, emails, user_watchers, users
+from tables.replay import Position, Send, decide_once, update_once
+from tables.users import email_watchers, emails, revocations, user_watchers, users
 from web.tokens import hash_password
 
-__all__ = ["admin_user_id", "claim_emails", "register_first_admin", "update_users"]
+__all__ = [
+    "admin_user_id",
+    "claim_emails",
+    "keep_revocations",
+    "register_first_admin",
+    "update_users",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,17 @@ async def apply_email_event(event: ClaimEmail | LoginChanged, position: Position
     row = emails.get(event.email)
     if row is not None:
         email_watchers.changed(event.email, row)
+
+
+async def apply_revocation(event: AccessRevoked, position: Position) -> None:
+    """Record that a user's earlier access tokens no longer count, once."""
+    update_once(revocations, event.user_id, position, lambda row: revoked_before(row, event))
+
+
+@app.agent(revocations_topic, name="users.revocations")
+async def keep_revocations(stream: StreamT[bytes]) -> None:
+    """Consume the revocations topic into every worker's revocations table."""
+    await for_each_event(stream, REVOCATION_EVENTS, apply_revocation, agent="users.revocations")
 
 
 @app.agent(user_emails_topic, name="users.emails")

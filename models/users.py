@@ -22,7 +22,9 @@ from models.base import Effect, Event, event_types
 __all__ = [
     "EMAIL_EVENTS",
     "MAX_SESSIONS",
+    "REVOCATION_EVENTS",
     "USER_EVENTS",
+    "AccessRevoked",
     "ClaimEmail",
     "LoginChanged",
     "PasswordChanged",
@@ -38,6 +40,7 @@ __all__ = [
     "normalise_email",
     "password_problem",
     "public_user",
+    "revoked_before",
 ]
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -153,6 +156,23 @@ class UserDeactivated(Event):
     by: str = ""
 
 
+class AccessRevoked(Event):
+    """Access tokens of ``user_id`` issued at or before ``before`` are no longer accepted."""
+
+    event_type = "access_revoked"
+    user_id: str
+    before: str  # ISO time
+
+
+REVOCATION_EVENTS = event_types(AccessRevoked)
+
+
+def revoked_before(row: Row | None, event: AccessRevoked) -> Row:
+    """Return the revocation row after ``event`` (the latest cut-off wins)."""
+    before = max((row or {}).get("before", ""), event.before)
+    return {"user_id": event.user_id, "before": before}
+
+
 class SessionStarted(Event):
     """A login issued a refresh token (its id and the hash of its secret)."""
 
@@ -214,7 +234,10 @@ def apply_user_event(row: Row | None, event: Event, now_iso: str) -> UserDecisio
         if not row["active"]:
             return UserDecision(row)
         deactivated = {**row, "active": False, "sessions": {}}
-        return UserDecision(deactivated, [_login_changed(deactivated, event)])
+        revoked = AccessRevoked.new(user_id=row["id"], before=now_iso,
+                                    correlation_id=event.correlation_id or row["id"])
+        return UserDecision(deactivated, [_login_changed(deactivated, event),
+                                          Effect("revocations", row["id"], revoked)])
     if isinstance(event, SessionStarted | SessionRotated):
         return UserDecision(_with_session(row, event, now_iso))
     if isinstance(event, SessionEnded):

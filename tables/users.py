@@ -10,7 +10,14 @@ from typing import Any
 from app import app
 from tables.orders import OrderWatchers
 
-__all__ = ["email_watchers", "emails", "user_watchers", "users", "wait_for"]
+__all__ = [
+    "email_watchers",
+    "emails",
+    "revocations",
+    "user_watchers",
+    "users",
+    "wait_for",
+]
 
 #: normalised e-mail -> {email, user_id, password_hash, roles, active, claimed_at}
 emails = app.Table("emails", key_type=str,
@@ -20,6 +27,12 @@ emails = app.Table("emails", key_type=str,
 users = app.Table("users", key_type=str, help="Every user with their refresh-token sessions.")
 
 #: Requests waiting for an e-mail claim to be decided (woken by the e-mails agent).
+#: user id -> {user_id, before}: access tokens issued at or before ``before`` are refused.
+#: On every worker (a global table fed by the one-partition revocations topic).
+revocations = app.GlobalTable("revocations", key_type=str, partitions=1,
+                              recovery_buffer_size=1,
+                              help="Users whose earlier access tokens no longer count.")
+
 email_watchers = OrderWatchers()
 
 #: Requests waiting for a user row to change (woken by the users agent).

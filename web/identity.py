@@ -64,8 +64,15 @@ def identity(request: Request) -> Identity:
         return ANONYMOUS
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send the access token as 'Authorization: Bearer <token>'")
-    user_id, roles = verify_access_token(token.strip())
+    user_id, roles = verify_access_token(token.strip(), revoked_before=_revoked_before)
     return Identity(user_id, roles & ROLES)
+
+
+def _revoked_before(user_id: str) -> str | None:
+    from tables.users import revocations  # late: the app must exist before its tables
+
+    row = revocations.get(user_id)
+    return row["before"] if row else None
 
 
 def require(request: Request, *roles: str) -> Identity:

@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -72,9 +72,14 @@ def issue_access_token(user_id: str, roles: Iterable[str], *, secret: str | None
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_access_token(token: str, *, secret: str | None = None,
-                        leeway: float = 0) -> tuple[str, frozenset[str]]:
-    """Return (user id, roles) of a valid access token; raise :class:`InvalidToken`."""
+def verify_access_token(token: str, *, secret: str | None = None, leeway: float = 0,
+                        revoked_before: Callable[[str], str | None] | None = None,
+                        ) -> tuple[str, frozenset[str]]:
+    """Return (user id, roles) of a valid access token; raise :class:`InvalidToken`.
+
+    ``revoked_before(user_id)`` names an ISO time: tokens of that user issued at or before it
+    are refused (a deactivated user's tokens stop working at once).
+    """
     key = secret if secret is not None else _settings().jwt_secret
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM], leeway=leeway,
@@ -87,6 +92,9 @@ def verify_access_token(token: str, *, secret: str | None = None,
     if not isinstance(user_id, str) or not user_id or not isinstance(roles, list) \
             or not all(isinstance(role, str) for role in roles):
         raise InvalidToken("the access token's claims are not valid; sign in again")
+    cutoff = revoked_before(user_id) if revoked_before else None
+    if cutoff and datetime.fromtimestamp(claims["iat"], UTC) <= datetime.fromisoformat(cutoff):
+        raise InvalidToken("the access token was revoked; sign in again")
     return user_id, frozenset(roles)
 
 

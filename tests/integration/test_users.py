@@ -188,3 +188,14 @@ async def test_profiles_sessions_deactivation_and_the_first_admin(
                 break
             await asyncio.sleep(0.1)
         assert status == 403, body
+
+        # Access tokens issued before the deactivation stop working on every worker.
+        still = {"Authorization": f"Bearer {live['access_token']}"}
+        for worker in (a, b):
+            for _ in range(50):
+                status, body = await call(http, worker, "GET", "/api/users/me", headers=still)
+                if status == 401:
+                    break
+                await asyncio.sleep(0.1)
+            assert (status, body["error"]["message"]) == (
+                401, "the access token was revoked; sign in again"), body

@@ -134,3 +134,12 @@ async def test_a_password_verifies_against_its_hash_only() -> None:
     assert await verify_password(password_hash, "correct horse", cost="light")
     assert not await verify_password(password_hash, "wrong horse", cost="light")
     assert not await verify_password("not a hash", "correct horse", cost="light")
+
+
+def test_a_token_issued_before_a_revocation_is_refused() -> None:
+    issued = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    token = issue_access_token("u1", ["customer"], secret=SECRET, now=issued, ttl=10**9)
+    cut = {"u1": (issued + timedelta(seconds=5)).isoformat()}
+    with pytest.raises(InvalidToken, match="revoked"):
+        verify_access_token(token, secret=SECRET, revoked_before=cut.get)
+    assert verify_access_token(token, secret=SECRET, revoked_before={}.get)[0] == "u1"

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from models.users import (
     MAX_SESSIONS,
+    AccessRevoked,
     ClaimEmail,
     LoginChanged,
     PasswordChanged,
@@ -22,6 +23,7 @@ from models.users import (
     normalise_email,
     password_problem,
     public_user,
+    revoked_before,
 )
 
 NOW = "2026-01-01T00:00:00+00:00"
@@ -164,7 +166,9 @@ def test_deactivation_ends_sessions_once_and_refuses_new_ones() -> None:
     decision = apply_user_event(user, UserDeactivated.new(user_id="u1", by="admin"), NOW)
     assert decision.row is not None
     assert (decision.row["active"], decision.row["sessions"]) == (False, {})
-    assert [type(e.event) for e in decision.effects] == [LoginChanged]
+    assert [type(e.event) for e in decision.effects] == [LoginChanged, AccessRevoked]
+    revoked = decision.effects[1]
+    assert (revoked.topic, revoked.key, revoked.event.before) == ("revocations", "u1", NOW)
     again = apply_user_event(decision.row, UserDeactivated.new(user_id="u1"), NOW)
     assert again.effects == []
     assert start(decision.row, "t2")["sessions"] == {}
@@ -229,3 +233,9 @@ async def test_the_emails_agent_gives_an_address_to_the_first_claim_only() -> No
     # case a crash lost them); the users agent absorbs the repeat (registering twice changes
     # nothing). The second claimant never gets a user.
     assert registered_keys == {"u-first", "u-marker"}
+
+
+def test_the_latest_revocation_cut_off_wins() -> None:
+    early = AccessRevoked.new(user_id="u1", before="2026-01-01T00:00:00+00:00")
+    late = AccessRevoked.new(user_id="u1", before="2026-02-01T00:00:00+00:00")
+    assert revoked_before(revoked_before(None, late), early)["before"] == late.before
