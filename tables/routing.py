@@ -23,7 +23,7 @@ from faust.types.web import Request, Response, Web
 from yarl import URL
 
 from web.errors import ApiError
-from web.middleware import FORWARDED_BY, REQUEST_ID_HEADER, request_id
+from web.middleware import CLIENT_ADDRESS, FORWARDED_BY, REQUEST_ID_HEADER, request_id
 
 __all__ = ["FORWARDED_BY", "ShopRouter", "Unavailable"]
 
@@ -95,6 +95,7 @@ class ShopRouter(Router):
             raise SameNode()
         headers = {k: v for k, v in incoming.headers.items() if k.lower() not in _SKIP_REQUEST}
         headers[FORWARDED_BY] = str(self.app.conf.canonical_url)
+        headers[CLIENT_ADDRESS] = str(incoming.remote or "?")
         headers[REQUEST_ID_HEADER] = request_id(incoming)
         body = await incoming.read()
         url = incoming.url.with_host(host).with_port(port)

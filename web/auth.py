@@ -21,6 +21,8 @@ from tables.routing import ShopRouter
 from tables.users import emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.identity import Forbidden
+from web.login_throttle import LoginThrottle
+from web.middleware import CLIENT_ADDRESS, FORWARDED_BY
 from web.openapi import LoggedOut, TokensOut, endpoint
 from web.tokens import (
     InvalidToken,
@@ -84,8 +86,19 @@ async def _check_password(row: dict[str, Any] | None, password: str) -> bool:
     return await verify_password(row["password_hash"], password)
 
 
+#: Failed logins on this worker (logins are checked on the owner of the e-mail key).
+throttle = LoginThrottle()
+
+
+def client_address(request: Request) -> str:
+    """Return the caller's address (as the first worker saw it, if the request was forwarded)."""
+    if FORWARDED_BY in request.headers:
+        return request.headers.get(CLIENT_ADDRESS, "?")
+    return str(getattr(request, "remote", "") or "?")
+
+
 @app.page("/api/auth/login")
-@endpoint("POST", "/api/auth/login", body=LoginIn, response=TokensOut, errors=(401, 403))
+@endpoint("POST", "/api/auth/login", body=LoginIn, response=TokensOut, errors=(401, 403, 429))
 class LoginView(ShopView):
     """Log in: an access token and a refresh token; 401 for a wrong e-mail or password."""
 
@@ -97,9 +110,13 @@ class LoginView(ShopView):
             raise InvalidToken(WRONG_CREDENTIALS) from None
 
         async def local() -> Response:
+            keys = (f"account:{email}", f"address:{client_address(request)}")
+            throttle.check(keys)
             row = emails.get(email)
             if not await _check_password(row, body.password):
+                throttle.failed(keys)
                 raise InvalidToken(WRONG_CREDENTIALS)
+            throttle.succeeded(keys[0])
             assert row is not None
             if not row["active"]:
                 raise Forbidden("this account is deactivated")

@@ -32,6 +32,7 @@ __all__ = [
 SERVED_BY = "X-Served-By"
 REQUEST_ID_HEADER = "X-Request-Id"
 FORWARDED_BY = "X-Shop-Forwarded-By"  # set by tables/routing.ShopRouter on forwarded reads
+CLIENT_ADDRESS = "X-Shop-Client-Address"  # the caller's address, on a forwarded request
 
 #: The id of the request being handled (on every log record as ``request_id``).
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")

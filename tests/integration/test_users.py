@@ -199,3 +199,12 @@ async def test_profiles_sessions_deactivation_and_the_first_admin(
                 await asyncio.sleep(0.1)
             assert (status, body["error"]["message"]) == (
                 401, "the access token was revoked; sign in again"), body
+
+        # Guessing passwords: after five failures (of the account, or of this address, which
+        # already failed above) the next attempts are refused for a while.
+        answers = [(await login(http, a, "guess@example.com", f"guess number {n}"))[0]
+                   for n in range(7)]
+        first_refusal = answers.index(429)
+        assert 1 <= first_refusal <= 6, answers
+        assert set(answers[:first_refusal]) == {401}, answers
+        assert set(answers[first_refusal:]) == {429}, answers
