@@ -23,9 +23,15 @@ from faust.types.web import Request, Response, Web
 from yarl import URL
 
 from web.errors import ApiError
-from web.middleware import CLIENT_ADDRESS, FORWARDED_BY, REQUEST_ID_HEADER, request_id
+from web.middleware import (
+    CLIENT_ADDRESS,
+    REQUEST_ID_HEADER,
+    forwarding_headers,
+    is_forwarded,
+    request_id,
+)
 
-__all__ = ["FORWARDED_BY", "ShopRouter", "Unavailable"]
+__all__ = ["ShopRouter", "Unavailable"]
 
 
 #: Request headers not forwarded (hop-by-hop, or recomputed by the client).
@@ -89,12 +95,13 @@ class ShopRouter(Router):
         if (host, port) == self._urlident(self.app.conf.canonical_url):
             raise SameNode()
         incoming = cast(aioweb.Request, request)
-        if FORWARDED_BY in incoming.headers:
+        if is_forwarded(incoming):
             # Another worker thought we own the key (ownership is moving): answer here
             # rather than forward again.
             raise SameNode()
         headers = {k: v for k, v in incoming.headers.items() if k.lower() not in _SKIP_REQUEST}
-        headers[FORWARDED_BY] = str(self.app.conf.canonical_url)
+        headers.update(forwarding_headers(str(self.app.conf.canonical_url),
+                                          cast(Any, self.app).shop_settings.jwt_secret))
         headers[CLIENT_ADDRESS] = str(incoming.remote or "?")
         headers[REQUEST_ID_HEADER] = request_id(incoming)
         body = await incoming.read()

@@ -22,7 +22,7 @@ from tables.users import emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.identity import Forbidden
 from web.login_throttle import LoginThrottle
-from web.middleware import CLIENT_ADDRESS, FORWARDED_BY
+from web.middleware import CLIENT_ADDRESS, is_forwarded
 from web.openapi import LoggedOut, TokensOut, endpoint
 from web.tokens import (
     InvalidToken,
@@ -92,7 +92,7 @@ throttle = LoginThrottle()
 
 def client_address(request: Request) -> str:
     """Return the caller's address (as the first worker saw it, if the request was forwarded)."""
-    if FORWARDED_BY in request.headers:
+    if is_forwarded(request):
         return request.headers.get(CLIENT_ADDRESS, "?")
     return str(getattr(request, "remote", "") or "?")
 

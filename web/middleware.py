@@ -6,6 +6,8 @@ Order on the way in: served_by (outermost), request id, CORS, rate limit, error 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 import re
@@ -22,7 +24,9 @@ from web.errors import Handler, error_response
 __all__ = [
     "REQUEST_ID",
     "cors",
+    "forwarding_headers",
     "install_request_id_logging",
+    "is_forwarded",
     "rate_limits",
     "request_id",
     "request_ids",
@@ -32,6 +36,7 @@ __all__ = [
 SERVED_BY = "X-Served-By"
 REQUEST_ID_HEADER = "X-Request-Id"
 FORWARDED_BY = "X-Shop-Forwarded-By"  # set by tables/routing.ShopRouter on forwarded reads
+FORWARD_PROOF = "X-Shop-Forward-Proof"  # HMAC of FORWARDED_BY with the shared secret
 CLIENT_ADDRESS = "X-Shop-Client-Address"  # the caller's address, on a forwarded request
 
 #: The id of the request being handled (on every log record as ``request_id``).
@@ -53,6 +58,28 @@ def served_by(canonical_url: str) -> Middleware:
         return response
 
     return add_served_by
+
+
+def forwarding_headers(canonical_url: str, secret: str) -> dict[str, str]:
+    """Return the headers that mark a request as forwarded by this worker (provably)."""
+    return {FORWARDED_BY: canonical_url, FORWARD_PROOF: _proof(canonical_url, secret)}
+
+
+def is_forwarded(request: web.Request | Any, secret: str | None = None) -> bool:
+    """Return True if ``request`` was forwarded by another worker (not a client's claim)."""
+    by = request.headers.get(FORWARDED_BY)
+    if not by:
+        return False
+    if secret is None:
+        from app import settings  # late: the app's shared secret
+
+        secret = settings.jwt_secret
+    return hmac.compare_digest(request.headers.get(FORWARD_PROOF, ""), _proof(by, secret))
+
+
+def _proof(canonical_url: str, secret: str) -> str:
+    return hmac.new(secret.encode(), f"forwarded-by:{canonical_url}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def request_id(request: web.Request | Any) -> str:
@@ -123,7 +150,7 @@ def rate_limits(rate: float, burst: float, caller: Callable[[Any], str]) -> Midd
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/") or FORWARDED_BY in request.headers:
+        if not request.path.startswith("/api/") or is_forwarded(request):
             return await handler(request)
         wait = buckets.take(caller(request), time.monotonic())
         if wait:

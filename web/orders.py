@@ -16,7 +16,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import orders_topic
-from app import app
+from app import app, settings
 from models.base import Event
 from models.orders import (
     SETTLED,
@@ -35,7 +35,7 @@ from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import ApiError, NotFound
 from web.identity import Identity, may_see, require
-from web.middleware import FORWARDED_BY, request_id
+from web.middleware import forwarding_headers, request_id
 from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
 from web.views import ShopView
 
@@ -201,7 +201,7 @@ async def current_order(order_id: str, request: Request) -> dict[str, Any] | Non
         return public_order(row) if row else None
     headers = {k: v for k, v in request.headers.items()
                if k.lower().startswith("x-") or k.lower() == "authorization"}
-    headers[FORWARDED_BY] = str(app.conf.canonical_url)
+    headers.update(forwarding_headers(str(app.conf.canonical_url), settings.jwt_secret))
     async with app.http_client.get(f"{str(owner).rstrip('/')}/api/orders/{order_id}",
                                    headers=headers) as answer:
         return cast(dict[str, Any], await answer.json()) if answer.status == 200 else None

@@ -14,6 +14,7 @@ from web.middleware import (
     REQUEST_ID,
     SERVED_BY,
     cors,
+    forwarding_headers,
     install_request_id_logging,
     rate_limits,
     request_id,
@@ -140,3 +141,15 @@ def test_log_records_carry_the_request_id() -> None:
     finally:
         REQUEST_ID.reset(token)
     assert record.request_id == "req-7"
+
+
+async def test_only_a_proven_forward_skips_the_rate_limit(gateway: TestClient) -> None:
+    from app import settings
+
+    claimed = {"X-Caller": "d", "X-Shop-Forwarded-By": "http://worker-2:6066"}
+    statuses = [(await gateway.get("/api/who", headers=claimed)).status for _ in range(4)]
+    assert statuses[-1] == 429, "a client's own claim to be a worker changes nothing"
+    proven = {"X-Caller": "d",
+              **forwarding_headers("http://worker-2:6066", settings.jwt_secret)}
+    statuses = [(await gateway.get("/api/who", headers=proven)).status for _ in range(6)]
+    assert statuses == [200] * 6
