@@ -8,7 +8,9 @@ token is a 401. Views use :func:`identity`, :func:`require` and :func:`may_see` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
+from aiohttp import web
 from faust.web import Request
 
 from web.errors import ApiError
@@ -55,17 +57,26 @@ class Identity:
 
 
 ANONYMOUS = Identity("", frozenset())
+_CALLER = web.RequestKey("caller", Identity)
 
 
 def identity(request: Request) -> Identity:
-    """Return the caller of ``request`` from its bearer token (none: anonymous)."""
+    """Return the caller of ``request`` from its bearer token (none: anonymous).
+
+    The token is checked once per request (the rate limit asks first, then the view).
+    """
+    known = request.get(_CALLER)  # type: ignore[attr-defined]
+    if known is not None:
+        return cast(Identity, known)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if not scheme:
         return ANONYMOUS
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send the access token as 'Authorization: Bearer <token>'")
     user_id, roles = verify_access_token(token.strip(), revoked_before=_revoked_before)
-    return Identity(user_id, roles & ROLES)
+    caller = Identity(user_id, roles & ROLES)
+    request[_CALLER] = caller  # type: ignore[index]
+    return caller
 
 
 def _revoked_before(user_id: str) -> str | None:
