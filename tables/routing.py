@@ -58,16 +58,7 @@ class ShopRouter(Router):
     """Faust's router, with metadata loaded first and complete, loop-free forwarding."""
 
     async def route_req(self, table_name: str, key: K, web: Web, request: Request) -> Response:
-        topic = self._get_table_topic(self._get_table(table_name))
-        try:
-            producer = cast(Any, self.app.producer)._ensure_producer()
-            await producer.partitions_for(topic)
-            dest_url = self.key_store(table_name, key)
-        except (KeyError, NotReady):
-            raise Unavailable(
-                f"the owner of this {table_name} key is being reassigned; retry in a second"
-            ) from None
-        return await self._route_req(dest_url, web, request)
+        return await self._route_req(await self._key_owner(table_name, key), web, request)
 
     async def on_owner(self, table_name: str, key: K, web: Web, request: Request,
                        local: Callable[[], Awaitable[Response]]) -> Response:
@@ -79,16 +70,20 @@ class ShopRouter(Router):
 
     async def owner_url(self, table_name: str, key: K) -> URL | None:
         """Return the URL of the worker that owns ``key``, or None if it is this one."""
-        topic = self._get_table_topic(self._get_table(table_name))
-        try:
-            await cast(Any, self.app.producer)._ensure_producer().partitions_for(topic)
-            url = self.key_store(table_name, key)
-        except (KeyError, NotReady):
-            raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
-                              "retry in a second") from None
+        url = await self._key_owner(table_name, key)
         if self._urlident(url) == self._urlident(self.app.conf.canonical_url):
             return None
         return url
+
+    async def _key_owner(self, table_name: str, key: K) -> URL:
+        """Return the URL of the worker that owns ``key`` (metadata loaded first), or 503."""
+        topic = self._get_table_topic(self._get_table(table_name))
+        try:
+            await cast(Any, self.app.producer)._ensure_producer().partitions_for(topic)
+            return self.key_store(table_name, key)
+        except (KeyError, NotReady):
+            raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
+                              "retry in a second") from None
 
     async def _route_req(self, dest_url: URL, web: Web, request: Request) -> Response:
         host, port = self._urlident(dest_url)
