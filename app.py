@@ -16,9 +16,10 @@ from faust.types import TransportT
 from config import ConfigError, Settings
 from config.checks import wait_for_kafka
 from rabbit_bridge.connection import RabbitConnection
+from rabbit_bridge.publisher import RabbitPublisher
 from scripts.seed import register_seed
 
-__all__ = ["ShopApp", "app", "rabbit", "settings"]
+__all__ = ["ShopApp", "app", "publisher", "rabbit", "settings"]
 
 #: The layers whose modules declare agents, tables, views and services.
 LAYERS = ["agents", "tables", "web", "rabbit_bridge"]
@@ -119,4 +120,6 @@ app = create_app(settings)
 setup_prometheus_sensors(app, name_prefix="shop")
 rabbit = RabbitConnection(settings.rabbit_url)
 app.add_dependency(rabbit)
+publisher = RabbitPublisher(rabbit, settings.datadir / "outbox.sqlite3")
+app.add_dependency(publisher)
 register_seed(app)

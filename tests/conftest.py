@@ -14,4 +14,4 @@ os.environ["SHOP_STORE"] = "memory://"
 os.environ["SHOP_ENVIRONMENT"] = "test"
 os.environ.setdefault("SHOP_DATADIR", "var/test-data")
 
-pytest_plugins = ["tests.integration.fixtures"]
+pytest_plugins = ["tests.integration.fixtures", "tests.integration.rabbit"]

@@ -10,7 +10,7 @@ from typing import Any, cast
 from faust.tables.recovery import Recovery
 from faust.web import Request, Response
 
-from app import app, rabbit
+from app import app, publisher, rabbit
 from tables.base import tables_ready
 from web.views import ShopView
 
@@ -28,7 +28,8 @@ def readiness() -> dict[str, Any]:
     }
     if kafka_ready:
         kafka["assigned_partitions"] = len(app.consumer.assignment())
-    rabbitmq = {"ready": rabbit.is_connected, "error": rabbit.last_error}
+    rabbitmq = {"ready": rabbit.is_connected, "error": rabbit.last_error,
+                "outbox_depth": publisher.outbox_depth, "pending": publisher.pending}
     return {"ready": kafka_ready and rabbit.is_connected, "kafka": kafka, "rabbitmq": rabbitmq}
 
 

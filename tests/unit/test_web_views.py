@@ -83,7 +83,7 @@ async def test_ready_is_503_until_kafka_and_rabbitmq_are_ready(client: TestClien
     assert body["ready"] is False
     assert body["kafka"]["ready"] is False
     assert body["kafka"]["rebalancing"] is False
-    assert body["rabbitmq"] == {"ready": False, "error": None}
+    assert body["rabbitmq"] == {"ready": False, "error": None, "outbox_depth": 0, "pending": 0}
 
 
 async def test_an_unknown_route_is_the_json_404(client: TestClient) -> None:

@@ -1,0 +1,100 @@
+"""A private RabbitMQ node for tests that stop and start RabbitMQ (outages).
+
+Stopping the machine's RabbitMQ would break every other test and developer using it, so an
+outage test gets its own node: the Debian ``rabbitmq-server`` started with its own node name,
+ports and folders (``../shared/RECIPES.md``), about 5 s to start.
+``rabbitmqctl stop_app`` / ``start_app`` then make the outage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.devstack import ensure_rabbitmq, free_port, port_open, wait_for
+
+__all__ = ["PrivateRabbit", "private_rabbit"]
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of one test: its URL, and outages on demand."""
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"shoptest{uuid.uuid4().hex[:8]}@localhost"
+        self.base = base
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Return the variables that make rabbitmq-server and rabbitmqctl use this node."""
+        return {
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
+        }
+
+    def start(self) -> None:
+        """Start the node and wait until it accepts connections."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "rabbitmq", "rabbitmq")
+        self._run("rabbitmq-server", "-detached")
+        wait_for(lambda: port_open("127.0.0.1", self.port), 60,
+                 f"private RabbitMQ {self.node} on port {self.port}", interval=0.3)
+
+    def stop_app(self) -> None:
+        """Stop RabbitMQ on the node (clients lose their connections): the outage."""
+        self._ctl("stop_app")
+
+    def start_app(self) -> None:
+        """Start RabbitMQ again on the node and wait for its port."""
+        self._ctl("start_app")
+        wait_for(lambda: port_open("127.0.0.1", self.port), 60,
+                 f"private RabbitMQ {self.node} back on port {self.port}", interval=0.2)
+
+    def stop(self) -> None:
+        """Stop the node."""
+        self._ctl("stop", check=False)
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        self._run("rabbitmqctl", "-n", self.node, *args, check=check)
+
+    def _run(self, *cmd: str, check: bool = True) -> None:
+        result = subprocess.run(cmd, env={**os.environ, **self.env}, capture_output=True,
+                                text=True, timeout=120, check=False)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): "
+                               f"{result.stderr.strip() or result.stdout.strip()}")
+
+
+@pytest.fixture
+def private_rabbit(rabbit_url: str) -> Iterator[PrivateRabbit]:
+    """Start a RabbitMQ node of this test's own (``rabbit_url`` installed the package).
+
+    Its folders are outside pytest's private temporary folder, which the ``rabbitmq`` user
+    may not enter.
+    """
+    ensure_rabbitmq(rabbit_url)
+    base = Path(tempfile.mkdtemp(prefix="shoptest-rabbit-"))
+    base.chmod(0o755)
+    node = PrivateRabbit(base / "node")
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
