@@ -1,9 +1,11 @@
 """Orders agent: the saga. Applies each order event to the order and sends what it causes.
 
 It consumes the ``orders`` and ``payments`` topics (both keyed by order id), so an order's
-row is always written from the same partition number. A timer expires orders that waited
-longer than SHOP_ORDER_TTL for stock or payment, and asks again for answers that an order has
-waited for longer than CHASE_AFTER_S (a request or its answer lost in a worker's crash).
+row is always written from the same partition number. A timer asks again for answers that
+an order has waited for longer than CHASE_AFTER_S (a request or its answer lost in a worker's
+crash). Orders that waited longer than SHOP_ORDER_TTL for stock or payment are expired when
+the task scheduler's ``expire-orders`` task sends an ``ExpirySweep`` to every partition
+(:func:`request_expiry_sweep`): each worker expires the overdue orders it owns.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
-from agents.topics import order_saga_topics, user_orders_topic
+from agents.topics import order_saga_topics, orders_topic, user_orders_topic
 from app import app, settings
 from models.base import utcnow
 from models.inventory import StockRejected, StockReserved
@@ -26,6 +28,7 @@ from models.orders import (
     CancelRequested,
     DeliverRequested,
     ExpireRequested,
+    ExpirySweep,
     Order,
     OrderIndexed,
     OrderPlaced,
@@ -40,7 +43,13 @@ from tables.base import tables_ready
 from tables.orders import open_orders, orders, orders_by_user, watchers
 from tables.replay import Position, Send, decide_once, update_once
 
-__all__ = ["chase_open_orders", "index_orders_by_user", "run_order_saga"]
+__all__ = [
+    "chase_open_orders",
+    "expire_overdue_orders",
+    "index_orders_by_user",
+    "request_expiry_sweep",
+    "run_order_saga",
+]
 
 #: The events that move an order (the others on these topics are for other agents).
 SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, PaymentFailed,
@@ -59,6 +68,9 @@ CHASE_AFTER = timedelta(seconds=CHASE_AFTER_S)
 
 async def apply_order_event(event: Any, position: Position) -> None:
     """Move the order ``event`` is about, once, and send what that causes."""
+    if isinstance(event, ExpirySweep):
+        await expire_overdue_orders()
+        return
     if not isinstance(event, SAGA_EVENTS):
         return
     order_id: str = event.order_id
@@ -106,13 +118,24 @@ async def index_orders_by_user(stream: StreamT[bytes]) -> None:
     await for_each_event(stream, OrderIndexed, apply_order_index, agent="orders.by-user")
 
 
-#: Orders chased or expired recently (order id -> monotonic time): one request per period.
-_asked: dict[str, float] = {}
+#: Orders chased / asked to expire recently (order id -> monotonic time): once per period.
+_chased: dict[str, float] = {}
+_expiring: dict[str, float] = {}
+
+
+def _ask_once(asked: dict[str, float], order_id: str, clock: float) -> bool:
+    """Return True if ``order_id`` is not in ``asked`` within CHASE_AFTER_S (and note it)."""
+    if clock - asked.get(order_id, -CHASE_AFTER_S) < CHASE_AFTER_S:
+        return False
+    asked[order_id] = clock
+    for old in [k for k, at in asked.items() if clock - at > 60 * CHASE_AFTER_S]:
+        del asked[old]
+    return True
 
 
 @app.timer(interval=CHASE_S)
 async def chase_open_orders() -> None:
-    """Expire overdue orders, and ask again for answers an order has waited for too long.
+    """Ask again for answers an order has waited for too long.
 
     Runs on every worker over the orders it owns (a table iterates its active partitions),
     and only while the worker is ready: during a recovery a row may be behind.
@@ -122,20 +145,46 @@ async def chase_open_orders() -> None:
     now = utcnow()
     clock = time.monotonic()
     sends: list[Send] = []
-    for order_id, deadline in list(open_orders.items()):
-        if clock - _asked.get(order_id, -CHASE_AFTER_S) < CHASE_AFTER_S:
-            continue
+    for order_id in list(open_orders.keys()):
         row = orders.get(order_id)
         if row is None or row["status"] not in ACTIVE:
             continue
-        if deadline <= now.isoformat():
-            expire = ExpireRequested.new(order_id=order_id, correlation_id=order_id)
-            sends.append(("orders", order_id, expire.dumps().decode()))
-        elif now - datetime.fromisoformat(row["history"][-1]["at"]) > CHASE_AFTER:
+        if now - datetime.fromisoformat(row["history"][-1]["at"]) > CHASE_AFTER and (
+                _ask_once(_chased, order_id, clock)):
             sends.extend(to_sends(chase(Order.from_row(row))))
-        else:
-            continue
-        _asked[order_id] = clock
-    for order_id in [k for k, at in _asked.items() if clock - at > 60 * CHASE_AFTER_S]:
-        del _asked[order_id]
     await send_all(sends)
+    await expire_overdue_orders()  # TODO(scheduler): the expire-orders task will drive this
+
+
+async def expire_overdue_orders() -> int:
+    """Ask to expire the open orders this worker owns that are past their deadline.
+
+    Called for each ``ExpirySweep``; a worker owning several partitions gets several sweeps,
+    and the saga's expiry is idempotent by state, so asking twice is harmless.
+    """
+    now = utcnow().isoformat()
+    clock = time.monotonic()
+    expired = 0
+    for order_id, deadline in list(open_orders.items()):
+        row = orders.get(order_id)
+        if row is None or row["status"] not in ACTIVE or deadline > now:
+            continue
+        if not _ask_once(_expiring, order_id, clock):
+            continue
+        expire = ExpireRequested.new(order_id=order_id, correlation_id=order_id)
+        await orders_topic.send(key=order_id, value=expire.dumps())
+        expired += 1
+    return expired
+
+
+async def request_expiry_sweep() -> int:
+    """Send an ``ExpirySweep`` to every partition of the orders topic; return how many.
+
+    The owner of each partition expires its overdue orders (the expire-orders task).
+    """
+    partitions = app.conf.topic_partitions
+    for partition in range(partitions):
+        sweep = ExpirySweep.new(partition=partition, correlation_id=f"sweep-{partition}")
+        await orders_topic.send(key=f"sweep-{partition}", partition=partition,
+                                value=sweep.dumps())
+    return partitions

@@ -48,6 +48,7 @@ __all__ = [
     "Decision",
     "DeliverRequested",
     "ExpireRequested",
+    "ExpirySweep",
     "Order",
     "OrderIndexed",
     "OrderLine",
@@ -121,6 +122,13 @@ class ExpireRequested(Event):
     order_id: str
 
 
+class ExpirySweep(Event):
+    """The task scheduler asks the owner of this partition to expire its overdue orders."""
+
+    event_type = "expiry_sweep"
+    partition: int
+
+
 class OrderIndexed(Event):
     """A customer has a new order (for the per-customer index of orders)."""
 
@@ -158,7 +166,7 @@ class OrderUpdate(Event):
 #: Order events by type; ``order_<status>`` notices all decode as OrderUpdate.
 ORDER_EVENTS = {
     **event_types(OrderPlaced, StockReserved, StockRejected, CancelRequested, ShipRequested,
-                  DeliverRequested, ExpireRequested),
+                  DeliverRequested, ExpireRequested, ExpirySweep),
     **{f"order_{status}": OrderUpdate for status in SETTLED},
 }
 
