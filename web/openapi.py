@@ -210,6 +210,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     view: str = ""
+    also: dict[int, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -240,9 +241,17 @@ def endpoint(method: str, path: str, *, body: type[BaseModel] | None = None,
              query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
              status: int = 200, roles: tuple[str, ...] | None = None,
              errors: Iterable[int] = (), headers: dict[str, str] | None = None,
-             summary: str | None = None) -> Callable[[V], V]:
-    """Return a class decorator that declares ``method path`` of the view it decorates."""
+             summary: str | None = None,
+             also: Mapping[int, str] | None = None) -> Callable[[V], V]:
+    """Return a class decorator that declares ``method path`` of the view it decorates.
+
+    ``also`` names other success statuses the view answers with the same ``response`` model,
+    and what each means (e.g. ``{202: "not settled yet: the order as it is now"}``).
+    """
     method = method.upper()
+    more = dict(also or {})
+    if any(not 200 <= code < 300 or code == status for code in more):
+        raise ValueError(f"{method} {path}: 'also' takes other 2xx statuses, not {sorted(more)}")
 
     def declare(view: V) -> V:
         handler = getattr(view, method.lower(), None)
@@ -257,7 +266,8 @@ def endpoint(method: str, path: str, *, body: type[BaseModel] | None = None,
             summary=summary or _first_line(own_doc) or _first_line(view_doc) or path,
             description=(own_doc or view_doc or "").strip(),
             body=body, query=query, response=response, status=status, roles=roles,
-            errors=tuple(errors), headers=dict(headers or {}), view=view.__qualname__)
+            errors=tuple(errors), headers=dict(headers or {}), view=view.__qualname__,
+            also=more)
         return view
 
     return declare
@@ -309,6 +319,8 @@ def _operation(ep: Endpoint, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> 
         refs[(ep.response, "serialization")] if ep.response is not None
         else {"type": "object"})}}
     responses: dict[str, Any] = {str(ep.status): success}
+    for code, meaning in sorted(ep.also.items()):
+        responses[str(code)] = {**success, "description": meaning}
     statuses: dict[int, str] = {}
     if ep.body is not None:
         statuses[400] = "the body is not JSON"

@@ -202,3 +202,28 @@ async def test_get_openapi_json_serves_the_document() -> None:
     assert response.content_type == "application/json"
     served = json.loads(response.body)
     assert served == json.loads(json.dumps(document()))
+
+
+def test_other_success_statuses_are_documented_with_the_response_model() -> None:
+    from web.openapi import OrderOut
+
+    ep = Endpoint("GET", "/api/things/{thing_id}", "A thing.", response=OrderOut, roles=(),
+                  also={202: "not settled yet: the thing as it is now"})
+    responses = document([ep])["paths"]["/api/things/{thing_id}"]["get"]["responses"]
+    assert list(responses)[:2] == ["200", "202"]
+    assert responses["202"]["description"] == "not settled yet: the thing as it is now"
+    assert responses["202"]["content"] == responses["200"]["content"]
+
+
+def test_also_takes_only_other_success_statuses() -> None:
+    from web.openapi import endpoint
+
+    for bad in ({404: "x"}, {200: "x"}):
+        with pytest.raises(ValueError, match="also"):
+            endpoint("GET", "/api/nowhere", also=bad)
+
+
+@pytest.mark.xfail(strict=True, reason="web/orders.py answers 202 to ?wait=N on an order still "
+                   "open but does not declare it: add also={202: ...} to its endpoint(...)")
+def test_a_waited_on_order_still_open_is_documented_as_202(doc: dict[str, Any]) -> None:
+    assert "202" in doc["paths"]["/api/orders/{order_id}"]["get"]["responses"]
