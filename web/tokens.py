@@ -18,10 +18,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 
 import jwt
 from argon2 import PasswordHasher
@@ -78,9 +80,42 @@ def verify_access_token(token: str, *, secret: str | None = None, leeway: float 
     """Return (user id, roles) of a valid access token; raise :class:`InvalidToken`.
 
     ``revoked_before(user_id)`` names an ISO time: tokens of that user issued at or before it
-    are refused (a deactivated user's tokens stop working at once).
+    are refused (a deactivated user's tokens stop working at once). A token whose signature
+    and claims were verified once is remembered by its exact text (and the secret), so a
+    caller's next requests skip the signature; expiry and revocation are checked every time.
     """
     key = secret if secret is not None else _settings().jwt_secret
+    verified = _VERIFIED.get((key, token))
+    if verified is None:
+        verified = _decode(token, key, leeway)
+        if len(_VERIFIED) >= VERIFIED_CACHE_SIZE:
+            del _VERIFIED[next(iter(_VERIFIED))]  # the oldest
+        _VERIFIED[(key, token)] = verified
+    elif verified.expires <= time.time() - leeway:
+        _VERIFIED.pop((key, token), None)
+        raise InvalidToken("the access token has expired; refresh it or sign in again")
+    cutoff = revoked_before(verified.user_id) if revoked_before else None
+    if cutoff and datetime.fromtimestamp(verified.issued, UTC) <= datetime.fromisoformat(cutoff):
+        raise InvalidToken("the access token was revoked; sign in again")
+    return verified.user_id, verified.roles
+
+
+class _Verified(NamedTuple):
+    """What a verified access token says: who, with which roles, issued and expiring when."""
+
+    user_id: str
+    roles: frozenset[str]
+    issued: float
+    expires: float
+
+
+#: How many verified tokens are remembered (the oldest is forgotten first).
+VERIFIED_CACHE_SIZE = 10_000
+_VERIFIED: dict[tuple[str, str], _Verified] = {}
+
+
+def _decode(token: str, key: str, leeway: float) -> _Verified:
+    """Check the token's signature and claims; return what it says or raise InvalidToken."""
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM], leeway=leeway,
                             options={"require": ["sub", "exp", "iat"]})
@@ -92,10 +127,7 @@ def verify_access_token(token: str, *, secret: str | None = None, leeway: float 
     if not isinstance(user_id, str) or not user_id or not isinstance(roles, list) \
             or not all(isinstance(role, str) for role in roles):
         raise InvalidToken("the access token's claims are not valid; sign in again")
-    cutoff = revoked_before(user_id) if revoked_before else None
-    if cutoff and datetime.fromtimestamp(claims["iat"], UTC) <= datetime.fromisoformat(cutoff):
-        raise InvalidToken("the access token was revoked; sign in again")
-    return user_id, frozenset(roles)
+    return _Verified(user_id, frozenset(roles), float(claims["iat"]), float(claims["exp"]))
 
 
 class RefreshToken:

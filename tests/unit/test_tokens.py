@@ -143,3 +143,50 @@ def test_a_token_issued_before_a_revocation_is_refused() -> None:
     with pytest.raises(InvalidToken, match="revoked"):
         verify_access_token(token, secret=SECRET, revoked_before=cut.get)
     assert verify_access_token(token, secret=SECRET, revoked_before={}.get)[0] == "u1"
+
+
+def test_a_verified_token_is_remembered_and_not_decoded_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = issue()
+    assert verify_access_token(token, secret=SECRET)[0] == USER
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(jwt, "decode", no_decoding)
+    assert verify_access_token(token, secret=SECRET)[0] == USER
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = issue(ttl=60.0)
+    verify_access_token(token, secret=SECRET)
+    later = datetime.now(UTC).timestamp() + 61
+    monkeypatch.setattr("web.tokens.time.time", lambda: later)
+    with pytest.raises(InvalidToken, match="expired"):
+        verify_access_token(token, secret=SECRET)
+
+
+def test_a_remembered_token_is_still_revoked() -> None:
+    token = issue()
+    verify_access_token(token, secret=SECRET)
+    cut = {USER: (datetime.now(UTC) + timedelta(seconds=1)).isoformat()}
+    with pytest.raises(InvalidToken, match="revoked"):
+        verify_access_token(token, secret=SECRET, revoked_before=cut.get)
+
+
+def test_a_remembered_token_is_refused_under_another_secret() -> None:
+    token = issue()
+    verify_access_token(token, secret=SECRET)
+    with pytest.raises(InvalidToken, match="not valid"):
+        verify_access_token(token, secret=OTHER_SECRET)
+
+
+def test_the_memory_of_verified_tokens_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from web import tokens
+
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 3)
+    monkeypatch.setattr(tokens, "_VERIFIED", {})
+    for _ in range(5):
+        verify_access_token(issue(), secret=SECRET)
+    assert len(tokens._VERIFIED) == 3
