@@ -15,10 +15,12 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.events import SESSIONS, make_events
 from bench.faust_agent import measure_faust_agent
+from bench.http import measure_http
 from bench.kafka_raw import create_topic, measure_consumer, measure_producer
 from bench.report import (
     PhaseResult,
     environment,
+    print_http_table,
     print_table,
     result_document,
     say,
@@ -30,6 +32,7 @@ from scripts.devstack import Broker, StackError, start_tansu
 
 RAW_TOPIC = "bench-raw-events"
 DEFAULT_RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+HTTP_CONCURRENCY = 50
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Options:
     shop_messages: int
     saga_orders: int
     saga_latency_seconds: float
+    http_requests: int
     json_path: Path | None
     rabbit_url: str
     quick: bool
@@ -60,6 +64,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "(default 2000; --quick 200)")
     parser.add_argument("--saga-latency-seconds", type=float, help="seconds of orders at half "
                         "the saturated rate, for latency (default 10; --quick 3)")
+    parser.add_argument("--http-requests", type=int, help="requests per HTTP endpoint, "
+                        f"{HTTP_CONCURRENCY} connections (default 20000; --quick 2000)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -78,14 +84,15 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
     saga_orders = args.saga_orders or (200 if args.quick else 2000)
     saga_seconds = args.saga_latency_seconds or (3.0 if args.quick else 10.0)
-    if min(messages, faust_messages, shop_messages, saga_orders) < 1:
+    http_requests = args.http_requests or (2000 if args.quick else 20_000)
+    if min(messages, faust_messages, shop_messages, saga_orders, http_requests) < 1:
         parser.error("message counts must be at least 1")
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
-                   args.json, args.rabbit_url, args.quick, args.keep_logs)
+                   http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs)
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
-    """Run the four phases in order; return their results."""
+    """Run the phases in order; return their results."""
     bootstrap = broker.bootstrap
     task = asyncio.current_task()
     assert task is not None
@@ -98,38 +105,47 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     results: list[PhaseResult] = []
 
     await create_topic(bootstrap, RAW_TOPIC, 4)
-    say(f"1/5 raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
+    say(f"1/6 raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
     results.append(await measure_producer(bootstrap, RAW_TOPIC, events[:options.messages]))
-    say(f"1/5 done: {results[-1].rate:,.0f} msgs/s")
+    say(f"1/6 done: {results[-1].rate:,.0f} msgs/s")
 
-    say(f"2/5 raw consumer + json.loads + count: {options.messages:,} messages")
+    say(f"2/6 raw consumer + json.loads + count: {options.messages:,} messages")
     results.append(await measure_consumer(bootstrap, RAW_TOPIC, options.messages))
-    say(f"2/5 done: {results[-1].rate:,.0f} msgs/s "
+    say(f"2/6 done: {results[-1].rate:,.0f} msgs/s "
         f"({results[-1].extra['distinct_keys']:,} keys)")
 
-    say(f"3/5 bare Faust agent + RocksDB table: {options.faust_messages:,} messages")
+    say(f"3/6 bare Faust agent + RocksDB table: {options.faust_messages:,} messages")
     deadline = time.monotonic() + 120 + options.faust_messages / 500
     results.append(await measure_faust_agent(
         broker, events[:options.faust_messages], workdir, deadline))
-    say(f"3/5 done: {results[-1].rate:,.0f} msgs/s "
+    say(f"3/6 done: {results[-1].rate:,.0f} msgs/s "
         f"(start-up {results[-1].startup_seconds:.1f} s)")
 
-    say(f"4/5 shop agent (real worker): {options.shop_messages:,} events")
+    say(f"4/6 shop agent (real worker): {options.shop_messages:,} events")
     deadline = time.monotonic() + 120 + options.shop_messages / 100
     results.append(await measure_shop_agent(
         broker, events[:options.shop_messages], workdir, options.rabbit_url, deadline))
-    say(f"4/5 done: {results[-1].rate:,.0f} events/s "
+    say(f"4/6 done: {results[-1].rate:,.0f} events/s "
         f"(start-up {results[-1].startup_seconds:.1f} s)")
 
-    say(f"5/5 order saga end to end (real worker): {options.saga_orders:,} orders")
+    say(f"5/6 order saga end to end (real worker): {options.saga_orders:,} orders")
     deadline = time.monotonic() + 180 + options.saga_orders / 50
     results.extend(await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders,
                                       64, options.saga_latency_seconds, deadline))
     saga, latency = results[-2], results[-1]
-    say(f"5/5 done: {saga.rate:,.0f} orders/s = {saga.rate / results[0].rate:.4f} x the raw "
+    say(f"5/6 done: {saga.rate:,.0f} orders/s = {saga.rate / results[0].rate:.4f} x the raw "
         f"producer; at {latency.extra['rate']:,.0f} orders/s p50 {latency.extra['p50_ms']} ms, "
         f"p99 {latency.extra['p99_ms']} ms")
     saga.extra["ratio_to_raw_producer"] = round(saga.rate / results[0].rate, 5)
+
+    say(f"6/6 HTTP reads (real worker) against a bare aiohttp handler: "
+        f"{options.http_requests:,} requests each, {HTTP_CONCURRENCY} connections")
+    deadline = time.monotonic() + 180 + options.http_requests / 200
+    http = await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
+                              HTTP_CONCURRENCY, deadline)
+    results.extend(http)
+    say("6/6 done: " + ", ".join(f"{r.name}: {r.extra['ratio_to_bare_aiohttp']} x bare"
+                                  for r in http[1:]))
     return results
 
 
@@ -168,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"logs kept in {workdir}")
     baseline = results[1]
     print()
-    print_table(results, baseline)
+    http = [r for r in results if "ratio_to_bare_aiohttp" in r.extra]
+    print_table([r for r in results if r not in http], baseline)
+    print()
+    print_http_table(http)
     if options.faust_messages != options.messages or options.shop_messages != options.messages:
         print(f"note: the Faust phases use fewer messages ({options.faust_messages:,} and "
               f"{options.shop_messages:,}) than the raw ones ({options.messages:,}): "
@@ -176,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     document = result_document(results, baseline, env, {
         "messages": options.messages, "faust_messages": options.faust_messages,
         "shop_messages": options.shop_messages, "saga_orders": options.saga_orders,
+        "http_requests": options.http_requests, "http_concurrency": HTTP_CONCURRENCY,
         "quick": options.quick, "sessions": SESSIONS})
     for path in write_results(document, options.json_path):
         say(f"wrote {path}")

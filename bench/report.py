@@ -19,6 +19,7 @@ __all__ = [
     "RESULTS_DIR",
     "PhaseResult",
     "environment",
+    "print_http_table",
     "print_table",
     "result_document",
     "say",
@@ -88,6 +89,23 @@ def print_table(results: list[PhaseResult], baseline: PhaseResult) -> None:
     for r in results:
         if r.startup_seconds is not None:
             print(f"start-up of {r.name!r}: {r.startup_seconds:.1f} s (not in its rate)")
+
+
+def print_http_table(results: list[PhaseResult]) -> None:
+    """Print endpoint | requests | requests/s | p50 | p99 | ratio to the bare handler."""
+    rows = [("endpoint", "requests", "requests/s", "p50 ms", "p99 ms", "x bare aiohttp")]
+    for r in results:
+        rows.append((r.name, f"{r.messages:,}", f"{r.rate:,.0f}", f"{r.extra['p50_ms']:.2f}",
+                     f"{r.extra['p99_ms']:.2f}", f"{r.extra['ratio_to_bare_aiohttp']:.3f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print(" | ".join([row[0].ljust(widths[0]),
+                          *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    if results:
+        print(f"(at {results[0].extra['concurrency']} concurrent connections; the bare handler "
+              "measured in this run; goal >= 0.6 x bare, p99 < 20 ms)")
 
 
 def write_results(document: dict[str, Any], also: Path | None = None) -> list[Path]:

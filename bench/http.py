@@ -1,0 +1,149 @@
+"""HTTP: requests/s and p50/p99 of the shop's reads against a bare aiohttp handler.
+
+Two server processes on 127.0.0.1: a bare aiohttp app answering a small JSON document
+(:mod:`bench.http_load`) and a real shop worker. A registered, logged-in customer with one
+confirmed order; then, with ``concurrency`` keep-alive connections from this process (the
+load client, apart from both servers), the same number of requests to each of
+``GET /hello`` (bare), ``GET /api/users/me`` and ``GET /api/orders/{id}`` (a keyed read, owned
+by the one worker). Each run is preceded by a warm-up. The shop's figures are reported as
+ratios to the bare handler's, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.errors import BenchError
+from bench.http_load import BARE_PATH, Load, run_load
+from bench.report import ADMIN, UNLIMITED, PhaseResult, say
+from bench.shop_agent import _require_rabbitmq, _wait_ready
+from scripts.devstack import ROOT, Worker, broker_env, free_port, port_open, start_worker
+
+__all__ = ["measure_http"]
+
+HOST = "127.0.0.1"
+SKU = "HTTP-0001"
+EMAIL, PASSWORD = "http-bench@example.com", "http bench password"
+WARM_UP = 500
+
+
+async def measure_http(broker: Any, workdir: Path, rabbit_url: str, requests: int,
+                       concurrency: int, deadline: float) -> list[PhaseResult]:
+    """Return the bare handler's, ``/api/users/me``'s and a keyed order read's results."""
+    _require_rabbitmq(rabbit_url)
+    bare_port = free_port()
+    bare = _start_bare(bare_port)
+    worker = start_worker("bench-http", broker_env(broker), rabbit_url, workdir,
+                          extra_env=UNLIMITED)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await _wait_ready(http, worker)
+            await _wait_port(bare, bare_port, deadline)
+            customer, order_id = await _customer_with_order(http, worker, deadline)
+        say(f"http: servers ready; {requests:,} requests per endpoint, {concurrency} "
+            f"connections")
+        targets = [("bare aiohttp handler (GET /hello)", bare_port, BARE_PATH, {}, bare.pid),
+                   ("shop GET /api/users/me", worker.web_port, "/api/users/me", customer,
+                    _pid(worker)),
+                   ("shop GET /api/orders/{id} (keyed)", worker.web_port,
+                    f"/api/orders/{order_id}", customer, _pid(worker))]
+        loads: list[tuple[str, Load]] = []
+        for name, port, path, headers, pid in targets:
+            await run_load(HOST, port, path, requests=min(WARM_UP, requests),
+                           concurrency=concurrency, headers=headers)
+            load = await run_load(HOST, port, path, requests=requests, concurrency=concurrency,
+                                  headers=headers, server_pid=pid, label=name)
+            say(f"http: {name}: {load.rate:,.0f} requests/s, p50 {load.ms(0.5)} ms, "
+                f"p99 {load.ms(0.99)} ms")
+            loads.append((name, load))
+    finally:
+        await asyncio.gather(asyncio.to_thread(_stop, bare), asyncio.to_thread(worker.stop))
+    return _results(loads, concurrency)
+
+
+def _results(loads: list[tuple[str, Load]], concurrency: int) -> list[PhaseResult]:
+    base = loads[0][1]
+    results = []
+    for name, load in loads:
+        extra: dict[str, Any] = {
+            "concurrency": concurrency, "p50_ms": load.ms(0.5), "p99_ms": load.ms(0.99),
+            "ratio_to_bare_aiohttp": round(load.rate / base.rate, 3) if base.rate else None,
+            "client_cpu_seconds": round(load.client_cpu_seconds, 2),
+            "server_cpu_seconds": (round(load.server_cpu_seconds, 2)
+                                   if load.server_cpu_seconds is not None else None)}
+        results.append(PhaseResult(name, load.requests, load.seconds, extra=extra))
+    return results
+
+
+async def _customer_with_order(http: aiohttp.ClientSession, worker: Worker,
+                               deadline: float) -> tuple[dict[str, str], str]:
+    """Register and log in a customer, give them a confirmed order; return (headers, id)."""
+    await _call(http, "POST", worker.url + "/api/products", 202, headers=ADMIN, json={
+        "sku": SKU, "name": "HTTP bench", "category": "bench", "price_cents": 100,
+        "initial_stock": 1_000})
+    await _call(http, "POST", worker.url + "/api/users", 201,
+                json={"email": EMAIL, "password": PASSWORD, "name": "HTTP bench"})
+    tokens = await _call(http, "POST", worker.url + "/api/auth/login", 200,
+                         json={"email": EMAIL, "password": PASSWORD})
+    customer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    while True:  # the product reaches the catalog a moment after it is accepted
+        async with http.post(worker.url + "/api/orders", headers=customer, json={
+                "items": [{"sku": SKU, "quantity": 1}], "payment_method": "pm_card_ok"}) as answer:
+            if answer.status == 202:
+                order_id = str((await answer.json())["id"])
+                break
+        _check_deadline(deadline, "the bench order was not accepted")
+        await asyncio.sleep(0.2)
+    while True:
+        order = await _call(http, "GET", f"{worker.url}/api/orders/{order_id}?wait=5", None,
+                            headers=customer)
+        if order.get("status") == "confirmed":
+            return customer, order_id
+        _check_deadline(deadline, f"the bench order is {order.get('status')!r}, not confirmed")
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, expect: int | None,
+                **kwargs: Any) -> dict[str, Any]:
+    async with http.request(method, url, **kwargs) as answer:
+        body = await answer.json()
+        if expect is not None and answer.status != expect:
+            raise BenchError(f"{method} {url} answered {answer.status}: {body}")
+        return dict(body)
+
+
+def _check_deadline(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise BenchError(what)
+
+
+async def _wait_port(process: subprocess.Popen[bytes], port: int, deadline: float) -> None:
+    while not port_open(HOST, port):
+        if process.poll() is not None:
+            raise BenchError(f"the bare aiohttp server exited with {process.returncode}")
+        _check_deadline(deadline, "the bare aiohttp server did not start")
+        await asyncio.sleep(0.1)
+
+
+def _pid(worker: Worker) -> int | None:
+    return worker.process.pid if worker.process is not None else None
+
+
+def _start_bare(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bench.http_load", str(port)], cwd=ROOT,
+                            start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
