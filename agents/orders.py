@@ -39,6 +39,7 @@ from models.orders import (
     index_order,
 )
 from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Refunded
+from models.promotions import PromotionRedeemed, PromotionRefused
 from tables.base import tables_ready
 from tables.orders import open_orders, orders, orders_by_user, watchers
 from tables.replay import Position, Send, decide_once, update_once
@@ -53,7 +54,8 @@ __all__ = [
 
 #: The events that move an order (the others on these topics are for other agents).
 SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, PaymentFailed,
-               Refunded, CancelRequested, ShipRequested, DeliverRequested, ExpireRequested)
+               Refunded, CancelRequested, ShipRequested, DeliverRequested, ExpireRequested,
+               PromotionRedeemed, PromotionRefused)
 
 #: Types on the saga's topics that are for other agents or readers (skipped undecoded).
 NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested",

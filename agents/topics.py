@@ -20,9 +20,11 @@ __all__ = [
     "catalog_topic",
     "dead_letters_topic",
     "inventory_topic",
+    "notifications_topic",
     "order_saga_topics",
     "orders_topic",
     "payments_topic",
+    "promotions_topic",
     "revocations_topic",
     "shop_topic",
     "user_emails_topic",
@@ -78,6 +80,11 @@ revocations_topic = shop_topic("revocations", partitions=1)
 #: whole catalog in a global table; its changes are few).
 catalog_topic = shop_topic("catalog", partitions=1)
 
+#: promotions [code], one partition: PromotionSaved, PromotionDeleted, PromotionWindowChecked,
+#: RedeemPromotion, ReturnRedemption. Its agent is the single writer of every promotion's
+#: counters (race-free limits); every worker keeps every promotion (a global table).
+promotions_topic = shop_topic("promotions", partitions=1)
+
 #: users [user id]: UserRegistered, ProfileUpdated, PasswordChanged, UserDeactivated and the
 #: refresh-token sessions (SessionStarted, SessionRotated, SessionEnded).
 users_topic = shop_topic("users")
@@ -86,12 +93,17 @@ users_topic = shop_topic("users")
 #: agent); the single writer that keeps e-mail addresses unique.
 user_emails_topic = shop_topic("user-emails")
 
+#: notifications [user id, or "admins"]: notifications for people, e.g. admin_alert (an ERROR
+#: log record, from rabbit_bridge/central_logs.py) for the notifications service.
+notifications_topic = shop_topic("notifications")
+
 #: Topics by name, for sending an effect to the topic it names.
 TOPICS: dict[str, TopicT] = {
     "orders": orders_topic,
     "inventory": inventory_topic,
     "payments": payments_topic,
     "catalog": catalog_topic,
+    "promotions": promotions_topic,
     "analytics": analytics_topic,
     "user-orders": user_orders_topic,
     "revocations": revocations_topic,

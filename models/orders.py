@@ -39,6 +39,12 @@ from models.payments import (
     Refunded,
     RefundRequested,
 )
+from models.promotions import (
+    PromotionRedeemed,
+    PromotionRefused,
+    RedeemPromotion,
+    ReturnRedemption,
+)
 
 __all__ = [
     "ACTIVE",
@@ -166,7 +172,8 @@ class OrderUpdate(Event):
 #: Order events by type; ``order_<status>`` notices all decode as OrderUpdate.
 ORDER_EVENTS = {
     **event_types(OrderPlaced, StockReserved, StockRejected, CancelRequested, ShipRequested,
-                  DeliverRequested, ExpireRequested, ExpirySweep),
+                  DeliverRequested, ExpireRequested, ExpirySweep, PromotionRedeemed,
+                  PromotionRefused),
     **{f"order_{status}": OrderUpdate for status in SETTLED},
 }
 
@@ -189,6 +196,8 @@ class Order:
     charged_cents: int = 0
     refunded_cents: int = 0
     reason: str = ""
+    #: The promotion code's redemption: "" (no code), pending, redeemed, refused, returned.
+    promotion_state: str = ""
 
     @property
     def skus(self) -> list[str]:
@@ -206,6 +215,7 @@ class Order:
             "history": [{"status": s, "at": at} for s, at in self.history],
             "reserved": sorted(self.reserved), "charged_cents": self.charged_cents,
             "refunded_cents": self.refunded_cents, "reason": self.reason,
+            "promotion_state": self.promotion_state,
         }
 
     @classmethod
@@ -218,7 +228,7 @@ class Order:
             row["payment_method"], row["promotion_code"],
             tuple((h["status"], h["at"]) for h in row["history"]),
             frozenset(row["reserved"]), row["charged_cents"], row["refunded_cents"],
-            row["reason"],
+            row["reason"], row.get("promotion_state", ""),
         )
 
 
@@ -252,11 +262,14 @@ def chase(order: Order) -> list[Effect]:
     order answers with its charge).
     """
     if order.status == "placed":
-        return [
+        asks = [
             Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=order.id, quantity=qty,
                                                       correlation_id=order.id))
             for sku, qty, _ in order.items if sku not in order.reserved
         ]
+        if order.promotion_state == "pending":
+            asks.append(_redeem(order))
+        return asks
     if order.status == "reserved":
         charge = PaymentRequested.new(order_id=order.id, amount_cents=order.total_cents,
                                       payment_method=order.payment_method,
@@ -285,6 +298,7 @@ def _placed(order: Order | None, event: OrderPlaced, now: datetime) -> Decision:
         tuple((line.sku, line.quantity, line.unit_price_cents) for line in event.items),
         event.subtotal_cents, event.discount_cents, event.total_cents, event.payment_method,
         event.promotion_code, (("placed", now.isoformat()),),
+        promotion_state="pending" if event.promotion_code else "",
     )
     reserve = [
         Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=placed.id, quantity=qty,
@@ -294,7 +308,38 @@ def _placed(order: Order | None, event: OrderPlaced, now: datetime) -> Decision:
     indexed = OrderIndexed.new(user_id=placed.user_id, order_id=placed.id,
                                placed_at=now.isoformat(), total_cents=placed.total_cents,
                                correlation_id=placed.id)
-    return Decision(placed, [*reserve, Effect("user-orders", placed.user_id, indexed)])
+    redeem = [_redeem(placed)] if placed.promotion_code else []
+    return Decision(placed, [*reserve, *redeem,
+                             Effect("user-orders", placed.user_id, indexed)])
+
+
+def _redeem(order: Order) -> Effect:
+    assert order.promotion_code is not None
+    redeem = RedeemPromotion.new(code=order.promotion_code, order_id=order.id,
+                                 user_id=order.user_id, discount_cents=order.discount_cents,
+                                 placed_at=order.history[0][1], correlation_id=order.id)
+    return Effect("promotions", order.promotion_code, redeem)
+
+
+def _give_back(order: Order) -> tuple[Order, list[Effect]]:
+    """Return the order with its redemption given back (if it holds or awaits one)."""
+    if order.promotion_state not in ("pending", "redeemed"):
+        return order, []
+    assert order.promotion_code is not None
+    back = ReturnRedemption.new(code=order.promotion_code, order_id=order.id,
+                                correlation_id=order.id)
+    return (replace(order, promotion_state="returned"),
+            [Effect("promotions", order.promotion_code, back)])
+
+
+def _charge_if_ready(order: Order, now: datetime) -> Decision:
+    """Move to reserved and ask for the charge once every sku and the promotion are held."""
+    if order.reserved != set(order.skus) or order.promotion_state not in ("", "redeemed"):
+        return Decision(order)
+    ready = _moved(order, "reserved", now)
+    charge = PaymentRequested.new(order_id=order.id, amount_cents=order.total_cents,
+                                  payment_method=order.payment_method, correlation_id=order.id)
+    return Decision(ready, [Effect("payments", order.id, charge)])
 
 
 def _stock_reserved(order: Order, event: StockReserved, now: datetime) -> Decision:
@@ -303,21 +348,35 @@ def _stock_reserved(order: Order, event: StockReserved, now: datetime) -> Decisi
             return Decision(order)  # a repeated answer
         # The order ended (rejected, cancelled, expired) before this answer: give it back.
         return Decision(order, [_inventory(ReleaseStock, event.sku, order.id)])
-    reserved = order.reserved | {event.sku}
-    if reserved != set(order.skus):
-        return Decision(replace(order, reserved=reserved))
-    ready = _moved(replace(order, reserved=reserved), "reserved", now)
-    charge = PaymentRequested.new(order_id=order.id, amount_cents=order.total_cents,
-                                  payment_method=order.payment_method, correlation_id=order.id)
-    return Decision(ready, [Effect("payments", order.id, charge)])
+    return _charge_if_ready(replace(order, reserved=order.reserved | {event.sku}), now)
+
+
+def _promotion_redeemed(order: Order, event: PromotionRedeemed, now: datetime) -> Decision:
+    if order.status == "placed" and order.promotion_state == "pending":
+        return _charge_if_ready(replace(order, promotion_state="redeemed"), now)
+    if order.status in ACTIVE or order.status in PAID:
+        return Decision(order)  # a repeated answer
+    # The order ended before (or while) the code was redeemed: give the redemption back.
+    back = ReturnRedemption.new(code=event.code, order_id=order.id, correlation_id=order.id)
+    return Decision(replace(order, promotion_state="returned"),
+                    [Effect("promotions", event.code, back)])
+
+
+def _promotion_refused(order: Order, event: PromotionRefused, now: datetime) -> Decision:
+    if order.status != "placed" or order.promotion_state != "pending":
+        return Decision(order)
+    refused = replace(_moved(order, "rejected", now), reason=event.reason,
+                      reserved=frozenset(), promotion_state="refused")
+    return Decision(refused, [*_release_all(order), _notice(refused)])
 
 
 def _stock_rejected(order: Order, event: StockRejected, now: datetime) -> Decision:
     if order.status != "placed":
         return Decision(order)
     reason = f"not enough {event.sku}: {event.requested} wanted, {event.available} left"
-    rejected = replace(_moved(order, "rejected", now), reason=reason, reserved=frozenset())
-    return Decision(rejected, [*_release_all(order), _notice(rejected)])
+    rejected, give_back = _give_back(
+        replace(_moved(order, "rejected", now), reason=reason, reserved=frozenset()))
+    return Decision(rejected, [*_release_all(order), *give_back, _notice(rejected)])
 
 
 def _payment_succeeded(order: Order, event: PaymentSucceeded, now: datetime) -> Decision:
@@ -336,9 +395,9 @@ def _payment_succeeded(order: Order, event: PaymentSucceeded, now: datetime) -> 
 def _payment_failed(order: Order, event: PaymentFailed, now: datetime) -> Decision:
     if order.status != "reserved":
         return Decision(order)
-    failed = replace(_moved(order, "payment_failed", now), reason=event.reason,
-                     reserved=frozenset())
-    return Decision(failed, [*_release_all(order), _notice(failed)])
+    failed, give_back = _give_back(replace(_moved(order, "payment_failed", now),
+                                           reason=event.reason, reserved=frozenset()))
+    return Decision(failed, [*_release_all(order), *give_back, _notice(failed)])
 
 
 def _cancel(order: Order, event: CancelRequested, now: datetime) -> Decision:
@@ -353,17 +412,19 @@ def _expire(order: Order, event: ExpireRequested, now: datetime) -> Decision:
 
 def _end(order: Order, status: str, now: datetime, reason: str) -> Decision:
     if order.status in ACTIVE:
-        ended = replace(_moved(order, status, now), reason=reason, reserved=frozenset())
-        return Decision(ended, [*_release_all(order), _notice(ended)])
+        ended, give_back = _give_back(
+            replace(_moved(order, status, now), reason=reason, reserved=frozenset()))
+        return Decision(ended, [*_release_all(order), *give_back, _notice(ended)])
     if order.status == "confirmed":
-        ended = replace(_moved(order, status, now), reason=reason)
+        ended, give_back = _give_back(replace(_moved(order, status, now), reason=reason))
         returns = [
             Effect("inventory", sku, ReturnStock.new(sku=sku, order_id=order.id, quantity=qty,
                                                      correlation_id=order.id))
             for sku, qty, _ in order.items
         ]
         refund = RefundRequested.new(order_id=order.id, correlation_id=order.id)
-        return Decision(ended, [*returns, Effect("payments", order.id, refund), _notice(ended)])
+        return Decision(ended, [*returns, *give_back, Effect("payments", order.id, refund),
+                                _notice(ended)])
     return Decision(order)
 
 
@@ -418,4 +479,6 @@ _HANDLERS: dict[type[Event], Any] = {
     ShipRequested: _ship,
     DeliverRequested: _deliver,
     Refunded: _refunded,
+    PromotionRedeemed: _promotion_redeemed,
+    PromotionRefused: _promotion_refused,
 }

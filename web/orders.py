@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from agents.topics import orders_topic
 from app import app, settings
-from models.base import Event
+from models.base import Event, utcnow
 from models.orders import (
     SETTLED,
     CancelRequested,
@@ -28,9 +28,11 @@ from models.orders import (
     ShipRequested,
     refusal,
 )
+from models.promotions import PromotionError, discount_for, normalise_code
 from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
 from tables.payments import payments
+from tables.promotions import promotions
 from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import ApiError, NotFound
@@ -100,6 +102,21 @@ def price(body: OrderIn) -> tuple[list[OrderLine], int]:
     return lines, sum(line.quantity * line.unit_price_cents for line in lines)
 
 
+def promotion_discount(code: str, lines: list[OrderLine], user_id: str) -> int:
+    """Return the discount ``code`` gives the order now, or refuse it with why (422).
+
+    The promotions agent counts the redemption when the saga asks; this check spares the
+    customer an order that is sure to be refused.
+    """
+    priced = [(catalog[line.sku]["category"], line.quantity, line.unit_price_cents)
+              for line in lines]
+    try:
+        return discount_for(promotions.get(code), priced, user_id, utcnow())
+    except PromotionError as exc:
+        raise Unprocessable(str(exc), details=[{"field": "promotion_code",
+                                                "problem": str(exc)}]) from None
+
+
 def order_id_for(caller: Identity, idempotency_key: str | None) -> str:
     """Return the order id: the same for a retried request with the same Idempotency-Key."""
     if idempotency_key:
@@ -158,15 +175,15 @@ class OrdersView(ShopView):
     async def post(self, request: Request) -> Response:
         caller = require(request, "customer", "admin")
         body = await read_body(request, OrderIn)
-        if body.promotion_code:
-            raise Unprocessable(f"unknown promotion code {body.promotion_code!r}",
-                                details=[{"field": "promotion_code", "problem": "unknown"}])
         lines, subtotal = price(body)
+        code = normalise_code(body.promotion_code) if body.promotion_code else None
+        discount = promotion_discount(code, lines, caller.user_id) if code else 0
         order_id = order_id_for(caller, request.headers.get("Idempotency-Key"))
         placed = OrderPlaced.new(
             order_id=order_id, user_id=caller.user_id, items=lines, subtotal_cents=subtotal,
-            discount_cents=0, total_cents=subtotal, payment_method=body.payment_method,
-            promotion_code=body.promotion_code, correlation_id=request_id(request) or order_id)
+            discount_cents=discount, total_cents=subtotal - discount,
+            payment_method=body.payment_method, promotion_code=code,
+            correlation_id=request_id(request) or order_id)
         await (await orders_topic.send(key=order_id, value=placed.dumps()))
         headers = {"Location": f"/api/orders/{order_id}"}
         return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
@@ -174,7 +191,8 @@ class OrdersView(ShopView):
 
 @app.page("/api/orders/{order_id}")
 @endpoint("GET", "/api/orders/{order_id}", query=WaitQuery, roles=(), response=OrderOut,
-          errors=(503,))
+          errors=(503,), also={202: "?wait=N ran out before the order settled: the order as "
+                                    "it is now"})
 class OrderView(ShopView):
     """One order with its history (owner or admin); ``?wait=N`` waits for it to settle."""
 

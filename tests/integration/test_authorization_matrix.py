@@ -92,6 +92,12 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
             ("deny401", "hidden404", "allow", "deny403", "allow"), values=order_b),
         Row("POST", "/api/orders/{order_id}/ship", ADMIN_ONLY, values=order_a),
         Row("POST", "/api/orders/{order_id}/deliver", ADMIN_ONLY, values=order_a),
+        Row("GET", "/api/promotions", ANYONE),
+        Row("GET", "/api/promotions/{code}", ANYONE),
+        Row("POST", "/api/promotions", ADMIN_ONLY,
+            body={"code": "AUTHZ-NEW", "kind": "fixed", "value": 100}),
+        Row("PATCH", "/api/promotions/{code}", ADMIN_ONLY, body={"value": 15}),
+        Row("DELETE", "/api/promotions/{code}", ADMIN_ONLY, values={"code": "doomed_code"}),
         Row("POST", "/api/users/{user_id}/deactivate", ADMIN_ONLY,
             values={"user_id": "user_c"}),
     ]
@@ -165,7 +171,8 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                       for method in item}
 
         # Users A, B and C (C is deactivated at the end), and their ids.
-        ids: dict[str, str] = {"sku": SKU, "session_id": SESSION}
+        ids: dict[str, str] = {"sku": SKU, "session_id": SESSION, "code": "AUTHZ10",
+                               "doomed_code": "DOOMED"}
         for name in ("a", "b", "c"):
             status, user = await call(http, worker, "POST", "/api/users", {
                 "email": f"{name}@example.com", "password": PASSWORD, "name": name.upper()})
@@ -183,6 +190,13 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
             "support": bearer("support-1", "support"),
             "admin": ADMIN,
         }
+
+        # Two promotion codes (one to delete).
+        for code in ("AUTHZ10", "DOOMED"):
+            status, created = await call(http, worker, "POST", "/api/promotions",
+                                         {"code": code, "kind": "percent", "value": 10},
+                                         ADMIN)
+            assert status == 201, created
 
         # A product, and orders: A's (read, shipped), A's spare (cancelled), B's.
         await shop.add_product(SKU, 100)
@@ -238,7 +252,8 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                     continue
                 concrete = path
                 for name, key in (("order_id", "order_a"), ("user_id", "user_a"),
-                                  ("sku", "sku"), ("session_id", "session_id")):
+                                  ("sku", "sku"), ("session_id", "session_id"),
+                                  ("code", "code")):
                     concrete = concrete.replace(f"{{{name}}}", ids[key])
                 status, answer = await call(http, worker, method.upper(), concrete, {},
                                             forged)

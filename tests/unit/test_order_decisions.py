@@ -48,6 +48,7 @@ from models.payments import (
     Refunded,
     RefundRequested,
 )
+from models.promotions import PromotionRedeemed, PromotionRefused, RedeemPromotion
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 OID = "o-1"
@@ -103,9 +104,14 @@ def play(*events: Event, order: Order | None = None) -> Decision:
     return decision
 
 
+def redeemed_answer() -> PromotionRedeemed:
+    return PromotionRedeemed.new(code="SPRING", order_id=OID)
+
+
 def placed() -> Order:
-    order = play(placed_event()).order
-    assert order is not None
+    """An order placed with the code SPRING, whose redemption the promotions agent counted."""
+    order = play(placed_event(), redeemed_answer()).order
+    assert order is not None and order.promotion_state == "redeemed"
     return order
 
 
@@ -186,6 +192,7 @@ def test_a_placed_order_asks_the_inventory_to_hold_each_sku() -> None:
     assert (order.reserved, order.charged_cents, order.refunded_cents) == (frozenset(), 0, 0)
     assert kinds(decision.effects) == [("inventory", "sku-a", "reserve_stock"),
                                        ("inventory", "sku-b", "reserve_stock"),
+                                       ("promotions", "SPRING", "redeem_promotion"),
                                        ("user-orders", "u-ann", "order_indexed")]
     for effect, (sku, qty, _) in zip(decision.effects, LINES, strict=False):
         assert isinstance(effect.event, ReserveStock)
@@ -250,6 +257,7 @@ def test_a_shortage_rejects_the_order_and_releases_only_what_was_held() -> None:
     assert order.reason == "not enough sku-b: 1 wanted, 0 left"
     assert order.reserved == frozenset()
     assert kinds(decision.effects) == [("inventory", "sku-a", "release_stock"),
+                                       ("promotions", "SPRING", "return_redemption"),
                                        ("orders", OID, "order_rejected")]
     assert notice(decision).reason == order.reason
 
@@ -273,6 +281,7 @@ def test_a_declined_charge_fails_the_order_and_releases_its_stock() -> None:
     assert order.charged_cents == 0
     assert kinds(decision.effects) == [("inventory", "sku-a", "release_stock"),
                                        ("inventory", "sku-b", "release_stock"),
+                                       ("promotions", "SPRING", "return_redemption"),
                                        ("orders", OID, "order_payment_failed")]
 
 
@@ -285,6 +294,7 @@ def test_cancelling_a_placed_order_releases_what_is_held_so_far() -> None:
     assert decision.order is not None
     assert (decision.order.status, decision.order.reason) == ("cancelled", "cancelled by u-ann")
     assert kinds(decision.effects) == [("inventory", "sku-b", "release_stock"),
+                                       ("promotions", "SPRING", "return_redemption"),
                                        ("orders", OID, "order_cancelled")]
     late = decide(decision.order, reserved_answer("sku-a"), at(3))
     assert kinds(late.effects) == [("inventory", "sku-a", "release_stock")]
@@ -296,6 +306,7 @@ def test_cancelling_a_reserved_order_releases_everything_and_charges_nothing() -
     assert (decision.order.status, decision.order.reason) == ("cancelled", "")
     assert kinds(decision.effects) == [("inventory", "sku-a", "release_stock"),
                                        ("inventory", "sku-b", "release_stock"),
+                                       ("promotions", "SPRING", "return_redemption"),
                                        ("orders", OID, "order_cancelled")]
 
 
@@ -307,12 +318,13 @@ def test_cancelling_a_confirmed_order_returns_its_stock_and_refunds_it() -> None
                                                                  "cancelled by admin", 2200)
     assert kinds(decision.effects) == [("inventory", "sku-a", "return_stock"),
                                        ("inventory", "sku-b", "return_stock"),
+                                       ("promotions", "SPRING", "return_redemption"),
                                        ("payments", OID, "refund_requested"),
                                        ("orders", OID, "order_cancelled")]
     returns = [e.event for e in decision.effects[:2]]
     assert [(r.sku, r.quantity) for r in returns if isinstance(r, ReturnStock)] == [
         ("sku-a", 2), ("sku-b", 1)]
-    assert isinstance(decision.effects[2].event, RefundRequested)
+    assert isinstance(decision.effects[3].event, RefundRequested)
     back = decide(order, refunded(), at(11))
     assert back.order is not None
     assert (back.order.status, back.order.refunded_cents) == ("cancelled", 2200)
@@ -333,7 +345,8 @@ def test_an_order_waiting_too_long_expires_and_releases_its_stock(status: str) -
     assert decision.order is not None
     assert (decision.order.status, decision.order.reason) == ("expired", "not paid in time")
     releases = [("inventory", sku, "release_stock") for sku in sorted(order.reserved)]
-    assert kinds(decision.effects) == [*releases, ("orders", OID, "order_expired")]
+    assert kinds(decision.effects) == [*releases, ("promotions", "SPRING", "return_redemption"),
+                                       ("orders", OID, "order_expired")]
 
 
 @pytest.mark.parametrize("status", ["confirmed", "shipped", "delivered", "rejected",
@@ -427,7 +440,7 @@ def test_other_events_for_an_unknown_order_do_nothing(event: Event) -> None:
 
 def test_a_repeated_charge_of_a_free_order_asks_for_no_refund() -> None:
     free = placed_event((("sku-a", 1, 500),), discount=500)
-    order = play(free, reserved_answer("sku-a"), charged(0)).order
+    order = play(free, redeemed_answer(), reserved_answer("sku-a"), charged(0)).order
     assert order is not None and order.status == "confirmed"
     assert decide(order, charged(0), at(9)) == Decision(order)
 
@@ -570,3 +583,72 @@ def test_chasing_a_placed_order_asks_again_for_the_skus_not_yet_held() -> None:
     assert [(e.topic, e.event.type) for e in chase(reserved)] == [
         ("payments", "payment_requested")]
     assert chase(replace(reserved, status="confirmed")) == []
+
+
+# -- promotion codes -------------------------------------------------------------------------
+
+
+def refused_answer(reason: str = "promotion SPRING is used up (10 redemptions)") -> Event:
+    return PromotionRefused.new(code="SPRING", order_id=OID, reason=reason)
+
+
+def test_an_order_with_a_code_is_charged_only_once_stock_and_code_are_held() -> None:
+    decision = play(placed_event(), reserved_answer("sku-a"), reserved_answer("sku-b"))
+    assert decision.order is not None
+    assert (decision.order.status, decision.order.promotion_state) == ("placed", "pending")
+    assert decision.effects == []
+    redeem = decide(None, placed_event(), NOW).effects[2].event
+    assert isinstance(redeem, RedeemPromotion)
+    assert (redeem.code, redeem.order_id, redeem.user_id, redeem.discount_cents,
+            redeem.placed_at) == ("SPRING", OID, "u-ann", 300, NOW.isoformat())
+    ready = decide(decision.order, redeemed_answer(), at(5))
+    assert ready.order is not None
+    assert (ready.order.status, ready.order.promotion_state) == ("reserved", "redeemed")
+    assert kinds(ready.effects) == [("payments", OID, "payment_requested")]
+    charge = ready.effects[0].event
+    assert isinstance(charge, PaymentRequested) and charge.amount_cents == 2200
+
+
+def test_a_refused_code_rejects_the_order_and_releases_its_stock() -> None:
+    held = play(placed_event(), reserved_answer("sku-a")).order
+    decision = decide(held, refused_answer(), at(3))
+    order = decision.order
+    assert order is not None
+    assert (order.status, order.promotion_state, order.reserved) == ("rejected", "refused",
+                                                                     frozenset())
+    assert order.reason == "promotion SPRING is used up (10 redemptions)"
+    assert kinds(decision.effects) == [("inventory", "sku-a", "release_stock"),
+                                       ("orders", OID, "order_rejected")]
+    assert decide(order, refused_answer(), at(4)) == Decision(order)
+
+
+def test_a_redemption_that_arrives_after_the_order_ended_is_given_back() -> None:
+    pending = play(placed_event()).order
+    gone = decide(pending, ExpireRequested.new(order_id=OID), at(30))
+    assert gone.order is not None and gone.order.promotion_state == "returned"
+    assert ("promotions", "SPRING", "return_redemption") in kinds(gone.effects)
+    late = decide(gone.order, redeemed_answer(), at(31))
+    assert kinds(late.effects) == [("promotions", "SPRING", "return_redemption")]
+
+
+@pytest.mark.parametrize("status", ["placed", "reserved", "confirmed", "shipped"])
+def test_a_repeated_redemption_answer_changes_nothing(status: str) -> None:
+    order = BUILDERS[status]()
+    assert decide(order, redeemed_answer(), at(20)) == Decision(order)
+
+
+def test_a_pending_code_is_asked_again_when_chased() -> None:
+    pending = play(placed_event(), reserved_answer("sku-a")).order
+    assert pending is not None
+    assert kinds(chase(pending)) == [("inventory", "sku-b", "reserve_stock"),
+                                     ("promotions", "SPRING", "redeem_promotion")]
+    assert kinds(chase(placed())) == [("inventory", "sku-a", "reserve_stock"),
+                                      ("inventory", "sku-b", "reserve_stock")]
+
+
+def test_an_order_without_a_code_asks_for_no_redemption() -> None:
+    decision = decide(None, placed_event(discount=0), NOW)
+    assert decision.order is not None and decision.order.promotion_state == ""
+    assert "promotions" not in {topic for topic, _, _ in kinds(decision.effects)}
+    ready = play(reserved_answer("sku-a"), reserved_answer("sku-b"), order=decision.order)
+    assert ready.order is not None and ready.order.status == "reserved"

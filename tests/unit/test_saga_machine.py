@@ -70,6 +70,15 @@ from models.payments import (
     decide_payment,
     needs_provider,
 )
+from models.promotions import (
+    PROMOTION_EVENTS,
+    PromotionSaved,
+    RedeemPromotion,
+    ReturnRedemption,
+    apply_redeem,
+    apply_return,
+    apply_saved,
+)
 
 SKUS = ("sku-a", "sku-b", "sku-c")
 PRICES = {"sku-a": 1250, "sku-b": 399, "sku-c": 7000}
@@ -78,14 +87,18 @@ USERS = ("u-ann", "u-bob", "u-cy")
 METHODS = ("pm_card_ok", "pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds")
 #: Statuses whose order keeps its money and its stock.
 PAID = frozenset({"confirmed", "shipped", "delivered"})
-TOPICS = ("orders", "inventory", "payments", "catalog", "user-orders")
+TOPICS = ("orders", "inventory", "payments", "catalog", "user-orders", "promotions")
+#: The one promotion code (orders with a discount use it) and how often it may be redeemed.
+CODE = "SAVE"
+CODE_LIMIT = 2
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 #: The field each topic is keyed by (the others: order_id).
-KEYED_BY = {"inventory": "sku", "catalog": "sku", "user-orders": "user_id"}
+KEYED_BY = {"inventory": "sku", "catalog": "sku", "user-orders": "user_id",
+            "promotions": "code"}
 #: The events each topic's consumers decode (the orders agent reads orders and payments).
 WIRE: dict[str, EventTypes | type[Event]] = {
     "orders": ORDER_EVENTS, "inventory": INVENTORY_EVENTS, "payments": PAYMENT_EVENTS,
-    "user-orders": OrderIndexed,
+    "user-orders": OrderIndexed, "promotions": PROMOTION_EVENTS,
 }
 
 T = TypeVar("T")
@@ -122,6 +135,10 @@ class Shop:
         self.pending: list[Effect] = []
         self.delivered: list[Effect] = []
         self.clock = T0
+        self.promotion_row: dict[str, Any] | None = apply_saved(None, PromotionSaved.new(
+            code=CODE, kind="fixed", value=150, min_order_cents=0,
+            starts_at=(T0 - timedelta(days=1)).isoformat(), ends_at=None,
+            usage_limit=CODE_LIMIT, per_customer_limit=None, categories=[]))
         for sku in initial:
             self.catalog[sku] = apply_catalog_event(None, ProductSaved.new(
                 sku=sku, name=f"Product {sku}", category="mugs", price_cents=PRICES[sku]))
@@ -186,6 +203,8 @@ class Shop:
             self.publish(self.inventory(event))
         elif isinstance(event, PaymentRequested | RefundRequested):
             self.publish(self.payment(event))
+        elif effect.topic == "promotions":
+            self.publish(self.promotion(event))
         elif isinstance(event, OrderIndexed):  # the per-customer index of orders
             self.user_index[effect.key] = index_order(self.user_index.get(effect.key), event)
         else:
@@ -219,6 +238,7 @@ class Shop:
         placed = OrderPlaced.new(order_id=order_id, user_id=user_id, items=items,
                                  subtotal_cents=subtotal, discount_cents=discount,
                                  total_cents=subtotal - discount, payment_method=method,
+                                 promotion_code=CODE if discount else None,
                                  correlation_id=order_id)
         self.placed[order_id] = placed
         self.publish([Effect("orders", order_id, placed)])
@@ -252,6 +272,17 @@ class Shop:
         if isinstance(event, Restock) and not event.initial:
             self.restocked[sku] += event.quantity
         return effects
+
+    def promotion(self, event: Event) -> list[Effect]:
+        """The promotions agent: the single writer of the code's row (redeem and give back)."""
+        assert isinstance(event, RedeemPromotion | ReturnRedemption), event
+        if isinstance(event, RedeemPromotion):
+            redemption = apply_redeem(self.promotion_row, event)
+        else:
+            redemption = apply_return(self.promotion_row, event)
+        self.promotion_row = redemption.row
+        answer = redemption.answer
+        return [Effect("orders", event.order_id, answer)] if answer else []
 
     def payment(self, event: PaymentRequested | RefundRequested) -> list[Effect]:
         """The payments agent: the provider asked at most once each way, one row per order."""
@@ -305,7 +336,12 @@ class Shop:
             if order.status in PAID:
                 assert order.charged_cents == order.total_cents, order
             assert self.charges[oid] <= 1, f"{oid} charged {self.charges[oid]} times"
+            if order.status in PAID and order.promotion_code:
+                assert order.promotion_state == "redeemed", order
             assert self.refunds[oid] <= 1, f"{oid} refunded {self.refunds[oid]} times"
+        row = self.promotion_row
+        assert row is not None
+        assert row["used"] == len(row["orders"]) <= CODE_LIMIT, row
 
     def check_settled(self) -> None:
         """Checked once the bus is drained: orders ended, stock and money add up, indexes whole."""
@@ -326,6 +362,11 @@ class Shop:
             mine = sorted((o.history[0][1], oid, o.total_cents) for oid, o in orders.items()
                           if o.user_id == user)
             assert [(e["placed_at"], e["id"], e["total_cents"]) for e in index] == mine, user
+        assert self.promotion_row is not None
+        holding = {oid for oid, o in orders.items() if o.status in PAID and o.promotion_code}
+        assert set(self.promotion_row["orders"]) == holding, (
+            f"the code is held by {sorted(self.promotion_row['orders'])}, "
+            f"paid orders with it are {sorted(holding)}")
         kept = sum(charged - refunded for charged, refunded in map(self.money, orders))
         paid = sum(o.total_cents for o in orders.values() if o.status in PAID)
         assert kept == paid, f"kept {kept} cents, paid orders are worth {paid}"

@@ -1,0 +1,147 @@
+"""Promotions agent: the single writer of every promotion and its redemption counters.
+
+The ``promotions`` topic has one partition, so one agent instance in the cluster applies
+every change to its ``promotion_counters`` table in order: admin edits, the saga's
+``RedeemPromotion`` / ``ReturnRedemption`` and the scheduler's window checks; it then copies
+the row to the global ``promotions`` table every worker reads. Counting in one
+place is what makes a limit of 10 mean 10 under any number of concurrent orders. What
+changed is announced on RabbitMQ's ``shop.promotions`` exchange
+(promotion.created/updated/deleted/activated/expired/redeemed), each message with an id
+derived from the event, so a redelivery is recognisable.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from faust.types import StreamT
+
+from agents.dead_letters import for_each_event
+from agents.sending import send_all
+from agents.topics import promotions_topic
+from app import app, publisher
+from models.base import Event, utcnow
+from models.promotions import (
+    PROMOTION_EVENTS,
+    PromotionDeleted,
+    PromotionSaved,
+    PromotionWindowChecked,
+    RedeemPromotion,
+    ReturnRedemption,
+    apply_redeem,
+    apply_return,
+    apply_saved,
+    public_promotion,
+    status_at,
+)
+from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
+from tables.promotions import promotion_counters, promotions
+from tables.replay import Position, Send, decide_once, update_once
+
+__all__ = ["apply_promotion_windows", "maintain_promotions"]
+
+log = logging.getLogger(__name__)
+
+#: The announcement a promotion's new status makes (none for scheduled or deleted).
+STATUS_NEWS = {"active": "activated", "expired": "expired"}
+
+
+def announce(kind: str, row: dict[str, Any], event: Event, **extra: Any) -> None:
+    """Publish ``promotion.<kind>`` about ``row`` on shop.promotions (non-blocking)."""
+    at = event.occurred_at
+    body = {"type": f"promotion.{kind}", "code": row["code"], "at": at.isoformat(),
+            "event_id": event.event_id,
+            "promotion": public_promotion(row, at, admin=True), **extra}
+    publisher.publish(PROMOTIONS_EXCHANGE, f"promotion.{kind}", body,
+                      message_id=f"promotion.{kind}:{row['code']}:{event.event_id}")
+
+
+def _with_status(row: dict[str, Any], at: datetime) -> tuple[dict[str, Any], str | None]:
+    """Return ``row`` with its status at ``at``, and the news if it changed."""
+    status = status_at(row, at)
+    if status == row.get("status"):
+        return row, None
+    return {**row, "status": status}, STATUS_NEWS.get(status)
+
+
+async def apply_promotion_event(event: Any, position: Position) -> None:
+    """Apply one promotion event to its code's row, once, and announce what changed."""
+    code: str = event.code
+    news: list[str] = []
+    if isinstance(event, PromotionSaved):
+        def save(row: dict[str, Any] | None) -> dict[str, Any]:
+            news.append("created" if row is None or row.get("deleted") else "updated")
+            saved, changed = _with_status(apply_saved(row, event), event.occurred_at)
+            news.extend([changed] if changed else [])
+            return saved
+
+        update_once(promotion_counters, code, position, save)
+    elif isinstance(event, PromotionDeleted | PromotionWindowChecked):
+        if promotion_counters.get(code) is None:
+            return
+        at = datetime.fromisoformat(event.at) if isinstance(event, PromotionWindowChecked) \
+            else event.occurred_at
+
+        def change(row: dict[str, Any] | None) -> dict[str, Any]:
+            assert row is not None
+            if isinstance(event, PromotionDeleted):
+                news.append("deleted")
+                return {**row, "deleted": True, "status": "deleted"}
+            checked, changed = _with_status(row, at)
+            news.extend([changed] if changed else [])
+            return checked
+
+        update_once(promotion_counters, code, position, change)
+    elif isinstance(event, RedeemPromotion):
+        await send_all(decide_once(promotion_counters, code, position,
+                                   lambda row: _redeem(row, event, news)))
+    elif isinstance(event, ReturnRedemption) and promotion_counters.get(code) is not None:
+        update_once(promotion_counters, code, position,
+                    lambda row: apply_return(row, event).row or {})
+    row = promotion_counters.get(code)
+    if row is None:
+        return
+    copy = {k: v for k, v in row.items() if k != "_applied"}
+    if promotions.get(code) != copy:
+        promotions[code] = copy  # every worker's copy, for pricing and listing
+    for kind in news:
+        extra = {"order_id": event.order_id} if isinstance(event, RedeemPromotion) else {}
+        announce(kind, row, event, **extra)
+
+
+def _redeem(row: dict[str, Any] | None, event: RedeemPromotion,
+            news: list[str]) -> tuple[dict[str, Any] | None, list[Send]]:
+    redemption = apply_redeem(row, event)
+    if redemption.redeemed:
+        news.append("redeemed")
+    assert redemption.answer is not None
+    return redemption.row, [("orders", event.order_id, redemption.answer.dumps().decode())]
+
+
+@app.agent(promotions_topic, name="promotions.codes")
+async def maintain_promotions(stream: StreamT[bytes]) -> None:
+    """Consume the promotions topic into the promotions table."""
+    await for_each_event(stream, PROMOTION_EVENTS, apply_promotion_event,
+                         agent="promotions.codes")
+
+
+async def apply_promotion_windows() -> int:
+    """Ask the promotions agent to update every code whose window opened or closed.
+
+    The promotion-windows task calls this; every worker has every promotion, and the agent
+    re-checks at the time it names, so a repeated or late check changes nothing.
+    """
+    now = utcnow()
+    asked = 0
+    for code, row in list(promotions.items()):
+        if row.get("deleted") or status_at(row, now) == row.get("status"):
+            continue
+        check = PromotionWindowChecked.new(code=code, at=now.isoformat(),
+                                           correlation_id=f"window:{code}")
+        await promotions_topic.send(key=code, value=check.dumps())
+        asked += 1
+    if asked:
+        log.info("promotion windows: %d code(s) opened or closed", asked)
+    return asked
