@@ -59,6 +59,10 @@ class Settings:
     admin_email: str = ""
     admin_password: str = ""
 
+    task_expire_orders_every: float = 1.0
+    task_promotion_windows_every: float = 5.0
+    task_popularity_every: float = 300.0
+    task_daily_report_cron: str = "5 0 * * *"
     @property
     def canonical_url(self) -> str:
         """Return the URL other workers use to reach this worker's web server."""
@@ -229,6 +233,14 @@ def _origins(raw: str) -> frozenset[str]:
 
 
 def _path(raw: str) -> Path:
+def _cron(raw: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(raw):
+        raise ValueError("must be a crontab line of five fields, e.g. '5 0 * * *'")
+    return raw
+
+
     return Path(raw).expanduser()
 
 
@@ -296,5 +308,14 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )
+    Spec("task_expire_orders_every", "SHOP_TASK_EXPIRE_ORDERS_EVERY", _seconds(0.1, 3600),
+         "Seconds between runs of the expire-orders task (orders past SHOP_ORDER_TTL)."),
+    Spec("task_promotion_windows_every", "SHOP_TASK_PROMOTION_WINDOWS_EVERY",
+         _seconds(0.1, 3600),
+         "Seconds between runs of the promotion-windows task (activate, expire)."),
+    Spec("task_popularity_every", "SHOP_TASK_POPULARITY_EVERY", _seconds(1, 7 * 24 * 3600),
+         "Seconds between runs of the popularity task (popular products)."),
+    Spec("task_daily_report_cron", "SHOP_TASK_DAILY_REPORT_CRON", _cron,
+         "When the daily-report task runs (crontab, UTC), for the previous day."),
 
 assert {s.field for s in SETTINGS} == {f.name for f in fields(Settings)}, "SETTINGS out of sync"
