@@ -15,11 +15,13 @@ from faust.types import TransportT
 
 from config import ConfigError, Settings
 from config.checks import wait_for_kafka
+from rabbit_bridge.central_logs import CentralLogs
 from rabbit_bridge.connection import RabbitConnection
+from rabbit_bridge.log_shipping import LogShipping
 from rabbit_bridge.publisher import RabbitPublisher
 from scripts.seed import register_seed
 
-__all__ = ["ShopApp", "app", "publisher", "rabbit", "settings"]
+__all__ = ["ShopApp", "app", "central_logs", "log_shipping", "publisher", "rabbit", "settings"]
 
 #: The layers whose modules declare agents, tables, views and services.
 LAYERS = ["agents", "tables", "web", "rabbit_bridge"]
@@ -122,4 +124,9 @@ rabbit = RabbitConnection(settings.rabbit_url)
 app.add_dependency(rabbit)
 publisher = RabbitPublisher(rabbit, settings.datadir / "outbox.sqlite3")
 app.add_dependency(publisher)
+log_shipping = LogShipping(publisher, worker=settings.canonical_url, level=settings.log_level,
+                           enabled=settings.log_shipping == "on")
+app.add_dependency(log_shipping)
+central_logs = CentralLogs(rabbit, settings.datadir / "logs")
+app.add_dependency(central_logs)
 register_seed(app)

@@ -43,6 +43,7 @@ class Settings:
     topic_replication_factor: int = 1
     jwt_secret: str = DEV_JWT_SECRET
     log_level: str = "INFO"
+    log_shipping: str = "on"
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
@@ -277,6 +278,8 @@ SETTINGS: tuple[Spec, ...] = (
          "Replication factor of the topics the app creates (3 on a production cluster)."),
     Spec("jwt_secret", "SHOP_JWT_SECRET", _secret, "Secret that signs access tokens."),
     Spec("log_level", "SHOP_LOG_LEVEL", _log_level, "Logging level of every service."),
+    Spec("log_shipping", "SHOP_LOG_SHIPPING", _one_of("on", "off"),
+         "'on' ships every log record to RabbitMQ (shop.logs) for GET /api/admin/logs."),
     Spec("session_timeout", "SHOP_SESSION_TIMEOUT", _seconds(3, 300),
          "Kafka consumer session timeout: how fast a dead worker is noticed."),
     Spec("heartbeat_interval", "SHOP_HEARTBEAT_INTERVAL", _seconds(0.5, 100),

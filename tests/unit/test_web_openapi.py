@@ -116,6 +116,7 @@ def check_body(doc: dict[str, Any], ep: Endpoint) -> None:
 
 
 def test_the_views_declare_the_bodies_they_read(doc: dict[str, Any]) -> None:
+    from web.admin import TestRecordIn
     from web.analytics import TrackingBatch
     from web.auth import LoginIn, RefreshIn
     from web.orders import OrderIn
@@ -131,6 +132,7 @@ def test_the_views_declare_the_bodies_they_read(doc: dict[str, Any]) -> None:
         ("POST", "/api/auth/logout"): RefreshIn, ("POST", "/api/events"): TrackingBatch,
         ("POST", "/api/promotions"): PromotionIn,
         ("PATCH", "/api/promotions/{code}"): PromotionPatch,
+        ("POST", "/api/admin/logs/test"): TestRecordIn,
     }
     assert {key: ep.body for key, ep in ENDPOINTS.items() if ep.body} == expected
     orders_in = resolve(doc, doc["paths"]["/api/orders"]["post"]["requestBody"]["content"]

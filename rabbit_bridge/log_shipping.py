@@ -1,0 +1,159 @@
+"""Shipping log records to ``shop.logs``: a logging handler on the root logger and its task.
+
+Every part of the app logs with the standard ``logging`` module; at worker start
+:class:`LogShipping` puts a :class:`ShippingHandler` on the root logger (level
+``SHOP_LOG_LEVEL``; ``SHOP_LOG_SHIPPING=off`` leaves it out). ``emit()`` only formats the
+message and appends the record to a queue in memory: on the event loop's thread directly,
+from any other thread through ``loop.call_soon_threadsafe``. One task turns the queued
+records into JSON (:func:`rabbit_bridge.log_records.log_entry`) and hands them to the
+publisher, which is itself non-blocking and keeps them in its durable outbox while RabbitMQ
+is down. The record's ``event_id`` is the message id, so a duplicate delivery is harmless.
+
+No feedback loop: records of the bridge and of its AMQP client are never shipped, and nor is
+anything logged by the shipping task itself (a context variable marks it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from mode import Service
+from prometheus_client import Counter
+
+from rabbit_bridge.log_records import log_entry, routing_key, ships
+from rabbit_bridge.publisher import RabbitPublisher
+from rabbit_bridge.topology import LOGS_EXCHANGE
+
+__all__ = ["LogShipping", "ShippingHandler"]
+
+DROPPED = Counter("shop_log_records_dropped_total",
+                  "Log records not shipped because the shipping queue was full")
+SHIPPED = Counter("shop_log_records_shipped_total",
+                  "Log records handed to the RabbitMQ publisher")
+
+#: Set in the shipping task's context: what it logs is never shipped.
+_SHIPPING: ContextVar[bool] = ContextVar("shop_log_shipping", default=False)
+#: Most records held in memory before the oldest new ones are dropped (and counted).
+MAX_PENDING = 100_000
+#: Most records encoded before the shipping task lets other tasks run.
+SHIP_BATCH = 1_000
+
+Accept = Callable[[logging.LogRecord, str], None]
+
+
+class ShippingHandler(logging.Handler):
+    """Hands each record (with its formatted message) to ``accept`` on the event loop."""
+
+    def __init__(self, accept: Accept, loop: asyncio.AbstractEventLoop,
+                 level: int | str = logging.INFO, library_level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.accept = accept
+        self.loop = loop
+        self.library_level = library_level
+        self._loop_thread = threading.get_ident()
+        self._inside = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue ``record`` for shipping; never block, never recurse."""
+        if _SHIPPING.get() or getattr(self._inside, "active", False):
+            return
+        if not ships(record, self.library_level):
+            return
+        self._inside.active = True
+        try:
+            message = record.getMessage()
+            if threading.get_ident() == self._loop_thread:
+                self.accept(record, message)
+            elif not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.accept, record, message)
+        except Exception:
+            self.handleError(record)
+        finally:
+            self._inside.active = False
+
+
+class LogShipping(Service):
+    """Ships the worker's log records to ``shop.logs`` through the publisher."""
+
+    def __init__(self, publisher: RabbitPublisher, *, worker: str, level: str = "INFO",
+                 enabled: bool = True, max_pending: int = MAX_PENDING, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.publisher = publisher
+        self.worker = worker
+        self.level = level
+        self.enabled = enabled
+        self.max_pending = max_pending
+        self.handler: ShippingHandler | None = None
+        self._records: deque[tuple[logging.LogRecord, str]] = deque()
+        self._wakeup = asyncio.Event()
+
+    def accept(self, record: logging.LogRecord, message: str) -> None:
+        """Queue one record (on the event loop's thread); drop it if the queue is full."""
+        if len(self._records) >= self.max_pending:
+            DROPPED.inc()
+            return
+        self._records.append((record, message))
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Return how many records wait to be encoded."""
+        return len(self._records)
+
+    def install(self, logger: logging.Logger | None = None) -> ShippingHandler:
+        """Put the shipping handler on ``logger`` (default: the root logger)."""
+        self.handler = ShippingHandler(self.accept, asyncio.get_running_loop(), self.level)
+        (logger or logging.getLogger()).addHandler(self.handler)
+        return self.handler
+
+    def uninstall(self, logger: logging.Logger | None = None) -> None:
+        """Take the shipping handler off ``logger`` (default: the root logger)."""
+        if self.handler is not None:
+            (logger or logging.getLogger()).removeHandler(self.handler)
+            self.handler = None
+
+    def ship_pending(self, limit: int | None = None) -> int:
+        """Encode queued records and hand them to the publisher; return how many."""
+        token = _SHIPPING.set(True)
+        shipped = 0
+        try:
+            while self._records and (limit is None or shipped < limit):
+                record, message = self._records.popleft()
+                entry = log_entry(record, message, self.worker)
+                self.publisher.publish(
+                    LOGS_EXCHANGE, routing_key(entry["service"], entry["level"]),
+                    json.dumps(entry, default=str).encode(), message_id=entry["event_id"])
+                shipped += 1
+        finally:
+            _SHIPPING.reset(token)
+        SHIPPED.inc(shipped)
+        return shipped
+
+    async def on_start(self) -> None:
+        """Install the handler on the root logger (unless shipping is off)."""
+        if self.enabled:
+            self.install()
+
+    async def on_stop(self) -> None:
+        """Take the handler off and hand what is left to the publisher."""
+        self.uninstall()
+        self.ship_pending()
+
+    @Service.task
+    async def _ship(self) -> None:
+        _SHIPPING.set(True)  # this task's own records are never shipped
+        while not self.should_stop:
+            if not self._records:
+                self._wakeup.clear()
+                await self.wait_first(self._wakeup.wait(), timeout=1.0)
+                continue
+            self.ship_pending(SHIP_BATCH)
+            await asyncio.sleep(0)
