@@ -19,9 +19,11 @@ from rabbit_bridge.central_logs import CentralLogs
 from rabbit_bridge.connection import RabbitConnection
 from rabbit_bridge.log_shipping import LogShipping
 from rabbit_bridge.publisher import RabbitPublisher
+from rabbit_bridge.task_handlers import shop_task_workers
 from scripts.seed import register_seed
 
-__all__ = ["ShopApp", "app", "central_logs", "log_shipping", "publisher", "rabbit", "settings"]
+__all__ = ["ShopApp", "app", "central_logs", "log_shipping", "publisher", "rabbit", "settings",
+           "task_workers"]
 
 #: The layers whose modules declare agents, tables, views and services.
 LAYERS = ["agents", "tables", "web", "rabbit_bridge"]
@@ -130,3 +132,5 @@ app.add_dependency(log_shipping)
 central_logs = CentralLogs(rabbit, settings.datadir / "logs")
 app.add_dependency(central_logs)
 register_seed(app)
+task_workers = shop_task_workers(settings, rabbit, publisher)
+app.add_dependency(task_workers)

@@ -155,7 +155,6 @@ async def chase_open_orders() -> None:
                 _ask_once(_chased, order_id, clock)):
             sends.extend(to_sends(chase(Order.from_row(row))))
     await send_all(sends)
-    await expire_overdue_orders()  # TODO(scheduler): the expire-orders task will drive this
 
 
 async def expire_overdue_orders() -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "attempt_message_id",
     "backoff_delay",
     "dead_letter_queue",
+    "is_stale",
     "next_run",
     "period_id",
     "period_start",
@@ -59,6 +60,7 @@ class Outcome(StrEnum):
     DONE = "done"
     RETRY = "retry"
     DEAD = "dead"
+    STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,8 @@ class TaskDefinition:
 
     ``every`` (seconds) or ``cron`` (a crontab line, UTC) says when; a failed attempt ``n``
     is tried again after ``backoff_base * 2 ** (n - 1)`` seconds (at most ``backoff_max``),
-    until ``max_attempts`` attempts have failed.
+    until ``max_attempts`` attempts have failed. A run older than ``stale_after`` seconds is
+    passed over (a later run does the same work); None: every run is done, however late.
     """
 
     name: str
@@ -76,6 +79,7 @@ class TaskDefinition:
     max_attempts: int = 5
     backoff_base: float = 2.0
     backoff_max: float = 3600.0
+    stale_after: float | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -114,6 +118,11 @@ def backoff_delay(task: TaskDefinition, attempt: int) -> float:
 def after_failure(task: TaskDefinition, attempt: int) -> Outcome:
     """Return whether failed attempt ``attempt`` is tried again or dead-lettered."""
     return Outcome.RETRY if attempt < task.max_attempts else Outcome.DEAD
+
+
+def is_stale(task: TaskDefinition, started: datetime, now: datetime) -> bool:
+    """Return True if the run of the period that ``started`` is too old to be worth doing."""
+    return task.stale_after is not None and (now - started).total_seconds() > task.stale_after
 
 
 def period_start(task: TaskDefinition, now: datetime) -> datetime:
@@ -175,17 +184,17 @@ def shop_tasks(*, expire_orders_every: float, promotion_windows_every: float,
     """Return the shop's tasks by name, with their schedules from the settings."""
     tasks = [
         TaskDefinition(EXPIRE_ORDERS, every=expire_orders_every, max_attempts=5,
-                       backoff_base=1.0, backoff_max=60.0,
+                       backoff_base=1.0, backoff_max=60.0, stale_after=300.0,
                        description="expire orders not paid within SHOP_ORDER_TTL"),
         TaskDefinition(PROMOTION_WINDOWS, every=promotion_windows_every, max_attempts=5,
-                       backoff_base=1.0, backoff_max=60.0,
+                       backoff_base=1.0, backoff_max=60.0, stale_after=300.0,
                        description="activate and expire promotions whose window opened "
                                    "or closed"),
         TaskDefinition(DAILY_REPORT, cron=daily_report_cron, max_attempts=6,
                        backoff_base=30.0, backoff_max=3600.0,
                        description="the previous day's sales report (UTC)"),
         TaskDefinition(POPULARITY, every=popularity_every, max_attempts=4,
-                       backoff_base=10.0, backoff_max=600.0,
+                       backoff_base=10.0, backoff_max=600.0, stale_after=3600.0,
                        description="recompute popular products from confirmed orders"),
     ]
     return {task.name: task for task in tasks}

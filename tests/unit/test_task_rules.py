@@ -18,6 +18,7 @@ from models.tasks import (
     attempt_message_id,
     backoff_delay,
     dead_letter_queue,
+    is_stale,
     next_run,
     period_id,
     period_start,
@@ -118,3 +119,11 @@ def test_a_bad_cron_setting_names_its_variable() -> None:
         Settings.from_env({"SHOP_TASK_DAILY_REPORT_CRON": "every day"})
     assert Settings.from_env({"SHOP_TASK_EXPIRE_ORDERS_EVERY": "0.5"}).task_expire_orders_every \
         == 0.5
+
+
+def test_a_run_older_than_stale_after_is_passed_over() -> None:
+    sweep = TaskDefinition("sweep", every=1.0, stale_after=300.0)
+    start = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
+    assert not is_stale(sweep, start, start + timedelta(seconds=300))
+    assert is_stale(sweep, start, start + timedelta(seconds=301))
+    assert not is_stale(DAILY, start, start + timedelta(days=30))
