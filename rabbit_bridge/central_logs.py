@@ -2,8 +2,9 @@
 
 Every worker consumes the one durable queue ``logs.central`` (bound to ``shop.logs`` with
 ``#``), so each worker's store holds a share of the records; ``GET /api/admin/logs``
-gathers them from every worker (web/admin.py). Deliveries are written in groups by one
-writer thread and acknowledged once written: the consumer handles up to ``prefetch``
+gathers them from every worker (web/admin.py). A message holds one record (a JSON object) or
+several (a JSON array, as the shipping handler sends them). Deliveries are written in groups
+by one writer thread and acknowledged once written: the consumer handles up to ``prefetch``
 messages at once, and those that arrive while a write is under way go in the next one. A
 record stored before (same ``event_id``) is acknowledged and not stored again.
 
@@ -81,6 +82,8 @@ class CentralLogs(Service):
         self.keep = keep
         self.send_alerts = send_alerts
         self.store: LogStore | None = None
+        #: Records stored by this service since it started (duplicates not counted).
+        self.stored = 0
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shop-logstore")
         self._batch: list[dict[str, Any]] = []
         self._written: asyncio.Future[None] | None = None
@@ -123,19 +126,21 @@ class CentralLogs(Service):
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
-            entry = json.loads(message.body)
+            decoded = json.loads(message.body)
         except ValueError:
-            entry = None
-        if not isinstance(entry, dict):
-            log.warning("%s: message %s is not a JSON log record; dropped", self.queue_name,
+            decoded = None
+        entries = decoded if isinstance(decoded, list) else [decoded]
+        if not entries or not all(isinstance(e, dict) for e in entries):
+            log.warning("%s: message %s is not JSON log records; dropped", self.queue_name,
                         message.message_id)
             return
-        entry.setdefault("event_id", message.message_id or "")
-        await self._write(entry)
+        if len(entries) == 1:
+            entries[0].setdefault("event_id", message.message_id or "")
+        await self._write(entries)
 
-    async def _write(self, entry: dict[str, Any]) -> None:
-        """Add ``entry`` to the next group write and wait until it is on disk."""
-        self._batch.append(entry)
+    async def _write(self, entries: list[dict[str, Any]]) -> None:
+        """Add ``entries`` to the next group write and wait until they are on disk."""
+        self._batch.extend(entries)
         if self._written is None:
             self._written = asyncio.get_running_loop().create_future()
         written = self._written
@@ -156,6 +161,7 @@ class CentralLogs(Service):
                 written.set_exception(exc)
                 written.exception()  # retrieved: each waiter raises it for its message
                 continue
+            self.stored += len(new)
             STORED.labels("stored").inc(len(new))
             STORED.labels("duplicate").inc(len(batch) - len(new))
             written.set_result(None)

@@ -181,8 +181,25 @@ async def test_records_are_shipped_from_any_thread_and_never_recurse() -> None:
     assert [(e, k) for e, k, _, _ in publisher.published] == [
         (LOGS_EXCHANGE, "shiptest.info"), (LOGS_EXCHANGE, "shiptest.warning")]
     bodies = [json.loads(body) for _, _, body, _ in publisher.published]
-    assert [b["message"] for b in bodies] == ["from the loop 1", "from a thread"]
-    assert [b["event_id"] for b in bodies] == [m for _, _, _, m in publisher.published]
+    assert [[b["message"] for b in batch] for batch in bodies] == [
+        ["from the loop 1"], ["from a thread"]]
+
+
+async def test_records_of_one_routing_key_share_messages() -> None:
+    publisher = FakePublisher()
+    shipping = LogShipping(publisher, worker="w")  # type: ignore[arg-type]
+    for n in range(450):
+        shipping.accept(record("agents.orders", logging.INFO, "n=%d", (n,)), f"n={n}")
+    shipping.accept(record("agents.orders", logging.ERROR), "failed")
+    assert shipping.ship_pending() == 451
+    keys = [k for _, k, _, _ in publisher.published]
+    assert keys == ["orders.info", "orders.info", "orders.info", "orders.error"]
+    batches = [json.loads(body) for _, _, body, _ in publisher.published]
+    assert [len(b) for b in batches] == [200, 200, 50, 1]
+    messages = [e["message"] for b in batches[:3] for e in b]
+    assert messages == [f"n={n}" for n in range(450)]
+    assert len({e["event_id"] for b in batches for e in b}) == 451
+    assert len({m for _, _, _, m in publisher.published}) == 4
 
 
 async def test_a_full_queue_drops_and_counts() -> None:

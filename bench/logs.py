@@ -1,0 +1,244 @@
+"""Centralized logging: records/s end to end against raw aio-pika, and a view's p99 on/off.
+
+Throughput (in this process): ``records`` log records through the shop's path — a logger
+with the shipping handler, the RabbitPublisher (confirms), ``shop.logs``, the CentralLogs
+consumer and its store on disk — timed until the last one is stored; against raw aio-pika in
+the same run: the same number of same-sized JSON messages published with confirms (batches
+of 500 in flight, like the publisher) to a durable queue and consumed with acks.
+
+Latency: a real worker answering ``POST /api/admin/logs/test`` (each request logs one INFO
+record), ``requests`` requests over ``concurrency`` keep-alive connections, once with
+``SHOP_LOG_SHIPPING=off`` and once ``on``; the p99s and their ratio are reported.
+
+Everything runs in a temporary RabbitMQ virtual host (made with ``rabbitmqctl``) so that no
+other worker on the same RabbitMQ takes a share of the records; without ``rabbitmqctl`` the
+given URL is used as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+from yarl import URL
+
+from bench.errors import BenchError
+from bench.http_load import Load, _answer
+from bench.report import ADMIN, UNLIMITED, PhaseResult, say
+from bench.shop_agent import _wait_ready
+from rabbit_bridge.central_logs import CentralLogs
+from rabbit_bridge.connection import RabbitConnection
+from rabbit_bridge.log_shipping import LogShipping
+from rabbit_bridge.publisher import RabbitPublisher
+from scripts.devstack import broker_env, start_worker
+
+__all__ = ["measure_logs", "measure_raw", "measure_shipping", "post_load", "print_logs_table"]
+
+HOST = "127.0.0.1"
+RAW_EXCHANGE, RAW_QUEUE = "bench.raw-logs", "bench.raw-logs"
+RAW_BATCH = 500
+WARM_UP = 300
+
+
+@asynccontextmanager
+async def bench_vhost(rabbit_url: str) -> AsyncIterator[str]:
+    """Yield the URL of a temporary virtual host of ``rabbit_url`` (deleted afterwards)."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        say("logs: rabbitmqctl not found; using the given RabbitMQ URL as it is")
+        yield rabbit_url
+        return
+    name = f"shopbench-{uuid.uuid4().hex[:8]}"
+    user = URL(rabbit_url).user or "guest"
+    await asyncio.to_thread(_ctl, ctl, "add_vhost", name)
+    try:
+        await asyncio.to_thread(_ctl, ctl, "set_permissions", "-p", name, user, ".*", ".*", ".*")
+        yield str(URL(rabbit_url).with_path("/" + name))
+    finally:
+        await asyncio.to_thread(_ctl, ctl, "delete_vhost", name)
+
+
+def _ctl(ctl: str, *args: str) -> None:
+    result = subprocess.run([ctl, "-q", *args], capture_output=True, text=True, timeout=60,
+                            check=False)
+    if result.returncode != 0:
+        raise BenchError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _sample_body() -> bytes:
+    """Return a log record's JSON as the handler makes it (the raw run sends the same size)."""
+    return json.dumps({
+        "event_id": uuid.uuid4().hex, "time": "2026-01-01T00:00:00.000000+00:00",
+        "service": "bench", "level": "INFO", "logger": "web.bench",
+        "message": "bench record 000000 of the centralized logging benchmark",
+        "request_id": uuid.uuid4().hex, "correlation_id": "", "worker": "http://127.0.0.1:6066",
+        "exception": ""}).encode()
+
+
+async def measure_raw(url: str, records: int) -> PhaseResult:
+    """Publish ``records`` messages with confirms and consume them with acks: the baseline."""
+    body = _sample_body()
+    connection = await aio_pika.connect(url)
+    async with connection:
+        publishing = await connection.channel(publisher_confirms=True)
+        exchange = await publishing.declare_exchange(RAW_EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                     durable=True)
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=500)
+        queue = await consuming.declare_queue(RAW_QUEUE, durable=True)
+        await queue.bind(RAW_EXCHANGE, "#")
+        got = 0
+        done = asyncio.Event()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal got
+            json.loads(message.body)
+            await message.ack()
+            got += 1
+            if got >= records:
+                done.set()
+
+        began = time.perf_counter()
+        await queue.consume(on_message)
+        for start in range(0, records, RAW_BATCH):
+            await asyncio.gather(*(exchange.publish(
+                aio_pika.Message(body, message_id=uuid.uuid4().hex,
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                "bench.info") for _ in range(min(RAW_BATCH, records - start))))
+        await asyncio.wait_for(done.wait(), 120)
+        seconds = time.perf_counter() - began
+        await queue.delete(if_unused=False, if_empty=False)
+        await exchange.delete()
+    return PhaseResult("raw aio-pika publish (confirms) + consume", records, seconds)
+
+
+async def measure_shipping(url: str, records: int, workdir: Path) -> PhaseResult:
+    """Log ``records`` records through handler -> publisher -> RabbitMQ -> consumer -> store."""
+    folder = workdir / f"logs-{uuid.uuid4().hex[:6]}"
+    rabbit = RabbitConnection(url)
+    publisher = RabbitPublisher(rabbit, folder / "outbox.sqlite3")
+    shipping = LogShipping(publisher, worker="http://bench")
+    central = CentralLogs(rabbit, folder / "store", send_alerts=False)
+    logger = logging.getLogger("web.bench")
+    logger.propagate, logger.level = False, logging.INFO
+    for service in (rabbit, publisher, shipping, central):
+        await service.start()
+    try:
+        for _ in range(600):
+            if central.consumer.consuming:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise BenchError("logs: the consumer did not start within 30 s")
+        shipping.install(logger)
+        began = time.perf_counter()
+        for n in range(records):
+            logger.info("bench record %06d of the centralized logging benchmark", n)
+            if n % 500 == 499:
+                await asyncio.sleep(0)  # let the shipping task and the publisher run
+        deadline = time.monotonic() + 120
+        while central.stored < records:
+            if time.monotonic() > deadline:
+                raise BenchError(f"logs: {central.stored} of {records} records stored")
+            await asyncio.sleep(0.01)
+        seconds = time.perf_counter() - began
+    finally:
+        shipping.uninstall(logger)
+        for service in (central, shipping, publisher, rabbit):
+            await service.stop()
+    return PhaseResult("log records: handler -> RabbitMQ -> consumer -> store", records,
+                       seconds, extra={"store_bytes": sum(
+                           p.stat().st_size for p in (folder / "store").glob("*.jsonl"))})
+
+
+async def post_load(port: int, path: str, body: dict[str, Any], *, requests: int,
+                    concurrency: int, headers: dict[str, str]) -> Load:
+    """POST ``body`` to ``path`` ``requests`` times over ``concurrency`` connections."""
+    data = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
+             f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]
+    payload = ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+    remaining = requests
+    latencies: list[float] = []
+
+    async def connection() -> None:
+        nonlocal remaining
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                writer.write(payload)
+                status, answer = await _answer(reader)
+                latencies.append(time.perf_counter() - started)
+                if status != 202:
+                    raise BenchError(f"POST {path} answered {status}: {answer[:300]!r}")
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return Load(len(latencies), time.perf_counter() - began, latencies)
+
+
+async def measure_view(broker: Any, workdir: Path, url: str, shipping: str, requests: int,
+                       concurrency: int) -> PhaseResult:
+    """Return the latency of a view that logs, on a worker with ``SHOP_LOG_SHIPPING``."""
+    worker = start_worker(f"bench-logs-{shipping}", broker_env(broker), url, workdir,
+                          extra_env={**UNLIMITED, "SHOP_LOG_SHIPPING": shipping})
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await _wait_ready(http, worker)
+        body = {"level": "INFO", "message": "a view's log record, for the benchmark"}
+        await post_load(worker.web_port, "/api/admin/logs/test", body,
+                        requests=min(WARM_UP, requests), concurrency=concurrency, headers=ADMIN)
+        load = await post_load(worker.web_port, "/api/admin/logs/test", body,
+                               requests=requests, concurrency=concurrency, headers=ADMIN)
+    finally:
+        await asyncio.to_thread(worker.stop)
+    say(f"logs: POST /api/admin/logs/test, shipping {shipping}: {load.rate:,.0f} requests/s, "
+        f"p50 {load.ms(0.5)} ms, p99 {load.ms(0.99)} ms")
+    return PhaseResult(f"view that logs, shipping {shipping}", load.requests, load.seconds,
+                       extra={"concurrency": concurrency, "p50_ms": load.ms(0.5),
+                              "p99_ms": load.ms(0.99)})
+
+
+async def measure_logs(broker: Any, workdir: Path, rabbit_url: str, records: int,
+                       requests: int, concurrency: int) -> list[PhaseResult]:
+    """Return raw aio-pika, the shop's log path (with its ratio) and the view's p99 on/off."""
+    async with bench_vhost(rabbit_url) as url:
+        raw = await measure_raw(url, records)
+        say(f"logs: raw aio-pika: {raw.rate:,.0f} msgs/s")
+        shipped = await measure_shipping(url, records, workdir)
+        shipped.extra["ratio_to_raw_aio_pika"] = round(shipped.rate / raw.rate, 3)
+        say(f"logs: shipped and stored: {shipped.rate:,.0f} records/s = "
+            f"{shipped.extra['ratio_to_raw_aio_pika']} x raw aio-pika (goal >= 0.5)")
+        off = await measure_view(broker, workdir, url, "off", requests, concurrency)
+        on = await measure_view(broker, workdir, url, "on", requests, concurrency)
+    on.extra["p99_ratio_to_off"] = round(on.extra["p99_ms"] / off.extra["p99_ms"], 3)
+    on.extra["rate_ratio_to_off"] = round(on.rate / off.rate, 3)
+    return [raw, shipped, off, on]
+
+
+def print_logs_table(results: list[PhaseResult]) -> None:
+    """Print the logging phases: rates, the ratio to raw aio-pika, p99 with shipping on/off."""
+    raw, shipped, off, on = results
+    print(f"{raw.name}: {raw.rate:,.0f} msgs/s")
+    print(f"{shipped.name}: {shipped.rate:,.0f} records/s = "
+          f"{shipped.extra['ratio_to_raw_aio_pika']:.3f} x raw (goal >= 0.5)")
+    for r in (off, on):
+        print(f"{r.name}: {r.rate:,.0f} requests/s, p50 {r.extra['p50_ms']:.2f} ms, "
+              f"p99 {r.extra['p99_ms']:.2f} ms")
+    print(f"p99 with shipping on = {on.extra['p99_ratio_to_off']:.3f} x off (goal <= 1.05), "
+          f"at {on.extra['concurrency']} connections")
