@@ -27,6 +27,7 @@ __all__ = [
     "promotions_topic",
     "revocations_topic",
     "shop_topic",
+    "support_topic",
     "user_emails_topic",
     "user_orders_topic",
     "users_topic",
@@ -93,6 +94,10 @@ users_topic = shop_topic("users")
 #: agent); the single writer that keeps e-mail addresses unique.
 user_emails_topic = shop_topic("user-emails")
 
+#: support [ticket id]: TicketOpened, TicketAssigned, TicketCommented, TicketResolved,
+#: TicketReopened (from the support API; the support agent's tickets table).
+support_topic = shop_topic("support")
+
 #: notifications [user id, or "admins"]: notifications for people, e.g. admin_alert (an ERROR
 #: log record, from rabbit_bridge/central_logs.py) for the notifications service.
 notifications_topic = shop_topic("notifications")
@@ -109,6 +114,7 @@ TOPICS: dict[str, TopicT] = {
     "revocations": revocations_topic,
     "users": users_topic,
     "user-emails": user_emails_topic,
+    "support": support_topic,
 }
 
 #: dead-letters [source topic]: events that failed to decode or to be handled, with the error.

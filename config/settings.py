@@ -54,6 +54,7 @@ class Settings:
     environment: str = "development"
     order_ttl: float = 900.0
     payment_slow_seconds: float = 0.5
+    support_first_response_target: float = 3600.0
     access_token_ttl: float = 900.0
     refresh_token_ttl: float = 14 * 24 * 3600.0
     password_hash_cost: str = "standard"
@@ -298,6 +299,9 @@ SETTINGS: tuple[Spec, ...] = (
          "Seconds an order may wait for stock and payment before it expires."),
     Spec("payment_slow_seconds", "SHOP_PAYMENT_SLOW_SECONDS", _seconds(0, 60),
          "How long the simulated provider takes to answer pm_card_slow."),
+    Spec("support_first_response_target", "SHOP_SUPPORT_FIRST_RESPONSE_TARGET",
+         _seconds(1, 30 * 24 * 3600),
+         "Seconds a support ticket may wait for its first response before it is a breach."),
     Spec("access_token_ttl", "SHOP_ACCESS_TOKEN_TTL", _seconds(10, 24 * 3600),
          "Seconds an access token (JWT) is valid."),
     Spec("refresh_token_ttl", "SHOP_REFRESH_TOKEN_TTL", _seconds(60, 365 * 24 * 3600),
