@@ -17,6 +17,7 @@ from bench.events import SESSIONS, make_events
 from bench.faust_agent import measure_faust_agent
 from bench.http import measure_http
 from bench.kafka_raw import create_topic, measure_consumer, measure_producer
+from bench.logs import measure_logs, print_logs_table
 from bench.report import (
     PhaseResult,
     environment,
@@ -49,6 +50,8 @@ class Options:
     rabbit_url: str
     quick: bool
     keep_logs: bool
+    log_records: int = 50_000
+    log_requests: int = 10_000
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -66,6 +69,10 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "the saturated rate, for latency (default 10; --quick 3)")
     parser.add_argument("--http-requests", type=int, help="requests per HTTP endpoint, "
                         f"{HTTP_CONCURRENCY} connections (default 20000; --quick 2000)")
+    parser.add_argument("--log-records", type=int, help="log records through the central "
+                        "log and raw aio-pika messages (default 50000; --quick 5000)")
+    parser.add_argument("--log-requests", type=int, help="requests to a view that logs, with "
+                        "log shipping off and on (default 10000; --quick 1000)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -87,8 +94,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
     http_requests = args.http_requests or (2000 if args.quick else 20_000)
     if min(messages, faust_messages, shop_messages, saga_orders, http_requests) < 1:
         parser.error("message counts must be at least 1")
+    log_records = args.log_records or (5_000 if args.quick else 50_000)
+    log_requests = args.log_requests or (1_000 if args.quick else 10_000)
+    if min(log_records, log_requests) < 1:
+        parser.error("message counts must be at least 1")
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
-                   http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs)
+                   http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs,
+                   log_records=log_records, log_requests=log_requests)
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -146,6 +158,14 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     results.extend(http)
     say("6/6 done: " + ", ".join(f"{r.name}: {r.extra['ratio_to_bare_aiohttp']} x bare"
                                   for r in http[1:]))
+
+    say(f"centralized logging: {options.log_records:,} records against raw aio-pika; "
+        f"{options.log_requests:,} requests to a view that logs, shipping off and on")
+    logs = await measure_logs(broker, workdir, options.rabbit_url, options.log_records,
+                              options.log_requests, HTTP_CONCURRENCY)
+    for result in logs:
+        result.extra["phase"] = "logs"
+    results.extend(logs)
     return results
 
 
@@ -185,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     baseline = results[1]
     print()
     http = [r for r in results if "ratio_to_bare_aiohttp" in r.extra]
-    print_table([r for r in results if r not in http], baseline)
+    logs = [r for r in results if r.extra.get("phase") == "logs"]
+    print_table([r for r in results if r not in http and r not in logs], baseline)
     print()
     print_http_table(http)
+    print()
+    print_logs_table(logs)
     if options.faust_messages != options.messages or options.shop_messages != options.messages:
         print(f"note: the Faust phases use fewer messages ({options.faust_messages:,} and "
               f"{options.shop_messages:,}) than the raw ones ({options.messages:,}): "
@@ -196,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "messages": options.messages, "faust_messages": options.faust_messages,
         "shop_messages": options.shop_messages, "saga_orders": options.saga_orders,
         "http_requests": options.http_requests, "http_concurrency": HTTP_CONCURRENCY,
+        "log_records": options.log_records, "log_requests": options.log_requests,
         "quick": options.quick, "sessions": SESSIONS})
     for path in write_results(document, options.json_path):
         say(f"wrote {path}")

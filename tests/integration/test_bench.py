@@ -19,9 +19,9 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--messages", "2000", "--faust-messages", "500",
          "--shop-messages", "300", "--saga-orders", "100", "--saga-latency-seconds", "1",
-         "--http-requests", "300",
+         "--http-requests", "300", "--log-records", "500", "--log-requests", "200",
          "--rabbit-url", rabbit_url, "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=360, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(out.read_text())
@@ -32,9 +32,15 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert all(p["msgs_per_s"] > 0 for p in phases)
     assert phases[1]["ratio_to_baseline"] == 1.0
     assert phases[2]["extra"]["table_total"] == 500  # every event counted, once
-    http = phases[6:]
+    http = phases[6:9]
     assert [p["messages"] for p in http] == [300, 300, 300]
     assert http[0]["extra"]["ratio_to_bare_aiohttp"] == 1.0
     assert all(p["extra"]["p99_ms"] >= p["extra"]["p50_ms"] > 0 for p in http)
     assert all(p["extra"]["ratio_to_bare_aiohttp"] > 0 for p in http)
     assert "x bare aiohttp" in result.stdout
+    raw, shipped, off, on = phases[9:]
+    assert [p["messages"] for p in phases[9:]] == [500, 500, 200, 200]
+    assert raw["name"].startswith("raw aio-pika")
+    assert shipped["extra"]["ratio_to_raw_aio_pika"] > 0
+    assert on["extra"]["p99_ratio_to_off"] > 0 and off["extra"]["p99_ms"] > 0
+    assert "x raw (goal >= 0.5)" in result.stdout
