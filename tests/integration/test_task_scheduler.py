@@ -1,0 +1,154 @@
+"""The scheduler in a real worker on its own RabbitMQ: the tasks run, the daily report and the
+popular products are made, /api/admin/tasks shows them, and an outage loses no task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+
+from models.base import utcnow
+from models.tasks import ATTEMPT_HEADER, TASK_HEADER
+from rabbit_bridge.tasks import PERIOD_HEADER
+from tests.integration.fixtures import WorkerFactory
+from tests.integration.rabbit import PrivateRabbit
+from tests.integration.shop import ADMIN, Shop
+
+pytestmark = pytest.mark.integration
+
+TASK_NAMES = {"expire-orders", "promotion-windows", "daily-report", "popularity"}
+
+
+async def publish_daily_report(url: str, day: str) -> None:
+    """Publish the daily-report run whose period starts the day after ``day`` (as cron would)."""
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1, minutes=5)
+    period = f"daily-report:{start.isoformat().replace('+00:00', 'Z')}"
+    body = {"task": "daily-report", "period": period, "period_start": start.isoformat()}
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("shop.tasks")
+        await exchange.publish(aio_pika.Message(
+            json.dumps(body).encode(), message_id=period, content_type="application/json",
+            headers={TASK_HEADER: "daily-report", PERIOD_HEADER: period, ATTEMPT_HEADER: 1}),
+            "daily-report", mandatory=True)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 30.0) -> Any:
+    """Return the first truthy result of ``check()``, polling for ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
+                                                     private_rabbit: PrivateRabbit) -> None:
+    worker = workers.start("w1", SHOP_RABBIT_URL=private_rabbit.url, SHOP_ORDER_TTL="3",
+                           SHOP_PAYMENT_SLOW_SECONDS="6", SHOP_TASK_POPULARITY_EVERY="1")
+    await asyncio.to_thread(worker.wait_ready)
+    async with aiohttp.ClientSession() as http:
+        shop = Shop(http, worker.url)
+        await shop.add_product("POP-A", 50, price_cents=1000)
+        await shop.add_product("POP-B", 50, price_cents=250)
+        await shop.wait_for_catalog(2)
+        placed = [await shop.place("dana", [("POP-A", 2), ("POP-B", 1)]),
+                  await shop.place("erin", [("POP-B", 4)]),
+                  await shop.place("finn", [("POP-A", 1)], "pm_card_slow")]
+        settled = [await shop.settled(user, body["id"])
+                   for user, (_, body) in zip(("dana", "erin", "finn"), placed, strict=True)]
+        statuses = [order["status"] for order in settled]
+        assert statuses == ["confirmed", "confirmed", "expired"], "expire-orders ran"
+
+        today = utcnow().date().isoformat()
+
+        async def live() -> Any:
+            status, body = await shop.call("GET", f"/api/admin/reports/daily/{today}",
+                                           headers=ADMIN)
+            return status == 200 and sum(s["orders"] for s in body["orders_by_status"].values()
+                                         ) == 3
+
+        await eventually(live)  # every notice is counted; now the report of the day
+        await publish_daily_report(private_rabbit.url, today)
+
+        async def report() -> Any:
+            status, body = await shop.call("GET", f"/api/admin/reports/daily/{today}",
+                                           headers=ADMIN)
+            return body if status == 200 and body["generated_at"] else None
+
+        made = await eventually(report)
+        print(f"daily report: {made}")
+        assert made["confirmed_orders"] == 2 and made["revenue_cents"] == 2250 + 1000
+        assert made["orders_by_status"]["expired"] == {"orders": 1, "cents": 1000}
+        assert made["units_by_sku"] == {"POP-A": 2, "POP-B": 5}
+
+        async def popular() -> Any:
+            _, body = await shop.call("GET", "/api/reports/popular")
+            return body if len(body["items"]) == 2 else None
+
+        assert (await eventually(popular))["items"] == [{"sku": "POP-B", "units": 5},
+                                                       {"sku": "POP-A", "units": 2}]
+
+        status, body = await shop.call("GET", "/api/admin/tasks")
+        assert status == 401
+        status, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
+        assert status == 200, body
+        tasks = {task["name"]: task for task in body["tasks"]}
+        print(json.dumps({name: {k: t[k] for k in ("queued", "retrying", "dead", "done",
+                                                     "failures", "next_run")}
+                          for name, t in tasks.items()}, indent=1))
+        assert set(tasks) == TASK_NAMES
+        for name in ("expire-orders", "daily-report", "popularity"):
+            assert tasks[name]["done"] >= 1 and tasks[name]["failures"] == 0
+            assert tasks[name]["last_run"]["outcome"] == "done"
+            assert tasks[name]["dead"] == 0 and isinstance(tasks[name]["queued"], int)
+        assert tasks["expire-orders"]["published_here"]["periods"] >= 4, "the leader publishes"
+        assert tasks["daily-report"]["schedule"] == "cron 5 0 * * * (UTC)"
+        assert tasks["daily-report"]["next_run"].endswith("T00:05:00+00:00")
+
+
+async def test_a_rabbitmq_outage_loses_no_scheduled_task(workers: WorkerFactory,
+                                                         private_rabbit: PrivateRabbit) -> None:
+    worker = workers.start("w1", SHOP_RABBIT_URL=private_rabbit.url,
+                           SHOP_TASK_EXPIRE_ORDERS_EVERY="0.25")
+    await asyncio.to_thread(worker.wait_ready)
+    async with aiohttp.ClientSession() as http:
+        shop = Shop(http, worker.url)
+
+        async def expire_orders() -> dict[str, Any]:
+            _, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
+            return next(t for t in body["tasks"] if t["name"] == "expire-orders")
+
+        await eventually(lambda: _done(expire_orders, 2))
+        private_rabbit.stop_app()
+        await asyncio.sleep(3.0)  # the leader keeps publishing: into the outbox
+        _, ready = await shop.call("GET", "/ready")
+        kept = ready["rabbitmq"]["outbox_depth"]
+        private_rabbit.start_app()
+        await eventually(lambda: _outbox_empty(shop), 60)
+        published = (await expire_orders())["published_here"]["periods"]
+        task = await eventually(lambda: _done(expire_orders, published), 60)
+        print(f"outage: {kept} task messages kept in the outbox; {published} periods "
+              f"published, {task['done']} runs done, {task['stale']} stale")
+        assert kept > 0
+        assert task["failures"] == 0 and task["dead"] == 0
+
+
+async def _done(read: Callable[[], Awaitable[dict[str, Any]]], at_least: int) -> Any:
+    task = await read()
+    return task if task["done"] >= at_least else None
+
+
+async def _outbox_empty(shop: Shop) -> bool:
+    status, ready = await shop.call("GET", "/ready")
+    return status == 200 and ready["rabbitmq"]["outbox_depth"] == 0
