@@ -122,6 +122,7 @@ def test_the_views_declare_the_bodies_they_read(doc: dict[str, Any]) -> None:
     from web.orders import OrderIn
     from web.products import ProductIn, ProductPatch, RestockIn
     from web.promotions import PromotionIn, PromotionPatch
+    from web.support_models import AssignIn, CommentIn, ResolveIn, TicketIn
     from web.users import ProfileIn, RegisterIn
 
     expected = {
@@ -133,6 +134,10 @@ def test_the_views_declare_the_bodies_they_read(doc: dict[str, Any]) -> None:
         ("POST", "/api/promotions"): PromotionIn,
         ("PATCH", "/api/promotions/{code}"): PromotionPatch,
         ("POST", "/api/admin/logs/test"): TestRecordIn,
+        ("POST", "/api/support/tickets"): TicketIn,
+        ("POST", "/api/support/tickets/{ticket_id}/comments"): CommentIn,
+        ("POST", "/api/support/tickets/{ticket_id}/assign"): AssignIn,
+        ("POST", "/api/support/tickets/{ticket_id}/resolve"): ResolveIn,
     }
     assert {key: ep.body for key, ep in ENDPOINTS.items() if ep.body} == expected
     orders_in = resolve(doc, doc["paths"]["/api/orders"]["post"]["requestBody"]["content"]

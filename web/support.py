@@ -1,0 +1,240 @@
+"""Support HTTP: open, list, read, comment on, assign, resolve and reopen tickets.
+
+A ticket is read and changed on the worker that owns its key (``app.table_route``), which
+checks who may do what against the ticket as it is (models/support.py), puts the event on
+the ``support`` topic and waits there (``?wait``, default 5 s) for the support agent to
+apply it: 200 with the ticket changed, or 202 with the ticket as it still is. Lists are
+answered by the board's worker (the single writer of the ticket index). A customer sees only
+their own tickets; someone else's answers 404, as if absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, Literal, cast
+
+from faust.web import Request, Response
+from pydantic import BaseModel, Field
+
+from agents.topics import support_topic
+from app import app
+from models.base import Event
+from models.support import (
+    Ticket,
+    TicketAssigned,
+    TicketCommented,
+    TicketOpened,
+    TicketReopened,
+    TicketResolved,
+    decide,
+    may_see_ticket,
+    refusal,
+    role_of,
+)
+from models.support_board import UNASSIGNED
+from tables.routing import ShopRouter
+from tables.support import ticket_index, ticket_watchers, tickets
+from web.bodies import Unprocessable, read_body, read_query
+from web.errors import ApiError, NotFound
+from web.identity import Forbidden, Identity, require
+from web.middleware import request_id
+from web.openapi import endpoint
+from web.orders import current_order
+from web.support_models import (
+    AssignIn,
+    CommentIn,
+    ResolveIn,
+    TicketIn,
+    TicketOut,
+    TicketPage,
+)
+from web.views import ShopView
+
+__all__ = ["public_ticket"]
+
+MAX_WAIT_S = 30.0
+TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
+
+
+class Conflict(ApiError):
+    """The ticket is in a state that does not allow this."""
+
+    status = 409
+    code = "conflict"
+
+
+class WaitQuery(BaseModel):
+    """``?wait=N``: seconds to wait for the support agent to apply the change."""
+
+    wait: float = Field(default=5.0, ge=0, le=MAX_WAIT_S)
+
+
+class ListQuery(BaseModel):
+    """Filters and a page of tickets (customers: their own, support and admins: all)."""
+
+    status: Literal["open", "assigned", "resolved", "reopened"] | None = None
+    assignee: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@:()-]{1,128}$",
+                                 description='a user id, "me" or "(unassigned)"')
+    page: int = Field(default=1, ge=1, le=1000)
+    per_page: int = Field(default=20, ge=1, le=100)
+
+
+def public_ticket(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a ticket row as the API shows it."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def ticket_id_for(caller: Identity, idempotency_key: str | None) -> str:
+    """Return a new ticket's id: the same for a retried request with the same key."""
+    if idempotency_key:
+        return uuid.uuid5(TICKET_IDS, f"{caller.user_id}\n{idempotency_key}").hex
+    return uuid.uuid4().hex
+
+
+async def check_own_order(order_id: str, caller: Identity, request: Request) -> None:
+    """Refuse (422) an order that is not one of the caller's own (asked of its owner)."""
+    order = await current_order(order_id, request)
+    if order is None or order.get("user_id") != caller.user_id:
+        raise Unprocessable("order_id must name one of your own orders", details=[
+            {"field": "order_id", "problem": f"no order {order_id!r} of yours"}])
+
+
+@app.page("/api/support/tickets")
+@endpoint("GET", "/api/support/tickets", query=ListQuery, roles=(), response=TicketPage,
+          errors=(503,), summary="Tickets, newest first: a customer's own; support and "
+                                 "admins see all (filters status, assignee).")
+@endpoint("POST", "/api/support/tickets", body=TicketIn, roles=("customer", "admin"),
+          status=201, response=TicketOut, errors=(503,),
+          summary="Open a ticket, optionally about one of the caller's own orders.",
+          headers={"Idempotency-Key": "retries with the same key open the ticket once"})
+class TicketsView(ShopView):
+    """The caller's tickets (GET) and opening a ticket (POST)."""
+
+    async def get(self, request: Request) -> Response:
+        caller = require(request)
+        query = read_query(request, ListQuery)
+        staff = role_of(caller.roles) != "customer"
+        assignee = caller.user_id if query.assignee == "me" else query.assignee
+
+        async def local() -> Response:
+            rows = [row for row in ticket_index.values()
+                    if (staff or row["user_id"] == caller.user_id)
+                    and (query.status is None or row["status"] == query.status)
+                    and (assignee is None or (row["assignee"] or UNASSIGNED) == assignee)]
+            rows.sort(key=lambda row: row["opened_at"], reverse=True)
+            start = (query.page - 1) * query.per_page
+            page = [public_ticket(row) for row in rows[start:start + query.per_page]]
+            return self.json({"items": page, "total": len(rows), "page": query.page,
+                              "per_page": query.per_page})
+
+        router = cast(ShopRouter, app.router)
+        return await router.on_owner(ticket_index.name, "all", self.web, request, local)
+
+    async def post(self, request: Request) -> Response:
+        caller = require(request, "customer", "admin")
+        body = await read_body(request, TicketIn)
+        if body.order_id:
+            await check_own_order(body.order_id, caller, request)
+        ticket_id = ticket_id_for(caller, request.headers.get("Idempotency-Key"))
+        opened = TicketOpened.new(
+            ticket_id=ticket_id, actor_id=caller.user_id, actor_role=role_of(caller.roles),
+            subject=body.subject, body=body.body, order_id=body.order_id,
+            correlation_id=request_id(request) or ticket_id)
+        await (await support_topic.send(key=ticket_id, value=opened.dumps()))
+        ticket = decide(None, opened).ticket
+        assert ticket is not None
+        return self.json(ticket.to_row(), status=201,
+                         headers={"Location": f"/api/support/tickets/{ticket_id}"})
+
+
+def visible_ticket(caller: Identity, ticket_id: str) -> Ticket:
+    """Return the ticket if the caller may see it (its owner, support, admin), else 404."""
+    row = tickets.get(ticket_id)
+    if row is None or not may_see_ticket(ticket := Ticket.from_row(row), caller.user_id,
+                                         role_of(caller.roles)):
+        raise NotFound(f"no ticket {ticket_id!r}")
+    return ticket
+
+
+@app.page("/api/support/tickets/{ticket_id}")
+@endpoint("GET", "/api/support/tickets/{ticket_id}", roles=(), response=TicketOut,
+          errors=(503,))
+class TicketView(ShopView):
+    """One ticket with its comments and history (its owner, support, admin)."""
+
+    @app.table_route(table=tickets, match_info="ticket_id")  # type: ignore[arg-type]
+    async def get(self, request: Request, ticket_id: str) -> Response:
+        caller = require(request)
+        return self.json(visible_ticket(caller, ticket_id).to_row())
+
+
+async def applied(ticket_id: str, change: asyncio.Future[dict[str, Any]],
+                  seconds: float) -> dict[str, Any] | None:
+    """Return the ticket's row once the support agent changed it, or None after ``seconds``."""
+    try:
+        return await asyncio.wait_for(change, seconds)
+    except TimeoutError:
+        ticket_watchers.forget(ticket_id, change)
+        return None
+
+
+def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopView]:
+    """Return the view of ``POST /api/support/tickets/{id}/<action>``."""
+
+    class ActionView(ShopView):
+        @app.table_route(table=tickets, match_info="ticket_id")  # type: ignore[arg-type]
+        async def post(self, request: Request, ticket_id: str) -> Response:
+            caller = require(request)
+            ticket = visible_ticket(caller, ticket_id)
+            body = await read_body(request, body_model) if body_model else None
+            wait = read_query(request, WaitQuery).wait
+            role = role_of(caller.roles)
+            assignee = getattr(body, "assignee", None)
+            assignee = caller.user_id if assignee == "me" else assignee
+            refused = refusal(ticket, action, caller.user_id, role, assignee)
+            if refused is not None:
+                raise (Forbidden if refused.kind == "forbidden" else Conflict)(refused.message)
+            event = _event(action, ticket_id, caller, role, body, assignee,
+                           request_id(request) or ticket_id)
+            change = ticket_watchers.watch(ticket_id)
+            await (await support_topic.send(key=ticket_id, value=event.dumps()))
+            row = await applied(ticket_id, change, wait) if wait else None
+            if row is None:
+                ticket_watchers.forget(ticket_id, change)
+                return self.json(ticket.to_row(), status=202)
+            return self.json(public_ticket(row))
+
+    ActionView.__name__ = f"{action.title()}TicketView"
+    return ActionView
+
+
+def _event(action: str, ticket_id: str, caller: Identity, role: str, body: BaseModel | None,
+           assignee: str | None, correlation_id: str) -> Event:
+    fields: dict[str, Any] = {"ticket_id": ticket_id, "actor_id": caller.user_id,
+                              "actor_role": role, "correlation_id": correlation_id}
+    if action == "comment":
+        return TicketCommented.new(body=cast(CommentIn, body).body, **fields)
+    if action == "assign":
+        return TicketAssigned.new(assignee=assignee, **fields)
+    if action == "resolve":
+        return TicketResolved.new(resolution=cast(ResolveIn, body).resolution, **fields)
+    return TicketReopened.new(**fields)
+
+
+_ACTIONS: dict[str, tuple[str, type[BaseModel] | None, tuple[str, ...], str]] = {
+    "comments": ("comment", CommentIn, (), "Comment on a ticket (its owner, support, admin)."),
+    "assign": ("assign", AssignIn, ("support", "admin"),
+               'Assign a ticket to a support or admin user id, or "me" (support, admin).'),
+    "resolve": ("resolve", ResolveIn, ("support", "admin"),
+                "Resolve a ticket (support, admin)."),
+    "reopen": ("reopen", None, (), "Reopen a resolved ticket (its owner, support, admin)."),
+}
+
+for _path, (_action, _body, _roles, _summary) in _ACTIONS.items():
+    _route = f"/api/support/tickets/{{ticket_id}}/{_path}"
+    app.page(_route)(endpoint(
+        "POST", _route, body=_body, query=WaitQuery, roles=_roles, response=TicketOut,
+        errors=(409, 503), summary=_summary,
+        also={202: "?wait ran out before the support agent applied it: the ticket as it "
+                   "is now"})(ticket_action(_action, _body)))
