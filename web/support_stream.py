@@ -28,6 +28,7 @@ from models.base import utcnow
 from models.support_board import sla_figures
 from tables.support import feed_entries, support_dashboard
 from web.bodies import read_query
+from web.errors import ApiError
 from web.identity import require
 from web.openapi import endpoint
 from web.support_models import SlaOut
@@ -100,6 +101,13 @@ class SlaView(ShopView):
         return self.json(current_figures())
 
 
+class NotAcceptable(ApiError):
+    """The client does not accept server-sent events (send Accept: text/event-stream)."""
+
+    status = 406
+    code = "not_acceptable"
+
+
 class StreamQuery(BaseModel):
     """``?wait=N``: seconds to keep the stream open (then it ends; EventSource reconnects)."""
 
@@ -123,14 +131,18 @@ def _last_event_id(request: Request) -> int | None:
 
 @app.page("/api/support/stream")
 @endpoint("GET", "/api/support/stream", query=StreamQuery, roles=("support", "admin"),
-          response=FeedOut, summary="The live support dashboard (server-sent events): new "
-          "tickets, comments, assignments, resolutions, SLA breaches and workload.")
+          response=FeedOut, errors=(406,),
+          summary="The live support dashboard (server-sent events): new tickets, comments, "
+                  "assignments, resolutions, SLA breaches and workload.")
 class SupportStreamView(ShopView):
     """The live support dashboard as server-sent events (support, admin)."""
 
     async def get(self, request: Request) -> Response:
         require(request, "support", "admin")
         seconds = read_query(request, StreamQuery).wait
+        if "text/event-stream" not in request.headers.get("Accept", ""):
+            raise NotAcceptable("this is a stream of server-sent events: send "
+                                "'Accept: text/event-stream' (as EventSource does)")
         queue = hub.subscribe()
         after = _last_event_id(request)
         last = hub.last if after is None else after

@@ -49,12 +49,15 @@ SIGNED_IN = ("deny401", "allow", "allow", "allow", "allow")
 ADMIN_ONLY = ("deny401", "deny403", "deny403", "deny403", "allow")
 OWNED_BY_A = ("deny401", "ok", "hidden404", "hidden404", "ok")
 OWNED_BY_B = ("deny401", "hidden404", "ok", "hidden404", "ok")
+TICKET_OF_A = ("deny401", "ok", "hidden404", "ok", "ok")
+STAFF_ONLY = ("deny401", "deny403", "deny403", "ok", "ok")
 
 
 def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
     """Return the rows, in the order they are played (mutations after the reads they spoil)."""
     order_a = {"order_id": "order_a"}
     order_b = {"order_id": "order_b"}
+    ticket_a = {"ticket_id": "ticket_a"}
     return [
         Row("GET", "/api/openapi.json", ANYONE),
         Row("GET", "/api/products", ANYONE),
@@ -78,6 +81,9 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
         Row("POST", "/api/events", ANYONE,
             body={"session_id": SESSION, "events": [{"type": "page_view", "path": "/"}]}),
         Row("GET", "/api/analytics/sessions/{session_id}", ADMIN_ONLY),
+        Row("GET", "/api/admin/tasks", ADMIN_ONLY),
+        Row("GET", "/api/admin/reports/daily", ADMIN_ONLY),
+        Row("GET", "/api/reports/popular", ANYONE),
         Row("POST", "/api/products", ADMIN_ONLY,
             body={"sku": "AUTHZ-2", "name": "Second", "category": "books",
                   "price_cents": 500}),
@@ -98,6 +104,23 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
             body={"code": "AUTHZ-NEW", "kind": "fixed", "value": 100}),
         Row("PATCH", "/api/promotions/{code}", ADMIN_ONLY, body={"value": 15}),
         Row("DELETE", "/api/promotions/{code}", ADMIN_ONLY, values={"code": "doomed_code"}),
+        # support: A's ticket; B never sees it; support staff assign and resolve, A reopens.
+        Row("GET", "/api/support/tickets", SIGNED_IN),
+        Row("POST", "/api/support/tickets", ("deny401", "ok", "ok", "deny403", "ok"),
+            body={"subject": "Matrix", "body": "Opened by the matrix."}),
+        Row("GET", "/api/support/tickets/{ticket_id}", TICKET_OF_A, values=ticket_a),
+        Row("GET", "/api/support/sla", STAFF_ONLY),
+        Row("GET", "/api/support/stream", ("deny401", "deny403", "deny403", "allow", "allow")),
+        Row("POST", "/api/support/tickets/{ticket_id}/comments", TICKET_OF_A,
+            body={"body": "A comment."}, values=ticket_a),
+        Row("POST", "/api/support/tickets/{ticket_id}/assign",
+            ("deny401", "deny403", "hidden404", "ok", "ok"), body={"assignee": "me"},
+            values=ticket_a),
+        Row("POST", "/api/support/tickets/{ticket_id}/resolve",
+            ("deny401", "deny403", "hidden404", "ok", "allow"), body={"resolution": "Done."},
+            values=ticket_a),
+        Row("POST", "/api/support/tickets/{ticket_id}/reopen",
+            ("deny401", "ok", "hidden404", "allow", "allow"), values=ticket_a),
         Row("POST", "/api/users/{user_id}/deactivate", ADMIN_ONLY,
             values={"user_id": "user_c"}),
     ]
@@ -198,6 +221,15 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                                          ADMIN)
             assert status == 201, created
 
+        # A support ticket of A's.
+        status, ticket = await call(http, worker, "POST", "/api/support/tickets",
+                                    {"subject": "Matrix", "body": "A's ticket."},
+                                    headers["A"])
+        assert status == 201, ticket
+        ids["ticket_a"] = ticket["id"]
+        await until(lambda: call(http, worker, "GET", f"/api/support/tickets/{ticket['id']}",
+                                 headers=headers["A"]), lambda status, _: status == 200)
+
         # A product, and orders: A's (read, shipped), A's spare (cancelled), B's.
         await shop.add_product(SKU, 100)
         await shop.wait_for_catalog(1)
@@ -253,7 +285,7 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                 concrete = path
                 for name, key in (("order_id", "order_a"), ("user_id", "user_a"),
                                   ("sku", "sku"), ("session_id", "session_id"),
-                                  ("code", "code")):
+                                  ("code", "code"), ("ticket_id", "ticket_a")):
                     concrete = concrete.replace(f"{{{name}}}", ids[key])
                 status, answer = await call(http, worker, method.upper(), concrete, {},
                                             forged)

@@ -57,7 +57,7 @@ def error_code(body: Any) -> str:
 async def sse_events(http: aiohttp.ClientSession, url: str,
                      headers: dict[str, str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Yield (event name, data) from a server-sent event stream."""
-    async with http.get(url, headers=headers) as response:
+    async with http.get(url, headers={**headers, "Accept": "text/event-stream"}) as response:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"].startswith("text/event-stream")
         name, data = "message", ""
