@@ -8,22 +8,28 @@ task refreshes the popular products every ``SHOP_TASK_POPULARITY_EVERY`` seconds
 
 from __future__ import annotations
 
-import re
+from datetime import date, timedelta
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from app import app
+from models.base import utcnow
 from models.reports import day_totals
 from tables.reports import reports
+from web.bodies import read_query
 from web.errors import NotFound
 from web.identity import require
 from web.openapi import endpoint
 from web.views import ShopView
 
-__all__ = ["DailyReportOut", "PopularOut"]
+__all__ = ["DailyReportOut", "DailyReportQuery", "PopularOut"]
 
-DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+class DailyReportQuery(BaseModel):
+    """Which day's report."""
+
+    day: date | None = Field(default=None, description="YYYY-MM-DD (UTC); default: yesterday")
 
 
 class StatusTotal(BaseModel):
@@ -60,15 +66,16 @@ class PopularOut(BaseModel):
     items: list[PopularProduct]
 
 
-@app.page("/api/admin/reports/daily/{day}")
-@endpoint("GET", "/api/admin/reports/daily/{day}", roles=("admin",), response=DailyReportOut)
+@app.page("/api/admin/reports/daily")
+@endpoint("GET", "/api/admin/reports/daily", roles=("admin",), query=DailyReportQuery,
+          response=DailyReportOut, errors=(404,))
 class DailyReportView(ShopView):
-    """The sales report of a day (YYYY-MM-DD, UTC); a day not reported yet: its live totals."""
+    """The sales report of a day (UTC); a day not reported yet: its live totals so far."""
 
-    async def get(self, request: Request, day: str) -> Response:
+    async def get(self, request: Request) -> Response:
         require(request, "admin")
-        if not DAY.fullmatch(day):
-            raise NotFound(f"no report for {day!r}: name a day as YYYY-MM-DD")
+        query = read_query(request, DailyReportQuery)
+        day = (query.day or (utcnow().date() - timedelta(days=1))).isoformat()
         report = reports.get(f"report:{day}")
         if report is None:
             sales = reports.get(f"sales:{day}")

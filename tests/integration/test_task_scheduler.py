@@ -73,7 +73,7 @@ async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
         today = utcnow().date().isoformat()
 
         async def live() -> Any:
-            status, body = await shop.call("GET", f"/api/admin/reports/daily/{today}",
+            status, body = await shop.call("GET", f"/api/admin/reports/daily?day={today}",
                                            headers=ADMIN)
             return status == 200 and sum(s["orders"] for s in body["orders_by_status"].values()
                                          ) == 3
@@ -82,7 +82,7 @@ async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
         await publish_daily_report(private_rabbit.url, today)
 
         async def report() -> Any:
-            status, body = await shop.call("GET", f"/api/admin/reports/daily/{today}",
+            status, body = await shop.call("GET", f"/api/admin/reports/daily?day={today}",
                                            headers=ADMIN)
             return body if status == 200 and body["generated_at"] else None
 
@@ -152,3 +152,35 @@ async def _done(read: Callable[[], Awaitable[dict[str, Any]]], at_least: int) ->
 async def _outbox_empty(shop: Shop) -> bool:
     status, ready = await shop.call("GET", "/ready")
     return status == 200 and ready["rabbitmq"]["outbox_depth"] == 0
+
+
+async def test_only_the_leader_publishes_and_a_new_leader_takes_over(
+        workers: WorkerFactory, private_rabbit: PrivateRabbit) -> None:
+    started = [workers.start(name, SHOP_RABBIT_URL=private_rabbit.url)
+               for name in ("w1", "w2")]
+    for worker in started:
+        await asyncio.to_thread(worker.wait_ready)
+    async with aiohttp.ClientSession() as http:
+        shops = [Shop(http, worker.url) for worker in started]
+
+        async def publishers() -> list[int]:
+            """Return the indexes of the workers that published expire-orders recently."""
+            found = []
+            for index, shop in enumerate(shops):
+                status, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
+                if status != 200:
+                    continue
+                task = next(t for t in body["tasks"] if t["name"] == "expire-orders")
+                mine = task["published_here"]
+                if mine and utcnow() - datetime.fromisoformat(
+                        mine["last_published_at"]) < timedelta(seconds=2):
+                    found.append(index)
+            return found
+
+        await asyncio.sleep(4.0)  # the group has settled after both joined
+        leaders = await eventually(publishers)
+        assert len(leaders) == 1, f"one leader publishes, not {leaders}"
+        leader = leaders[0]
+        started[leader].stop()
+        shops.pop(leader)
+        assert await eventually(publishers, 60) == [0], "the other worker took over"
