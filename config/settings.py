@@ -60,11 +60,11 @@ class Settings:
     password_hash_cost: str = "standard"
     admin_email: str = ""
     admin_password: str = ""
-
     task_expire_orders_every: float = 1.0
     task_promotion_windows_every: float = 5.0
     task_popularity_every: float = 300.0
     task_daily_report_cron: str = "5 0 * * *"
+
     @property
     def canonical_url(self) -> str:
         """Return the URL other workers use to reach this worker's web server."""
@@ -234,7 +234,6 @@ def _origins(raw: str) -> frozenset[str]:
     return origins
 
 
-def _path(raw: str) -> Path:
 def _cron(raw: str) -> str:
     from croniter import croniter
 
@@ -243,6 +242,7 @@ def _cron(raw: str) -> str:
     return raw
 
 
+def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
@@ -312,9 +312,6 @@ SETTINGS: tuple[Spec, ...] = (
          "E-mail of the first admin, registered at start if free (with SHOP_ADMIN_PASSWORD)."),
     Spec("admin_password", "SHOP_ADMIN_PASSWORD", _password,
          "Password of the first admin (8 to 128 characters)."),
-    Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
-         "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
-)
     Spec("task_expire_orders_every", "SHOP_TASK_EXPIRE_ORDERS_EVERY", _seconds(0.1, 3600),
          "Seconds between runs of the expire-orders task (orders past SHOP_ORDER_TTL)."),
     Spec("task_promotion_windows_every", "SHOP_TASK_PROMOTION_WINDOWS_EVERY",
@@ -324,5 +321,8 @@ SETTINGS: tuple[Spec, ...] = (
          "Seconds between runs of the popularity task (popular products)."),
     Spec("task_daily_report_cron", "SHOP_TASK_DAILY_REPORT_CRON", _cron,
          "When the daily-report task runs (crontab, UTC), for the previous day."),
+    Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
+         "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
+)
 
 assert {s.field for s in SETTINGS} == {f.name for f in fields(Settings)}, "SETTINGS out of sync"
