@@ -4,6 +4,9 @@ A record logged by a view reaches ``GET /api/admin/logs`` with its request id; t
 work; only admins may read; an ERROR record is an alert (served, and an ``admin_alert`` on
 Kafka); and an outage of RabbitMQ loses no record and stores none twice.
 
+The outage test also creates promotion codes while RabbitMQ is down: their
+promotion.created/activated events arrive once each after it is back.
+
 Each test has its own RabbitMQ node: ``logs.central`` is one queue per RabbitMQ, and on the
 machine's shared node other people's workers would take a share of this test's records.
 """
@@ -18,9 +21,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
 import pytest
 
+from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
 from scripts.devstack import Broker, Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import consume_until
@@ -125,20 +130,58 @@ def stored_lines(datadir: Path, marker: str) -> list[dict[str, Any]]:
     return found
 
 
-async def test_an_outage_loses_no_record_and_stores_none_twice(
+async def bind_promotion_events(url: str) -> None:
+    """Declare a durable queue that keeps every promotion event of the private node."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(PROMOTIONS_EXCHANGE,
+                                                  aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue("test.promotion-events", durable=True)
+        await queue.bind(exchange, "promotion.#")
+
+
+async def promotion_events(url: str, expected: int, within: float = 30.0) -> Counter[str]:
+    """Return how many distinct promotion events (by message id) of each kind arrived."""
+    ids: dict[str, str] = {}
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("test.promotion-events", durable=True)
+        deadline = time.monotonic() + within
+        while len(ids) < expected and time.monotonic() < deadline:
+            message = await queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            await message.ack()
+            assert message.message_id
+            ids[message.message_id] = json.loads(message.body)["type"]
+    return Counter(ids.values())
+
+
+async def test_an_outage_loses_no_record_or_promotion_event_and_stores_none_twice(
         workers: WorkerFactory, private_rabbit: PrivateRabbit) -> None:
+    await bind_promotion_events(private_rabbit.url)
     worker = await start(workers, private_rabbit)
     marker = f"outage-{uuid.uuid4().hex[:8]}"
     sent = 0
+    codes = 0
     async with aiohttp.ClientSession() as http:
         shop = Shop(http, worker.url)
 
         async def produce(seconds: float) -> None:
-            nonlocal sent
+            nonlocal sent, codes
             until = time.monotonic() + seconds
             while time.monotonic() < until:
                 await log_test_record(shop, f"{marker} n={sent} .")
                 sent += 1
+                if sent % 25 == 0:  # a promotion: promotion.created and .activated
+                    codes += 1
+                    status, body = await shop.call("POST", "/api/promotions", headers=ADMIN,
+                                                   json={"code": f"OUTAGE{codes}",
+                                                         "kind": "fixed", "value": 100})
+                    assert status in (201, 202), body
                 await asyncio.sleep(0.01)
 
         await produce(2.0)
@@ -158,3 +201,6 @@ async def test_an_outage_loses_no_record_and_stores_none_twice(
     assert sorted(numbers) == list(range(sent)), "every record is served"
     assert sorted(on_disk) == list(range(sent)), "every record is stored"
     assert max(on_disk.values()) == 1, "no record is stored twice"
+    events = await promotion_events(private_rabbit.url, 2 * codes)
+    print(f"{codes} promotions created around the outage: {dict(events)}")
+    assert events == Counter({"promotion.created": codes, "promotion.activated": codes})
