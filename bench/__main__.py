@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -52,6 +53,7 @@ class Options:
     keep_logs: bool
     log_records: int = 50_000
     log_requests: int = 10_000
+    only: str | None = None
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -73,6 +75,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "log and raw aio-pika messages (default 50000; --quick 5000)")
     parser.add_argument("--log-requests", type=int, help="requests to a view that logs, with "
                         "log shipping off and on (default 10000; --quick 1000)")
+    parser.add_argument("--only", choices=["http"], help="run just this phase (http: the HTTP "
+                        "reads against the bare handler; writes only --json if given)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -100,7 +104,17 @@ def parse_options(argv: list[str] | None = None) -> Options:
         parser.error("message counts must be at least 1")
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
                    http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs,
-                   log_records=log_records, log_requests=log_requests)
+                   log_records=log_records, log_requests=log_requests, only=args.only)
+
+
+async def run_http_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the HTTP phase alone; return its results."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    deadline = time.monotonic() + 180 + options.http_requests / 200
+    return await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
+                              HTTP_CONCURRENCY, deadline)
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -184,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(f"Tansu on {broker.bootstrap} (memory storage); work dir {workdir}")
     try:
-        results = asyncio.run(run_phases(options, broker, workdir))
+        phases = run_http_only if options.only == "http" else run_phases
+        results = asyncio.run(phases(options, broker, workdir))
         succeeded = True
     except KeyboardInterrupt:
         say("interrupted")
@@ -202,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             say(f"logs kept in {workdir}")
+    if options.only == "http":
+        print()
+        print_http_table(results)
+        if options.json_path is not None:
+            options.json_path.write_text(json.dumps(result_document(
+                results, results[0], env, {"http_requests": options.http_requests,
+                                           "http_concurrency": HTTP_CONCURRENCY,
+                                           "only": "http"}), indent=2) + "\n")
+        return 0
     baseline = results[1]
     print()
     http = [r for r in results if "ratio_to_bare_aiohttp" in r.extra]
