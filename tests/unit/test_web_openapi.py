@@ -119,6 +119,7 @@ def test_the_views_declare_the_bodies_they_read(doc: dict[str, Any]) -> None:
     from web.admin import TestRecordIn
     from web.analytics import TrackingBatch
     from web.auth import LoginIn, RefreshIn
+    from web.notifications import PreferencesIn
     from web.orders import OrderIn
     from web.products import ProductIn, ProductPatch, RestockIn
     from web.promotions import PromotionIn, PromotionPatch
@@ -138,6 +139,7 @@ def test_the_views_declare_the_bodies_they_read(doc: dict[str, Any]) -> None:
         ("POST", "/api/support/tickets/{ticket_id}/comments"): CommentIn,
         ("POST", "/api/support/tickets/{ticket_id}/assign"): AssignIn,
         ("POST", "/api/support/tickets/{ticket_id}/resolve"): ResolveIn,
+        ("PUT", "/api/notifications/preferences"): PreferencesIn,
     }
     assert {key: ep.body for key, ep in ENDPOINTS.items() if ep.body} == expected
     orders_in = resolve(doc, doc["paths"]["/api/orders"]["post"]["requestBody"]["content"]

@@ -1,0 +1,201 @@
+"""Notifications agents: decide who gets what, then keep each user's row and send the mail.
+
+Source events are keyed by other ids (user, order, ticket), so deciding is one hop and
+keeping the row another, like the per-customer order index:
+
+- ``notifications.sources`` consumes ``users`` and ``orders`` (registrations, profile
+  changes, ``order_<status>`` notices) and ``notifications.support`` the one-partition
+  ``support-feed`` (staff answers, resolutions). Both are stateless: the rules
+  (models/notifications.py) give every notification an id derived from its source event, and
+  forward it to the ``notifications`` topic keyed by the user.
+- ``notifications.inbox`` consumes ``notifications`` [user id, or "admins"]; it is the single
+  writer of each user's row (models/inbox.py) through the replay guard, skips a notification
+  id it has seen, wakes the user's SSE streams on this worker and publishes the mail the row
+  decided (receipts) to RabbitMQ ``shop.notifications`` with the mail's id as message id.
+
+Promotion and digest mail are broadcasts: one event to every partition of ``notifications``
+(:func:`request_broadcast`); each partition's owner mails the opted-in users whose rows live in
+that partition (rows keep their partition, so a worker owning several does each user once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC
+from typing import Any
+
+import faust
+from faust.types import StreamT
+
+from agents.dead_letters import for_each_event
+from agents.support import support_feed_topic
+from agents.topics import notifications_topic, shop_topic
+from app import app, publisher
+from models.base import Event, utcnow
+from models.inbox import (
+    Mail,
+    digest_mail,
+    mark_read,
+    promotion_mail,
+    receive,
+    receive_alert,
+    set_contact,
+    set_preferences,
+)
+from models.notifications import (
+    INBOX_EVENTS,
+    AdminAlert,
+    ContactChanged,
+    DigestBroadcast,
+    NotificationRead,
+    Notify,
+    PreferencesSet,
+    PromotionBroadcast,
+    notices_for,
+)
+from models.orders import ORDER_EVENTS, OrderUpdate
+from models.support import TicketChanged
+from models.support_board import SlaBreached
+from models.users import USER_EVENTS, ProfileUpdated, UserRegistered
+from rabbit_bridge.topology import NOTIFICATIONS_QUEUE
+from tables.notifications import inbox_watchers, inboxes
+from tables.replay import Position, Send, decide_once
+
+__all__ = [
+    "decide_notifications",
+    "decide_support_notifications",
+    "keep_inboxes",
+    "request_broadcast",
+    "send_weekly_digest",
+]
+
+log = logging.getLogger(__name__)
+
+#: The users and orders topics, as the notifications service reads them.
+source_topics = shop_topic("users", "orders")
+
+#: What the sources agent decodes: registrations, profile changes and order notices.
+SOURCE_EVENTS = {
+    UserRegistered.event_type: UserRegistered,
+    ProfileUpdated.event_type: ProfileUpdated,
+    **{t: cls for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate},
+}
+#: Types on those topics that notify nobody (passed over undecoded).
+NOT_NOTIFYING = frozenset((set(USER_EVENTS) | set(ORDER_EVENTS)) - set(SOURCE_EVENTS)
+                          | {"payment_requested", "refund_requested"})
+
+
+async def forward_notices(event: Event, position: Position) -> None:
+    """Send the notifications ``event`` causes to the notifications topic, keyed by user."""
+    for effect in notices_for(event):
+        await notifications_topic.send(key=effect.key, value=effect.event.dumps())
+
+
+@app.agent(source_topics, name="notifications.sources")
+async def decide_notifications(stream: StreamT[bytes]) -> None:
+    """Consume users and orders events into notifications for their users."""
+    await for_each_event(stream, SOURCE_EVENTS, forward_notices, agent="notifications.sources",
+                         skip=NOT_NOTIFYING)
+
+
+@app.agent(support_feed_topic, name="notifications.support")
+async def decide_support_notifications(stream: StreamT[bytes]) -> None:
+    """Consume ticket changes into notifications for the tickets' customers."""
+    await for_each_event(stream, {TicketChanged.event_type: TicketChanged}, forward_notices,
+                         agent="notifications.support",
+                         skip=frozenset({SlaBreached.event_type}))
+
+
+def _partition() -> int:
+    """Return the partition of the event being processed (the row's partition)."""
+    event = faust.current_event()
+    return int(event.message.partition) if event is not None else -1
+
+
+def _mail_sends(mails: list[Mail]) -> list[Send]:
+    """Return ``mails`` as the row's sends (kept for a redelivery of the row's last event)."""
+    return [("mail", mail.id, json.dumps(mail.as_message())) for mail in mails]
+
+
+def publish_mail(sends: list[Send]) -> int:
+    """Publish the mail among ``sends`` to shop.notifications; return how many."""
+    count = 0
+    for topic, message_id, value in sends:
+        if topic == "mail":
+            publisher.publish("", NOTIFICATIONS_QUEUE, value.encode(), message_id=message_id)
+            count += 1
+    return count
+
+
+def _row_step(event: Event, partition: int) -> Any:
+    """Return the step of the user's row for ``event`` (see tables.replay.decide_once)."""
+
+    def step(row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Send]]:
+        if isinstance(event, Notify):
+            new, mails = receive(row, event, partition)
+            return new, _mail_sends(mails)
+        if isinstance(event, AdminAlert):
+            return receive_alert(row, event, partition), []
+        if isinstance(event, NotificationRead):
+            return mark_read(row, event.user_id, event.notification_id, partition), []
+        if isinstance(event, PreferencesSet):
+            return set_preferences(row, event.user_id, event.marketing, event.digest,
+                                   partition), []
+        if isinstance(event, ContactChanged):
+            return set_contact(row, event.user_id, event.name, event.email, partition), []
+        return None, []
+
+    return step
+
+
+async def apply_inbox_event(event: Any, position: Position) -> None:
+    """Apply one event to its user's row, once; publish its mail and wake the user's streams."""
+    if isinstance(event, PromotionBroadcast | DigestBroadcast):
+        mailed = broadcast_mail(event)
+        log.info("%s for partition %d: %d mails", event.type, event.partition, mailed)
+        return
+    user_id: str = event.user_id
+    sends = decide_once(inboxes, user_id, position, _row_step(event, _partition()),
+                        table_name="notifications")
+    publish_mail(sends)
+    inbox_watchers.changed(user_id)
+
+
+def broadcast_mail(event: PromotionBroadcast | DigestBroadcast) -> int:
+    """Mail the opted-in users whose rows live in the event's partition; return how many."""
+    mails: list[Mail] = []
+    for _, row in inboxes.items():
+        if not isinstance(row, dict) or row.get("partition") != event.partition:
+            continue
+        mail = (promotion_mail(row, event) if isinstance(event, PromotionBroadcast)
+                else digest_mail(row, event))
+        if mail is not None:
+            mails.append(mail)
+    return publish_mail(_mail_sends(mails))
+
+
+@app.agent(notifications_topic, name="notifications.inbox")
+async def keep_inboxes(stream: StreamT[bytes]) -> None:
+    """Consume the notifications topic into each user's row."""
+    await for_each_event(stream, INBOX_EVENTS, apply_inbox_event, agent="notifications.inbox")
+
+
+async def request_broadcast(make: Any, **fields: Any) -> int:
+    """Send ``make(partition=p, **fields)`` to every partition of notifications; return count."""
+    partitions = app.conf.topic_partitions
+    source = fields.get("source_id") or fields.get("week") or ""
+    for partition in range(partitions):
+        broadcast = make(type=make.event_type, event_id=f"{make.event_type}:{source}:{partition}",
+                         occurred_at=utcnow(), correlation_id=str(source),
+                         partition=partition, **fields)
+        await notifications_topic.send(key=f"broadcast-{partition}", partition=partition,
+                                       value=broadcast.dumps())
+    return partitions
+
+
+@app.crontab("0 8 * * 1", timezone=UTC, on_leader=True)
+async def send_weekly_digest() -> None:
+    """Ask every partition to mail the weekly digest (Mondays 08:00 UTC, the leader only)."""
+    year, week, _ = utcnow().isocalendar()
+    await request_broadcast(DigestBroadcast, week=f"{year}-W{week:02d}")
