@@ -18,6 +18,7 @@ from config.checks import wait_for_kafka
 from rabbit_bridge.central_logs import CentralLogs
 from rabbit_bridge.connection import RabbitConnection
 from rabbit_bridge.log_shipping import LogShipping
+from rabbit_bridge.mail import MailSender, PromotionMail
 from rabbit_bridge.publisher import RabbitPublisher
 from rabbit_bridge.task_handlers import shop_task_workers
 from scripts.seed import register_seed
@@ -134,3 +135,7 @@ app.add_dependency(central_logs)
 register_seed(app)
 task_workers = shop_task_workers(settings, rabbit, publisher)
 app.add_dependency(task_workers)
+mail_sender = MailSender(rabbit, publisher, settings.smtp_url)
+app.add_dependency(mail_sender)
+promotion_mail = PromotionMail(rabbit)
+app.add_dependency(promotion_mail)

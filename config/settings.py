@@ -34,6 +34,7 @@ class Settings:
     kafka_url: str = "kafka://127.0.0.1:9092"
     kafka_compat: str = ""
     rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    smtp_url: str = "smtp://127.0.0.1:25"
     store: str = "rocksdb://"
     datadir: Path = Path("var/data")
     web_host: str = "127.0.0.1"
@@ -265,6 +266,8 @@ SETTINGS: tuple[Spec, ...] = (
          "Broker quirks to work around: 'tansu' for the embedded dev broker, empty for Kafka."),
     Spec("rabbit_url", "SHOP_RABBIT_URL", _url("amqp", "amqps"),
          "RabbitMQ URL for logs, promotions, tasks and mail notifications."),
+    Spec("smtp_url", "SHOP_SMTP_URL", _url("smtp"),
+         "SMTP server the mail sender delivers notification mail to, e.g. smtp://mail:25."),
     Spec("store", "SHOP_STORE", _url("rocksdb", "memory"),
          "Table storage: rocksdb:// (RocksDB via rocksdict) or memory:// (tests only)."),
     Spec("datadir", "SHOP_DATADIR", _path,

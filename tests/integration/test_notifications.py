@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -12,20 +13,21 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.integration.fixtures import WorkerFactory
-from tests.integration.notify import (
-    SseClient,
-    call,
-    register,
-    start,
-    until,
-)
+from tests.integration.notify import SseClient, call, private_rabbit, register, start, until
 from tests.integration.shop import ADMIN, customer
 
 pytestmark = pytest.mark.integration
 
 
-async def test_a_welcome_arrives_on_the_stream_and_in_the_list(workers: WorkerFactory) -> None:
-    worker = await start(workers)
+@pytest.fixture
+def rabbit(workers: WorkerFactory) -> Iterator[str]:
+    """Return a private RabbitMQ vhost's URL (the shared broker's queues see other runs)."""
+    yield from private_rabbit(workers)
+
+
+async def test_a_welcome_arrives_on_the_stream_and_in_the_list(workers: WorkerFactory,
+                                                               rabbit: str) -> None:
+    worker = await start(workers, SHOP_RABBIT_URL=rabbit)
     async with aiohttp.ClientSession() as http:
         started = time.monotonic()
         user_id = await register(http, worker.url, "welcome@example.com")
@@ -64,9 +66,9 @@ async def test_a_welcome_arrives_on_the_stream_and_in_the_list(workers: WorkerFa
 
 
 async def test_reconnecting_with_last_event_id_misses_nothing_and_repeats_nothing(
-    workers: WorkerFactory,
+    workers: WorkerFactory, rabbit: str,
 ) -> None:
-    worker = await start(workers)
+    worker = await start(workers, SHOP_RABBIT_URL=rabbit)
     bootstrap = workers.broker.bootstrap
     async with aiohttp.ClientSession() as http:
         user_id = await register(http, worker.url, "resume@example.com")
@@ -113,8 +115,9 @@ def order_notice(user_id: str, event_id: str) -> bytes:
         "status": "shipped", "total_cents": 1000, "reason": ""}).encode()
 
 
-async def test_a_duplicated_source_event_notifies_once(workers: WorkerFactory) -> None:
-    worker = await start(workers)
+async def test_a_duplicated_source_event_notifies_once(workers: WorkerFactory,
+                                                       rabbit: str) -> None:
+    worker = await start(workers, SHOP_RABBIT_URL=rabbit)
     async with aiohttp.ClientSession() as http:
         user_id = await register(http, worker.url, "dupe@example.com")
         me = customer(user_id)

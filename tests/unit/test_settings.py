@@ -48,6 +48,7 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_COMMIT_INTERVAL": "0"}, "SHOP_COMMIT_INTERVAL"),
     ({"SHOP_APP_ID": "shop stream"}, "SHOP_APP_ID"),
     ({"SHOP_RABBIT_URL": "http://rabbit"}, "SHOP_RABBIT_URL"),
+    ({"SHOP_SMTP_URL": "mail.example.com:25"}, "SHOP_SMTP_URL"),
     ({"SHOP_WEB_CANONICAL_URL": "ftp://worker-1"}, "SHOP_WEB_CANONICAL_URL"),
     ({"SHOP_ENVIRONMENT": "staging"}, "SHOP_ENVIRONMENT"),
     ({"SHOP_ACCESS_TOKEN_TTL": "5"}, "SHOP_ACCESS_TOKEN_TTL"),
