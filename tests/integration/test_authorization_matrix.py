@@ -115,6 +115,15 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
         Row("GET", "/api/support/tickets/{ticket_id}", TICKET_OF_A, values=ticket_a),
         Row("GET", "/api/support/sla", STAFF_ONLY),
         Row("GET", "/api/support/stream", ("deny401", "deny403", "deny403", "allow", "allow")),
+        # notifications: each caller's own; only A may mark A's (others: 404, as absent).
+        Row("GET", "/api/notifications", SIGNED_IN),
+        Row("GET", "/api/notifications/stream", SIGNED_IN),  # 406 without Accept: SSE
+        Row("GET", "/api/notifications/preferences", SIGNED_IN),
+        Row("PUT", "/api/notifications/preferences", SIGNED_IN,
+            body={"marketing": True, "digest": True}),
+        Row("POST", "/api/notifications/{notification_id}/read",
+            ("deny401", "ok", "hidden404", "hidden404", "hidden404"),
+            values={"notification_id": "notification_a"}),
         Row("POST", "/api/support/tickets/{ticket_id}/comments", TICKET_OF_A,
             body={"body": "A comment."}, values=ticket_a),
         Row("POST", "/api/support/tickets/{ticket_id}/assign",
@@ -218,6 +227,12 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
             "admin": ADMIN,
         }
 
+        # A's welcome notification (for marking it read).
+        welcome = await until(lambda: call(http, worker, "GET", "/api/notifications",
+                                           headers=headers["A"]),
+                              lambda status, body: status == 200 and body["total"] >= 1)
+        ids["notification_a"] = welcome["items"][-1]["id"]
+
         # Two promotion codes (one to delete).
         for code in ("AUTHZ10", "DOOMED"):
             status, created = await call(http, worker, "POST", "/api/promotions",
@@ -289,7 +304,8 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                 concrete = path
                 for name, key in (("order_id", "order_a"), ("user_id", "user_a"),
                                   ("sku", "sku"), ("session_id", "session_id"),
-                                  ("code", "code"), ("ticket_id", "ticket_a")):
+                                  ("code", "code"), ("ticket_id", "ticket_a"),
+                                  ("notification_id", "notification_a")):
                     concrete = concrete.replace(f"{{{name}}}", ids[key])
                 status, answer = await call(http, worker, method.upper(), concrete, {},
                                             forged)
