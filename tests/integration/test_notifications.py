@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.notify import SseClient, call, private_rabbit, register, start, until
-from tests.integration.shop import ADMIN, customer
+from tests.integration.shop import ADMIN, bearer, customer
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +155,40 @@ async def consume_all(bootstrap: str, topic: str) -> list[Any]:
         return [m for messages in batch.values() for m in messages]
     finally:
         await consumer.stop()
+
+
+async def test_two_workers_stream_from_the_owner_and_support_answers_notify(
+    workers: WorkerFactory, rabbit: str,
+) -> None:
+    first = await start(workers, "w1", SHOP_RABBIT_URL=rabbit)
+    second = await start(workers, "w2", SHOP_RABBIT_URL=rabbit)
+    await asyncio.to_thread(first.wait_ready)
+    async with aiohttp.ClientSession() as http:
+        user_id = await register(http, first.url, "two@example.com")
+        me = customer(user_id)
+        # Either worker answers the stream: the owner serves it, the other relays it.
+        for worker in (first, second):
+            async with SseClient(http, worker.url, me, last_event_id="0") as stream:
+                name, data, event_id = await stream.next(within=10.0)
+                assert (name, event_id) == ("welcome", "1"), (worker.name, data)
+        async with SseClient(http, second.url, me, last_event_id="1") as stream:
+            status, ticket = await call(http, "POST", first.url + "/api/support/tickets", me,
+                                        {"subject": "Where is it?", "body": "My parcel."})
+            assert status == 201, ticket
+            path = f"/api/support/tickets/{ticket['id']}"
+            staff = bearer("agent-1", "support")
+            await until(http, first.url + path, me, lambda s, _: s == 200)
+            status, _ = await call(http, "POST", first.url + path + "/comments", me,
+                                   {"body": "Any news?"})  # the customer's own: no notice
+            assert status in (200, 201, 202)
+            status, _ = await call(http, "POST", second.url + path + "/comments", staff,
+                                   {"body": "On its way."})
+            assert status in (200, 201, 202)
+            status, _ = await call(http, "POST", first.url + path + "/resolve", staff,
+                                   {"resolution": "Delivered."})
+            assert status in (200, 201, 202)
+            kinds = [(await stream.next(within=10.0))[0] for _ in range(2)]
+        assert kinds == ["ticket_answered", "ticket_resolved"]
+        page = await until(http, second.url + "/api/notifications", me,
+                           lambda s, b: s == 200 and b["total"] == 3)
+        assert page["unread"] == 3
