@@ -69,15 +69,8 @@ class ShopApp(faust.App):
 
 def create_app(settings: Settings) -> ShopApp:
     """Build the Faust app from ``settings`` (the layers are discovered at worker start)."""
-    from web.errors import error_middleware
     from web.identity import rate_key
-    from web.middleware import (
-        cors,
-        install_request_id_logging,
-        rate_limits,
-        request_ids,
-        served_by,
-    )
+    from web.middleware import gateway, install_request_id_logging
 
     install_request_id_logging()
 
@@ -105,11 +98,9 @@ def create_app(settings: Settings) -> ShopApp:
         web_router_enabled=False,
         web_tables_enabled=False,
         web_application_options={"middlewares": [
-            served_by(settings.canonical_url),
-            request_ids,
-            cors(settings.cors_origins),
-            rate_limits(settings.rate_limit, settings.rate_burst, rate_key),
-            error_middleware,
+            # served_by, request ids, CORS, rate limits and the error shape, in one
+            gateway(settings.canonical_url, settings.cors_origins, settings.rate_limit,
+                    settings.rate_burst, rate_key),
         ],
                                  "client_max_size": 1024 * 1024},
     )

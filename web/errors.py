@@ -17,6 +17,7 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "NotFound",
+    "error_answer",
     "error_body",
     "error_middleware",
     "error_response",
@@ -90,22 +91,35 @@ def error_response(status: int, message: str, *, code: str | None = None,
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def error_answer(request: web.Request, exc: Exception) -> web.Response | None:
+    """Return the one-shape answer to ``exc`` raised by a handler (None: not an error).
+
+    An :class:`ApiError` keeps its status, code and headers; aiohttp's own 4xx/5xx (unknown
+    route, wrong method) keep their status and ``Allow``/``Retry-After``; anything else is
+    logged and answered as a 500. A redirect or other HTTPException below 400 is not an
+    error: None tells the caller to re-raise it.
+    """
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.message, code=exc.code, details=exc.details,
+                              headers=exc.headers)
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            return None
+        message = exc.reason if exc.status != 404 else f"no route for {request.path}"
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, message, headers=headers)
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal error; the request id is in the logs",
+                          code="internal")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every error with the one JSON shape."""
     try:
-        response = await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.message, code=exc.code, details=exc.details,
-                              headers=exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+        return await handler(request)
+    except Exception as exc:
+        answer = error_answer(request, exc)
+        if answer is None:
             raise
-        message = exc.reason if exc.status != 404 else f"no route for {request.path}"
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return error_response(exc.status, message, headers=headers)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal error; the request id is in the logs",
-                              code="internal")
-    return response
+        return answer

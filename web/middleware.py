@@ -1,7 +1,11 @@
 """The gateway's middleware (besides the error shape in ``web/errors.py``): request ids, rate
 limits, CORS, and which worker answered.
 
-Order on the way in: served_by (outermost), request id, CORS, rate limit, error shape, view.
+:func:`gateway` is the one middleware the app installs: it does, in this order on the way in,
+what the separate middlewares below do (served_by outermost, request id, CORS, rate limit,
+error shape, view), in one coroutine frame instead of five. The pieces are plain functions
+(:func:`accept_request_id`, :func:`cors_headers`, :func:`rate_limited`, ``error_answer``)
+shared by both forms; the separate middlewares remain for tests and small apps.
 """
 
 from __future__ import annotations
@@ -10,23 +14,27 @@ import hashlib
 import hmac
 import logging
 import math
+import random
 import re
 import time
-import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
 
-from web.errors import Handler, error_response
+from web.errors import Handler, error_answer, error_response
 
 __all__ = [
     "REQUEST_ID",
+    "accept_request_id",
     "cors",
+    "cors_headers",
     "forwarding_headers",
+    "gateway",
     "install_request_id_logging",
     "is_forwarded",
+    "rate_limited",
     "rate_limits",
     "request_id",
     "request_ids",
@@ -87,11 +95,21 @@ def request_id(request: web.Request | Any) -> str:
     return str(request.get(_REQUEST_ID_KEY) or request.headers.get(REQUEST_ID_HEADER, ""))
 
 
+def accept_request_id(given: str | None) -> str:
+    """Return the caller's request id if it is a valid one, else a new random 32-hex id."""
+    if given and _valid_id(given):
+        return given
+    return f"{_random_bits(128):032x}"
+
+
+_valid_id = _VALID_ID.fullmatch
+_random_bits = random.getrandbits  # ids must be unique, not secret: no syscall per request
+
+
 @web.middleware
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take the request id from X-Request-Id or make one; echo it; log with it."""
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
+    rid = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
     request[_REQUEST_ID_KEY] = rid
     token = REQUEST_ID.set(rid)
     try:
@@ -144,22 +162,58 @@ class TokenBuckets:
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
 
 
+def rate_limited(request: web.Request, buckets: TokenBuckets,
+                 caller: Callable[[Any], str]) -> web.Response | None:
+    """Take a token for the caller of an /api request; return the 429 answer if it has none.
+
+    Requests outside /api and requests proven forwarded by another worker (already counted
+    there) are not limited.
+    """
+    if not request.path.startswith("/api/") or is_forwarded(request):
+        return None
+    wait = buckets.take(caller(request), time.monotonic())
+    if not wait:
+        return None
+    return error_response(
+        429, f"too many requests; at most {buckets.rate:g} a second (burst {buckets.burst:g})",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
 def rate_limits(rate: float, burst: float, caller: Callable[[Any], str]) -> Middleware:
     """Return middleware limiting each caller (``caller(request)``) on /api to ``rate``/s."""
     buckets = TokenBuckets(rate, burst)
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/") or is_forwarded(request):
-            return await handler(request)
-        wait = buckets.take(caller(request), time.monotonic())
-        if wait:
-            return error_response(
-                429, f"too many requests; at most {rate:g} a second (burst {burst:g})",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        return await handler(request)
+        return rate_limited(request, buckets, caller) or await handler(request)
 
     return limit
+
+
+_PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key, X-Request-Id",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def cors_allows(origins: frozenset[str], origin: str | None) -> bool:
+    """Return True if a page on ``origin`` may call /api (``origins`` "*": any)."""
+    return origin is not None and ("*" in origins or origin in origins)
+
+
+def is_preflight(request: web.Request) -> bool:
+    """Return True for a CORS preflight (OPTIONS with Access-Control-Request-Method)."""
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def cors_headers(headers: Any, origin: str, method: str) -> None:
+    """Add the CORS headers of an allowed ``origin`` to response ``headers``."""
+    headers["Access-Control-Allow-Origin"] = origin
+    headers["Vary"] = "Origin"
+    if method == "OPTIONS":
+        headers.update(_PREFLIGHT_HEADERS)
+    headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
 
 
 def cors(origins: frozenset[str]) -> Middleware:
@@ -168,22 +222,57 @@ def cors(origins: frozenset[str]) -> Middleware:
     @web.middleware
     async def allow_origins(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        allowed = origin is not None and ("*" in origins or origin in origins)
-        if allowed and request.method == "OPTIONS" and "Access-Control-Request-Method" in \
-                request.headers:
+        allowed = cors_allows(origins, origin)
+        if allowed and is_preflight(request):
             response: web.StreamResponse = web.Response(status=204)
         else:
             response = await handler(request)
         if allowed and not response.prepared:
-            response.headers["Access-Control-Allow-Origin"] = origin or "*"
-            response.headers["Vary"] = "Origin"
-            if request.method == "OPTIONS":
-                response.headers["Access-Control-Allow-Methods"] = \
-                    "GET, POST, PATCH, DELETE, OPTIONS"
-                response.headers["Access-Control-Allow-Headers"] = \
-                    "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
-                response.headers["Access-Control-Max-Age"] = "600"
-            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
+            cors_headers(response.headers, origin or "*", request.method)
         return response
 
     return allow_origins
+
+
+def gateway(canonical_url: str, origins: frozenset[str], rate: float, burst: float,
+            caller: Callable[[Any], str]) -> Middleware:
+    """Return the one middleware of the API gateway.
+
+    It behaves as ``served_by(canonical_url)``, ``request_ids``, ``cors(origins)``,
+    ``rate_limits(rate, burst, caller)`` and ``error_middleware`` in that order: every
+    answer (errors, 429s and preflights included) carries the request id and X-Served-By,
+    CORS headers for allowed origins, and every error has the one JSON shape.
+    """
+    buckets = TokenBuckets(rate, burst)
+
+    @web.middleware
+    async def shop_gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = request.headers
+        rid = accept_request_id(headers.get(REQUEST_ID_HEADER))
+        request[_REQUEST_ID_KEY] = rid
+        token = REQUEST_ID.set(rid)
+        origin = headers.get("Origin")
+        allowed = origin is not None and cors_allows(origins, origin)
+        try:
+            if allowed and is_preflight(request):
+                response: web.StreamResponse = web.Response(status=204)
+            else:
+                try:
+                    response = rate_limited(request, buckets, caller) or await handler(request)
+                except Exception as exc:
+                    answer = error_answer(request, exc)
+                    if answer is None:
+                        raise
+                    response = answer
+        finally:
+            REQUEST_ID.reset(token)
+        if not response.prepared:
+            answer_headers = response.headers
+            answer_headers[REQUEST_ID_HEADER] = rid
+            if allowed:
+                cors_headers(answer_headers, origin or "*", request.method)
+            if SERVED_BY not in answer_headers:
+                answer_headers[SERVED_BY] = canonical_url
+        return response
+
+    return shop_gateway

@@ -21,6 +21,9 @@ from web.middleware import (
     request_ids,
     served_by,
 )
+from web.middleware import (
+    gateway as shop_gateway,
+)
 
 WORKER = "http://worker-1.internal:6066"
 
@@ -152,4 +155,115 @@ async def test_only_a_proven_forward_skips_the_rate_limit(gateway: TestClient) -
     proven = {"X-Caller": "d",
               **forwarding_headers("http://worker-2:6066", settings.jwt_secret)}
     statuses = [(await gateway.get("/api/who", headers=proven)).status for _ in range(6)]
+    assert statuses == [200] * 6
+
+
+# -- the fused gateway: the same behaviours in one middleware -------------------------------
+
+
+async def redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/api/who")
+
+
+async def broken(request: web.Request) -> web.Response:
+    raise RuntimeError("a bug")
+
+
+@pytest.fixture
+async def fused() -> AsyncIterator[TestClient]:
+    app = web.Application(middlewares=[shop_gateway(
+        WORKER, frozenset({"https://shop.example.com"}), 2.0, 3.0,
+        lambda request: request.headers.get("X-Caller", "anonymous"))])
+    app.router.add_get("/api/who", who_am_i)
+    app.router.add_get("/api/forwarded", forwarded)
+    app.router.add_get("/api/streamed", streamed)
+    app.router.add_get("/api/redirect", redirect)
+    app.router.add_get("/api/broken", broken)
+    app.router.add_get("/health", who_am_i)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_the_gateway_echoes_or_makes_request_ids_and_names_the_worker(
+    fused: TestClient,
+) -> None:
+    given = await fused.get("/api/who", headers={"X-Request-Id": "req-42"})
+    assert given.headers["X-Request-Id"] == "req-42"
+    assert given.headers[SERVED_BY] == WORKER
+    assert await given.json() == {"request_id": "req-42", "logged": "req-42"}
+    made = await fused.get("/api/who", headers={"X-Request-Id": "bad id with spaces"})
+    body = await made.json()
+    assert made.headers["X-Request-Id"] == body["request_id"] == body["logged"]
+    assert len(body["request_id"]) == 32 and int(body["request_id"], 16) >= 0
+    other = await fused.get("/api/who")
+    assert (await other.json())["request_id"] != body["request_id"]
+    assert REQUEST_ID.get() == ""
+    kept = await fused.get("/api/forwarded", headers={"X-Caller": "forwarded"})
+    assert kept.headers[SERVED_BY] == "http://worker-2.internal:6066"
+    streamed_answer = await fused.get("/api/streamed", headers={"X-Caller": "streamed"})
+    assert SERVED_BY not in streamed_answer.headers
+    assert await streamed_answer.read() == b"data: 1\n\n"
+
+
+async def test_the_gateway_answers_every_error_in_one_shape_with_its_headers(
+    fused: TestClient,
+) -> None:
+    unknown = await fused.get("/nowhere", headers={"X-Request-Id": "req-1"})
+    assert unknown.status == 404
+    assert (await unknown.json())["error"]["code"] == "not_found"
+    assert unknown.headers[SERVED_BY] == WORKER and unknown.headers["X-Request-Id"] == "req-1"
+    wrong = await fused.delete("/api/who", headers={"X-Caller": "wrong"})
+    assert wrong.status == 405 and "GET" in wrong.headers["Allow"]
+    assert (await wrong.json())["error"]["code"] == "method_not_allowed"
+    bug = await fused.get("/api/broken", headers={"X-Caller": "bug"})
+    assert bug.status == 500 and (await bug.json())["error"]["code"] == "internal"
+    moved = await fused.get("/api/redirect", headers={"X-Caller": "moved"},
+                            allow_redirects=False)
+    assert moved.status == 302
+
+
+async def test_the_gateway_limits_each_caller_on_api_only(fused: TestClient) -> None:
+    statuses = [(await fused.get("/api/who", headers={"X-Caller": "a"})).status
+                for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = await fused.get("/api/who", headers={
+        "X-Caller": "a", "Origin": "https://shop.example.com"})
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert (await limited.json())["error"]["code"] == "too_many_requests"
+    assert limited.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert limited.headers[SERVED_BY] == WORKER and limited.headers["X-Request-Id"]
+    assert (await fused.get("/api/who", headers={"X-Caller": "b"})).status == 200
+    health = [(await fused.get("/health", headers={"X-Caller": "a"})).status
+              for _ in range(5)]
+    assert health == [200] * 5
+
+
+async def test_the_gateway_answers_cors_preflights_for_allowed_origins_only(
+    fused: TestClient,
+) -> None:
+    preflight = await fused.options("/api/who", headers={
+        "Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST",
+        "X-Caller": "p"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert preflight.headers[SERVED_BY] == WORKER
+    allowed = await fused.get("/api/who", headers={"Origin": "https://shop.example.com",
+                                                   "X-Caller": "c"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "X-Request-Id" in allowed.headers["Access-Control-Expose-Headers"]
+    other = await fused.get("/api/who", headers={"Origin": "https://evil.example.com",
+                                                 "X-Caller": "c"})
+    assert other.status == 200 and "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_the_gateway_skips_the_limit_only_for_a_proven_forward(fused: TestClient) -> None:
+    from app import settings
+
+    claimed = {"X-Caller": "d", "X-Shop-Forwarded-By": "http://worker-2:6066"}
+    statuses = [(await fused.get("/api/who", headers=claimed)).status for _ in range(4)]
+    assert statuses[-1] == 429
+    proven = {"X-Caller": "d",
+              **forwarding_headers("http://worker-2:6066", settings.jwt_secret)}
+    statuses = [(await fused.get("/api/who", headers=proven)).status for _ in range(6)]
     assert statuses == [200] * 6
