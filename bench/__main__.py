@@ -19,6 +19,7 @@ from bench.faust_agent import measure_faust_agent
 from bench.http import measure_http
 from bench.kafka_raw import create_topic, measure_consumer, measure_producer
 from bench.logs import measure_logs, print_logs_table
+from bench.notifications import STREAMS, measure_notifications
 from bench.report import (
     PhaseResult,
     environment,
@@ -180,6 +181,17 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     for result in logs:
         result.extra["phase"] = "logs"
     results.extend(logs)
+
+    notices = min(3000, options.shop_messages)  # like the shop agent's, capped
+    say(f"notifications: latency to {STREAMS} open SSE streams, then {notices:,} notices at "
+        "once through the notification agents")
+    results.extend(await measure_notifications(
+        broker, workdir, options.rabbit_url, count=notices, rate=100.0,
+        latency_seconds=options.saga_latency_seconds, deadline=time.monotonic() + 300,
+        bare_rate=results[2].rate))
+    say(f"notifications done: p50 {results[-2].extra['p50_ms']} ms, p99 "
+        f"{results[-2].extra['p99_ms']} ms; {results[-1].rate:,.0f} notices/s = "
+        f"{results[-1].extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
     return results
 
 

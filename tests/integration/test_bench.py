@@ -38,9 +38,13 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert all(p["extra"]["p99_ms"] >= p["extra"]["p50_ms"] > 0 for p in http)
     assert all(p["extra"]["ratio_to_bare_aiohttp"] > 0 for p in http)
     assert "x bare aiohttp" in result.stdout
-    raw, shipped, off, on = phases[9:]
-    assert [p["messages"] for p in phases[9:]] == [500, 500, 200, 200]
+    raw, shipped, off, on = phases[9:13]
+    assert [p["messages"] for p in phases[9:13]] == [500, 500, 200, 200]
     assert raw["name"].startswith("raw aio-pika")
     assert shipped["extra"]["ratio_to_raw_aio_pika"] > 0
     assert on["extra"]["p99_ratio_to_off"] > 0 and off["extra"]["p99_ms"] > 0
     assert "x raw (goal >= 0.5)" in result.stdout
+    latency, notified = phases[13:]
+    assert latency["extra"]["streams"] == 500 and latency["messages"] == 100
+    assert latency["extra"]["p99_ms"] >= latency["extra"]["p50_ms"] > 0
+    assert notified["messages"] == 300 and notified["extra"]["ratio_to_bare_faust_agent"] > 0
