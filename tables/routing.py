@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web as aioweb
 from faust.app.router import Router
 from faust.exceptions import NotReady, SameNode
-from faust.types import K
+from faust.types import TP, K
 from faust.types.web import Request, Response, Web
 from yarl import URL
 
@@ -54,40 +54,97 @@ class Unavailable(ApiError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+#: How many keys' partitions each router remembers (the oldest is forgotten first).
+PARTITION_CACHE_SIZE = 10_000
+
+
 class ShopRouter(Router):
-    """Faust's router, with metadata loaded first and complete, loop-free forwarding."""
+    """Faust's router, with metadata loaded first and complete, loop-free forwarding.
+
+    The owner of a key is looked up on every request (ownership moves at rebalances), but
+    what cannot change is remembered: each table's changelog topic, this worker's own host
+    and port, and each key's partition (a hash of the key over the topic's partitions, whose
+    number a topic keeps for its life).
+    """
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self._topics: dict[str, tuple[str, Any]] = {}
+        self._partitions: dict[tuple[str, K], int] = {}
+        self._idents: dict[str, tuple[str, int]] = {}
+        self._own: tuple[str, int] | None = None
 
     async def route_req(self, table_name: str, key: K, web: Web, request: Request) -> Response:
-        return await self._route_req(await self._key_owner(table_name, key), web, request)
+        owner = await self._owner_text(table_name, key)
+        if owner is None or is_forwarded(request):
+            # Here; or another worker thought we own the key (ownership is moving): answer
+            # here rather than forward again.
+            raise SameNode()
+        return await self._route_req(URL(owner), web, request)
 
     async def on_owner(self, table_name: str, key: K, web: Web, request: Request,
                        local: Callable[[], Awaitable[Response]]) -> Response:
         """Answer ``request`` on the worker that owns ``key``: here with ``local()``, or there."""
+        owner = await self._owner_text(table_name, key)
+        if owner is None or is_forwarded(request):
+            return await local()
         try:
-            return await self.route_req(table_name, key, web, request)
+            return await self._route_req(URL(owner), web, request)
         except SameNode:
             return await local()
 
     async def owner_url(self, table_name: str, key: K) -> URL | None:
         """Return the URL of the worker that owns ``key``, or None if it is this one."""
-        url = await self._key_owner(table_name, key)
-        if self._urlident(url) == self._urlident(self.app.conf.canonical_url):
-            return None
-        return url
+        owner = await self._owner_text(table_name, key)
+        return URL(owner) if owner is not None else None
 
     async def _key_owner(self, table_name: str, key: K) -> URL:
         """Return the URL of the worker that owns ``key`` (metadata loaded first), or 503."""
-        topic = self._get_table_topic(self._get_table(table_name))
+        owner = await self._owner_text(table_name, key)
+        return URL(owner) if owner is not None else URL(str(self.app.conf.canonical_url))
+
+    async def _owner_text(self, table_name: str, key: K) -> str | None:
+        """Return the URL of the worker that owns ``key`` as text, None if it is this one.
+
+        Raise :class:`Unavailable` (503) while the owner is not known.
+        """
+        known = self._topics.get(table_name)
+        if known is None:
+            table = self._get_table(table_name)
+            known = self._topics[table_name] = (self._get_table_topic(table),
+                                                table.changelog_topic)
+        topic, changelog = known
         try:
-            await cast(Any, self.app.producer)._ensure_producer().partitions_for(topic)
-            return self.key_store(table_name, key)
+            partition = self._partitions.get((topic, key))
+            if partition is None:
+                producer = cast(Any, self.app.producer)._ensure_producer()
+                if producer._metadata.partitions_for_topic(topic) is None:
+                    await producer.partitions_for(topic)
+                partition = self.app.producer.key_partition(
+                    topic, changelog.prepare_key(key, None)[0]).partition
+                if len(self._partitions) >= PARTITION_CACHE_SIZE:
+                    del self._partitions[next(iter(self._partitions))]
+                self._partitions[(topic, key)] = partition
+            owner: str = cast(Any, self._assignor)._tps_url[TP(topic, partition)]
         except (KeyError, NotReady):
             raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
                               "retry in a second") from None
+        return None if self._ident(owner) == self._own_ident() else owner
+
+    def _ident(self, url: str) -> tuple[str, int]:
+        ident = self._idents.get(url)
+        if ident is None:
+            ident = self._idents[url] = self._urlident(URL(url))
+        return ident
+
+    def _own_ident(self) -> tuple[str, int]:
+        if self._own is None:
+            self._own = self._urlident(URL(str(self.app.conf.canonical_url)))
+        return self._own
 
     async def _route_req(self, dest_url: URL, web: Web, request: Request) -> Response:
         host, port = self._urlident(dest_url)
-        if (host, port) == self._urlident(self.app.conf.canonical_url):
+        if (host, port) == self._own_ident():
             raise SameNode()
         incoming = cast(aioweb.Request, request)
         if is_forwarded(incoming):
