@@ -1,16 +1,19 @@
 """Orders agent: the saga. Applies each order event to the order and sends what it causes.
 
 It consumes the ``orders`` and ``payments`` topics (both keyed by order id), so an order's
-row is always written from the same partition number. A timer asks again for answers that
-an order has waited for longer than CHASE_AFTER_S (a request or its answer lost in a worker's
-crash). Orders that waited longer than SHOP_ORDER_TTL for stock or payment are expired when
-the task scheduler's ``expire-orders`` task sends an ``ExpirySweep`` to every partition
+row is always written from the same partition number. A timer asks again for answers an
+order may have lost in a worker's crash (see :func:`chase_open_orders`). Orders that waited
+longer than SHOP_ORDER_TTL for stock or payment are expired when the task scheduler's
+``expire-orders`` task sends an ``ExpirySweep`` to every partition
 (:func:`request_expiry_sweep`): each worker expires the overdue orders it owns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,9 +47,12 @@ from tables.base import tables_ready
 from tables.orders import open_orders, orders, orders_by_user, watchers
 from tables.replay import Position, Send, decide_once, update_once
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "chase_open_orders",
     "expire_overdue_orders",
+    "expire_when_asked",
     "index_orders_by_user",
     "request_expiry_sweep",
     "run_order_saga",
@@ -58,20 +64,27 @@ SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, Paym
                PromotionRedeemed, PromotionRefused)
 
 #: Types on the saga's topics that are for other agents or readers (skipped undecoded).
-NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested",
+NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested", "provider_answered",
                               *(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)})
 
-#: How often open orders are checked (expiry and lost answers), in seconds.
+#: How often open orders may be checked for lost answers, in seconds.
 CHASE_S = 1.0
-#: How long an order waits for an answer before its request is sent again.
+#: How long an order that waited across a rebalance waits before its request is sent again.
 CHASE_AFTER_S = 5.0
 CHASE_AFTER = timedelta(seconds=CHASE_AFTER_S)
+#: For how long after a rebalance orders waiting across it are looked for, in seconds.
+CHASE_WINDOW_S = 60.0
+#: Without a rebalance, an order waiting this long is asked again all the same (a safety net),
+#: looked for every SAFETY_SCAN_S.
+CHASE_SAFETY = timedelta(seconds=60)
+SAFETY_SCAN_S = 15.0
+
 
 
 async def apply_order_event(event: Any, position: Position) -> None:
     """Move the order ``event`` is about, once, and send what that causes."""
     if isinstance(event, ExpirySweep):
-        await expire_overdue_orders()
+        _expiry_due.set()  # looked at outside this event: see expire_when_asked
         return
     if not isinstance(event, SAGA_EVENTS):
         return
@@ -130,59 +143,137 @@ def _ask_once(asked: dict[str, float], order_id: str, clock: float) -> bool:
     if clock - asked.get(order_id, -CHASE_AFTER_S) < CHASE_AFTER_S:
         return False
     asked[order_id] = clock
+    return True
+
+
+def _forget_old(asked: dict[str, float], clock: float) -> None:
     for old in [k for k, at in asked.items() if clock - at > 60 * CHASE_AFTER_S]:
         del asked[old]
-    return True
+
+
+@dataclass
+class ChaseState:
+    """When this worker last saw a rebalance, and when it last looked for long waits."""
+
+    rebalances_seen: int = -1
+    rebalanced_at: datetime | None = None
+    window_until: float = 0.0
+    safety_scan_at: float = float("-inf")
+
+    def note_rebalance(self, count: int, now: datetime, clock: float) -> None:
+        """Open a chase window if the app rebalanced since the last look."""
+        if count != self.rebalances_seen:
+            self.rebalances_seen = count
+            self.rebalanced_at = now
+            self.window_until = clock + CHASE_WINDOW_S
+
+    def scan_due(self, clock: float) -> bool:
+        """Return True if the open orders are to be looked at now."""
+        if clock < self.window_until:
+            return True
+        if clock - self.safety_scan_at >= SAFETY_SCAN_S:
+            self.safety_scan_at = clock
+            return True
+        return False
+
+    def lost(self, last_change: datetime, now: datetime, clock: float) -> bool:
+        """Return True if an order unchanged since ``last_change`` may have lost an answer."""
+        waited = now - last_change
+        across = (clock < self.window_until and self.rebalanced_at is not None
+                  and last_change < self.rebalanced_at and waited > CHASE_AFTER)
+        return across or waited > CHASE_SAFETY
+
+
+_chase_state = ChaseState()
 
 
 @app.timer(interval=CHASE_S)
 async def chase_open_orders() -> None:
-    """Ask again for answers an order has waited for too long.
+    """Ask again for answers an order may have lost in a worker's crash.
 
-    Runs on every worker over the orders it owns (a table iterates its active partitions),
-    and only while the worker is ready: during a recovery a row may be behind.
+    An answer is lost only when a worker dies between writing a row and sending what the row
+    caused; every worker of the group then rebalances. So for CHASE_WINDOW_S after each
+    rebalance, orders unchanged since before it that have waited CHASE_AFTER_S are asked again;
+    otherwise only orders waiting longer than CHASE_SAFETY_S are, looked for every
+    SAFETY_SCAN_S. (Chasing every slow order would pile duplicate requests on a worker that
+    is merely busy, and make it busier.) Runs on every worker over the orders it owns, and
+    only while the worker is ready: during a recovery a row may be behind.
     """
     if not tables_ready(app):
         return
     now = utcnow()
     clock = time.monotonic()
+    _chase_state.note_rebalance(app.rebalancing_count, now, clock)
+    if not _chase_state.scan_due(clock):
+        return
     sends: list[Send] = []
     for order_id in list(open_orders.keys()):
         row = orders.get(order_id)
         if row is None or row["status"] not in ACTIVE:
             continue
-        if now - datetime.fromisoformat(row["history"][-1]["at"]) > CHASE_AFTER and (
-                _ask_once(_chased, order_id, clock)):
+        last_change = datetime.fromisoformat(row["history"][-1]["at"])
+        if _chase_state.lost(last_change, now, clock) and _ask_once(_chased, order_id, clock):
             sends.extend(to_sends(chase(Order.from_row(row))))
+    _forget_old(_chased, clock)
     await send_all(sends)
+
+
+#: Set by an ``ExpirySweep``; the task below then looks for overdue orders once.
+_expiry_due = asyncio.Event()
+
+
+@app.task
+async def expire_when_asked() -> None:
+    """Look for overdue orders once after each burst of sweeps.
+
+    Not inside the sweep's own event: there, a table read sees only that event's partition
+    (Faust's RocksDB store reads the current event's partition), and a worker owning several
+    partitions gets a sweep for each at once; one look here covers all of them.
+    """
+    while True:
+        await _expiry_due.wait()
+        _expiry_due.clear()
+        if tables_ready(app):
+            try:
+                await expire_overdue_orders()
+            except Exception:  # the next sweep tries again; never let the task die
+                log.exception("expiry sweep failed; the next sweep tries again")
 
 
 async def expire_overdue_orders() -> int:
     """Ask to expire the open orders this worker owns that are past their deadline.
 
-    Called for each ``ExpirySweep``; a worker owning several partitions gets several sweeps,
-    and the saga's expiry is idempotent by state, so asking twice is harmless.
+    The saga's expiry is idempotent by state, so asking twice is harmless.
     """
-    now = utcnow().isoformat()
     clock = time.monotonic()
+    now = utcnow().isoformat()
     expired = 0
     for order_id, deadline in list(open_orders.items()):
+        if deadline > now:
+            continue
         row = orders.get(order_id)
-        if row is None or row["status"] not in ACTIVE or deadline > now:
+        if row is None or row["status"] not in ACTIVE:
             continue
         if not _ask_once(_expiring, order_id, clock):
             continue
         expire = ExpireRequested.new(order_id=order_id, correlation_id=order_id)
         await orders_topic.send(key=order_id, value=expire.dumps())
         expired += 1
+    _forget_old(_expiring, clock)
+    if expired:
+        log.info("expiry sweep: %d overdue order(s) asked to expire", expired)
     return expired
 
 
 async def request_expiry_sweep() -> int:
     """Send an ``ExpirySweep`` to every partition of the orders topic; return how many.
 
-    The owner of each partition expires its overdue orders (the expire-orders task).
+    The owner of each partition expires its overdue orders (the expire-orders task). A
+    worker that is not ready (starting, rebalancing) sends none: its producer may not know the
+    topic's partitions yet, and the next period's sweep comes soon.
     """
+    if not tables_ready(app):
+        return 0
     partitions = app.conf.topic_partitions
     for partition in range(partitions):
         sweep = ExpirySweep.new(partition=partition, correlation_id=f"sweep-{partition}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +28,13 @@ SCHEMA_VERSION = 1
 
 
 def new_event_id() -> str:
-    """Return a fresh event id (a random UUID, the key of idempotency)."""
-    return uuid.uuid4().hex
+    """Return a fresh event id (a random version-4 UUID, the key of idempotency).
+
+    The bits come from ``random`` (seeded from the OS at start and again after a fork), not
+    from ``os.urandom`` as ``uuid4`` does: an id must be unique, not secret, and a system call
+    per event was measurable on the saga's path.
+    """
+    return uuid.UUID(int=random.getrandbits(128), version=4).hex
 
 
 def utcnow() -> datetime:

@@ -2,7 +2,15 @@
 
 Charges and refunds are idempotent by order id: the provider gets the order id as the
 idempotency key, and the payments agent keeps one payment row per order, so a replayed
-``PaymentRequested`` never charges twice. Payment methods are provider tokens, never card
+``PaymentRequested`` never charges twice.
+
+A provider may take seconds to answer, and the payments agent must not wait for it: one slow
+charge would hold every payment behind it. So a request marks the row ``charging`` (or
+``refunding``) and the agent calls the provider in the background (:func:`start_call`); the
+answer comes back to the payments topic as ``ProviderAnswered`` and settles the row
+(:func:`finish_call`). A call lost with a worker is made again for a pending row (the saga
+asks again, and a worker that takes over pending rows calls again), which the provider's
+idempotency makes harmless. Payment methods are provider tokens, never card
 numbers. ``SimulatedProvider`` knows ``pm_card_ok``, ``pm_card_declined``,
 ``pm_card_insufficient_funds`` and ``pm_card_slow``; a real provider implements
 :class:`PaymentProvider`.
@@ -26,12 +34,18 @@ __all__ = [
     "PaymentProvider",
     "PaymentRequested",
     "PaymentSucceeded",
+    "ProviderAnswered",
+    "ProviderCall",
     "Refund",
     "RefundRequested",
     "Refunded",
     "SimulatedProvider",
+    "answer_of",
     "decide_payment",
+    "finish_call",
     "needs_provider",
+    "pending_call",
+    "start_call",
 ]
 
 #: The payment methods the simulated provider knows.
@@ -81,8 +95,113 @@ class Refunded(Event):
     refund_id: str
 
 
+class ProviderAnswered(Event):
+    """The provider answered a charge or a refund that the payments agent made for an order."""
+
+    event_type = "provider_answered"
+    order_id: str
+    call: str  # "charge" or "refund"
+    amount_cents: int
+    ok: bool
+    charge_id: str = ""
+    refund_id: str = ""
+    reason: str = ""
+
+
 PAYMENT_EVENTS = event_types(PaymentRequested, PaymentSucceeded, PaymentFailed,
-                             RefundRequested, Refunded)
+                             RefundRequested, Refunded, ProviderAnswered)
+
+#: Rows waiting for the provider's answer.
+PENDING = frozenset({"charging", "refunding"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """A call to make to the provider for an order: a charge or a refund."""
+
+    call: str
+    order_id: str
+    amount_cents: int
+    payment_method: str = ""
+    charge_id: str = ""
+
+
+def start_call(row: Mapping[str, Any] | None,
+               event: Event) -> tuple[dict[str, Any] | None, list[Effect], ProviderCall | None]:
+    """Return the row after a request, the events it causes, and the provider call to make.
+
+    A new charge or refund marks the row pending and asks for the call; a request for a
+    pending row asks for the call again (it may have been lost with a worker; the provider is
+    idempotent); a settled row answers with its stored outcome, as :func:`decide_payment`.
+    """
+    if isinstance(event, PaymentRequested):
+        if row is None:
+            pending = {"order_id": event.order_id, "amount_cents": event.amount_cents,
+                       "payment_method": event.payment_method, "status": "charging",
+                       "charge_id": "", "reason": "", "refunded_cents": 0, "refund_id": ""}
+            return pending, [], _call_for(pending)
+        if row["status"] == "charging":
+            return dict(row), [], _call_for(row)
+    if isinstance(event, RefundRequested) and row is not None:
+        if needs_provider(row, event):
+            pending = {**row, "status": "refunding"}
+            return pending, [], _call_for(pending)
+        if row["status"] == "refunding":
+            return dict(row), [], _call_for(row)
+        if row["status"] == "charging":
+            return dict(row), [], None  # the charge's answer comes first; the saga asks again
+    new_row, effects = decide_payment(row, event, None)
+    return new_row, effects, None
+
+
+def pending_call(row: Mapping[str, Any]) -> ProviderCall | None:
+    """Return the call a pending row waits for (None if it waits for none)."""
+    return _call_for(row) if row.get("status") in PENDING else None
+
+
+def _call_for(row: Mapping[str, Any]) -> ProviderCall:
+    if row["status"] == "charging":
+        return ProviderCall("charge", row["order_id"], row["amount_cents"],
+                            payment_method=row.get("payment_method", ""))
+    return ProviderCall("refund", row["order_id"], row["amount_cents"],
+                        charge_id=row["charge_id"])
+
+
+def answer_of(call: ProviderCall, answer: Charge | Refund) -> ProviderAnswered:
+    """Return the event that carries the provider's ``answer`` to ``call``."""
+    return ProviderAnswered.new(
+        order_id=call.order_id, call=call.call, amount_cents=call.amount_cents, ok=answer.ok,
+        charge_id=answer.charge_id if isinstance(answer, Charge) else "",
+        refund_id=answer.refund_id if isinstance(answer, Refund) else "",
+        reason=answer.reason, correlation_id=call.order_id)
+
+
+def finish_call(row: Mapping[str, Any] | None,
+                answered: ProviderAnswered) -> tuple[dict[str, Any] | None, list[Effect]]:
+    """Return the row settled by the provider's answer, and the outcome to announce.
+
+    An answer for a row that is not waiting for it (settled already: a second call's answer,
+    or a redelivery) changes nothing.
+    """
+    if answered.call == "charge" and row is not None and row["status"] == "charging":
+        request = PaymentRequested(type=PaymentRequested.event_type,
+                                   event_id=answered.event_id,
+                                   occurred_at=answered.occurred_at,
+                                   order_id=answered.order_id,
+                                   amount_cents=row["amount_cents"],
+                                   payment_method=row.get("payment_method", ""))
+        charge = Charge(answered.ok, charge_id=answered.charge_id, reason=answered.reason)
+        settled, effects = decide_payment(None, request, charge)
+        assert settled is not None
+        return {**settled, "payment_method": row.get("payment_method", "")}, effects
+    if answered.call == "refund" and row is not None and row["status"] == "refunding":
+        if not answered.ok:
+            raise RuntimeError(f"refund of order {answered.order_id} failed: "
+                               f"{answered.reason}")
+        refund = RefundRequested.new(order_id=answered.order_id)
+        return decide_payment({**row, "status": "succeeded"}, refund,
+                              Refund(True, refund_id=answered.refund_id))
+    return (dict(row) if row else None), []
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,31 @@ def ensure_rabbitmq(url: str, *, log: Callable[[str], object] = print) -> bool:
                       interval=0.3)
     log(f"rabbitmq-server is up ({waited:.1f} s)")
     return True
+
+
+@contextlib.contextmanager
+def rabbit_vhost(url: str, prefix: str = "shoptest") -> Iterator[str]:
+    """Yield the URL of a fresh virtual host of the local RabbitMQ at ``url`` (deleted after).
+
+    Queue names (tasks, logs, mail) are the same for every ShopStream deployment, so two
+    deployments on one RabbitMQ need a virtual host each, or they take each other's messages;
+    tests and benchmarks that run side by side get one each. Without ``rabbitmqctl`` (a remote
+    RabbitMQ) ``url`` is yielded as it is.
+    """
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        yield url
+        return
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    user = urlsplit(url).username or "guest"
+    _run([ctl, "-q", "add_vhost", name])
+    try:
+        _run([ctl, "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"])
+        base = url if url.endswith("/") else url + "/"
+        yield base + name
+    finally:
+        subprocess.run([ctl, "-q", "delete_vhost", name], check=False, capture_output=True,
+                       timeout=60)
 
 
 def stop_rabbitmq() -> None:

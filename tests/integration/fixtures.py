@@ -4,7 +4,9 @@
 - ``broker``: a fresh Tansu broker per test on a free port (starts in milliseconds; its memory
   storage means every test begins with empty topics).
 - ``workers``: a factory that starts ShopStream workers against ``broker`` with their own web
-  port and data dir, and stops them all after the test (printing their logs' tails).
+  port and data dir, and stops them all after the test (printing their logs' tails). The
+  workers of one test share a RabbitMQ virtual host of their own (``workers.vhost_url``):
+  on a RabbitMQ shared with other test runs they would otherwise take each other's tasks.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from scripts.devstack import (
     Worker,
     broker_env,
     ensure_rabbitmq,
+    rabbit_vhost,
     start_tansu,
     start_worker,
     stop_rabbitmq,
@@ -48,15 +51,17 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 class WorkerFactory:
     """Starts workers for one test and stops them all at its end."""
 
-    def __init__(self, broker: Broker, rabbit_url: str, base_dir: Path) -> None:
+    def __init__(self, broker: Broker, rabbit_url: str, base_dir: Path,
+                 vhost_url: str | None = None) -> None:
         self.broker = broker
         self.rabbit_url = rabbit_url
+        self.vhost_url = vhost_url or rabbit_url
         self.base_dir = base_dir
         self.started: list[Worker] = []
 
     def start(self, name: str, **settings: str) -> Worker:
         """Start worker ``name``; ``settings`` are extra SHOP_* variables."""
-        worker = start_worker(name, broker_env(self.broker), self.rabbit_url, self.base_dir,
+        worker = start_worker(name, broker_env(self.broker), self.vhost_url, self.base_dir,
                               extra_env=settings)
         self.started.append(worker)
         return worker
@@ -79,6 +84,7 @@ class WorkerFactory:
 @pytest.fixture
 def workers(broker: Broker, rabbit_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     """Return a factory of workers on ``broker``; all are stopped after the test."""
-    factory = WorkerFactory(broker, rabbit_url, tmp_path)
-    yield factory
-    factory.stop_all()
+    with rabbit_vhost(rabbit_url) as vhost_url:
+        factory = WorkerFactory(broker, rabbit_url, tmp_path, vhost_url)
+        yield factory
+        factory.stop_all()

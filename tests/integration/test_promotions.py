@@ -63,9 +63,9 @@ async def stock_soon(shop: Shop, expected: tuple[int, int, int],
 
 
 async def test_a_code_limited_to_ten_is_redeemed_ten_times_under_fifty_orders(
-        workers: WorkerFactory, rabbit_url: str) -> None:
+        workers: WorkerFactory) -> None:
     queue_name = f"test.promotions.{uuid.uuid4().hex[:8]}"
-    connection = await aio_pika.connect(rabbit_url)
+    connection = await aio_pika.connect(workers.vhost_url)
     channel = await connection.channel()
     exchange = await channel.declare_exchange(PROMOTIONS_EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                               durable=True)
