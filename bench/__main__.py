@@ -189,9 +189,11 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
         broker, workdir, options.rabbit_url, count=notices, rate=100.0,
         latency_seconds=options.saga_latency_seconds, deadline=time.monotonic() + 300,
         bare_rate=results[2].rate))
-    say(f"notifications done: p50 {results[-2].extra['p50_ms']} ms, p99 "
-        f"{results[-2].extra['p99_ms']} ms; {results[-1].rate:,.0f} notices/s = "
-        f"{results[-1].extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
+    latency, pipeline, inbox = results[-3:]
+    say(f"notifications done: p50 {latency.extra['p50_ms']} ms, p99 "
+        f"{latency.extra['p99_ms']} ms; {pipeline.rate:,.0f} notices/s end to end, "
+        f"{inbox.rate:,.0f}/s through the inbox agent = "
+        f"{inbox.extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
     return results
 
 

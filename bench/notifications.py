@@ -37,6 +37,16 @@ TOPIC = "orders"
 READY_TIMEOUT_S = 120.0
 
 
+def notify(user_id: str, order_id: str) -> bytes:
+    """Return a decided ``Notify`` for ``user_id`` (what the sources agent forwards)."""
+    return json.dumps({
+        "type": "notify", "event_id": f"nt-{order_id}",
+        "occurred_at": "2026-11-25T12:00:00+00:00", "correlation_id": order_id,
+        "schema_version": 1, "notification_id": f"nt-{order_id}", "user_id": user_id,
+        "kind": "order_shipped", "title": "Order shipped", "body": "On its way.",
+        "link": f"/orders/{order_id}", "created_at": "2026-11-25T12:00:00+00:00"}).encode()
+
+
 def notice(user_id: str, order_id: str) -> bytes:
     """Return an ``order_shipped`` notice for ``user_id`` (the saga's shape)."""
     return json.dumps({
@@ -120,15 +130,17 @@ async def measure_notifications(broker: Broker, workdir: Path, rabbit_url: str, 
                 latency = await _steady(producer, streams, users, rate, latency_seconds,
                                         deadline)
                 throughput = await _burst(producer, streams, users, count, deadline)
+                inbox = await _burst(producer, streams, users, count, deadline, direct=True)
             finally:
                 await producer.stop()
                 await streams.close()
     finally:
         await asyncio.to_thread(worker.stop)
-    latency.startup_seconds = throughput.startup_seconds = startup
-    if bare_rate:
-        throughput.extra["ratio_to_bare_faust_agent"] = round(throughput.rate / bare_rate, 3)
-    return [latency, throughput]
+    latency.startup_seconds = throughput.startup_seconds = inbox.startup_seconds = startup
+    for result in (throughput, inbox):
+        if bare_rate:
+            result.extra["ratio_to_bare_faust_agent"] = round(result.rate / bare_rate, 3)
+    return [latency, throughput, inbox]
 
 
 async def _steady(producer: AIOKafkaProducer, streams: Streams, users: list[str], rate: float,
@@ -156,15 +168,26 @@ async def _steady(producer: AIOKafkaProducer, streams: Streams, users: list[str]
 
 
 async def _burst(producer: AIOKafkaProducer, streams: Streams, users: list[str], count: int,
-                 deadline: float) -> PhaseResult:
-    """Send ``count`` notices at once; return the notices/s until all reached their streams."""
-    order_ids = [f"burst{n}" for n in range(count)]
+                 deadline: float, *, direct: bool = False) -> PhaseResult:
+    """Send ``count`` notices at once; return the notices/s until all reached their streams.
+
+    ``direct``: decided notifications straight to the notifications topic (the inbox agent
+    alone), else order notices to the orders topic (every agent of that topic, both hops).
+    """
+    prefix = "direct" if direct else "burst"
+    order_ids = [f"{prefix}{n}" for n in range(count)]
     started = time.perf_counter()
     for n, order_id in enumerate(order_ids):
-        await producer.send(TOPIC, notice(users[n % len(users)], order_id),
-                            key=order_id.encode())
+        user = users[n % len(users)]
+        if direct:
+            await producer.send("notifications", notify(user, order_id), key=user.encode())
+        else:
+            await producer.send(TOPIC, notice(user, order_id), key=order_id.encode())
     await streams.wait_for(order_ids, deadline)
     seconds = max(streams.arrived[o] for o in order_ids) - started
-    say(f"notifications: {count:,} notices through both agents to the streams in "
-        f"{seconds:.2f} s ({count / seconds:,.0f}/s)")
-    return PhaseResult("notification agents (orders -> row -> SSE)", count, seconds)
+    path = "the inbox agent" if direct else "the orders topic's agents and both hops"
+    say(f"notifications: {count:,} notices through {path} to the streams in {seconds:.2f} s "
+        f"({count / seconds:,.0f}/s)")
+    name = ("notification inbox agent (notifications -> row -> SSE)" if direct
+            else "notification pipeline (orders -> sources -> row -> SSE)")
+    return PhaseResult(name, count, seconds)
