@@ -12,11 +12,13 @@ small JSON document, nothing else (no middleware), on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -69,10 +71,15 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _request(host: str, port: int, path: str, headers: Mapping[str, str]) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}",
+def http_request(host: str, port: int, path: str, headers: Mapping[str, str], *,
+                 method: str = "GET", json_body: Any = None) -> bytes:
+    """Return the bytes of one keep-alive HTTP/1.1 request (with a JSON body if given)."""
+    data = b"" if json_body is None else json.dumps(json_body).encode()
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}",
              *(f"{name}: {value}" for name, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if json_body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -91,9 +98,12 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 async def run_load(host: str, port: int, path: str, *, requests: int, concurrency: int,
                    headers: Mapping[str, str] | None = None, server_pid: int | None = None,
-                   label: str = "") -> Load:
-    """GET ``path`` ``requests`` times over ``concurrency`` connections; every answer a 200."""
-    payload = _request(host, port, path, headers or {})
+                   label: str = "", payload: bytes | None = None, expect: int = 200) -> Load:
+    """Send ``requests`` requests over ``concurrency`` connections; each answer ``expect``.
+
+    The request is a GET of ``path`` unless ``payload`` gives its bytes (``http_request``).
+    """
+    payload = payload or http_request(host, port, path, headers or {})
     remaining = requests
     latencies: list[float] = []
 
@@ -107,8 +117,8 @@ async def run_load(host: str, port: int, path: str, *, requests: int, concurrenc
                 writer.write(payload)
                 status, body = await _answer(reader)
                 latencies.append(time.perf_counter() - started)
-                if status != 200:
-                    raise BenchError(f"GET {path} answered {status}: {body[:300]!r}")
+                if status != expect:
+                    raise BenchError(f"{path} answered {status}: {body[:300]!r}")
         finally:
             writer.close()
 

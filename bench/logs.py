@@ -36,7 +36,7 @@ import aiohttp
 from yarl import URL
 
 from bench.errors import BenchError
-from bench.http_load import Load, _answer
+from bench.http_load import Load, _answer, http_request, run_load
 from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _wait_ready
 from rabbit_bridge.central_logs import CentralLogs
@@ -167,31 +167,9 @@ async def measure_shipping(url: str, records: int, workdir: Path) -> PhaseResult
 async def post_load(port: int, path: str, body: dict[str, Any], *, requests: int,
                     concurrency: int, headers: dict[str, str]) -> Load:
     """POST ``body`` to ``path`` ``requests`` times over ``concurrency`` connections."""
-    data = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]
-    payload = ("\r\n".join(lines) + "\r\n\r\n").encode() + data
-    remaining = requests
-    latencies: list[float] = []
-
-    async def connection() -> None:
-        nonlocal remaining
-        reader, writer = await asyncio.open_connection(HOST, port)
-        try:
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                writer.write(payload)
-                status, answer = await _answer(reader)
-                latencies.append(time.perf_counter() - started)
-                if status != 202:
-                    raise BenchError(f"POST {path} answered {status}: {answer[:300]!r}")
-        finally:
-            writer.close()
-
-    began = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return Load(len(latencies), time.perf_counter() - began, latencies)
+    payload = http_request(HOST, port, path, headers, method="POST", json_body=body)
+    return await run_load(HOST, port, path, requests=requests, concurrency=concurrency,
+                          payload=payload, expect=202)
 
 
 async def paced_load(port: int, path: str, body: dict[str, Any], *, rate: float,
@@ -202,10 +180,7 @@ async def paced_load(port: int, path: str, body: dict[str, Any], *, rate: float,
     runs from the moment it was due, so a late answer counts in full (no coordinated
     omission).
     """
-    data = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]
-    payload = ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+    payload = http_request(HOST, port, path, headers, method="POST", json_body=body)
     interval = concurrency / rate
     per_connection = max(1, int(seconds / interval))
     latencies: list[float] = []
