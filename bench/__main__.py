@@ -186,7 +186,7 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     say(f"notifications: latency to {STREAMS} open SSE streams, then {notices:,} notices at "
         "once through the notification agents")
     results.extend(await measure_notifications(
-        broker, workdir, options.rabbit_url, count=notices, rate=100.0,
+        workdir, options.rabbit_url, count=notices, rate=100.0,
         latency_seconds=options.saga_latency_seconds, deadline=time.monotonic() + 300,
         bare_rate=results[2].rate))
     latency, pipeline, inbox = results[-3:]

@@ -27,7 +27,7 @@ from bench.errors import BenchError
 from bench.kafka_raw import new_producer
 from bench.report import UNLIMITED, PhaseResult, say
 from config.settings import DEV_JWT_SECRET
-from scripts.devstack import Broker, broker_env, start_worker
+from scripts.devstack import broker_env, start_tansu, start_worker
 from web.tokens import issue_access_token
 
 __all__ = ["STREAMS", "measure_notifications"]
@@ -106,14 +106,29 @@ class Streams:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def measure_notifications(broker: Broker, workdir: Path, rabbit_url: str, *,
-                                count: int, rate: float, latency_seconds: float,
-                                deadline: float,
+async def measure_notifications(workdir: Path, rabbit_url: str, *, count: int, rate: float,
+                                latency_seconds: float, deadline: float,
                                 bare_rate: float | None = None) -> list[PhaseResult]:
-    """Measure the notification latency with STREAMS streams and the notices/s end to end."""
+    """Measure the notification latency with STREAMS streams and the notices/s end to end.
+
+    The phase has a broker of its own: a worker of the shop's consumer group joining right
+    after the earlier phases' workers left can wait on the broker's stale group for minutes.
+    """
+    broker = start_tansu(log_path=workdir / "tansu-notify.log")
+    try:
+        return await _measure(broker.bootstrap, broker_env(broker), workdir, rabbit_url,
+                              count=count, rate=rate, latency_seconds=latency_seconds,
+                              deadline=deadline, bare_rate=bare_rate)
+    finally:
+        broker.stop()
+
+
+async def _measure(bootstrap: str, kafka_env: dict[str, str], workdir: Path, rabbit_url: str,
+                   *, count: int, rate: float, latency_seconds: float, deadline: float,
+                   bare_rate: float | None) -> list[PhaseResult]:
+    """Start the worker and the streams on the broker at ``bootstrap``; measure both."""
     spawned = time.monotonic()
-    worker = start_worker("bench-notify", broker_env(broker), rabbit_url, workdir,
-                          extra_env=UNLIMITED)
+    worker = start_worker("bench-notify", kafka_env, rabbit_url, workdir, extra_env=UNLIMITED)
     users = [f"bench-user-{i}" for i in range(STREAMS)]
     try:
         await asyncio.to_thread(worker.wait_ready, READY_TIMEOUT_S)
@@ -124,7 +139,7 @@ async def measure_notifications(broker: Broker, workdir: Path, rabbit_url: str, 
             streams = Streams(http, worker.url, users)
             await streams.start()
             say(f"notifications: worker ready in {startup:.1f} s, {streams.open} streams open")
-            producer = new_producer(broker.bootstrap)
+            producer = new_producer(bootstrap)
             await producer.start()
             try:
                 latency = await _steady(producer, streams, users, rate, latency_seconds,
