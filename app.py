@@ -23,6 +23,7 @@ from rabbit_bridge.mail import MailSender, PromotionMail
 from rabbit_bridge.publisher import RabbitPublisher
 from rabbit_bridge.task_handlers import shop_task_workers
 from scripts.seed import register_seed
+from scripts.simulate import register_simulate
 
 __all__ = ["ShopApp", "app", "central_logs", "log_shipping", "publisher", "rabbit", "settings",
            "task_workers"]
@@ -133,6 +134,7 @@ app.add_dependency(log_shipping)
 central_logs = CentralLogs(rabbit, settings.datadir / "logs")
 app.add_dependency(central_logs)
 register_seed(app)
+register_simulate(app)
 task_workers = shop_task_workers(settings, rabbit, publisher)
 app.add_dependency(task_workers)
 mail_sender = MailSender(rabbit, publisher, settings.smtp_url)
