@@ -25,6 +25,7 @@ __all__ = [
     "orders_topic",
     "payments_topic",
     "promotions_topic",
+    "recommendations_topic",
     "revocations_topic",
     "shop_topic",
     "support_topic",
@@ -102,6 +103,10 @@ support_topic = shop_topic("support")
 #: log record, from rabbit_bridge/central_logs.py) for the notifications service.
 notifications_topic = shop_topic("notifications")
 
+#: recommendations [user id]: BehaviourSeen (views and carts from the analytics topic,
+#: purchases from confirmed orders), for each user's recent behaviour.
+recommendations_topic = shop_topic("recommendations")
+
 #: Topics by name, for sending an effect to the topic it names.
 TOPICS: dict[str, TopicT] = {
     "orders": orders_topic,
@@ -115,6 +120,7 @@ TOPICS: dict[str, TopicT] = {
     "users": users_topic,
     "user-emails": user_emails_topic,
     "support": support_topic,
+    "recommendations": recommendations_topic,
 }
 
 #: dead-letters [source topic]: events that failed to decode or to be handled, with the error.

@@ -21,7 +21,7 @@ from models.base import new_event_id, utcnow
 from tables.analytics import public_view, session_activity
 from web.bodies import read_body
 from web.errors import NotFound
-from web.identity import require
+from web.identity import identity, require
 from web.middleware import request_id
 from web.openapi import TrackingAccepted, endpoint
 from web.views import ShopView
@@ -55,6 +55,7 @@ class TrackingView(ShopView):
 
     async def post(self, request: Request) -> Response:
         batch = await read_body(request, TrackingBatch)
+        user_id = identity(request).user_id or None  # signed in: the events are the user's
         correlation_id = request_id(request)
         now = utcnow()
         pending = []
@@ -65,6 +66,7 @@ class TrackingView(ShopView):
                 occurred_at=min(item.at or now, now).astimezone(UTC),
                 correlation_id=correlation_id,
                 session_id=batch.session_id,
+                user_id=user_id,
                 sku=item.sku,
                 query=item.query,
                 path=item.path,

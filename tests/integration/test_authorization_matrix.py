@@ -88,6 +88,8 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
             body={"level": "INFO", "message": "authorization matrix"}),
         Row("GET", "/api/admin/reports/daily", ADMIN_ONLY),
         Row("GET", "/api/reports/popular", ANYONE),
+        Row("GET", "/api/recommendations/{user_id}", OWNED_BY_A, values={"user_id": "user_a"}),
+        Row("GET", "/api/products/{sku}/similar", ANYONE),
         Row("POST", "/api/products", ADMIN_ONLY,
             body={"sku": "AUTHZ-2", "name": "Second", "category": "books",
                   "price_cents": 500}),
