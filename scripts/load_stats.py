@@ -36,6 +36,8 @@ class Tally:
     errors: int = 0
     refused: int = 0
     orders_placed: int = 0
+    orders_with_code: int = 0
+    orders_declined_card: int = 0
     order_statuses: Counter[str] = field(default_factory=Counter)
 
     def record(self, endpoint: str, status: int | None, seconds: float) -> None:
@@ -79,11 +81,12 @@ class Tally:
                 lines.append(f"{endpoint:<40} {shown:>6} {self.requests[(endpoint, status)]:>7}"
                              f" {timing}")
         lines.append("")
-        others = sorted(set(self.order_statuses) - {"confirmed", "rejected"})
-        lines.append(f"orders: placed={self.orders_placed}"
-                     f" confirmed={self.order_statuses['confirmed']}"
-                     f" rejected={self.order_statuses['rejected']} " + " ".join(
-                         f"{status}={self.order_statuses[status]}" for status in others))
+        settled = ["confirmed", "rejected",
+                   *sorted(set(self.order_statuses) - {"confirmed", "rejected"})]
+        lines.append(f"orders: placed={self.orders_placed} " + " ".join(
+            f"{name}={self.order_statuses[name]}" for name in settled))
+        lines.append(f"orders placed with a promotion code: {self.orders_with_code}, "
+                     f"with a card that fails: {self.orders_declined_card}")
         lines.append("actions: " + " ".join(
             f"{kind}={n}" for kind, n in sorted(self.actions.items())))
         return "\n".join(lines)

@@ -206,6 +206,8 @@ class Simulation:
             customer.orders.append(body["id"])
             self.placed.append((customer, body["id"]))
             self.tally.orders_placed += 1
+            self.tally.orders_with_code += bool(code)
+            self.tally.orders_declined_card += order["payment_method"] != "pm_card_ok"
 
     async def cancel(self, customer: Customer) -> None:
         """Cancel one of the customer's orders (a 409 when it is past cancelling)."""

@@ -137,9 +137,11 @@ def test_the_tally_counts_refusals_apart_from_errors_and_prints_a_table() -> Non
     tally.record("GET /api/products", None, 1.0)
     tally.actions["buy"] += 3
     tally.orders_placed = 1
+    tally.orders_with_code = 1
     tally.order_statuses["confirmed"] += 1
     assert (tally.errors, tally.refused, tally.server_errors) == (2, 1, 1)
     assert "actions=3 errors=2 refused=1" in tally.progress_line(1.0, 0)
     summary = tally.summary(5.0)
     assert "POST /api/orders" in summary and "   409" in summary
     assert "orders: placed=1 confirmed=1 rejected=0" in summary
+    assert "with a promotion code: 1, with a card that fails: 0" in summary
