@@ -113,3 +113,28 @@ async def test_recommendations_follow_behaviour_and_skip_purchases(
         took.sort()
         print(f"GET /api/recommendations: p50 {statistics.median(took):.2f} ms, "
               f"p99 {took[int(len(took) * 0.99) - 1]:.2f} ms over {len(took)} reads")
+
+
+async def test_a_users_recommendations_are_the_same_through_either_worker(
+    workers: WorkerFactory,
+) -> None:
+    first, second = workers.start("w1"), workers.start("w2")
+    await asyncio.gather(asyncio.to_thread(first.wait_ready),
+                         asyncio.to_thread(second.wait_ready))
+    users = [f"pair-user-{n}" for n in range(8)]
+    async with aiohttp.ClientSession() as http:
+        shop = Shop(http, first.url)
+        for n, user in enumerate(users):  # each user alone sees their own two items together
+            await track(shop, user, [("product_view", f"P-{n}"), ("product_view", f"Q-{n}")])
+        servers: set[str] = set()
+        for n, user in enumerate(users):
+            for worker in (first, second):
+                body = await until(Shop(http, worker.url), f"/api/recommendations/{user}",
+                                   customer(user),
+                                   lambda body, n=n: len(body["items"]) >= 3 and set(
+                                       skus(body)[:2]) == {f"P-{n}", f"Q-{n}"})
+                assert body["items"][0]["score"] > body["items"][2]["score"], body
+            async with http.get(f"{second.url}/api/recommendations/{user}",
+                                headers=customer(user)) as answer:
+                servers.add(answer.headers.get("X-Served-By", ""))
+        assert len(servers - {""}) == 2, servers  # both workers own some users' rows
