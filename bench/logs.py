@@ -250,7 +250,7 @@ async def measure_views(broker: Any, workdir: Path, url: str, requests: int,
         for round_ in range(ROUNDS):
             for shipping, worker in workers.items():
                 load = await paced_load(worker.web_port, "/api/admin/logs/test", body,
-                                        rate=rate, seconds=PACED_SECONDS,
+                                        rate=rate, seconds=min(PACED_SECONDS, requests / rate),
                                         concurrency=concurrency, headers=ADMIN)
                 paced[shipping].append(load)
                 say(f"logs: paced round {round_ + 1}/{ROUNDS} at {rate:,.0f} requests/s, "

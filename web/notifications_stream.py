@@ -32,6 +32,7 @@ from web.identity import require
 from web.middleware import forwarding_headers, is_forwarded
 from web.notifications import NotificationOut
 from web.openapi import endpoint
+from web.streams import track_stream
 from web.support_stream import NotAcceptable
 from web.views import ShopView
 
@@ -86,6 +87,7 @@ async def serve(request: Request, user_id: str, after: int | None, seconds: floa
     stream = EventSourceResponse()
     try:
         await stream.prepare(request)  # type: ignore[arg-type]
+        track_stream()
         async with asyncio.timeout(seconds):
             while True:
                 changed.clear()
@@ -131,6 +133,7 @@ async def relay(request: Request, owner: str) -> Response:
                 "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                 "X-Served-By": answer.headers.get("X-Served-By", "")})
             await out.prepare(incoming)
+            track_stream()
             async for chunk in answer.content.iter_any():
                 await out.write(chunk)
     except (aiohttp.ClientError, ConnectionResetError, TimeoutError):

@@ -31,6 +31,7 @@ from web.bodies import read_query
 from web.errors import ApiError
 from web.identity import require
 from web.openapi import endpoint
+from web.streams import track_stream
 from web.support_models import SlaOut
 from web.views import ShopView
 
@@ -149,6 +150,7 @@ class SupportStreamView(ShopView):
         stream = EventSourceResponse()
         try:
             await stream.prepare(request)  # type: ignore[arg-type]
+            track_stream()
             await stream.send(json.dumps(current_figures()), event="sla")
             backlog, _ = feed_entries(last)
             async with asyncio.timeout(seconds):

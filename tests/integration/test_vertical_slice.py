@@ -99,7 +99,14 @@ async def test_a_malformed_event_is_dead_lettered_and_the_agent_carries_on(
         status, row, _ = await wait_for_json(http, url, events_are(1))
         assert (status, row["events"]) == (200, 1)
 
-    letters = await consume_until(bootstrap, "dead-letters", 4)
+    # Every agent on the analytics topic dead-letters what it cannot decode, under its name.
+    consumers = 2  # analytics.session-activity and the recommendations' behaviour forwarder
+    letters = await consume_until(bootstrap, "dead-letters", 4 * consumers)
+    assert len(letters) == 4 * consumers
+    by_agent = {json.loads(r.value)["agent"] for r in letters}
+    assert len(by_agent) == consumers and "analytics.session-activity" in by_agent
+    letters = [r for r in letters
+               if json.loads(r.value)["agent"] == "analytics.session-activity"]
     assert len(letters) == 4
     docs = sorted((json.loads(r.value) for r in letters), key=lambda d: d["offset"])
     assert [d["offset"] for d in docs] == [0, 1, 2, 3]
