@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -66,6 +67,8 @@ async def for_each_event(
 
 
 _TYPE_FIRST = b'{"type":"'
+#: The same with any JSON whitespace (``json.dumps`` with its default separators writes it).
+_TYPE_FIRST_SPACED = re.compile(rb'\{\s*"type"\s*:\s*"([^"\\]{1,100})"')
 
 
 def event_type_of(raw: bytes | None) -> str | None:
@@ -73,10 +76,13 @@ def event_type_of(raw: bytes | None) -> str | None:
 
     A cheap look that saves decoding events an agent does not handle; None means "decode it".
     """
-    if raw is None or not raw.startswith(_TYPE_FIRST):
+    if raw is None:
         return None
-    end = raw.find(b'"', len(_TYPE_FIRST))
-    return raw[len(_TYPE_FIRST):end].decode("ascii", "replace") if end > 0 else None
+    if raw.startswith(_TYPE_FIRST):
+        end = raw.find(b'"', len(_TYPE_FIRST))
+        return raw[len(_TYPE_FIRST):end].decode("ascii", "replace") if end > 0 else None
+    spaced = _TYPE_FIRST_SPACED.match(raw)
+    return spaced.group(1).decode("ascii", "replace") if spaced else None
 
 
 async def dead_letter(event: EventT, exc: BaseException, *, agent: str, stage: str) -> None:

@@ -44,11 +44,8 @@ def private_vhost(rabbit_url: str) -> Iterator[str]:
 
 
 def private_rabbit(workers: WorkerFactory) -> Iterator[str]:
-    """Yield the URL of a private RabbitMQ vhost; the test's workers stop before it goes."""
-    with private_vhost(workers.rabbit_url) as url:
-        yield url
-        for worker in workers.started:
-            worker.stop()
+    """Yield the URL of the test's own RabbitMQ vhost (the ``workers`` fixture makes one)."""
+    yield workers.vhost_url
 
 
 async def start(workers: WorkerFactory, name: str = "w1", **settings: str) -> Worker:

@@ -302,3 +302,12 @@ async def test_a_dead_letter_is_plain_json(send: AsyncMock) -> None:
     assert data["value_encoding"] == "base64"
     assert data["error"] == "bad"
     assert datetime.fromisoformat(data["failed_at"].replace("Z", "+00:00")).tzinfo == UTC
+
+
+def test_the_type_is_found_with_json_whitespace_too() -> None:
+    from agents.dead_letters import event_type_of
+
+    assert event_type_of(b'{"type": "order_shipped", "order_id": "o-1"}') == "order_shipped"
+    assert event_type_of(b'{ "type" : "x"}') == "x"
+    assert event_type_of(b'{"order_id": "o-1", "type": "late"}') is None  # not first: decode
+    assert event_type_of(b"not json") is None
