@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -18,29 +14,9 @@ import aiohttp
 from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
 
-__all__ = ["SseClient", "call", "private_rabbit", "private_vhost", "register", "start", "until"]
+__all__ = ["SseClient", "call", "private_rabbit", "register", "start", "until"]
 
 PASSWORD = "notify password 1"
-
-
-@contextmanager
-def private_vhost(rabbit_url: str) -> Iterator[str]:
-    """Yield the URL of a fresh RabbitMQ virtual host (deleted afterwards).
-
-    The test RabbitMQ is shared: other test runs' workers consume the same queue names
-    (tasks, mail, promotions) and would take this test's messages, or hand it theirs.
-    """
-    if shutil.which("rabbitmqctl") is None:  # a remote RabbitMQ: as it is
-        yield rabbit_url
-        return
-    name = f"notify-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, timeout=60)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*",
-                    ".*"], check=True, timeout=60)
-    try:
-        yield rabbit_url.rstrip("/") + "/" + name
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False, timeout=60)
 
 
 def private_rabbit(workers: WorkerFactory) -> Iterator[str]:
