@@ -45,7 +45,7 @@ from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Ref
 from models.promotions import PromotionRedeemed, PromotionRefused
 from tables.base import tables_ready
 from tables.orders import open_orders, orders, orders_by_user, watchers
-from tables.replay import Position, Send, decide_once, update_once
+from tables.replay import RECENT_IDS, Position, Send, decide_once, update_once
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ async def apply_order_event(event: Any, position: Position) -> None:
         new_row = decision.order.to_row() if decision.order else None
         return new_row, to_sends(decision.effects)
 
-    sends = decide_once(orders, order_id, position, step)
+    # An order's releases, commits and refunds are asked for by nobody if lost: keep them all.
+    sends = decide_once(orders, order_id, position, step, keep_sends=RECENT_IDS)
     row = orders.get(order_id)
     if row is not None:
         track_deadline(order_id, row)

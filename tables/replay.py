@@ -66,12 +66,17 @@ def already_applied(row: Mapping[str, Any] | None, position: Position) -> bool:
 
 
 def mark_applied(
-    row: Mapping[str, Any], position: Position, sends: Sequence[Send] | None = None
+    row: Mapping[str, Any],
+    position: Position,
+    sends: Sequence[Send] | None = None,
+    *,
+    keep_sends: int = 1,
 ) -> dict[str, Any]:
     """Return a copy of ``row`` that records the event at ``position`` as applied.
 
-    ``sends`` are the messages the event caused; they are kept as the row's last event's, to be
-    sent again if that event is redelivered (see :func:`decide_once`). None keeps the last.
+    ``sends`` are the messages the event caused; the row keeps those of its ``keep_sends`` most
+    recent events that sent anything, to be sent again if such an event is redelivered (see
+    :func:`decide_once`).
     """
     applied = row.get("_applied") or {}
     offsets = dict(applied.get("offsets", {}))
@@ -80,10 +85,12 @@ def mark_applied(
     if position.event_id not in ids:
         ids = [*ids, position.event_id][-RECENT_IDS:]
     marked: dict[str, Any] = {"offsets": offsets, "ids": ids}
-    if sends is not None:
-        marked["last"] = {"event_id": position.event_id, "sends": [list(s) for s in sends]}
-    elif "last" in applied:
-        marked["last"] = applied["last"]
+    sent = _sent(applied)
+    if sends:
+        sent = [*sent, {"event_id": position.event_id, "sends": [list(s) for s in sends]}]
+        sent = sent[-keep_sends:]
+    if sent:
+        marked["sent"] = sent
     return {**row, "_applied": marked}
 
 
@@ -110,26 +117,38 @@ def decide_once(
     decide: Callable[[Row | None], tuple[Row | None, list[Send]]],
     *,
     table_name: str = "",
+    keep_sends: int = 1,
 ) -> list[Send]:
     """Apply ``decide(row) -> (new row, sends)`` once; return the messages to send.
 
-    A redelivered event is skipped, except that a redelivery of the row's most recent event
-    returns that event's sends again: the worker may have crashed after writing the row to its
-    local store and before those messages left (the row is written first). Sending them twice
-    is safe, since every consumer is idempotent; later events prove the earlier ones' messages
-    were delivered, so only the last event's are kept. A decision with no row (None) writes
-    nothing.
+    A redelivered event is skipped, except that the redelivery of one of the row's
+    ``keep_sends`` most recent sending events returns that event's sends again: the worker may
+    have crashed after writing the row to its store and before those messages left (the row
+    is written first, and a later event on the row proves nothing about the producer's buffer).
+    Sending them twice is safe, since every consumer is idempotent. Rows written by many
+    events per second (a sku's stock) keep one, since their consumers ask again for a lost
+    answer; rows whose messages nobody asks for again (an order's releases, commits and
+    refunds) keep every one of their events' (``keep_sends=RECENT_IDS``). A decision with no
+    row (None) writes nothing.
     """
     row = table.get(key)
     if _skip(table, key, row, position, table_name):
-        last = (row or {}).get("_applied", {}).get("last") or {}
-        if last.get("event_id") == position.event_id:
-            return [(topic, k, value) for topic, k, value in last["sends"]]
+        for sent in _sent((row or {}).get("_applied") or {}):
+            if sent["event_id"] == position.event_id:
+                return [(topic, k, value) for topic, k, value in sent["sends"]]
         return []
     new_row, sends = decide(row)
     if new_row is not None:
-        table[key] = mark_applied(new_row, position, sends)
+        table[key] = mark_applied(new_row, position, sends, keep_sends=keep_sends)
     return sends
+
+
+def _sent(applied: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the kept sends of a row's recent events, oldest first."""
+    if "sent" in applied:
+        return list(applied["sent"])
+    last = applied.get("last")  # rows written before several events' sends were kept
+    return [last] if last and last.get("sends") else []
 
 
 def _skip(table: MutableMapping[str, Row], key: str, row: Row | None, position: Position,

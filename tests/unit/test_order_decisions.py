@@ -384,7 +384,6 @@ DUPLICATES: dict[str, tuple[str, Callable[[], Event]]] = {
     "order placed again": ("placed", placed_event),
     "first reservation again": ("placed", lambda: reserved_answer("sku-a")),
     "last reservation again": ("reserved", lambda: reserved_answer("sku-b")),
-    "reservation after the sale": ("confirmed", lambda: reserved_answer("sku-a")),
     "rejection again": ("rejected", lambda: rejected_answer("sku-a")),
     "rejection after reserved": ("reserved", lambda: rejected_answer("sku-a")),
     "charge again": ("confirmed", charged),
@@ -408,6 +407,16 @@ def test_an_answer_that_comes_again_changes_nothing(case: str) -> None:
     order = decide(BUILDERS[status](), event, at(40)).order
     assert order is not None and order.status == status
     assert decide(order, event, at(41)) == Decision(order)
+
+
+@pytest.mark.parametrize("status", ["confirmed", "shipped", "delivered"])
+def test_a_reservation_answered_after_the_sale_is_released(status: str) -> None:
+    """A request asked again (a chase, a replay) may hold the sku anew after its commit."""
+    order = BUILDERS[status]()
+    decision = decide(order, reserved_answer("sku-a"), at(41))
+    assert decision.order == order
+    assert [(e.topic, e.key, type(e.event)) for e in decision.effects] == [
+        ("inventory", "sku-a", ReleaseStock)]
 
 
 def test_a_duplicate_refund_answer_keeps_the_first_amount() -> None:

@@ -8,6 +8,7 @@ producer retries that append an event a second time (same event id, higher offse
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,9 @@ from tables.replay import (
     RECENT_IDS,
     Position,
     Row,
+    Send,
     already_applied,
+    decide_once,
     mark_applied,
     update_once,
 )
@@ -230,3 +233,46 @@ def test_update_once_counts_skips_under_the_table_name() -> None:
     update_once(table, "k", Position("t", 0, "e0"), count_event)
     update_once(table, "k", Position("t", 1, "e0"), count_event)
     assert (REGISTRY.get_sample_value(*metric) or 0.0) - before == 2
+
+
+# -- decide_once: the messages of a redelivered event are sent again -------------------------
+
+def _decide(sends: list[Send]) -> Callable[[Row | None], tuple[Row | None, list[Send]]]:
+    return lambda row: (count_event(row), sends)
+
+
+def test_a_redelivered_event_sends_its_messages_again_even_after_later_events() -> None:
+    """A later event on the row proves nothing about the producer: the worker may have died
+    with both events' messages in its buffer, and the redelivery must send them again."""
+    table: dict[str, Row] = {}
+    commit = [("inventory", "sku-a", '{"type": "commit_stock"}')]
+    notice = [("orders", "o1", '{"type": "order_shipped"}')]
+    assert decide_once(table, "o1", Position("orders", 0, "e0"), _decide(commit),
+                       keep_sends=RECENT_IDS) == commit
+    decide_once(table, "o1", Position("orders", 1, "e1"), _decide([]), keep_sends=RECENT_IDS)
+    decide_once(table, "o1", Position("orders", 2, "e2"), _decide(notice), keep_sends=RECENT_IDS)
+    assert table["o1"]["n"] == 3
+    assert decide_once(table, "o1", Position("orders", 0, "e0"), _decide([])) == commit
+    assert decide_once(table, "o1", Position("orders", 1, "e1"), _decide([])) == []
+    assert decide_once(table, "o1", Position("orders", 2, "e2"), _decide([])) == notice
+    assert table["o1"]["n"] == 3, "a redelivery never decides again"
+
+
+def test_a_row_keeps_the_messages_of_its_most_recent_sending_events_only() -> None:
+    table: dict[str, Row] = {}
+    for offset in range(5):
+        decide_once(table, "k", Position("t", offset, f"e{offset}"),
+                    _decide([("t", "k", f"m{offset}")]), keep_sends=2)
+    assert [s["event_id"] for s in table["k"]["_applied"]["sent"]] == ["e3", "e4"]
+    assert decide_once(table, "k", Position("t", 2, "e2"), _decide([])) == []
+    assert decide_once(table, "k", Position("t", 3, "e3"), _decide([])) == [("t", "k", "m3")]
+    # A skipped duplicate (new offset, same id) keeps them all.
+    decide_once(table, "k", Position("t", 9, "e4"), _decide([]))
+    assert len(table["k"]["_applied"]["sent"]) == 2
+
+
+def test_an_event_that_sends_nothing_keeps_the_last_sending_events_messages() -> None:
+    table: dict[str, Row] = {}
+    decide_once(table, "k", Position("t", 0, "e0"), _decide([("t", "k", "m0")]))
+    decide_once(table, "k", Position("t", 1, "e1"), _decide([]))
+    assert decide_once(table, "k", Position("t", 0, "e0"), _decide([])) == [("t", "k", "m0")]
