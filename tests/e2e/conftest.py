@@ -1,0 +1,100 @@
+"""Browser tests: headless Chromium (the Debian package) driven by Playwright, against one
+real worker on a real Tansu broker and RabbitMQ, shared by the module's journeys.
+
+- ``shop_worker``: a worker (with an admin account) and its broker, started once a module.
+- ``browser``: Chromium from /usr/bin/chromium (never a downloaded one), launched once a module.
+- ``pages``: a factory of browser pages that record console errors and uncaught exceptions
+  (each test asserts there were none) and save screenshots under ``SCREENSHOTS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.devstack import Worker, rabbit_vhost, start_tansu
+from tests.integration.fixtures import WorkerFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: Where the journeys' screenshots go (kept after the run; var/ is not in git).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-output" / "screenshots"
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@shop.example", "e2e admin password"
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def shop_worker(rabbit_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """Start Tansu and one worker with an admin account; stop both after the module."""
+    base = tmp_path_factory.mktemp("e2e")
+    broker = start_tansu(log_path=base / "tansu.log")
+    try:
+        with rabbit_vhost(rabbit_url) as vhost_url:
+            factory = WorkerFactory(broker, rabbit_url, base, vhost_url)
+            try:
+                worker = factory.start("w1", SHOP_PASSWORD_HASH_COST="light",
+                                       SHOP_ADMIN_EMAIL=ADMIN_EMAIL,
+                                       SHOP_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                                       SHOP_RATE_LIMIT="1000", SHOP_RATE_BURST="2000")
+                worker.wait_ready()
+                yield worker
+            finally:
+                factory.stop_all()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Launch headless Chromium from the Debian package ``chromium``."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' "
+                    "(apt-get install -y chromium; `make test` does it)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Tab:
+    """A browser page that records its console errors and takes screenshots."""
+
+    page: Any
+    name: str
+    errors: list[str] = field(default_factory=list)
+
+    def shot(self, what: str) -> Path:
+        """Save a full-page screenshot ``<test>-<what>.png``; return its path."""
+        path = SCREENSHOTS / f"{self.name}-{what}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def pages(browser: Any) -> Iterator[Any]:
+    """Return a factory of recorded pages: ``pages(name, base_url, viewport)``; closed after."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    contexts = []
+
+    def open_tab(name: str, base_url: str, viewport: dict[str, int]) -> Tab:
+        context = browser.new_context(base_url=base_url, viewport=viewport)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        tab = Tab(context.new_page(), name)
+        tab.page.on("console", lambda message: message.type == "error" and tab.errors.append(
+            f"console: {message.text} ({message.location.get('url', '')})"))
+        tab.page.on("pageerror", lambda error: tab.errors.append(f"pageerror: {error}"))
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+
