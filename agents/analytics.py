@@ -1,17 +1,118 @@
-"""Analytics agent: adds each tracked behaviour to its session's activity."""
+"""Analytics agents: session activity, and windowed figures counted in batches then merged.
+
+``analytics.session-activity`` adds each tracked behaviour to its session's row (replay guard).
+
+``analytics.windows`` reads the analytics topic in batches (``take_events``) and
+``analytics.purchases`` reads the orders topic's ``order_confirmed`` notices (the order's
+lines are in the ``orders`` row of the same partition, as in agents/reports.py). Both turn
+what they read into facts (models/analytics.py) and fold them, per source partition, into
+that partition's rows of the two Faust windowed tables: ``minute_partials`` (tumbling 1 min,
+with per-sku figures and visitor sets) and ``hop_partials`` (hopping 10 min every min,
+counters). A batch becomes one write per (window, source) row, not one per event, and the
+row's JSON bytes are written once and sent on as they are.
+
+Event time: a fact lands in the windows of its ``occurred_at``. An event that reached the
+broker more than ``SHOP_ANALYTICS_GRACE`` seconds after it happened is *late*: it is counted
+only as ``late`` in the minute it arrived (the decision uses the broker's timestamp, so a
+redelivery decides the same way).
+
+Duplicate safety: every row keeps, under ``_applied`` (tables/replay.py's bookkeeping), the
+highest source offset it absorbed; a redelivered batch folds only the facts past it, and a
+producer's duplicate append inside one batch is dropped by its event id. Visitor sets are
+unions, so they are duplicate-proof by nature.
+
+Completeness on any worker: after each batch every written row is sent, whole, to the
+one-partition ``analytics-rollup`` topic (also for a redelivery: the copy may not have left
+before a crash). ``analytics.rollup``, its only reader, keeps the newest partial per (window,
+source) by offset in ``rollup_sources`` and writes each window's merged figures to the global
+``analytics_windows``, which every worker holds and the views read. One partition keeps the
+merge in one place; it handles a few rows a second, not events.
+
+Faust's RocksDB store writes a row to the partition of the *current event*, which a batch
+does not have; :func:`in_partition_of` makes the batch's last event of a partition current
+while that partition's rows are written.
+"""
 
 from __future__ import annotations
 
-from faust.types import StreamT
+import json
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
-from agents.dead_letters import for_each_event
-from agents.topics import analytics_topic
-from app import app
-from models.analytics import Tracked, add_activity
-from tables.analytics import session_activity
-from tables.replay import Position, update_once
+from faust import current_event
+from faust.streams import _current_event
+from faust.types import EventT, StreamT
+from faust.types.windows import WindowT
+from prometheus_client import Counter
 
-__all__ = ["record_session_activity"]
+from agents.dead_letters import dead_letter, for_each_event
+from agents.topics import analytics_topic, orders_topic, shop_topic
+from app import app, settings
+from models.analytics import (
+    Fact,
+    Tracked,
+    add_activity,
+    fold,
+    merge,
+    minute_of,
+    purchase_facts,
+    tracked_fact,
+)
+from models.orders import ORDER_EVENTS, OrderUpdate
+from tables.analytics import (
+    RETENTION,
+    analytics_windows,
+    hop_partials,
+    minute_partials,
+    rollup_sources,
+    session_activity,
+    window_key,
+)
+from tables.orders import orders
+from tables.replay import REPLAYS_SKIPPED, Position, mark_applied, update_once
+
+__all__ = ["count_purchases", "count_windows", "in_partition_of", "merge_windows",
+           "record_session_activity", "rollup_topic"]
+
+#: analytics-rollup ["<window>|<source>"], one partition: partials of windows, as JSON.
+rollup_topic = shop_topic("analytics-rollup", partitions=1)
+
+#: Events a batch takes at most, and how long it waits to fill.
+BATCH = 10_000
+BATCH_WITHIN_S = 0.5
+ROLLUP_BATCH = 2_000
+ROLLUP_WITHIN_S = 0.5
+#: How often the merger drops windows past the retention (s).
+SWEEP_EVERY_S = 60.0
+
+NOT_CONFIRMED = frozenset(t for t in ORDER_EVENTS if t != "order_confirmed")
+LATE = Counter("shop_analytics_late_total", "Tracked events past the grace period")
+
+_minutes = minute_partials.table
+_hops = hop_partials.table
+_minute_window = cast(WindowT, _minutes.window)
+_hop_window = cast(WindowT, _hops.window)
+
+
+def _dumps(row: Any) -> bytes:
+    return json.dumps(row, separators=(",", ":")).encode()
+
+
+@contextmanager
+def in_partition_of(event: EventT) -> Iterator[None]:
+    """Make ``event`` the current event (table writes go to its partition) for a block."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+# -- Session activity -------------------------------------------------------------------------
 
 
 async def apply_tracked(event: Tracked, position: Position) -> None:
@@ -24,3 +125,203 @@ async def apply_tracked(event: Tracked, position: Position) -> None:
 async def record_session_activity(stream: StreamT[bytes]) -> None:
     """Consume the analytics topic into the session-activity table."""
     await for_each_event(stream, Tracked, apply_tracked, agent="analytics.session-activity")
+
+
+# -- Window partials --------------------------------------------------------------------------
+
+
+def count_facts(source: str, topic: str, facts: Sequence[Fact]) -> list[tuple[str, bytes]]:
+    """Fold ``facts`` of one source partition into its window rows; return the rows to send.
+
+    Call in the partition's event context. Returns (rollup key, row bytes) for every row the
+    facts belong to, also rows a redelivery left unchanged.
+    """
+    by_minute: dict[int, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        by_minute[minute_of(fact.at)].append(fact)
+    by_hop: dict[Any, list[Fact]] = defaultdict(list)
+    sends = []
+    for minute, group in by_minute.items():
+        for window in _minute_window.ranges(minute):
+            sends.append(_write(_minutes, "1m", source, window, topic, group, detailed=True))
+        for window in _hop_window.ranges(minute):
+            by_hop[window].extend(group)
+    for window, group in by_hop.items():
+        sends.append(_write(_hops, "10m", source, window, topic, group, detailed=False))
+    return sends
+
+
+def _write(table: Any, kind: str, source: str, window: Any, topic: str, facts: list[Fact],
+           *, detailed: bool) -> tuple[str, bytes]:
+    """Fold the facts a row has not absorbed yet into it; return its rollup key and bytes."""
+    key = (source, tuple(window))
+    raw = table.get(key)
+    row = json.loads(raw) if raw else None
+    last = ((row or {}).get("_applied") or {}).get("offsets", {}).get(topic, -1)
+    fresh = [fact for fact in facts if fact.offset > last]
+    if len(fresh) < len(facts):
+        REPLAYS_SKIPPED.labels(table.name).inc(len(facts) - len(fresh))
+    if fresh or raw is None:
+        newest = max(fresh or facts, key=lambda f: f.offset)
+        row = mark_applied(fold(row, fresh, detailed=detailed),
+                           Position(topic, newest.offset, newest.event_id))
+        raw = _dumps(row)
+        table[key] = raw
+    return f"{window_key(kind, window[0])}|{source}", raw
+
+
+def _unique(facts: list[Fact]) -> list[Fact]:
+    """Drop facts of an event id already seen in the batch (a producer's duplicate append)."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for fact in facts:
+        mark = (fact.event_id, fact.kind)
+        if fact.kind != "purchase_line" and mark in seen:
+            continue
+        seen.add(mark)
+        kept.append(fact)
+    return kept
+
+
+async def _send_rows(sends: list[tuple[str, bytes]]) -> None:
+    for key, value in sends:
+        await rollup_topic.send(key=key, value=value)
+
+
+async def count_batch(events: Sequence[EventT]) -> None:
+    """Count a batch of the analytics topic in its partitions' window rows; send the rows."""
+    grace = settings.analytics_grace
+    by_partition: dict[int, list[EventT]] = defaultdict(list)
+    for event in events:
+        by_partition[event.message.partition].append(event)
+    for partition, group in by_partition.items():
+        facts = []
+        for event in group:
+            message = event.message
+            try:
+                data = json.loads(message.value or b"null")
+                if not isinstance(data, dict):
+                    raise ValueError("a tracking event is a JSON object")
+                fact = tracked_fact(data, message.offset, message.timestamp, grace)
+            except Exception as exc:
+                await dead_letter(event, exc, agent="analytics.windows", stage="decode")
+                continue
+            if fact.kind == "late":
+                LATE.inc()
+            facts.append(fact)
+        if not facts:
+            continue
+        with in_partition_of(group[-1]):
+            sends = count_facts(f"t{partition}", group[-1].message.topic, _unique(facts))
+        await _send_rows(sends)
+
+
+@app.agent(analytics_topic, name="analytics.windows")
+async def count_windows(stream: StreamT[bytes]) -> None:
+    """Consume the analytics topic, in batches, into the windowed tables."""
+    async for events in cast(Any, stream).take_events(BATCH, within=BATCH_WITHIN_S):
+        await count_batch(events)
+
+
+async def apply_confirmed(event: OrderUpdate, position: Position) -> None:
+    """Count a confirmed order (and its lines) in its partition's window rows; send them."""
+    current = current_event()
+    assert current is not None
+    order = orders.get(event.order_id) or {}
+    facts = purchase_facts(position.offset, event.occurred_at.timestamp(), event.user_id,
+                           event.total_cents, order.get("items", ()), event.event_id)
+    await _send_rows(count_facts(f"o{current.message.partition}", position.topic, facts))
+
+
+@app.agent(orders_topic, name="analytics.purchases")
+async def count_purchases(stream: StreamT[bytes]) -> None:
+    """Consume the orders topic's confirmations into the windowed tables."""
+    await for_each_event(stream, {"order_confirmed": OrderUpdate}, apply_confirmed,
+                         agent="analytics.purchases", skip=NOT_CONFIRMED)
+
+
+# -- The merge --------------------------------------------------------------------------------
+
+
+def _offset_of(partial: dict[str, Any]) -> int:
+    return max((partial.get("_applied") or {}).get("offsets", {"": -1}).values())
+
+
+def _source_summary(partial: dict[str, Any]) -> dict[str, Any]:
+    return {"product_views": partial.get("product_views", 0),
+            "add_to_carts": partial.get("add_to_carts", 0),
+            "purchases": partial.get("purchases", 0),
+            "revenue_cents": partial.get("revenue_cents", 0),
+            "late": partial.get("late", 0),
+            "visitors": len(partial.get("visitors", ())),
+            "skus": len(partial.get("skus", ())),
+            "offset": _offset_of(partial)}
+
+
+def merge_window(window: str, parts: dict[str, tuple[int, bytes]]) -> None:
+    """Keep the newer of ``parts`` (source -> (offset, bytes)); write the window's copy."""
+    raw_index = rollup_sources.get(window)
+    index = json.loads(raw_index) if raw_index else {"offsets": {}}
+    offsets: dict[str, int] = index["offsets"]
+    changed = False
+    for source, (offset, raw) in parts.items():
+        if offset > offsets.get(source, -1):
+            rollup_sources[f"{window}|{source}"] = raw
+            offsets[source] = offset
+            changed = True
+        else:
+            REPLAYS_SKIPPED.labels(rollup_sources.name).inc()
+    if changed:
+        rollup_sources[window] = _dumps(index)
+    partials = {}
+    for source in offsets:
+        stored = rollup_sources.get(f"{window}|{source}")
+        if stored:
+            partials[source] = json.loads(stored)
+    merged = merge(partials.values())
+    merged["sources"] = {s: _source_summary(p) for s, p in sorted(partials.items())}
+    # Written every time, also for a redelivery: the copy may not have been written before.
+    analytics_windows[window] = _dumps(merged)
+
+
+def sweep(now: float) -> int:
+    """Drop windows older than the retention from the merger's tables; return how many."""
+    oldest = now - RETENTION.total_seconds()
+    old = [key for key in list(rollup_sources.keys())
+           if int(key.split("|")[0].split(":")[1]) < oldest]
+    for key in old:
+        del rollup_sources[key]
+        if "|" not in key and key in analytics_windows:
+            del analytics_windows[key]
+    return len(old)
+
+
+@app.agent(rollup_topic, name="analytics.rollup")
+async def merge_windows(stream: StreamT[bytes]) -> None:
+    """Consume the rollup topic into each window's merged figures, on every worker."""
+    next_sweep = 0.0
+    async for events in cast(Any, stream).take_events(ROLLUP_BATCH, within=ROLLUP_WITHIN_S):
+        newest: dict[str, dict[str, tuple[int, bytes]]] = defaultdict(dict)
+        for event in events:
+            message = event.message
+            try:
+                key = message.key.decode() if isinstance(message.key, bytes) else message.key
+                window, _, source = str(key).partition("|")
+                partial = json.loads(message.value or b"null")
+                offset = _offset_of(partial)
+                if not source or ":" not in window:
+                    raise ValueError(f"a rollup key is '<window>|<source>', not {key!r}")
+            except Exception as exc:
+                await dead_letter(event, exc, agent="analytics.rollup", stage="decode")
+                continue
+            known = newest[window].get(source)
+            if known is None or offset > known[0]:
+                newest[window][source] = (offset, message.value or b"")
+        with in_partition_of(events[-1]):
+            for window, parts in newest.items():
+                merge_window(window, parts)
+            if time.time() >= next_sweep:
+                sweep(time.time())
+                next_sweep = time.time() + SWEEP_EVERY_S
+
+

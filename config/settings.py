@@ -65,6 +65,7 @@ class Settings:
     task_promotion_windows_every: float = 5.0
     task_popularity_every: float = 300.0
     task_daily_report_cron: str = "5 0 * * *"
+    analytics_grace: float = 300.0
 
     @property
     def canonical_url(self) -> str:
@@ -324,6 +325,9 @@ SETTINGS: tuple[Spec, ...] = (
          "Seconds between runs of the popularity task (popular products)."),
     Spec("task_daily_report_cron", "SHOP_TASK_DAILY_REPORT_CRON", _cron,
          "When the daily-report task runs (crontab, UTC), for the previous day."),
+    Spec("analytics_grace", "SHOP_ANALYTICS_GRACE", _seconds(0, 24 * 3600),
+         "Seconds a tracked event may reach the broker after it happened and still count in "
+         "the windows of its time (later: counted as late only)."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )

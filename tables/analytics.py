@@ -1,12 +1,32 @@
-"""Analytics tables: activity per browsing session."""
+"""Analytics tables: activity per session, window partials per source, and their merged copy.
+
+The windowed figures flow through three tables (see agents/analytics.py):
+
+- ``minute_partials`` (tumbling 1 minute) and ``hop_partials`` (hopping 10 minutes every
+  minute), Faust windowed tables kept 25 hours, keyed by *source* (``t<partition>`` for the
+  analytics topic, ``o<partition>`` for the orders topic): what each partition counted in each
+  window. Written only while processing an event of that partition (so the row lives in the
+  partition), under the replay guard; values are JSON bytes (``value_type=bytes``: the
+  agent serializes a row once and sends the same bytes on).
+- ``rollup_sources`` (one partition): the newest partial of every (window, source), written by
+  the one agent of the one-partition ``analytics-rollup`` topic.
+- ``analytics_windows`` (global): each window's figures, all sources merged, on every worker;
+  the views read only this copy, so any worker answers completely.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 from app import app
 
-__all__ = ["public_view", "session_activity"]
+__all__ = ["RETENTION", "analytics_windows", "hop_partials", "minute_partials",
+           "public_view", "read_window", "rollup_sources", "session_activity", "window_key"]
+
+#: How long window rows are kept (the API answers up to 24 hours back).
+RETENTION = timedelta(hours=25)
 
 #: session id -> {session_id, user_id, events, counts{type: n}, first_seen, last_seen, _applied}
 session_activity = app.Table(
@@ -14,6 +34,43 @@ session_activity = app.Table(
     key_type=str,
     help="Activity per browsing session, from the analytics topic.",
 )
+
+#: (source, (start, end)) -> JSON partial (models.analytics.fold, detailed) with _applied.
+minute_partials = app.Table(
+    "analytics-minutes", value_type=bytes,
+    help="What each source partition counted in each minute (tumbling 1 minute).",
+).tumbling(60, expires=RETENTION)
+
+#: (source, (start, end)) -> JSON partial (counters only) with _applied.
+hop_partials = app.Table(
+    "analytics-10m", value_type=bytes,
+    help="What each source partition counted in each 10 minutes (hopping, every minute).",
+).hopping(600, 60, expires=RETENTION)
+
+#: "<1m|10m>:<start>|<source>" -> the newest JSON partial of that source in that window.
+rollup_sources = app.Table(
+    "analytics-rollup", key_type=str, value_type=bytes, partitions=1,
+    help="The newest partial of every window and source (the merger's, one partition).",
+)
+
+#: "<1m|10m>:<start>" -> JSON figures of the window, all sources merged, with per-source
+#: counters under "sources". A copy on every worker for reading, never read to update.
+analytics_windows = app.GlobalTable(
+    "analytics-windows", key_type=str, value_type=bytes, partitions=1,
+    recovery_buffer_size=1,
+    help="Every window's merged figures, on every worker (the views read this).",
+)
+
+
+def window_key(kind: str, start: float) -> str:
+    """Return the key of a window: ``1m:<start>`` or ``10m:<start>`` (epoch seconds)."""
+    return f"{kind}:{int(start)}"
+
+
+def read_window(kind: str, start: float) -> dict[str, Any] | None:
+    """Return the merged figures of a window from this worker's copy (None: nothing yet)."""
+    raw = analytics_windows.get(window_key(kind, start))
+    return json.loads(raw) if raw else None
 
 
 def public_view(row: dict[str, Any]) -> dict[str, Any]:

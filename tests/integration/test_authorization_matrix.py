@@ -81,6 +81,11 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
         Row("POST", "/api/events", ANYONE,
             body={"session_id": SESSION, "events": [{"type": "page_view", "path": "/"}]}),
         Row("GET", "/api/analytics/sessions/{session_id}", ADMIN_ONLY),
+        Row("GET", "/api/analytics/summary", ADMIN_ONLY),
+        Row("GET", "/api/analytics/products/top", ADMIN_ONLY),
+        Row("GET", "/api/analytics/tables/{name}", ADMIN_ONLY,
+            values={"name": "analytics_table"}),
+        Row("GET", "/api/analytics/stream", ADMIN_ONLY),  # 406 without Accept: SSE
         Row("GET", "/api/admin/tasks", ADMIN_ONLY),
         Row("GET", "/api/admin/logs", ADMIN_ONLY),
         Row("GET", "/api/admin/alerts", ADMIN_ONLY),
@@ -210,7 +215,8 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
 
         # Users A, B and C (C is deactivated at the end), and their ids.
         ids: dict[str, str] = {"sku": SKU, "session_id": SESSION, "code": "AUTHZ10",
-                               "doomed_code": "DOOMED"}
+                               "doomed_code": "DOOMED",
+                               "analytics_table": "analytics-windows"}
         for name in ("a", "b", "c"):
             status, user = await call(http, worker, "POST", "/api/users", {
                 "email": f"{name}@example.com", "password": PASSWORD, "name": name.upper()})
@@ -307,7 +313,8 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                 for name, key in (("order_id", "order_a"), ("user_id", "user_a"),
                                   ("sku", "sku"), ("session_id", "session_id"),
                                   ("code", "code"), ("ticket_id", "ticket_a"),
-                                  ("notification_id", "notification_a")):
+                                  ("notification_id", "notification_a"),
+                                  ("name", "analytics_table")):
                     concrete = concrete.replace(f"{{{name}}}", ids[key])
                 status, answer = await call(http, worker, method.upper(), concrete, {},
                                             forged)

@@ -58,6 +58,7 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_TASK_PROMOTION_WINDOWS_EVERY": "often"}, "SHOP_TASK_PROMOTION_WINDOWS_EVERY"),
     ({"SHOP_TASK_POPULARITY_EVERY": "0.5"}, "SHOP_TASK_POPULARITY_EVERY"),
     ({"SHOP_TASK_DAILY_REPORT_CRON": "daily"}, "SHOP_TASK_DAILY_REPORT_CRON"),
+    ({"SHOP_ANALYTICS_GRACE": "-1"}, "SHOP_ANALYTICS_GRACE"),
     ({"SHOP_ADMIN_EMAIL": "not-an-email", "SHOP_ADMIN_PASSWORD": "long enough"},
      "SHOP_ADMIN_EMAIL"),
     ({"SHOP_ADMIN_EMAIL": "a@example.com", "SHOP_ADMIN_PASSWORD": "short"},
