@@ -19,9 +19,9 @@ from typing import Any
 from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
-from agents.sending import send_all
+from agents.sending import send_all, to_rabbit
 from agents.topics import promotions_topic
-from app import app, publisher
+from app import app
 from models.base import Event, utcnow
 from models.promotions import (
     PROMOTION_EVENTS,
@@ -38,7 +38,7 @@ from models.promotions import (
 )
 from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
 from tables.promotions import promotion_counters, promotions
-from tables.replay import Position, Send, decide_once, update_once
+from tables.replay import Position, Send, decide_once
 
 __all__ = ["apply_promotion_windows", "maintain_promotions"]
 
@@ -48,14 +48,14 @@ log = logging.getLogger(__name__)
 STATUS_NEWS = {"active": "activated", "expired": "expired"}
 
 
-def announce(kind: str, row: dict[str, Any], event: Event, **extra: Any) -> None:
-    """Publish ``promotion.<kind>`` about ``row`` on shop.promotions (non-blocking)."""
+def announcement(kind: str, row: dict[str, Any], event: Event, **extra: Any) -> Send:
+    """Return ``promotion.<kind>`` about ``row`` for shop.promotions, as a send of the row."""
     at = event.occurred_at
     body = {"type": f"promotion.{kind}", "code": row["code"], "at": at.isoformat(),
             "event_id": event.event_id,
             "promotion": public_promotion(row, at, admin=True), **extra}
-    publisher.publish(PROMOTIONS_EXCHANGE, f"promotion.{kind}", body,
-                      message_id=f"promotion.{kind}:{row['code']}:{event.event_id}")
+    return to_rabbit(PROMOTIONS_EXCHANGE, f"promotion.{kind}",
+                     f"promotion.{kind}:{row['code']}:{event.event_id}", body)
 
 
 def _with_status(row: dict[str, Any], at: datetime) -> tuple[dict[str, Any], str | None]:
@@ -66,58 +66,59 @@ def _with_status(row: dict[str, Any], at: datetime) -> tuple[dict[str, Any], str
     return {**row, "status": status}, STATUS_NEWS.get(status)
 
 
-async def apply_promotion_event(event: Any, position: Position) -> None:
-    """Apply one promotion event to its code's row, once, and announce what changed."""
-    code: str = event.code
+def promotion_step(row: dict[str, Any] | None,
+                   event: Event) -> tuple[dict[str, Any] | None, list[Send]]:
+    """Return a code's row after ``event`` and what it sends: the answer to a redemption, and
+    the announcements of what changed (kept with the row, so a redelivery publishes them
+    again under the same message ids)."""
     news: list[str] = []
+    sends: list[Send] = []
+    after: dict[str, Any] | None
     if isinstance(event, PromotionSaved):
-        def save(row: dict[str, Any] | None) -> dict[str, Any]:
-            news.append("created" if row is None or row.get("deleted") else "updated")
-            saved, changed = _with_status(apply_saved(row, event), event.occurred_at)
-            news.extend([changed] if changed else [])
-            return saved
-
-        update_once(promotion_counters, code, position, save)
-    elif isinstance(event, PromotionDeleted | PromotionWindowChecked):
-        if promotion_counters.get(code) is None:
-            return
-        at = datetime.fromisoformat(event.at) if isinstance(event, PromotionWindowChecked) \
-            else event.occurred_at
-
-        def change(row: dict[str, Any] | None) -> dict[str, Any]:
-            assert row is not None
-            if isinstance(event, PromotionDeleted):
-                news.append("deleted")
-                return {**row, "deleted": True, "status": "deleted"}
-            checked, changed = _with_status(row, at)
-            news.extend([changed] if changed else [])
-            return checked
-
-        update_once(promotion_counters, code, position, change)
+        news.append("created" if row is None or row.get("deleted") else "updated")
+        after, changed = _with_status(apply_saved(row, event), event.occurred_at)
+        news.extend([changed] if changed else [])
+    elif isinstance(event, PromotionDeleted):
+        assert row is not None
+        news.append("deleted")
+        after = {**row, "deleted": True, "status": "deleted"}
+    elif isinstance(event, PromotionWindowChecked):
+        assert row is not None
+        after, changed = _with_status(row, datetime.fromisoformat(event.at))
+        news.extend([changed] if changed else [])
     elif isinstance(event, RedeemPromotion):
-        await send_all(decide_once(promotion_counters, code, position,
-                                   lambda row: _redeem(row, event, news)))
-    elif isinstance(event, ReturnRedemption) and promotion_counters.get(code) is not None:
-        update_once(promotion_counters, code, position,
-                    lambda row: apply_return(row, event).row or {})
+        redemption = apply_redeem(row, event)
+        if redemption.redeemed:
+            news.append("redeemed")
+        assert redemption.answer is not None
+        after = redemption.row
+        sends.append(("orders", event.order_id, redemption.answer.dumps().decode()))
+    elif isinstance(event, ReturnRedemption):
+        assert row is not None
+        after = apply_return(row, event).row or {}
+    else:
+        return None, []
+    if after is not None:
+        extra = {"order_id": event.order_id} if isinstance(event, RedeemPromotion) else {}
+        sends.extend(announcement(kind, after, event, **extra) for kind in news)
+    return after, sends
+
+
+async def apply_promotion_event(event: Any, position: Position) -> None:
+    """Apply one promotion event to its code's row, once; send and announce what changed."""
+    code: str = event.code
+    needs_row = (PromotionDeleted, PromotionWindowChecked, ReturnRedemption)
+    if isinstance(event, needs_row) and promotion_counters.get(code) is None:
+        return
+    sends = decide_once(promotion_counters, code, position,
+                        lambda row: promotion_step(row, event))
+    await send_all(sends)
     row = promotion_counters.get(code)
     if row is None:
         return
     copy = {k: v for k, v in row.items() if k != "_applied"}
     if promotions.get(code) != copy:
         promotions[code] = copy  # every worker's copy, for pricing and listing
-    for kind in news:
-        extra = {"order_id": event.order_id} if isinstance(event, RedeemPromotion) else {}
-        announce(kind, row, event, **extra)
-
-
-def _redeem(row: dict[str, Any] | None, event: RedeemPromotion,
-            news: list[str]) -> tuple[dict[str, Any] | None, list[Send]]:
-    redemption = apply_redeem(row, event)
-    if redemption.redeemed:
-        news.append("redeemed")
-    assert redemption.answer is not None
-    return redemption.row, [("orders", event.order_id, redemption.answer.dumps().decode())]
 
 
 @app.agent(promotions_topic, name="promotions.codes")

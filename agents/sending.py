@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from typing import Any
 
 from agents.topics import TOPICS
+from app import publisher
 from models.base import Effect
 from tables.replay import Send
 
-__all__ = ["send_all", "to_sends"]
+__all__ = ["RABBIT", "send_all", "to_rabbit", "to_sends"]
+
+#: The "topic" of a send that is a RabbitMQ message (kept in a row like any other send).
+RABBIT = "rabbit"
 
 
 def to_sends(effects: Iterable[Effect]) -> list[Send]:
@@ -16,7 +22,22 @@ def to_sends(effects: Iterable[Effect]) -> list[Send]:
     return [(e.topic, e.key, e.event.dumps().decode()) for e in effects]
 
 
+def to_rabbit(exchange: str, routing_key: str, message_id: str, body: dict[str, Any]) -> Send:
+    """Return a RabbitMQ message as a send: a row keeps it, and a redelivery publishes it
+    again with the same ``message_id`` (which consumers use to drop the duplicate)."""
+    return (RABBIT, json.dumps([exchange, routing_key, message_id]), json.dumps(body, default=str))
+
+
 async def send_all(sends: Iterable[Send]) -> None:
-    """Send each message to its topic (buffered; flushed before offsets are committed)."""
+    """Send each message to its topic (buffered; flushed before offsets are committed).
+
+    RabbitMQ messages are published durable: in the publisher's outbox file before the event's
+    offset can be committed.
+    """
     for topic, key, value in sends:
-        await TOPICS[topic].send(key=key, value=value.encode())
+        if topic == RABBIT:
+            exchange, routing_key, message_id = json.loads(key)
+            publisher.publish(exchange, routing_key, value.encode(), message_id=message_id,
+                              durable=True)
+        else:
+            await TOPICS[topic].send(key=key, value=value.encode())

@@ -8,19 +8,27 @@ ports and folders (``../shared/RECIPES.md``), about 5 s to start.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import pytest
 
+from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
 from scripts.devstack import ensure_rabbitmq, free_port, port_open, wait_for
 
-__all__ = ["PrivateRabbit", "private_rabbit"]
+__all__ = ["PrivateRabbit", "bind_promotion_events", "private_rabbit", "promotion_events",
+           "promotion_messages"]
 
 
 class PrivateRabbit:
@@ -98,3 +106,41 @@ def private_rabbit(rabbit_url: str) -> Iterator[PrivateRabbit]:
     finally:
         node.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def bind_promotion_events(url: str) -> None:
+    """Declare a durable queue that keeps every promotion event of the node at ``url``."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(PROMOTIONS_EXCHANGE,
+                                                  aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue("test.promotion-events", durable=True)
+        await queue.bind(exchange, "promotion.#")
+
+
+async def promotion_messages(url: str, expected: int,
+                             within: float = 30.0) -> dict[str, dict[str, Any]]:
+    """Return the distinct promotion events (message id -> body) that arrived, waiting until
+    there are ``expected`` (a duplicate delivery has the same message id)."""
+    found: dict[str, dict[str, Any]] = {}
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("test.promotion-events", durable=True)
+        deadline = time.monotonic() + within
+        while len(found) < expected and time.monotonic() < deadline:
+            message = await queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            await message.ack()
+            assert message.message_id
+            found[message.message_id] = json.loads(message.body)
+    return found
+
+
+async def promotion_events(url: str, expected: int, within: float = 30.0) -> Counter[str]:
+    """Return how many distinct promotion events (by message id) of each kind arrived."""
+    found = await promotion_messages(url, expected, within)
+    return Counter(body["type"] for body in found.values())

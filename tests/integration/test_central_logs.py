@@ -21,15 +21,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 
-from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
 from scripts.devstack import Broker, Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import consume_until
-from tests.integration.rabbit import PrivateRabbit
+from tests.integration.rabbit import PrivateRabbit, bind_promotion_events, promotion_events
 from tests.integration.shop import ADMIN, Shop, customer
 
 pytestmark = pytest.mark.integration
@@ -128,36 +126,6 @@ def stored_lines(datadir: Path, marker: str) -> list[dict[str, Any]]:
             if marker in entry.get("message", ""):
                 found.append(entry)
     return found
-
-
-async def bind_promotion_events(url: str) -> None:
-    """Declare a durable queue that keeps every promotion event of the private node."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(PROMOTIONS_EXCHANGE,
-                                                  aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue("test.promotion-events", durable=True)
-        await queue.bind(exchange, "promotion.#")
-
-
-async def promotion_events(url: str, expected: int, within: float = 30.0) -> Counter[str]:
-    """Return how many distinct promotion events (by message id) of each kind arrived."""
-    ids: dict[str, str] = {}
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue("test.promotion-events", durable=True)
-        deadline = time.monotonic() + within
-        while len(ids) < expected and time.monotonic() < deadline:
-            message = await queue.get(fail=False)
-            if message is None:
-                await asyncio.sleep(0.05)
-                continue
-            await message.ack()
-            assert message.message_id
-            ids[message.message_id] = json.loads(message.body)["type"]
-    return Counter(ids.values())
 
 
 async def test_an_outage_loses_no_record_or_promotion_event_and_stores_none_twice(

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from rabbit_bridge.consumer import RecentIds
 from rabbit_bridge.outbox import Outbox, OutgoingMessage
+from rabbit_bridge.publisher import RabbitPublisher
+from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
 
 
 def message(n: int, key: str = "k") -> OutgoingMessage:
@@ -59,3 +61,29 @@ def test_a_forgotten_id_is_new_again() -> None:
     assert not recent.seen("a")
     assert recent.seen("a")
     assert not recent.seen(None)
+
+
+class NoRabbit:
+    """A RabbitMQ connection that is never up."""
+
+    is_connected = False
+    connection = None
+
+
+async def test_a_durable_message_is_in_the_outbox_file_when_publish_returns(
+        tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    publisher = RabbitPublisher(NoRabbit(), path)  # type: ignore[arg-type]
+    await publisher.on_start()
+    try:
+        mid = publisher.publish(PROMOTIONS_EXCHANGE, "promotion.redeemed", {"code": "TEN"},
+                                message_id="promotion.redeemed:TEN:e1", durable=True)
+        publisher.publish(PROMOTIONS_EXCHANGE, "promotion.created", {"code": "X"})
+        # What a kill -9 at this point leaves on disk: the durable message, not the other.
+        on_disk = Outbox(path)
+        stored = on_disk.oldest(10)
+        on_disk.close()
+        assert [s.message.message_id for s in stored] == [mid]
+        assert publisher.outbox_depth == 1 and publisher.pending == 1
+    finally:
+        await publisher.on_stop()
