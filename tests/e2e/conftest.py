@@ -1,8 +1,8 @@
 """Browser tests: headless Chromium (the Debian package) driven by Playwright, against one
-real worker on a real Tansu broker and RabbitMQ, shared by the module's journeys.
+real worker on a real Tansu broker and RabbitMQ, shared by the journeys.
 
-- ``shop_worker``: a worker (with an admin account) and its broker, started once a module.
-- ``browser``: Chromium from /usr/bin/chromium (never a downloaded one), launched once a module.
+- ``shop_worker``: a worker (with an admin account) and its broker, started once a session.
+- ``browser``: Chromium from /usr/bin/chromium (never a downloaded one), launched once a session.
 - ``pages``: a factory of browser pages that record console errors and uncaught exceptions
   (each test asserts there were none) and save screenshots under ``SCREENSHOTS``.
 """
@@ -29,9 +29,9 @@ PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shop_worker(rabbit_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """Start Tansu and one worker with an admin account; stop both after the module."""
+    """Start Tansu and one worker with an admin account; stop both at the end."""
     base = tmp_path_factory.mktemp("e2e")
     broker = start_tansu(log_path=base / "tansu.log")
     try:
@@ -50,7 +50,7 @@ def shop_worker(rabbit_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         broker.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Launch headless Chromium from the Debian package ``chromium``."""
     if not CHROMIUM.exists():

@@ -101,7 +101,7 @@ export async function supportPage(main, { query }, signal, navigate) {
     submitting(h("form", { class: "stack", id: "ticket-form" },
       field("Subject", { name: "subject", required: true, maxlength: 200 }),
       field("How can we help?", { name: "body", required: true }, "textarea"),
-      field("Order (optional)", { name: "order_id", value: query.get("order_id") || "", pattern: "[A-Za-z0-9_-]+" }),
+      field("Order (optional)", { name: "order_id", value: query.get("order_id") || "", pattern: "[A-Za-z0-9_\\-]+" }),
       message, h("button", { type: "submit" }, "Open ticket")), message, async (data) => {
       const body = { subject: data.get("subject"), body: data.get("body") };
       if (data.get("order_id")) body.order_id = data.get("order_id");
