@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration bench lint clean
+.PHONY: install run test test-unit test-integration test-e2e chromium bench lint clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 run: install
 	$(PY) -m scripts.run
 
-test: install
+test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -28,6 +28,22 @@ test-unit: install
 
 test-integration: install
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install chromium
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The browser tests (tests/e2e) drive the Debian package chromium through Playwright; they
+# never download a browser (no `playwright install`).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "[shopstream] $(CHROMIUM) is missing: installing the Debian package 'chromium' for the browser tests ..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q chromium >/dev/null || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; \
+	  [ -x $(CHROMIUM) ] || { echo "[shopstream] could not install the Debian package 'chromium' ($(CHROMIUM) is missing): install it with 'apt-get install -y chromium' and run make test again" >&2; exit 1; }; \
+	  echo "[shopstream] chromium installed"; \
+	fi
 
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)

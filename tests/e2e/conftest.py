@@ -1,8 +1,10 @@
 """Browser tests: headless Chromium (the Debian package) driven by Playwright, against one
 real worker on a real Tansu broker and RabbitMQ, shared by the journeys.
 
-- ``shop_worker``: a worker (with an admin account) and its broker, started once a session.
-- ``browser``: Chromium from /usr/bin/chromium (never a downloaded one), launched once a session.
+- ``shop_worker``: a worker (with an admin account) and its broker, started once for tests/e2e.
+- ``browser``: Chromium from /usr/bin/chromium (never a downloaded one), launched once for
+  tests/e2e. Package scope, not session: Playwright's sync API keeps an event loop running
+  while it is open, and the asyncio tests of the other packages cannot run beside it.
 - ``pages``: a factory of browser pages that record console errors and uncaught exceptions
   (each test asserts there were none) and save screenshots under ``SCREENSHOTS``.
 """
@@ -29,7 +31,7 @@ PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shop_worker(rabbit_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """Start Tansu and one worker with an admin account; stop both at the end."""
     base = tmp_path_factory.mktemp("e2e")
@@ -50,7 +52,7 @@ def shop_worker(rabbit_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         broker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """Launch headless Chromium from the Debian package ``chromium``."""
     if not CHROMIUM.exists():

@@ -5,6 +5,7 @@ width)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -114,9 +115,8 @@ def test_admin_sees_a_purchase_live_restocks_creates_a_promotion_and_answers_a_t
 
     # The console at phone width.
     phone = pages("console-phone", url, PHONE)
-    phone.page.add_init_script(
-        "localStorage.setItem('shop.access_token', %r);" % page.evaluate(
-            "localStorage.getItem('shop.access_token')"))
+    token = page.evaluate("localStorage.getItem('shop.access_token')")
+    phone.page.add_init_script(f"localStorage.setItem('shop.access_token', {json.dumps(token)});")
     phone.page.goto("/admin")
     expect(phone.page.get_by_role("heading", name="Dashboard")).to_be_visible()
     expect(phone.page.locator("#kpis, #analytics-missing").first).to_be_visible()
