@@ -1,11 +1,13 @@
 """Analytics agents: session activity, and windowed figures counted in batches then merged.
 
-``analytics.session-activity`` adds each tracked behaviour to its session's row (replay guard).
+``analytics.session-activity`` adds each tracked behaviour to its session's row (replay
+guard), one event at a time, and dead-letters what it cannot decode.
 
-``analytics.windows`` reads the analytics topic in batches (``take_events``) and
-``analytics.purchases`` reads the orders topic's ``order_confirmed`` notices (the order's
-lines are in the ``orders`` row of the same partition, as in agents/reports.py). Both turn
-what they read into facts (models/analytics.py) and fold them, per source partition, into
+``analytics.windows`` reads the same topic in batches (``take_events``). It and
+``analytics.purchases``, which reads the orders topic's
+``order_confirmed`` notices (the order's lines are in the ``orders`` row of the same
+partition, as in agents/reports.py), turn what they read into facts (models/analytics.py)
+and fold them, per source partition, into
 that partition's rows of the two Faust windowed tables: ``minute_partials`` (tumbling 1 min,
 with per-sku figures and visitor sets) and ``hop_partials`` (hopping 10 min every min,
 counters). A batch becomes one write per (window, source) row, not one per event, and the
@@ -28,6 +30,11 @@ source) by offset in ``rollup_sources`` and writes each window's merged figures 
 ``analytics_windows``, which every worker holds and the views read. One partition keeps the
 merge in one place; it handles a few rows a second, not events.
 
+A malformed tracked event is dead-lettered once, by ``analytics.session-activity`` (through
+``for_each_event``); the windows pass over it (counted in ``shop_analytics_skipped_total``)
+rather than write a second letter for it. ``analytics.rollup`` dead-letters what it cannot
+decode of its own topic.
+
 Faust's RocksDB store writes a row to the partition of the *current event*, which a batch
 does not have; :func:`in_partition_of` makes the batch's last event of a partition current
 while that partition's rows are written.
@@ -36,6 +43,7 @@ while that partition's rows are written.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import weakref
 from collections import defaultdict
@@ -53,6 +61,7 @@ from agents.dead_letters import dead_letter, for_each_event
 from agents.topics import analytics_topic, orders_topic, shop_topic
 from app import app, settings
 from models.analytics import (
+    COUNTERS,
     Fact,
     Tracked,
     add_activity,
@@ -82,7 +91,7 @@ __all__ = ["count_purchases", "count_windows", "in_partition_of", "merge_windows
 rollup_topic = shop_topic("analytics-rollup", partitions=1)
 
 #: Events a batch takes at most, and how long it waits to fill.
-BATCH = 10_000
+BATCH = 5_000
 BATCH_WITHIN_S = 0.5
 ROLLUP_BATCH = 2_000
 ROLLUP_WITHIN_S = 0.5
@@ -90,7 +99,15 @@ ROLLUP_WITHIN_S = 0.5
 SWEEP_EVERY_S = 60.0
 
 NOT_CONFIRMED = frozenset(t for t in ORDER_EVENTS if t != "order_confirmed")
+log = logging.getLogger(__name__)
 LATE = Counter("shop_analytics_late_total", "Tracked events past the grace period")
+SKIPPED = Counter("shop_analytics_skipped_total",
+                  "Malformed tracked events the windows pass over (dead-lettered by "
+                  "analytics.session-activity)")
+#: The windows agent's own work: events taken and seconds spent on them (its capacity).
+COUNTED = Counter("shop_analytics_window_events_total", "Tracked events the windows took")
+BUSY = Counter("shop_analytics_window_busy_seconds_total",
+               "Seconds the windows agent spent counting batches")
 
 _minutes = minute_partials.table
 _hops = hop_partials.table
@@ -183,12 +200,13 @@ def _unique(facts: list[Fact]) -> list[Fact]:
     return kept
 
 
-async def _send_rows(sends: list[tuple[str, bytes]]) -> None:
+def _send_rows(sends: list[tuple[str, bytes]]) -> None:
+    """Put the rows on the rollup topic (through the producer's buffer, as changelogs go)."""
     for key, value in sends:
-        await rollup_topic.send(key=key, value=value)
+        rollup_topic.send_soon(key=key, value=value)
 
 
-async def count_batch(events: Sequence[EventT]) -> None:
+def count_batch(events: Sequence[EventT]) -> None:
     """Count a batch of the analytics topic in its partitions' window rows; send the rows."""
     grace = settings.analytics_grace
     by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -203,24 +221,30 @@ async def count_batch(events: Sequence[EventT]) -> None:
                 if not isinstance(data, dict):
                     raise ValueError("a tracking event is a JSON object")
                 fact = tracked_fact(data, message.offset, message.timestamp, grace)
-            except Exception as exc:
-                await dead_letter(event, exc, agent="analytics.windows", stage="decode")
+            except Exception as exc:  # analytics.session-activity dead-letters it
+                SKIPPED.inc()
+                log.debug("analytics.windows skips %s[%s]@%s: %s", message.topic,
+                          message.partition, message.offset, exc)
                 continue
             if fact.kind == "late":
                 LATE.inc()
             facts.append(fact)
         if not facts:
             continue
+        topic = group[-1].message.topic
         with in_partition_of(group[-1]):
-            sends = count_facts(f"t{partition}", group[-1].message.topic, _unique(facts))
-        await _send_rows(sends)
+            sends = count_facts(f"t{partition}", topic, _unique(facts))
+        _send_rows(sends)
 
 
 @app.agent(analytics_topic, name="analytics.windows")
 async def count_windows(stream: StreamT[bytes]) -> None:
     """Consume the analytics topic, in batches, into the windowed tables."""
     async for events in cast(Any, stream).take_events(BATCH, within=BATCH_WITHIN_S):
-        await count_batch(events)
+        began = time.perf_counter()
+        count_batch(events)  # no awaits: the time is the agent's own
+        BUSY.inc(time.perf_counter() - began)
+        COUNTED.inc(len(events))
 
 
 async def apply_confirmed(event: OrderUpdate, position: Position) -> None:
@@ -230,7 +254,7 @@ async def apply_confirmed(event: OrderUpdate, position: Position) -> None:
     order = orders.get(event.order_id) or {}
     facts = purchase_facts(position.offset, event.occurred_at.timestamp(), event.user_id,
                            event.total_cents, order.get("items", ()), event.event_id)
-    await _send_rows(count_facts(f"o{current.message.partition}", position.topic, facts))
+    _send_rows(count_facts(f"o{current.message.partition}", position.topic, facts))
 
 
 @app.agent(orders_topic, name="analytics.purchases")
@@ -248,11 +272,7 @@ def _offset_of(partial: dict[str, Any]) -> int:
 
 
 def _source_summary(partial: dict[str, Any]) -> dict[str, Any]:
-    return {"product_views": partial.get("product_views", 0),
-            "add_to_carts": partial.get("add_to_carts", 0),
-            "purchases": partial.get("purchases", 0),
-            "revenue_cents": partial.get("revenue_cents", 0),
-            "late": partial.get("late", 0),
+    return {**{name: partial.get(name, 0) for name in COUNTERS},
             "visitors": len(partial.get("visitors", ())),
             "skus": len(partial.get("skus", ())),
             "offset": _offset_of(partial)}

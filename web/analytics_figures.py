@@ -177,7 +177,8 @@ ANALYTICS_TABLES = {
                                     "(the global copy every worker reads)."),
     "session-activity": (None, "Activity per browsing session (this worker's partitions)."),
 }
-COUNTER_COLUMNS = ["product_views", "add_to_carts", "purchases", "revenue_cents", "late"]
+COUNTER_COLUMNS = ["product_views", "add_to_carts", "removes", "page_views", "searches",
+                   "purchases", "revenue_cents", "late"]
 #: How many windows back a table page shows, and how many sessions.
 PAGE_WINDOWS = 60
 PAGE_SESSIONS = 200
