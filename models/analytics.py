@@ -12,10 +12,12 @@ from typing import Any
 
 from models.base import Event
 
-__all__ = ["COUNTERS", "add_activities", "HOP_SIZE", "HOP_STEP", "MINUTE", "TOP_BY", "TRACKING_TYPES", "WINDOWS", "Fact",
-           "Tracked", "add_activity", "fold", "hop_starts", "iso", "merge", "minute_of",
-           "purchase_facts", "summarize", "top_products", "tracked_fact", "visitor_of",
-           "window_span"]
+__all__ = [
+    "COUNTERS", "HOP_SIZE", "HOP_STEP", "MINUTE", "TOP_BY", "TRACKING_TYPES", "WINDOWS", "Fact",
+    "Tracked", "add_activities", "add_activity", "fold", "hop_starts", "iso", "merge",
+    "minute_of", "purchase_facts", "summarize", "top_products", "tracked_fact", "visitor_of",
+    "window_span",
+]
 
 #: The kinds of behaviour the frontend tracks.
 TRACKING_TYPES = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart")
