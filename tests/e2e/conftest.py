@@ -65,18 +65,37 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+#: Form controls and buttons of the page without an accessible name (label, aria-label, text).
+UNLABELLED_JS = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, a[href]')].filter((el) => {
+  if (el.closest('[hidden]')) return false;
+  const named = (el.getAttribute('aria-label') || '').trim()
+    || (el.getAttribute('aria-labelledby') || '').trim()
+    || (el.labels && [...el.labels].some((l) => l.textContent.trim()));
+  const text = ['BUTTON', 'A'].includes(el.tagName) && el.textContent.trim();
+  return !named && !text;
+}).map((el) => el.outerHTML.slice(0, 120))"""
+
+
 @dataclass
 class Tab:
-    """A browser page that records its console errors and takes screenshots."""
+    """A browser page that records its console errors, takes screenshots, and notes for each
+    page it took the controls without an accessible name and a page wider than the window."""
 
     page: Any
     name: str
     errors: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
+    too_wide: list[str] = field(default_factory=list)
 
     def shot(self, what: str) -> Path:
-        """Save a full-page screenshot ``<test>-<what>.png``; return its path."""
+        """Save a full-page screenshot ``<name>-<what>.png``; check the page's labels."""
         path = SCREENSHOTS / f"{self.name}-{what}.png"
         self.page.screenshot(path=str(path), full_page=True)
+        self.unlabelled += [f"{what}: {html}" for html in self.page.evaluate(UNLABELLED_JS)]
+        wider = self.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if wider > 0:
+            self.too_wide.append(f"{what}: {wider} px wider than the window")
         return path
 
 

@@ -124,3 +124,5 @@ def test_admin_sees_a_purchase_live_restocks_creates_a_promotion_and_answers_a_t
     print(f"admin journey: {time.monotonic() - started:.1f} s in the browser "
           f"(live analytics: {live_analytics})")
     assert tab.errors == [] and phone.errors == []
+    assert tab.unlabelled == [] and phone.unlabelled == []
+    assert tab.too_wide == [] and phone.too_wide == []

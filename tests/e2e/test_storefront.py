@@ -88,3 +88,4 @@ def test_customer_registers_searches_buys_and_sees_the_order_confirmed_live(
     tab.shot("orders")
     print(f"customer journey: {time.monotonic() - started:.1f} s in the browser")
     assert tab.errors == []
+    assert tab.unlabelled == [] and tab.too_wide == []

@@ -29,10 +29,11 @@ export function lineChart(points, lines, { title = "", width = 480, height = 180
   const y = (v) => pad.top + hgt - (v / max) * hgt;
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
   svg.append(s("title", {}, title));
-  for (const fraction of [0, 0.5, 1]) {
-    const yy = y(max * fraction);
+  const ticks = max >= 4 ? [0, Math.round(max / 2), max] : [0, max];
+  for (const tick of ticks) {
+    const yy = y(tick);
     svg.append(s("line", { x1: pad.left, x2: width - pad.right, y1: yy, y2: yy, stroke: "#e3e6ec" }));
-    svg.append(s("text", { x: pad.left - 4, y: yy + 3, "text-anchor": "end" }, format(Math.round(max * fraction))));
+    svg.append(s("text", { x: pad.left - 4, y: yy + 3, "text-anchor": "end" }, format(tick)));
   }
   if (points.length) {
     svg.append(s("text", { x: pad.left, y: height - 6 }, shortTime(points[0].at)));

@@ -59,6 +59,10 @@ export async function supportQueue(main, { query }, signal) {
     table, h("h2", {}, h("span", { class: "live", id: "feed-live" }), "Live feed"), feed);
   // The live feed: every change of any ticket, the SLA figures as they move.
   let refreshing = null;
+  const refresh = () => Promise.all([
+    api(`/api/support/tickets?${params}`, { signal }).then((page) => drawTickets(page.items)),
+    api("/api/support/sla", { signal }).then((figures) => fill(slaBox, slaCards(figures))),
+  ]).catch(() => {});
   const stop = follow("/api/support/stream", (name, data) => {
     if (name === "sla") { fill(slaBox, slaCards(data)); return; }
     if (name === "workload" || !data || !data.ticket) return;
@@ -67,8 +71,10 @@ export async function supportQueue(main, { query }, signal) {
       h("a", { href: `/admin/support/${encodeURIComponent(ticket.id)}` }, ticket.subject || ticket.id), " ",
       FEED_TEXT[name] || name));
     while (feed.children.length > 50) feed.lastChild.remove();
+    // The list and the figures are written by the agents a moment after the feed entry.
     clearTimeout(refreshing);
-    refreshing = setTimeout(() => api(`/api/support/tickets?${params}`, { signal }).then((page) => drawTickets(page.items)).catch(() => {}), 300);
+    refreshing = setTimeout(refresh, 300);
+    setTimeout(refresh, 1500);
   }, { onState: (on) => { const dot = document.getElementById("feed-live"); if (dot) dot.classList.toggle("on", on); } });
   signal.addEventListener("abort", () => { stop(); clearTimeout(refreshing); });
 }
