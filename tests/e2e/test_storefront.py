@@ -1,6 +1,7 @@
 """The customer's journey through the storefront in a real browser, at phone width:
 register, search, two products into the cart, check out, the order page turns to
-``confirmed`` without a reload, the notification arrives at the bell."""
+``confirmed`` without a reload, the notification arrives at the bell; the session's behaviour
+was tracked."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 from playwright.sync_api import expect
 
 from scripts.devstack import Worker
+from tests.e2e.api import call
 from tests.e2e.catalog import stock_catalog
 from tests.e2e.conftest import PHONE
+from tests.integration.shop import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -86,6 +89,19 @@ def test_customer_registers_searches_buys_and_sees_the_order_confirmed_live(
     expect(page.locator("#orders tbody tr")).to_have_count(1)
     expect(page.locator("#cart-count")).to_have_text("0")
     tab.shot("orders")
+    # The storefront tracked the session's behaviour (POST /api/events batches).
+    page.evaluate("window.dispatchEvent(new Event('pagehide'))")  # send what is queued
+    session = page.evaluate("localStorage.getItem('shop.session_id')")
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status, activity = call(shop_worker.url, "GET", f"/api/analytics/sessions/{session}",
+                                headers=ADMIN)
+        counts = activity.get("counts", {}) if status == 200 else {}
+        if {"page_view", "search", "product_view", "add_to_cart"} <= set(counts):
+            break
+        time.sleep(0.3)
+    assert counts.get("add_to_cart") == 2 and counts.get("search", 0) >= 1, counts
     print(f"customer journey: {time.monotonic() - started:.1f} s in the browser")
     assert tab.errors == []
     assert tab.unlabelled == [] and tab.too_wide == []
