@@ -65,6 +65,17 @@ export async function listing(main, { query }, signal) {
       page < pages ? h("a", { href: link(page + 1) }, "Next") : null) : null);
 }
 
+/** The home page: the popular products (confirmed orders of the last days), then the catalog. */
+export async function home(main, params, signal) {
+  await listing(main, params, signal);
+  const popular = await api("/api/reports/popular", { signal }).catch(() => ({ items: [] }));
+  const products = await productsOf((popular.items || []).map((i) => i.sku), signal);
+  if (products.length && !signal.aborted) {
+    main.prepend(h("section", { id: "popular", "aria-label": "Popular now" },
+      h("h2", {}, "Popular now"), h("div", { class: "grid" }, products.map(productCard))));
+  }
+}
+
 async function productsOf(skus, signal) {
   const found = await Promise.all(skus.slice(0, 6).map((sku) =>
     api(`/api/products/${encodeURIComponent(sku)}`, { signal }).catch(() => null)));

@@ -7,7 +7,7 @@ import { supportQueue, supportTicket } from "./console_support.js";
 import { deadLetters, logsSection, tasksSection } from "./console_ops.js";
 import { Router, markCurrent } from "./router.js";
 
-const ADMIN_ONLY = new Set(["/admin", "/admin/orders", "/admin/catalog", "/admin/promotions", "/admin/logs", "/admin/dead-letters", "/admin/tasks"]);
+const ADMIN_ONLY = new Set(["/admin", "/admin/orders", "/admin/catalog", "/admin/promotions", "/admin/logs", "/admin/dead-letters", "/admin/tasks", "/analytics"]);
 
 let router = null;
 const navigate = (path, options) => router.go(path, options);

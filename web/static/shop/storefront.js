@@ -3,7 +3,7 @@
 import { claims, fill, h } from "./api.js";
 import { startBell } from "./bell.js";
 import * as cart from "./cart.js";
-import { cartPage, categories, listing, product } from "./catalog_pages.js";
+import { cartPage, categories, home, listing, product } from "./catalog_pages.js";
 import { checkout, order, orders } from "./order_pages.js";
 import { accountPage, loginPage, notificationsPage, registerPage, supportPage, ticketPage } from "./account_pages.js";
 import { Router, markCurrent } from "./router.js";
@@ -59,7 +59,7 @@ function notFound(main) {
 
 function start() {
   router = new Router([
-    ["/", listing],
+    ["/", home],
     ["/products", listing],
     ["/products/{sku}", product],
     ["/cart", cartPage],
