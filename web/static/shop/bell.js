@@ -57,7 +57,7 @@ async function restart(navigate) {
     if (!el("bell-panel").hidden) draw(navigate);
     toast(data.title);
     window.dispatchEvent(new CustomEvent("shop:notification", { detail: data }));
-  }, { lastEventId: after, onState: (live) => el("bell").classList.toggle("live", live) });
+  }, { lastEventId: after, onState: (live) => el("bell").classList.toggle("streaming", live) });
 }
 
 function badge() {
