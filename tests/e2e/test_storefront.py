@@ -89,6 +89,22 @@ def test_customer_registers_searches_buys_and_sees_the_order_confirmed_live(
     expect(page.locator("#orders tbody tr")).to_have_count(1)
     expect(page.locator("#cart-count")).to_have_text("0")
     tab.shot("orders")
+    # An access token the shop refuses (a bad signature) is refreshed once with the refresh
+    # token, transparently; the refused call is the one console message of this step.
+    broken = page.evaluate("""() => {
+      const token = localStorage.getItem('shop.access_token');
+      const broken = token.slice(0, -6) + (token.endsWith('AAAAAA') ? 'BBBBBB' : 'AAAAAA');
+      localStorage.setItem('shop.access_token', broken);
+      return broken;
+    }""")
+    seen = len(tab.errors)
+    page.get_by_role("link", name="Account").click()
+    expect(page.get_by_text("Signed in as ada@example.com")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('shop.access_token')") != broken
+    refused = tab.errors[seen:]
+    assert refused and all("401" in e for e in refused), refused
+    del tab.errors[seen:]
+
     # The storefront tracked the session's behaviour (POST /api/events batches).
     page.evaluate("window.dispatchEvent(new Event('pagehide'))")  # send what is queued
     session = page.evaluate("localStorage.getItem('shop.session_id')")
