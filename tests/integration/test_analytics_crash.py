@@ -19,7 +19,7 @@ from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 4000
+EVENTS = 2500
 
 
 async def counted(http: aiohttp.ClientSession, url: str) -> Counter[str]:
@@ -40,7 +40,8 @@ async def counted(http: aiohttp.ClientSession, url: str) -> Counter[str]:
 
 
 async def test_counts_are_exact_after_a_crash_mid_stream(workers: WorkerFactory) -> None:
-    worker = workers.start("w1", SHOP_COMMIT_INTERVAL="0.5")
+    worker = workers.start("w1", SHOP_COMMIT_INTERVAL="0.5", SHOP_SESSION_TIMEOUT="3",
+                           SHOP_HEARTBEAT_INTERVAL="1")
     await asyncio.to_thread(worker.wait_ready)
     events = make_tracking_events(EVENTS, seed=11)
     expected = Counter(COUNTER_OF[json.loads(value)["type"]] for _, value in events)

@@ -39,7 +39,7 @@ def minute_iso(at: datetime) -> str:
     return at.replace(second=0, microsecond=0).isoformat()
 
 
-async def test_events_land_in_their_windows_and_endpoints_count_them(
+async def test_events_land_in_their_windows_and_bad_batches_are_refused(
     workers: WorkerFactory,
 ) -> None:
     worker = workers.start("w1", SHOP_ANALYTICS_GRACE="120")
@@ -123,45 +123,45 @@ async def test_events_land_in_their_windows_and_endpoints_count_them(
         assert b"event: summary" in first_event
         assert b'"purchases":1' in first_event
 
+        await bad_tracking_batches_are_refused(http, worker.url)
 
-async def test_bad_tracking_batches_are_refused(workers: WorkerFactory) -> None:
-    worker = workers.start("w1")
-    await asyncio.to_thread(worker.wait_ready)
-    async with aiohttp.ClientSession() as http:
-        shop = Shop(http, worker.url)
-        good = {"type": "page_view", "path": "/"}
-        cases: list[tuple[Any, int, str]] = [
-            ({"session_id": "session-1", "events": [{"type": "purchase", "sku": "A"}]},
-             422, "events.0.type"),
-            ({"session_id": "session-1", "events": [good] * 101}, 422, "events"),
-            ({"session_id": "session-1", "events": []}, 422, "events"),
-            ({"events": [good]}, 422, "session_id"),
-            ({"session_id": "bad id!", "events": [good]}, 422, "session_id"),
-            ({"session_id": "session-1", "events": [{"type": "product_view",
-                                                      "at": "yesterday"}]}, 422, "events.0.at"),
-            ([good], 422, ""),
-        ]
-        for body, status, field in cases:
-            got, answer = await shop.call("POST", "/api/events", json=body)
-            assert got == status, (body, answer)
-            assert set(answer) == {"error"} and set(answer["error"]) >= {"code", "message"}
-            assert field in str(answer["error"].get("details")), answer
-        async with http.post(worker.url + "/api/events", data=b"{not json",
-                             headers={"Content-Type": "application/json"}) as response:
-            assert response.status == 400
-            assert set((await response.json())["error"]) >= {"code", "message"}
-        async with http.post(worker.url + "/api/events", data=io.BytesIO(b"x" * (2 * 1024 * 1024)),
-                             headers={"Content-Type": "application/json"}) as response:
-            assert response.status == 413
-            assert "error" in await response.json()
-        # Analytics endpoints: admins only.
-        for path in ("/api/analytics/summary", "/api/analytics/products/top"):
-            status, _ = await shop.call("GET", path)
-            assert status == 401
-            status, _ = await shop.call("GET", path, headers=customer("u-1"))
-            assert status == 403
-        status, body = await shop.call("GET", "/api/analytics/summary?window=2d", headers=ADMIN)
-        assert status == 422 and "window" in str(body["error"]["details"])
-        status, body = await shop.call("GET", "/api/analytics/products/top?by=likes",
-                                       headers=ADMIN)
-        assert status == 422
+
+async def bad_tracking_batches_are_refused(http: aiohttp.ClientSession, url: str) -> None:
+    """Bad batches are refused with a clear 4xx in the one error shape; admins only read."""
+    shop = Shop(http, url)
+    good = {"type": "page_view", "path": "/"}
+    cases: list[tuple[Any, int, str]] = [
+        ({"session_id": "session-1", "events": [{"type": "purchase", "sku": "A"}]},
+         422, "events.0.type"),
+        ({"session_id": "session-1", "events": [good] * 101}, 422, "events"),
+        ({"session_id": "session-1", "events": []}, 422, "events"),
+        ({"events": [good]}, 422, "session_id"),
+        ({"session_id": "bad id!", "events": [good]}, 422, "session_id"),
+        ({"session_id": "session-1", "events": [{"type": "product_view",
+                                                  "at": "yesterday"}]}, 422, "events.0.at"),
+        ([good], 422, ""),
+    ]
+    for body, status, field in cases:
+        got, answer = await shop.call("POST", "/api/events", json=body)
+        assert got == status, (body, answer)
+        assert set(answer) == {"error"} and set(answer["error"]) >= {"code", "message"}
+        assert field in str(answer["error"].get("details")), answer
+    async with http.post(url + "/api/events", data=b"{not json",
+                         headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400
+        assert set((await response.json())["error"]) >= {"code", "message"}
+    async with http.post(url + "/api/events", data=io.BytesIO(b"x" * (2 * 1024 * 1024)),
+                         headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 413
+        assert "error" in await response.json()
+    # Analytics endpoints: admins only.
+    for path in ("/api/analytics/summary", "/api/analytics/products/top"):
+        status, _ = await shop.call("GET", path)
+        assert status == 401
+        status, _ = await shop.call("GET", path, headers=customer("u-1"))
+        assert status == 403
+    status, body = await shop.call("GET", "/api/analytics/summary?window=2d", headers=ADMIN)
+    assert status == 422 and "window" in str(body["error"]["details"])
+    status, body = await shop.call("GET", "/api/analytics/products/top?by=likes",
+                                   headers=ADMIN)
+    assert status == 422
