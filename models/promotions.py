@@ -221,6 +221,9 @@ def apply_redeem(row: Mapping[str, Any] | None, event: RedeemPromotion) -> Redem
     if event.order_id in row.get("orders", {}):
         return Redemption(dict(row), PromotionRedeemed.new(
             code=event.code, order_id=event.order_id, correlation_id=event.order_id))
+    if event.order_id in row.get("returned", {}):
+        # Asked again (a chase, a replay) after the ended order gave its redemption back.
+        return refuse("the order gave its redemption of this code back")
     placed = datetime.fromisoformat(event.placed_at)
     status = status_at(row, placed)
     if status != "active":
@@ -238,7 +241,11 @@ def apply_redeem(row: Mapping[str, Any] | None, event: RedeemPromotion) -> Redem
 
 
 def apply_return(row: Mapping[str, Any] | None, event: ReturnRedemption) -> Redemption:
-    """Give back the order's redemption, if it holds one (idempotent by state)."""
+    """Give back the order's redemption, if it holds one (idempotent by state).
+
+    The order is remembered as returned: a redemption asked for again afterwards is refused,
+    so it never counts against the limit twice.
+    """
     if row is None or event.order_id not in row.get("orders", {}):
         return Redemption(dict(row) if row else None, None)
     orders = dict(row["orders"])
@@ -247,8 +254,9 @@ def apply_return(row: Mapping[str, Any] | None, event: ReturnRedemption) -> Rede
     by_user[user_id] = max(0, by_user.get(user_id, 0) - 1)
     if not by_user[user_id]:
         del by_user[user_id]
+    returned = {**row.get("returned", {}), event.order_id: user_id}
     return Redemption({**row, "used": max(0, row.get("used", 0) - 1), "by_user": by_user,
-                       "orders": orders}, None)
+                       "orders": orders, "returned": returned}, None)
 
 
 PUBLIC_FIELDS = ("code", "kind", "value", "min_order_cents", "starts_at", "ends_at",

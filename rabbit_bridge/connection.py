@@ -47,6 +47,12 @@ class RabbitConnection(Service):
             connection.connected.is_set()
         )
 
+    @property
+    def was_connected(self) -> bool:
+        """Return True once the first connection succeeded (the robust connection then
+        reconnects by itself after an outage)."""
+        return self.connection is not None
+
     @Service.task
     async def _connect_until_connected(self) -> None:
         delay = RETRY_FIRST_S

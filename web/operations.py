@@ -28,9 +28,16 @@ def readiness() -> dict[str, Any]:
     }
     if kafka_ready:
         kafka["assigned_partitions"] = len(app.consumer.assignment())
-    rabbitmq = {"ready": rabbit.is_connected, "error": rabbit.last_error,
-                "outbox_depth": publisher.outbox_depth, "pending": publisher.pending}
-    return {"ready": kafka_ready and rabbit.is_connected, "kafka": kafka, "rabbitmq": rabbitmq}
+    rabbitmq: dict[str, Any] = {
+        "ready": rabbit.is_connected, "error": rabbit.last_error,
+        "outbox_depth": publisher.outbox_depth, "pending": publisher.pending}
+    # An outage of a RabbitMQ this worker has reached does not stop it serving: what it
+    # publishes waits in the outbox. A RabbitMQ never reached (a wrong SHOP_RABBIT_URL) does.
+    degraded = rabbit.was_connected and not rabbit.is_connected
+    if degraded:
+        rabbitmq["degraded"] = True
+    ready = kafka_ready and (rabbit.is_connected or degraded)
+    return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq}
 
 
 @app.page("/health")
@@ -43,7 +50,7 @@ class Health(ShopView):
 
 @app.page("/ready")
 class Ready(ShopView):
-    """The worker has its Kafka assignment and a RabbitMQ connection (503 if not)."""
+    """The worker has its Kafka assignment and has reached RabbitMQ (503 if not)."""
 
     async def get(self, request: Request) -> Response:
         detail = readiness()

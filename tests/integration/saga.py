@@ -19,8 +19,12 @@ PAYMENT_METHODS = (["pm_card_ok", "pm_card_declined", "pm_card_insufficient_fund
 
 
 async def place_many(shops: Sequence[Shop], skus: Sequence[str], orders: int, customers: int,
-                     rng: random.Random, *, in_flight: int = 40) -> list[tuple[str, str]]:
-    """Place ``orders`` orders concurrently through ``shops`` in turn; return (customer, id)."""
+                     rng: random.Random, *, in_flight: int = 40,
+                     promotion: tuple[str, int] | None = None) -> list[tuple[str, str]]:
+    """Place ``orders`` orders concurrently through ``shops`` in turn; return (customer, id).
+
+    ``promotion=(code, k)`` uses the code in every k-th order.
+    """
     limit = asyncio.Semaphore(in_flight)
 
     async def one(n: int) -> tuple[str, str]:
@@ -28,11 +32,13 @@ async def place_many(shops: Sequence[Shop], skus: Sequence[str], orders: int, cu
         chosen = rng.sample(sorted(skus), rng.randint(1, 3))
         method = rng.choices(*PAYMENT_METHODS)[0]
         lines = [(s, rng.randint(1, 3)) for s in chosen]
+        extra = {"promotion_code": promotion[0]} if promotion and n % promotion[1] == 0 else {}
         async with limit:
             for attempt in range(100):  # a killed worker does not answer: retry on another
                 shop = shops[(n + attempt) % len(shops)]
                 try:
-                    status, body = await shop.place(user, lines, method, idempotency_key=str(n))
+                    status, body = await shop.place(user, lines, method, idempotency_key=str(n),
+                                                    **extra)
                 except (OSError, aiohttp.ClientError, TimeoutError):
                     status, body = 0, None
                 if status == 202:

@@ -120,6 +120,17 @@ def test_a_returned_redemption_frees_the_code_once() -> None:
     assert apply_redeem(back, redeem("o-2")).redeemed
 
 
+def test_a_redemption_asked_again_after_its_return_is_refused() -> None:
+    """A chase or a replay can ask again after the ended order gave its redemption back: it
+    must not count against the limit a second time (nor be announced twice)."""
+    row = apply_redeem(promotion(usage_limit=1), redeem("o-1")).row
+    back = apply_return(row, ReturnRedemption.new(code="SPRING", order_id="o-1")).row
+    again = apply_redeem(back, redeem("o-1"))
+    assert not again.redeemed and isinstance(again.answer, PromotionRefused)
+    assert again.row is not None and again.row["used"] == 0
+    assert apply_redeem(again.row, redeem("o-2", "u-2")).redeemed, "the one use is still free"
+
+
 def test_saving_again_keeps_the_counters() -> None:
     row = apply_redeem(promotion(), redeem("o-1")).row
     changed = apply_saved(row, PromotionSaved.new(
