@@ -4,16 +4,14 @@
 guard), one event at a time, and dead-letters what it cannot decode.
 
 ``analytics.windows`` reads the same topic in batches (``take_events``). It and
-``analytics.purchases``, which reads the orders topic's
-``order_confirmed`` notices (the order's lines are in the ``orders`` row of the same
-partition, as in agents/reports.py), turn what they read into facts (models/analytics.py)
-and fold them, per source partition, into
-that partition's rows of the two Faust windowed tables: ``minute_partials`` (tumbling 1 min,
-with per-sku figures and visitor sets) and ``hop_partials`` (hopping 10 min every min,
-counters). A batch becomes one write per (window, source) row, not one per event, and the
-row's JSON bytes are written once and sent on as they are.
+``analytics.purchases``, which reads the orders topic's ``order_confirmed`` notices (the
+order's lines are in the ``orders`` row of the same partition, as in agents/reports.py),
+turn what they read into facts (models/analytics.py) and fold them into their partition's
+rows of the Faust tumbling table ``minute_partials`` (1 minute: counters, per-sku figures,
+visitor sets). A batch becomes one write per (minute, partition) row, not one per event, and
+the row's JSON bytes are written once and sent on as they are.
 
-Event time: a fact lands in the windows of its ``occurred_at``. An event that reached the
+Event time: a fact lands in the minute of its ``occurred_at``. An event that reached the
 broker more than ``SHOP_ANALYTICS_GRACE`` seconds after it happened is *late*: it is counted
 only as ``late`` in the minute it arrived (the decision uses the broker's timestamp, so a
 redelivery decides the same way).
@@ -25,10 +23,14 @@ unions, so they are duplicate-proof by nature.
 
 Completeness on any worker: after each batch every written row is sent, whole, to the
 one-partition ``analytics-rollup`` topic (also for a redelivery: the copy may not have left
-before a crash). ``analytics.rollup``, its only reader, keeps the newest partial per (window,
-source) by offset in ``rollup_sources`` and writes each window's merged figures to the global
-``analytics_windows``, which every worker holds and the views read. One partition keeps the
-merge in one place; it handles a few rows a second, not events.
+before a crash). ``analytics.rollup``, its only reader and the single writer of what follows,
+keeps the newest row per (minute, partition) by offset in ``rollup_sources`` with each
+minute's merged counters, writes each minute's merged figures to the global
+``analytics_windows`` (which every worker holds and the views read), and recounts the Faust
+hopping table ``hop_partials`` (10 minutes every minute) from the merged minutes, copying
+those rows too. A hopping row is derived (the sum of its ten minutes), so recounting it is
+duplicate-safe; and the partitions' agents write one row a minute, not eleven. One partition
+keeps the merge in one place; it handles a few rows a second, not events.
 
 A malformed tracked event is dead-lettered once, by ``analytics.session-activity`` (through
 ``for_each_event``); the windows pass over it (counted in ``shop_analytics_skipped_total``)
@@ -62,6 +64,8 @@ from agents.topics import analytics_topic, orders_topic, shop_topic
 from app import app, settings
 from models.analytics import (
     COUNTERS,
+    HOP_SIZE,
+    MINUTE,
     Fact,
     Tracked,
     add_activity,
@@ -108,6 +112,9 @@ SKIPPED = Counter("shop_analytics_skipped_total",
 COUNTED = Counter("shop_analytics_window_events_total", "Tracked events the windows took")
 BUSY = Counter("shop_analytics_window_busy_seconds_total",
                "Seconds the windows agent spent counting batches")
+
+#: The source name of the hopping rows: every partition, summed by the merger.
+ALL_SOURCES = "all"
 
 _minutes = minute_partials.table
 _hops = hop_partials.table
@@ -156,20 +163,15 @@ def count_facts(source: str, topic: str, facts: Sequence[Fact]) -> list[tuple[st
     by_minute: dict[int, list[Fact]] = defaultdict(list)
     for fact in facts:
         by_minute[minute_of(fact.at)].append(fact)
-    by_hop: dict[Any, list[Fact]] = defaultdict(list)
     sends = []
     for minute, group in by_minute.items():
         for window in _minute_window.ranges(minute):
-            sends.append(_write(_minutes, "1m", source, window, topic, group, detailed=True))
-        for window in _hop_window.ranges(minute):
-            by_hop[window].extend(group)
-    for window, group in by_hop.items():
-        sends.append(_write(_hops, "10m", source, window, topic, group, detailed=False))
+            sends.append(_write(_minutes, "1m", source, window, topic, group))
     return sends
 
 
-def _write(table: Any, kind: str, source: str, window: Any, topic: str, facts: list[Fact],
-           *, detailed: bool) -> tuple[str, bytes]:
+def _write(table: Any, kind: str, source: str, window: Any, topic: str,
+           facts: list[Fact]) -> tuple[str, bytes]:
     """Fold the facts a row has not absorbed yet into it; return its rollup key and bytes."""
     key = (source, tuple(window))
     raw = table.get(key)
@@ -180,7 +182,7 @@ def _write(table: Any, kind: str, source: str, window: Any, topic: str, facts: l
         REPLAYS_SKIPPED.labels(table.name).inc(len(facts) - len(fresh))
     if fresh or raw is None:
         newest = max(fresh or facts, key=lambda f: f.offset)
-        row = mark_applied(fold(row, fresh, detailed=detailed),
+        row = mark_applied(fold(row, fresh, detailed=True),
                            Position(topic, newest.offset, newest.event_id))
         raw = _dumps(row)
         table[key] = raw
@@ -279,7 +281,10 @@ def _source_summary(partial: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_window(window: str, parts: dict[str, tuple[int, bytes]]) -> None:
-    """Keep the newer of ``parts`` (source -> (offset, bytes)); write the window's copy."""
+    """Keep the newer of ``parts`` (source -> (offset, bytes)); write the minute's copy.
+
+    The minute's merged counters are kept in its index row too, for the hopping windows.
+    """
     raw_index = rollup_sources.get(window)
     index = json.loads(raw_index) if raw_index else {"offsets": {}}
     offsets: dict[str, int] = index["offsets"]
@@ -291,17 +296,38 @@ def merge_window(window: str, parts: dict[str, tuple[int, bytes]]) -> None:
             changed = True
         else:
             REPLAYS_SKIPPED.labels(rollup_sources.name).inc()
-    if changed:
-        rollup_sources[window] = _dumps(index)
     partials = {}
     for source in offsets:
         stored = rollup_sources.get(f"{window}|{source}")
         if stored:
             partials[source] = json.loads(stored)
     merged = merge(partials.values())
+    counters = {name: merged[name] for name in COUNTERS}
+    if changed or index.get("counters") != counters:
+        index["counters"] = counters
+        rollup_sources[window] = _dumps(index)
     merged["sources"] = {s: _source_summary(p) for s, p in sorted(partials.items())}
     # Written every time, also for a redelivery: the copy may not have been written before.
     analytics_windows[window] = _dumps(merged)
+
+
+def count_hops(minutes: set[int]) -> None:
+    """Recount the hopping windows holding ``minutes`` from the minutes' merged counters.
+
+    A hopping window's row is the sum of its ten minutes (derived, so recounting it after a
+    redelivery gives the same row): written to the hopping table and copied for the views.
+    """
+    windows = {tuple(w) for minute in minutes for w in _hop_window.ranges(minute)}
+    for start, end in sorted(windows):
+        totals = dict.fromkeys(COUNTERS, 0)
+        for minute in range(int(start), int(start) + HOP_SIZE, MINUTE):
+            raw = rollup_sources.get(window_key("1m", minute))
+            for name, value in (json.loads(raw).get("counters", {}) if raw else {}).items():
+                totals[name] = totals.get(name, 0) + value
+        row = _dumps(totals)
+        _hops[(ALL_SOURCES, (start, end))] = row
+        analytics_windows[window_key("10m", start)] = _dumps(
+            {**totals, "sources": {ALL_SOURCES: {**totals, "offset": None}}})
 
 
 def sweep(now: float) -> int:
@@ -311,9 +337,11 @@ def sweep(now: float) -> int:
            if int(key.split("|")[0].split(":")[1]) < oldest]
     for key in old:
         del rollup_sources[key]
-        if "|" not in key and key in analytics_windows:
-            del analytics_windows[key]
-    return len(old)
+    copies = [key for key in list(analytics_windows.keys())
+              if int(key.split(":")[1]) < oldest]
+    for key in copies:
+        del analytics_windows[key]
+    return len(old) + len(copies)
 
 
 @app.agent(rollup_topic, name="analytics.rollup")
@@ -340,6 +368,7 @@ async def merge_windows(stream: StreamT[bytes]) -> None:
         with in_partition_of(events[-1]):
             for window, parts in newest.items():
                 merge_window(window, parts)
+            count_hops({int(w.split(":")[1]) for w in newest if w.startswith("1m:")})
             if time.time() >= next_sweep:
                 sweep(time.time())
                 next_sweep = time.time() + SWEEP_EVERY_S

@@ -41,13 +41,14 @@ minute_partials = app.Table(
     help="What each source partition counted in each minute (tumbling 1 minute).",
 ).tumbling(60, expires=RETENTION)
 
-#: (source, (start, end)) -> JSON partial (counters only) with _applied.
+#: ("all", (start, end)) -> JSON counters of the window, all partitions (derived).
 hop_partials = app.Table(
-    "analytics-10m", value_type=bytes,
-    help="What each source partition counted in each 10 minutes (hopping, every minute).",
+    "analytics-10m", value_type=bytes, partitions=1,
+    help="Every 10 minutes' counters, all partitions (hopping, every minute).",
 ).hopping(600, 60, expires=RETENTION)
 
-#: "<1m|10m>:<start>|<source>" -> the newest JSON partial of that source in that window.
+#: "1m:<start>|<source>" -> the newest JSON partial of that source in that minute;
+#: "1m:<start>" -> {offsets: {source: offset}, counters: {...}} (the minute merged).
 rollup_sources = app.Table(
     "analytics-rollup", key_type=str, value_type=bytes, partitions=1,
     help="The newest partial of every window and source (the merger's, one partition).",

@@ -171,8 +171,8 @@ class TopProductsView(ShopView):
 ANALYTICS_TABLES = {
     "analytics-minutes": ("1m", "What each source partition counted in each minute "
                                 "(Faust tumbling window, 1 minute, kept 25 h)."),
-    "analytics-10m": ("10m", "What each source partition counted in each 10 minutes "
-                             "(Faust hopping window, 10 minutes every minute, kept 25 h)."),
+    "analytics-10m": ("10m", "Every 10 minutes' counters, all partitions (Faust hopping "
+                             "window, 10 minutes every minute, kept 25 h)."),
     "analytics-windows": ("merged", "Every minute's figures with all partitions merged "
                                     "(the global copy every worker reads)."),
     "session-activity": (None, "Activity per browsing session (this worker's partitions)."),

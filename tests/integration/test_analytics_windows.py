@@ -112,6 +112,10 @@ async def test_events_land_in_their_windows_and_bad_batches_are_refused(
         minutes = await until(shop, "/api/analytics/tables/analytics-minutes",
                               lambda b: bool(b["rows"]))
         assert {r["source"][0] for r in minutes["rows"]} == {"t", "o"}
+        hops = await until(shop, "/api/analytics/tables/analytics-10m",
+                           lambda b: max((r["purchases"] for r in b["rows"]), default=0) == 1)
+        assert {r["source"] for r in hops["rows"]} == {"all"}
+        assert max(r["product_views"] for r in hops["rows"]) == 4
         status, body = await shop.call("GET", "/api/analytics/tables/nope", headers=ADMIN)
         assert status == 404 and body["error"]["code"] == "not_found"
 
