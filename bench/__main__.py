@@ -24,12 +24,15 @@ from bench.report import (
     PhaseResult,
     environment,
     print_http_table,
+    print_scaling_table,
     print_table,
     result_document,
     say,
     write_results,
 )
 from bench.saga import measure_saga
+from bench.scaling import GOAL as SCALING_GOAL
+from bench.scaling import measure_scaling
 from bench.shop_agent import measure_shop_agent
 from scripts.devstack import Broker, StackError, start_tansu
 
@@ -194,6 +197,12 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
         f"{latency.extra['p99_ms']} ms; {pipeline.rate:,.0f} notices/s end to end, "
         f"{inbox.rate:,.0f}/s through the inbox agent = "
         f"{inbox.extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
+
+    say(f"scaling: {options.shop_messages:,} analytics events through one worker, then two "
+        "(each run on its own fresh broker)")
+    deadline = time.monotonic() + 240 + options.shop_messages / 50
+    results.extend(await measure_scaling(events[:options.shop_messages], workdir,
+                                         options.rabbit_url, deadline))
     return results
 
 
@@ -244,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     http = [r for r in results if "ratio_to_bare_aiohttp" in r.extra]
     logs = [r for r in results if r.extra.get("phase") == "logs"]
-    print_table([r for r in results if r not in http and r not in logs], baseline)
+    scaling = [r for r in results if r.extra.get("phase") == "scaling"]
+    print_table([r for r in results if r not in http and r not in logs and r not in scaling],
+                baseline)
+    print()
+    print_scaling_table(scaling, SCALING_GOAL)
     print()
     print_http_table(http)
     print()

@@ -20,6 +20,7 @@ __all__ = [
     "PhaseResult",
     "environment",
     "print_http_table",
+    "print_scaling_table",
     "print_table",
     "result_document",
     "say",
@@ -106,6 +107,23 @@ def print_http_table(results: list[PhaseResult]) -> None:
     if results:
         print(f"(at {results[0].extra['concurrency']} concurrent connections; the bare handler "
               "measured in this run; goal >= 0.6 x bare, p99 < 20 ms)")
+
+
+def print_scaling_table(results: list[PhaseResult], goal: float) -> None:
+    """Print workers | events | seconds | events/s | ratio to one worker."""
+    rows = [("workers", "events", "seconds", "events/s", "x one worker")]
+    for r in results:
+        rows.append((str(r.extra["workers"]), f"{r.messages:,}", f"{r.seconds:.2f}",
+                     f"{r.rate:,.0f}", f"{r.extra['ratio_to_one_worker']:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    if results:
+        print(f"(the shop's analytics agents over {results[0].extra['partitions']} partitions, "
+              f"each run on a fresh broker; goal: two workers >= {goal} x one; "
+              f"{os.cpu_count()} cores here, shared with the broker and the bench)")
 
 
 def write_results(document: dict[str, Any], also: Path | None = None) -> list[Path]:

@@ -44,7 +44,12 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert shipped["extra"]["ratio_to_raw_aio_pika"] > 0
     assert on["extra"]["p99_ratio_to_off"] > 0 and off["extra"]["p99_ms"] > 0
     assert "x raw (goal >= 0.5)" in result.stdout
-    latency, pipeline, inbox = phases[13:]
+    latency, pipeline, inbox = phases[13:16]
+    one, two = (p for p in phases if p["extra"].get("phase") == "scaling")
+    assert [one["extra"]["workers"], two["extra"]["workers"]] == [1, 2]
+    assert one["extra"]["table_total"] == two["extra"]["table_total"] == 300
+    assert two["extra"]["ratio_to_one_worker"] > 0
+    assert "x one worker" in result.stdout
     assert latency["extra"]["streams"] == 500 and latency["messages"] == 100
     assert latency["extra"]["p99_ms"] >= latency["extra"]["p50_ms"] > 0
     for notified in (pipeline, inbox):
