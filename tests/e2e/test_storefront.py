@@ -114,10 +114,12 @@ def test_customer_registers_searches_buys_and_sees_the_order_confirmed_live(
         status, activity = call(shop_worker.url, "GET", f"/api/analytics/sessions/{session}",
                                 headers=ADMIN)
         counts = activity.get("counts", {}) if status == 200 else {}
-        if {"page_view", "search", "product_view", "add_to_cart"} <= set(counts):
+        if (counts.get("add_to_cart", 0) >= 2 and counts.get("product_view", 0) >= 1
+                and counts.get("search", 0) >= 1 and counts.get("page_view", 0) >= 1):
             break
         time.sleep(0.3)
-    assert counts.get("add_to_cart") == 2 and counts.get("search", 0) >= 1, counts
+    assert counts.get("add_to_cart") == 2 and counts.get("product_view", 0) >= 1, counts
+    assert counts.get("search", 0) >= 1 and counts.get("page_view", 0) >= 1, counts
     print(f"customer journey: {time.monotonic() - started:.1f} s in the browser")
     assert tab.errors == []
     assert tab.unlabelled == [] and tab.too_wide == []
