@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.analytics import measure_analytics_alone, print_analytics_table
 from bench.errors import BenchError
 from bench.events import SESSIONS, make_events
 from bench.faust_agent import measure_faust_agent
@@ -203,6 +204,16 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     deadline = time.monotonic() + 240 + options.shop_messages / 50
     results.extend(await measure_scaling(events[:options.shop_messages], workdir,
                                          options.rabbit_url, deadline))
+
+    say(f"analytics windows: {options.shop_messages:,} tracking events, raw aiokafka consume + "
+        "decode against a real worker's windows (on a broker of its own)")
+    analytics = await measure_analytics_alone(workdir, options.rabbit_url,
+                                              options.shop_messages,
+                                              time.monotonic() + 180 + options.shop_messages / 100)
+    results.extend(analytics)
+    say(f"analytics done: {analytics[1].rate:,.0f} events/s end to end = "
+        f"{analytics[1].extra['ratio_to_raw_consumer']} x raw; the windows agent "
+        f"{analytics[2].rate:,.0f} events/s of its own time; counts exact")
     return results
 
 
@@ -254,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     http = [r for r in results if "ratio_to_bare_aiohttp" in r.extra]
     logs = [r for r in results if r.extra.get("phase") == "logs"]
     scaling = [r for r in results if r.extra.get("phase") == "scaling"]
-    print_table([r for r in results if r not in http and r not in logs and r not in scaling],
-                baseline)
+    analytics = [r for r in results if r.extra.get("phase") == "analytics"]
+    print_table([r for r in results if r not in http and r not in logs and r not in scaling
+                 and r not in analytics], baseline)
+    print()
+    print_analytics_table(analytics)
     print()
     print_scaling_table(scaling, SCALING_GOAL)
     print()

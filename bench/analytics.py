@@ -33,7 +33,8 @@ from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _check_alive, _require_rabbitmq, _wait_ready
 from scripts.devstack import Broker, broker_env, start_tansu, start_worker
 
-__all__ = ["make_tracking_events", "measure_analytics"]
+__all__ = ["make_tracking_events", "measure_analytics", "measure_analytics_alone",
+           "print_analytics_table"]
 
 RAW_TOPIC = "bench-raw-tracking"
 TOPIC = "analytics"
@@ -182,6 +183,38 @@ async def _agent_work(http: aiohttp.ClientSession, url: str) -> tuple[int, float
             sample("shop_analytics_window_busy_seconds_total"))
 
 
+async def measure_analytics_alone(workdir: Path, rabbit_url: str, count: int,
+                                  deadline: float) -> list[PhaseResult]:
+    """Run :func:`measure_analytics` on a fresh broker of its own; tag the results."""
+    broker = start_tansu(log_path=workdir / "tansu-analytics.log")
+    try:
+        results = await measure_analytics(broker, workdir, rabbit_url, count, deadline)
+    finally:
+        broker.stop()
+    for result in results:
+        result.extra["phase"] = "analytics"
+    return results
+
+
+def print_analytics_table(results: list[PhaseResult]) -> None:
+    """Print the analytics phase: rates and ratios to its own raw consumer run."""
+    if not results:
+        return
+    raw = results[0]
+    rows = [("analytics windows", "events", "seconds", "events/s", "x raw consume+decode")]
+    for r in results:
+        rows.append((r.name, f"{r.messages:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}",
+                     f"{r.rate / raw.rate:.4f}" if raw.rate else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print(" | ".join(c.rjust(w) if i else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    counts = results[1].extra.get("counts") if len(results) > 1 else None
+    print(f"(goal >= 0.1 x raw; counts exact afterwards: {counts})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the analytics phase alone on its own broker; print the ratio."""
     parser = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__)
@@ -190,16 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the broker and worker logs")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="shopstream-bench-analytics-"))
-    broker = start_tansu(log_path=workdir / "tansu.log")
     try:
-        raw, windows, agent = asyncio.run(measure_analytics(
-            broker, workdir, args.rabbit_url, args.events,
-            time.monotonic() + 120 + args.events / 500))
+        results = asyncio.run(measure_analytics_alone(
+            workdir, args.rabbit_url, args.events, time.monotonic() + 120 + args.events / 200))
     except BenchError as exc:
         say(f"error: {exc}; logs in {workdir}")
         return 1
-    finally:
-        broker.stop()
+    raw, windows, agent = results
+    print_analytics_table(results)
     say(f"raw consumer + decode: {raw.rate:,.0f} events/s; analytics end to end: "
         f"{windows.rate:,.0f} events/s = {windows.extra['ratio_to_raw_consumer']} x raw; "
         f"the windows agent alone: {agent.rate:,.0f} events/s of its own time = "
