@@ -1,6 +1,7 @@
-"""Analytics windows stay exact across a crash: a worker killed (SIGKILL) while it counts
-tracked events is restarted on its data dir; the redelivered events are not counted twice
-and none is lost."""
+"""Analytics windows stay exact across a crash and rebalances, and every worker answers
+them completely: of two workers counting tracked events, one is killed (SIGKILL) mid-stream,
+the other takes its partitions over (redelivered events are not counted twice, none is
+lost), and the killed one, restarted on its data dir, answers the same exact counts."""
 
 from __future__ import annotations
 
@@ -39,27 +40,38 @@ async def counted(http: aiohttp.ClientSession, url: str) -> Counter[str]:
     return total
 
 
-async def test_counts_are_exact_after_a_crash_mid_stream(workers: WorkerFactory) -> None:
-    worker = workers.start("w1", SHOP_COMMIT_INTERVAL="0.5", SHOP_SESSION_TIMEOUT="3",
-                           SHOP_HEARTBEAT_INTERVAL="1")
-    await asyncio.to_thread(worker.wait_ready)
+async def wait_exact(http: aiohttp.ClientSession, url: str, expected: Counter[str]) -> None:
+    """Wait until the worker at ``url`` counts ``expected``; fail on any count above it."""
+    deadline = time.monotonic() + 60
+    while (now := await counted(http, url)) != expected:
+        assert time.monotonic() < deadline, (url, now, expected)
+        assert all(now[k] <= expected[k] for k in expected), ("counted twice", now)
+        await asyncio.sleep(0.2)
+
+
+async def test_counts_are_exact_across_a_crash_and_on_every_worker(
+    workers: WorkerFactory,
+) -> None:
+    fast = {"SHOP_COMMIT_INTERVAL": "0.5", "SHOP_SESSION_TIMEOUT": "3",
+            "SHOP_HEARTBEAT_INTERVAL": "1"}
+    survivor, victim = workers.start("w1", **fast), workers.start("w2", **fast)
+    await asyncio.gather(asyncio.to_thread(survivor.wait_ready),
+                         asyncio.to_thread(victim.wait_ready))
     events = make_tracking_events(EVENTS, seed=11)
     expected = Counter(COUNTER_OF[json.loads(value)["type"]] for _, value in events)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         await produce(workers.broker.bootstrap, "analytics", events)
         deadline = time.monotonic() + 30
-        while sum((await counted(http, worker.url)).values()) < EVENTS // 10:
+        while sum((await counted(http, survivor.url)).values()) < EVENTS // 10:
             assert time.monotonic() < deadline, "nothing counted"
             await asyncio.sleep(0.05)
-        partly = sum((await counted(http, worker.url)).values())
-        worker.kill()  # mid-stream: some batches written, not all committed
+        partly = sum((await counted(http, survivor.url)).values())
+        victim.kill()  # mid-stream: some batches written, not all committed
 
-        await asyncio.to_thread(workers.restart(worker).wait_ready)
-        deadline = time.monotonic() + 60
-        while (now := await counted(http, worker.url)) != expected:
-            assert time.monotonic() < deadline, (now, expected)
-            assert all(now[k] <= expected[k] for k in expected), ("counted twice", now)
-            await asyncio.sleep(0.2)
+        await wait_exact(http, survivor.url, expected)  # after the rebalance, on w1 alone
+        await asyncio.to_thread(workers.restart(victim).wait_ready)
+        await wait_exact(http, victim.url, expected)  # the restarted worker, complete too
         await asyncio.sleep(2.0)  # a late double count would show by now
-        assert await counted(http, worker.url) == expected
+        assert await counted(http, survivor.url) == expected
+        assert await counted(http, victim.url) == expected
     assert partly < EVENTS, "the crash came after everything was counted; retry bigger"
