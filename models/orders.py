@@ -456,7 +456,10 @@ def _moved(order: Order, status: str, now: datetime) -> Order:
 
 
 def _release_all(order: Order) -> list[Effect]:
-    return [_inventory(ReleaseStock, sku, order.id) for sku in sorted(order.reserved)]
+    """Release every sku of an ending order, not only those it knows it holds: a sku whose
+    answer is still on its way (or was lost in a crash) may hold stock too, and a release of
+    nothing held changes nothing."""
+    return [_inventory(ReleaseStock, sku, order.id) for sku in sorted(set(order.skus))]
 
 
 def _inventory(kind: type[ReleaseStock] | type[CommitStock], sku: str, order_id: str) -> Effect:
