@@ -16,6 +16,7 @@ The windowed figures flow through three tables (see agents/analytics.py):
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -68,10 +69,30 @@ def window_key(kind: str, start: float) -> str:
     return f"{kind}:{int(start)}"
 
 
+#: Parsed rows of the copy by key, with the bytes they were parsed from (a window's row stops
+#: changing once its minute is past the grace period, so most reads parse nothing).
+_parsed: dict[str, tuple[bytes, dict[str, Any]]] = {}
+PARSED_LIMIT = 4096
+
+
 def read_window(kind: str, start: float) -> dict[str, Any] | None:
-    """Return the merged figures of a window from this worker's copy (None: nothing yet)."""
-    raw = analytics_windows.get(window_key(kind, start))
-    return json.loads(raw) if raw else None
+    """Return the merged figures of a window from this worker's copy (None: nothing yet).
+
+    The row is shared with other readers: do not change it.
+    """
+    key = window_key(kind, start)
+    raw = analytics_windows.get(key)
+    if not raw:
+        return None
+    known = _parsed.get(key)
+    if known is not None and known[0] == raw:
+        return known[1]
+    row: dict[str, Any] = json.loads(raw)
+    if len(_parsed) >= PARSED_LIMIT:
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another reader's
+            del _parsed[next(iter(_parsed))]
+    _parsed[key] = (raw, row)
+    return row
 
 
 def public_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,13 +15,24 @@ same copy, so complete on any worker) or, for ``session-activity``, this worker'
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, Literal
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from app import app
-from models.analytics import HOP_SIZE, MINUTE, iso, merge, summarize, top_products, window_span
+from models.analytics import (
+    HOP_SIZE,
+    MINUTE,
+    WINDOWS,
+    iso,
+    merge,
+    summarize,
+    top_products,
+    window_span,
+)
 from models.base import utcnow
 from tables.analytics import public_view, read_window, session_activity
 from tables.catalog import catalog
@@ -140,6 +151,25 @@ def current_summary(window: str = "10m") -> dict[str, Any]:
     return summarize(window, now, _minutes(since, until), totals)
 
 
+def current_top(window: str, by: str, limit: int) -> dict[str, Any]:
+    """Return the top products and the categories of ``window`` from this worker's copy."""
+    since, until = window_span(window, utcnow())
+    figures = merge(_minutes(since, until).values())
+    products = {sku: catalog.get(sku) or {} for sku in figures["skus"]}
+    return top_products(figures, products, by, limit)
+
+
+async def off_loop(read: Callable[..., dict[str, Any]], window: str, *args: Any) -> Any:
+    """Return ``read(window, *args)``; an hour or a day of minutes is merged in a thread.
+
+    A day is up to 1,440 rows with per-product figures and visitor sets: too much work for
+    the event loop, which serves every other request and agent of the worker.
+    """
+    if WINDOWS[window] <= 10:
+        return read(window, *args)
+    return await asyncio.to_thread(read, window, *args)
+
+
 @app.page("/api/analytics/summary")
 @endpoint("GET", "/api/analytics/summary", query=SummaryQuery, roles=("admin",),
           response=SummaryOut)
@@ -148,7 +178,8 @@ class SummaryView(ShopView):
 
     async def get(self, request: Request) -> Response:
         require(request, "admin")
-        return self.json(current_summary(read_query(request, SummaryQuery).window))
+        window = read_query(request, SummaryQuery).window
+        return self.json(await off_loop(current_summary, window))
 
 
 @app.page("/api/analytics/products/top")
@@ -160,10 +191,7 @@ class TopProductsView(ShopView):
     async def get(self, request: Request) -> Response:
         require(request, "admin")
         query = read_query(request, TopQuery)
-        since, until = window_span(query.window, utcnow())
-        figures = merge(_minutes(since, until).values())
-        products = {sku: catalog.get(sku) or {} for sku in figures["skus"]}
-        top = top_products(figures, products, query.by, query.limit)
+        top = await off_loop(current_top, query.window, query.by, query.limit)
         return self.json({"window": query.window, "by": query.by, **top})
 
 

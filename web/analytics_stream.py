@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
@@ -71,5 +72,13 @@ class AnalyticsStreamView(ShopView):
         return stream  # type: ignore[return-value]
 
 
+_latest: tuple[float, str] = (0.0, "")
+
+
 def _summary_text() -> str:
-    return json.dumps(current_summary("10m"), separators=(",", ":"))
+    """Return the 10-minute summary as JSON, made at most once a CHECK_S for every stream."""
+    global _latest
+    now = time.monotonic()
+    if now - _latest[0] >= CHECK_S / 2:
+        _latest = (now, json.dumps(current_summary("10m"), separators=(",", ":")))
+    return _latest[1]
