@@ -12,9 +12,13 @@ function clear(svg) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
 }
 
+// Draw in the chart's own pixels: the viewBox follows the element's size, so text and
+// lines keep their size whatever the width of the page.
 function frame(svg) {
-  const [, , width, height] = svg.getAttribute("viewBox").split(" ").map(Number);
-  return { width, height, left: 34, right: 8, top: 8, bottom: 18 };
+  const width = Math.max(200, Math.round(svg.clientWidth || 640));
+  const height = Math.max(60, Math.round(svg.clientHeight || 160));
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  return { width, height, left: 44, right: 8, top: 8, bottom: 18 };
 }
 
 // series: [{values: [n...], color}]; labels: x labels (same length as values).
@@ -33,7 +37,8 @@ export function lineChart(svg, series, labels) {
   const step = Math.max(1, Math.ceil(count / 6));
   labels.forEach((label, i) => {
     if (i % step !== 0 && i !== count - 1) return;
-    const text = svgElement("text", { x: x(i), y: f.height - 4, "text-anchor": "middle" });
+    const anchor = i === count - 1 && count > 1 ? "end" : i === 0 ? "start" : "middle";
+    const text = svgElement("text", { x: x(i), y: f.height - 4, "text-anchor": anchor });
     text.textContent = label;
     svg.appendChild(text);
   });
@@ -48,9 +53,10 @@ export function barChart(svg, values, color, format) {
   clear(svg);
   const f = frame(svg);
   const max = Math.max(1, ...values);
+  const highest = Math.max(0, ...values);
   const slot = (f.width - f.left - f.right) / Math.max(1, values.length);
   const top = svgElement("text", { x: 2, y: f.top + 8 });
-  top.textContent = format(max);
+  top.textContent = format(highest);
   svg.appendChild(top);
   values.forEach((v, i) => {
     const h = (v / max) * (f.height - f.top - f.bottom);
