@@ -1,7 +1,7 @@
 """The customer's journey through the storefront in a real browser, at phone width:
 register, search, two products into the cart, check out, the order page turns to
-``confirmed`` without a reload, the notification arrives at the bell; the session's behaviour
-was tracked."""
+``confirmed`` without a reload, the notification arrives at the bell; a support ticket about
+the order is answered live; a refused access token is refreshed; the behaviour was tracked."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from scripts.devstack import Worker
 from tests.e2e.api import call
 from tests.e2e.catalog import stock_catalog
 from tests.e2e.conftest import PHONE
-from tests.integration.shop import ADMIN
+from tests.integration.shop import ADMIN, bearer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -89,6 +89,26 @@ def test_customer_registers_searches_buys_and_sees_the_order_confirmed_live(
     expect(page.locator("#orders tbody tr")).to_have_count(1)
     expect(page.locator("#cart-count")).to_have_text("0")
     tab.shot("orders")
+
+    # Support: a ticket about the order, answered by support staff while the customer looks
+    # at it (the answer shows up without a reload); the customer replies.
+    page.locator("#orders tbody a").first.click()
+    page.get_by_role("link", name="Get help with this order").click()
+    expect(page.get_by_label("Order (optional)")).not_to_have_value("")
+    page.get_by_label("Subject").fill("Gift wrap?")
+    page.get_by_label("How can we help?").fill("Could the trowel be gift wrapped?")
+    page.get_by_role("button", name="Open ticket").click()
+    expect(page.get_by_role("heading", name="Gift wrap?")).to_be_visible()
+    ticket_id = page.url.rsplit("/", 1)[1]
+    status, answer = call(shop_worker.url, "POST",
+                          f"/api/support/tickets/{ticket_id}/comments",
+                          headers=bearer("agent-1", "support"), body={"body": "Gladly!"})
+    assert status in (200, 202), answer
+    expect(page.locator("#comments")).to_contain_text("Gladly!")
+    page.get_by_label("Your reply").fill("Thank you.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.locator("#comments")).to_contain_text("Thank you.")
+    tab.shot("ticket")
     # An access token the shop refuses (a bad signature) is refreshed once with the refresh
     # token, transparently; the refused call is the one console message of this step.
     broken = page.evaluate("""() => {

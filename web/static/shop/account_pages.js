@@ -106,6 +106,8 @@ export async function supportPage(main, { query }, signal, navigate) {
       const body = { subject: data.get("subject"), body: data.get("body") };
       if (data.get("order_id")) body.order_id = data.get("order_id");
       const ticket = await api("/api/support/tickets", { method: "POST", body });
+      // The ticket is written by its agent a moment later: its page starts from the answer.
+      sessionStorage.setItem(`shop.ticket.${ticket.id}`, JSON.stringify(ticket));
       toast("Ticket opened");
       navigate(`/support/tickets/${encodeURIComponent(ticket.id)}`);
     }),
@@ -116,10 +118,29 @@ export async function supportPage(main, { query }, signal, navigate) {
       : h("p", { class: "muted" }, "No tickets."));
 }
 
-export async function ticketPage(main, { ticket_id: ticketId }, signal) {
+export async function ticketPage(main, params, signal, { follow = true } = {}) {
+  const ticketId = params.ticket_id;
   if (!claims()) return needSignIn(main, `/support/tickets/${ticketId}`);
+  if (follow) {
+    // Support answered or resolved it (a notification): show the ticket as it is now.
+    const onNotice = (event) => {
+      if (event.detail.link !== `/support/tickets/${ticketId}`) return;
+      const draft = main.querySelector("#comment-form textarea");
+      const text = draft ? draft.value : "";
+      ticketPage(main, params, signal, { follow: false }).then(() => {
+        const again = main.querySelector("#comment-form textarea");
+        if (again && text) again.value = text;
+      }).catch(() => {});
+    };
+    window.addEventListener("shop:notification", onNotice);
+    signal.addEventListener("abort", () => window.removeEventListener("shop:notification", onNotice));
+  }
   const path = `/api/support/tickets/${encodeURIComponent(ticketId)}`;
-  const ticket = await api(path, { signal });
+  const stashed = sessionStorage.getItem(`shop.ticket.${ticketId}`);
+  sessionStorage.removeItem(`shop.ticket.${ticketId}`);
+  let ticket = null;
+  try { ticket = stashed ? JSON.parse(stashed) : null; } catch { ticket = null; }
+  if (!ticket || ticket.id !== ticketId) ticket = await api(path, { signal });
   const message = h("p", { class: "error", role: "alert" });
   const me = claims().sub;
   fill(main, 
