@@ -59,6 +59,8 @@ def browser() -> Iterator[Any]:
         pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' "
                     "(apt-get install -y chromium; `make test` does it)")
     playwright_api = pytest.importorskip("playwright.sync_api")
+    # Assertions wait up to 15 s (Playwright's default is 5 s; a loaded 2-core machine).
+    playwright_api.expect.set_options(timeout=15_000)
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
@@ -107,7 +109,7 @@ def pages(browser: Any) -> Iterator[Any]:
 
     def open_tab(name: str, base_url: str, viewport: dict[str, int]) -> Tab:
         context = browser.new_context(base_url=base_url, viewport=viewport)
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(20_000)  # a loaded 2-core machine
         contexts.append(context)
         tab = Tab(context.new_page(), name)
         tab.page.on("console", lambda message: message.type == "error" and tab.errors.append(
