@@ -87,6 +87,7 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
             values={"name": "analytics_table"}),
         Row("GET", "/api/analytics/stream", ADMIN_ONLY),  # 406 without Accept: SSE
         Row("GET", "/api/admin/tasks", ADMIN_ONLY),
+        Row("GET", "/api/admin/dead-letters", ADMIN_ONLY),
         Row("GET", "/api/admin/logs", ADMIN_ONLY),
         Row("GET", "/api/admin/alerts", ADMIN_ONLY),
         Row("POST", "/api/admin/logs/test", ADMIN_ONLY,

@@ -118,6 +118,23 @@ async def test_a_malformed_event_is_dead_lettered_and_the_agent_carries_on(
     assert docs[2]["value_encoding"] == "base64"
     assert "missing event_id, occurred_at" in docs[3]["error"]
 
+    # The admin API serves them, newest first, filtered by agent or source topic.
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
+        base = f"{worker.url}/api/admin/dead-letters"
+        async with http.get(base) as response:
+            assert response.status == 200
+            page = await response.json()
+        assert page["complete"] and len(page["items"]) == 7
+        times = [letter["failed_at"] for letter in page["items"]]
+        assert times == sorted(times, reverse=True)
+        async with http.get(base + "?agent=analytics.session-activity&limit=3") as response:
+            mine = (await response.json())["items"]
+        assert len(mine) == 3 and {d["agent"] for d in mine} == {"analytics.session-activity"}
+        async with http.get(base + "?source_topic=orders") as response:
+            assert (await response.json())["items"] == []
+        async with http.get(base + "?limit=0") as response:
+            assert response.status == 422
+
     async with aiohttp.ClientSession() as http, http.get(f"{worker.url}/metrics") as response:
         metrics = await response.text()
     assert ('shop_dead_letters_total{agent="analytics.session-activity",stage="decode",'

@@ -311,3 +311,16 @@ def test_the_type_is_found_with_json_whitespace_too() -> None:
     assert event_type_of(b'{ "type" : "x"}') == "x"
     assert event_type_of(b'{"order_id": "o-1", "type": "late"}') is None  # not first: decode
     assert event_type_of(b"not json") is None
+
+
+def test_the_dead_letter_page_keeps_what_matches_its_filters() -> None:
+    from web.admin_dead_letters import DeadLetterQuery, _letter, _matches
+
+    letter = {"agent": "orders.saga", "source_topic": "orders", "failed_at": "2026-11-25T10:00"}
+    raw = json.dumps(letter).encode()
+    assert _letter(raw) == letter
+    assert _letter(b"not json") is None and _letter(b"[1]") is None and _letter(None) is None
+    assert _matches(letter, DeadLetterQuery())
+    assert _matches(letter, DeadLetterQuery(agent="orders.saga", source_topic="orders"))
+    assert not _matches(letter, DeadLetterQuery(agent="inventory.stock"))
+    assert not _matches(letter, DeadLetterQuery(source_topic="payments"))

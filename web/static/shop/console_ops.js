@@ -48,19 +48,21 @@ export async function logsSection(main, { query }, signal) {
 export async function deadLetters(main, params, signal) {
   fill(main, h("h1", {}, "Dead letters"));
   if (await hasEndpoint("/api/admin/dead-letters")) {
-    const answer = await api("/api/admin/dead-letters", { signal });
+    const answer = await api("/api/admin/dead-letters?limit=100", { signal });
     const items = answer.items || [];
     main.append(items.length ? h("div", { class: "table-wrap" }, h("table", { id: "dead-letters" },
-      h("thead", {}, h("tr", {}, ["When", "Source", "Error", "Event"].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["When", "Agent", "Source", "Error", "Event"].map((t) => h("th", {}, t)))),
       h("tbody", {}, items.map((d) => h("tr", {},
-        h("td", {}, when(d.at || d.occurred_at)), h("td", {}, d.source || d.topic || ""),
-        h("td", {}, d.error || ""), h("td", {}, h("pre", { class: "log" }, typeof d.payload === "string" ? d.payload : JSON.stringify(d.payload || d.event || d))))))))
+        h("td", {}, when(d.failed_at)), h("td", {}, `${d.agent} (${d.stage})`),
+        h("td", {}, `${d.source_topic}[${d.partition}]@${d.offset}`),
+        h("td", {}, `${d.error_type}: ${d.error}`),
+        h("td", {}, h("pre", { class: "log" }, d.value_encoding === "base64" ? `(base64) ${d.value}` : (d.value || ""))))))))
       : h("p", { class: "muted" }, "No dead letters."));
-    return;
+    main.append(h("h2", {}, "Task messages that ran out of attempts"));
+  } else {
+    main.append(h("p", { class: "muted", id: "dead-letters-missing" },
+      "This worker has no dead-letter endpoint (GET /api/admin/dead-letters); events that failed are on the dead-letters topic. Task messages that ran out of attempts:"));
   }
-  // No dead-letter endpoint on this worker: show what the task queues dead-lettered.
-  main.append(h("p", { class: "muted", id: "dead-letters-missing" },
-    "This worker has no dead-letter endpoint (GET /api/admin/dead-letters); events that failed are on the dead-letters topic. Task messages that ran out of attempts:"));
   const tasks = await api("/api/admin/tasks", { signal });
   main.append(h("div", { class: "table-wrap" }, h("table", { id: "dead-tasks" },
     h("thead", {}, h("tr", {}, ["Task", "In its dead-letter queue", "Dead-lettered (total)", "Last error"].map((t) => h("th", {}, t)))),
