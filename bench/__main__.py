@@ -199,11 +199,11 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
         f"{inbox.rate:,.0f}/s through the inbox agent = "
         f"{inbox.extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
 
-    say(f"scaling: {options.shop_messages:,} analytics events through one worker, then two "
-        "(each run on its own fresh broker)")
-    deadline = time.monotonic() + 240 + options.shop_messages / 50
-    results.extend(await measure_scaling(events[:options.shop_messages], workdir,
-                                         options.rabbit_url, deadline))
+    say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
+        "two (each run on its own fresh broker)")
+    deadline = time.monotonic() + 240 + options.saga_orders / 20
+    results.extend(await measure_scaling(options.saga_orders, workdir, options.rabbit_url,
+                                         deadline))
 
     say(f"analytics windows: {options.shop_messages:,} tracking events, raw aiokafka consume + "
         "decode against a real worker's windows (on a broker of its own)")

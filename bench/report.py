@@ -110,8 +110,8 @@ def print_http_table(results: list[PhaseResult]) -> None:
 
 
 def print_scaling_table(results: list[PhaseResult], goal: float) -> None:
-    """Print workers | events | seconds | events/s | ratio to one worker."""
-    rows = [("workers", "events", "seconds", "events/s", "x one worker")]
+    """Print workers | orders | seconds | orders/s | ratio to one worker."""
+    rows = [("workers", "orders", "seconds", "orders/s", "x one worker")]
     for r in results:
         rows.append((str(r.extra["workers"]), f"{r.messages:,}", f"{r.seconds:.2f}",
                      f"{r.rate:,.0f}", f"{r.extra['ratio_to_one_worker']:.2f}"))
@@ -121,8 +121,8 @@ def print_scaling_table(results: list[PhaseResult], goal: float) -> None:
         if n == 0:
             print("-+-".join("-" * w for w in widths))
     if results:
-        print(f"(the shop's analytics agents over {results[0].extra['partitions']} partitions, "
-              f"each run on a fresh broker; goal: two workers >= {goal} x one; "
+        print(f"(OrderPlaced -> confirmed through the whole saga, {results[0].extra['partitions']}"
+              f" partitions, each run on a fresh broker; goal: two workers >= {goal} x one; "
               f"{os.cpu_count()} cores here, shared with the broker and the bench)")
 
 

@@ -1,59 +1,76 @@
-"""One worker against two: the same events through the shop's agents, scaled out.
+"""One worker against two: the same orders through the whole saga, scaled out.
 
-Each run has its own fresh Tansu broker (so the second run starts from an empty group and
-topic) and N real workers (``faust -A app worker``) in one consumer group. Once every worker
-answers ``/ready`` (the group has settled: the last worker's ready means its assignment came
-in the same generation as the others'), the events are produced raw to the ``analytics``
-topic, keyed by session over all its partitions, and the clock runs until every partition's
-last session shows all its events (read through any worker: ``table_route`` sends a read to
-the owner). Every session's count is then checked exact. The figure is the ratio of the two
+Each run has its own fresh Tansu broker (so the second starts from an empty group and topics)
+and N real workers (``faust -A app worker``) in one consumer group. Once every worker answers
+``/ready`` (the last one's ready means its assignment came in the same generation as the
+others'), the products are created through the API, and the orders are produced straight to
+the ``orders`` topic as ``OrderPlaced`` events (keyed by order id over all its partitions;
+priced as the API prices them), so the machine's cores go to the workers, not to an HTTP
+client. The clock runs from the first order to the last ``order_confirmed`` notice read from
+the topic; every order must be confirmed. Every hop of the saga (orders, inventory, payments,
+the notices' consumers) is keyed over all partitions. The figure is the ratio of the two
 rates (goal: two workers >= 1.7 x one, on a machine with a core per worker to spare).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 
 from bench.errors import BenchError
-from bench.kafka_raw import new_producer, send_all
-from bench.report import UNLIMITED, PhaseResult, say
-from bench.shop_agent import (
-    TOPIC,
-    _last_session_per_partition,
-    _require_rabbitmq,
-    _table_total,
-    _wait_applied,
-    _wait_ready,
-)
+from bench.kafka_raw import new_producer
+from bench.report import ADMIN, UNLIMITED, PhaseResult, say
+from bench.saga import Confirmations
+from bench.shop_agent import _require_rabbitmq, _wait_ready
+from models.orders import OrderLine, OrderPlaced
 from scripts.devstack import Worker, broker_env, start_tansu, start_worker
 
-__all__ = ["measure_scaling"]
+__all__ = ["GOAL", "measure_scaling"]
 
 #: Goal for two workers against one (issue 9).
 GOAL = 1.7
+PRODUCTS = 50
+PRICE_CENTS = 1000
+#: Seconds every worker must stay ready before the clock starts.
+SETTLE_S = 5.0
 
 
-async def measure_scaling(events: Sequence[tuple[str, bytes]], workdir: Path, rabbit_url: str,
+async def measure_scaling(orders: int, workdir: Path, rabbit_url: str,
                           deadline: float) -> list[PhaseResult]:
-    """Return the rate of one worker and of two on ``events``, the second with the ratio."""
+    """Return the saga's rate with one worker and with two, the second with the ratio."""
     _require_rabbitmq(rabbit_url)
-    one = await _run(1, events, workdir, rabbit_url, deadline)
-    say(f"scaling: 1 worker {one.rate:,.0f} events/s")
-    two = await _run(2, events, workdir, rabbit_url, deadline)
+    one = await _run(1, orders, workdir, rabbit_url, deadline)
+    say(f"scaling: 1 worker {one.rate:,.0f} orders/s")
+    two = await _run(2, orders, workdir, rabbit_url, deadline)
     ratio = two.rate / one.rate if one.rate else 0.0
     two.extra["ratio_to_one_worker"] = round(ratio, 3)
     one.extra["ratio_to_one_worker"] = 1.0
-    say(f"scaling: 2 workers {two.rate:,.0f} events/s = {ratio:.2f} x one (goal >= {GOAL})")
+    say(f"scaling: 2 workers {two.rate:,.0f} orders/s = {ratio:.2f} x one (goal >= {GOAL})")
     return [one, two]
 
 
-async def _run(count: int, events: Sequence[tuple[str, bytes]], workdir: Path,
-               rabbit_url: str, deadline: float) -> PhaseResult:
+def placed_orders(count: int, run: int) -> list[OrderPlaced]:
+    """Return ``count`` orders of one to three products each, priced like the API prices."""
+    rng = random.Random(run)
+    placed = []
+    for n in range(count):
+        skus = rng.sample(range(PRODUCTS), rng.randint(1, 3))
+        lines = [OrderLine(sku=f"SCALE-{s:03d}", quantity=1, unit_price_cents=PRICE_CENTS)
+                 for s in sorted(skus)]
+        total = PRICE_CENTS * len(lines)
+        placed.append(OrderPlaced.new(
+            order_id=f"scale-{run}-{n:06d}", user_id=f"scale-customer-{n % 200}", items=lines,
+            subtotal_cents=total, discount_cents=0, total_cents=total,
+            payment_method="pm_card_ok"))
+    return placed
+
+
+async def _run(count: int, orders: int, workdir: Path, rabbit_url: str,
+               deadline: float) -> PhaseResult:
     base = workdir / f"scaling-{count}"
     base.mkdir(parents=True, exist_ok=True)
     broker = start_tansu(log_path=base / "tansu.log")
@@ -63,29 +80,63 @@ async def _run(count: int, events: Sequence[tuple[str, bytes]], workdir: Path,
         workers = [start_worker(f"w{n}", broker_env(broker), rabbit_url, base,
                                 extra_env=UNLIMITED) for n in range(count)]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            for worker in workers:
-                await _wait_ready(http, worker)
+            await _wait_settled(http, workers)
             startup = time.monotonic() - spawned
+            await _add_products(http, workers)
+        placed = placed_orders(orders, count)
+        async with Confirmations(broker.bootstrap) as confirmations:
             producer = new_producer(broker.bootstrap)
             await producer.start()
             try:
                 started = time.perf_counter()
-                sent = await send_all(producer, TOPIC, events)
-                partitions = sorted(await producer.partitions_for(TOPIC))
+                sent = [await producer.send("orders", key=p.order_id.encode(), value=p.dumps())
+                        for p in placed]
+                await asyncio.gather(*sent)
+                partitions = len(await producer.partitions_for("orders"))
             finally:
                 await producer.stop()
-            await _wait_applied(http, workers[0], broker, _last_session_per_partition(events, sent),
-                                len(events), deadline)
-            seconds = time.perf_counter() - started
-            total = await _table_total(http, workers[-1], {key for key, _ in events})
+            await confirmations.wait_for([p.order_id for p in placed], deadline)
+            seconds = max(confirmations.seen[p.order_id] for p in placed) - started
     finally:
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
         broker.stop()
-    if total != len(events):
-        raise BenchError(f"{count} worker(s): the session-activity table holds {total:,} "
-                         f"events, not {len(events):,}; see the logs under {base}")
-    return PhaseResult(f"{count} worker{'s' if count > 1 else ''}: analytics events "
-                       f"({len(partitions)} partitions)", len(events), seconds,
-                       startup_seconds=startup,
-                       extra={"phase": "scaling", "workers": count, "partitions": len(partitions),
-                              "table_total": total})
+    return PhaseResult(f"{count} worker{'s' if count > 1 else ''}: the saga, {orders:,} orders "
+                       f"({partitions} partitions)", orders, seconds, startup_seconds=startup,
+                       extra={"phase": "scaling", "workers": count, "partitions": partitions,
+                              "confirmed": orders})
+
+
+async def _wait_settled(http: aiohttp.ClientSession, workers: list[Worker]) -> None:
+    """Wait until every worker is ready, and still is a few seconds later (a worker that
+    joins the group triggers a second rebalance just after the first one's readiness)."""
+    while True:
+        for worker in workers:
+            await _wait_ready(http, worker)
+        if len(workers) == 1:
+            return
+        await asyncio.sleep(SETTLE_S)
+        if all([await _is_ready(http, worker) for worker in workers]):
+            return
+
+
+async def _is_ready(http: aiohttp.ClientSession, worker: Worker) -> bool:
+    async with http.get(worker.url + "/ready") as response:
+        return response.status == 200
+
+
+async def _add_products(http: aiohttp.ClientSession, workers: list[Worker]) -> None:
+    """Create the products with ample stock; wait until every worker's catalog has them."""
+    for n in range(PRODUCTS):
+        product = {"sku": f"SCALE-{n:03d}", "name": f"Scale product {n}", "category": "bench",
+                   "price_cents": PRICE_CENTS, "initial_stock": 10_000_000}
+        async with http.post(workers[0].url + "/api/products", json=product,
+                             headers=ADMIN) as response:
+            if response.status != 202:
+                raise BenchError(f"POST /api/products: {response.status} "
+                                 f"{(await response.text())[:200]}")
+    for worker in workers:
+        while True:
+            async with http.get(worker.url + "/api/products?per_page=1") as response:
+                if (await response.json())["total"] == PRODUCTS:
+                    break
+            await asyncio.sleep(0.1)
