@@ -20,7 +20,6 @@ that partition (rows keep their partition, so a worker owning several does each 
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC
 from typing import Any
@@ -29,9 +28,10 @@ import faust
 from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
+from agents.sending import send_all, to_rabbit
 from agents.support import support_feed_topic
 from agents.topics import notifications_topic, shop_topic
-from app import app, publisher
+from app import app
 from models.base import Event, utcnow
 from models.inbox import (
     Mail,
@@ -114,18 +114,8 @@ def _partition() -> int:
 
 
 def _mail_sends(mails: list[Mail]) -> list[Send]:
-    """Return ``mails`` as the row's sends (kept for a redelivery of the row's last event)."""
-    return [("mail", mail.id, json.dumps(mail.as_message())) for mail in mails]
-
-
-def publish_mail(sends: list[Send]) -> int:
-    """Publish the mail among ``sends`` to shop.notifications; return how many."""
-    count = 0
-    for topic, message_id, value in sends:
-        if topic == "mail":
-            publisher.publish("", NOTIFICATIONS_QUEUE, value.encode(), message_id=message_id)
-            count += 1
-    return count
+    """Return ``mails`` as sends for shop.notifications (a row keeps them; see send_all)."""
+    return [to_rabbit("", NOTIFICATIONS_QUEUE, mail.id, mail.as_message()) for mail in mails]
 
 
 def _row_step(event: Event, partition: int) -> Any:
@@ -152,17 +142,17 @@ def _row_step(event: Event, partition: int) -> Any:
 async def apply_inbox_event(event: Any, position: Position) -> None:
     """Apply one event to its user's row, once; publish its mail and wake the user's streams."""
     if isinstance(event, PromotionBroadcast | DigestBroadcast):
-        mailed = broadcast_mail(event)
+        mailed = await broadcast_mail(event)
         log.info("%s for partition %d: %d mails", event.type, event.partition, mailed)
         return
     user_id: str = event.user_id
     sends = decide_once(inboxes, user_id, position, _row_step(event, _partition()),
                         table_name="notifications")
-    publish_mail(sends)
+    await send_all(sends)
     inbox_watchers.changed(user_id)
 
 
-def broadcast_mail(event: PromotionBroadcast | DigestBroadcast) -> int:
+async def broadcast_mail(event: PromotionBroadcast | DigestBroadcast) -> int:
     """Mail the opted-in users whose rows live in the event's partition; return how many."""
     mails: list[Mail] = []
     for _, row in inboxes.items():
@@ -172,7 +162,8 @@ def broadcast_mail(event: PromotionBroadcast | DigestBroadcast) -> int:
                 else digest_mail(row, event))
         if mail is not None:
             mails.append(mail)
-    return publish_mail(_mail_sends(mails))
+    await send_all(_mail_sends(mails))
+    return len(mails)
 
 
 @app.agent(notifications_topic, name="notifications.inbox")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from agents.topics import TOPICS
 from app import publisher
 from models.base import Effect
+from rabbit_bridge.outbox import OutgoingMessage
 from tables.replay import Send
 
 __all__ = ["RABBIT", "send_all", "to_rabbit", "to_sends"]
@@ -31,13 +33,15 @@ def to_rabbit(exchange: str, routing_key: str, message_id: str, body: dict[str, 
 async def send_all(sends: Iterable[Send]) -> None:
     """Send each message to its topic (buffered; flushed before offsets are committed).
 
-    RabbitMQ messages are published durable: in the publisher's outbox file before the event's
-    offset can be committed.
+    RabbitMQ messages are published durable, all in one write to the publisher's outbox file,
+    before the event's offset can be committed.
     """
+    durable: list[OutgoingMessage] = []
     for topic, key, value in sends:
         if topic == RABBIT:
             exchange, routing_key, message_id = json.loads(key)
-            publisher.publish(exchange, routing_key, value.encode(), message_id=message_id,
-                              durable=True)
+            durable.append(OutgoingMessage(exchange, routing_key, message_id, value.encode(),
+                                           time.time(), {}))
         else:
             await TOPICS[topic].send(key=key, value=value.encode())
+    publisher.publish_durable(durable)

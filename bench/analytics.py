@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.errors import BenchError
-from bench.kafka_raw import create_topic, measure_consumer, new_producer, send_all
+from bench.kafka_raw import create_topic, measure_consumer, measure_producer
 from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _check_alive, _require_rabbitmq, _wait_ready
 from scripts.devstack import Broker, broker_env, start_tansu, start_worker
@@ -102,12 +102,7 @@ async def measure_analytics(broker: Broker, workdir: Path, rabbit_url: str, coun
     events = make_tracking_events(count)
     expected = expected_counts(events)
     await create_topic(broker.bootstrap, RAW_TOPIC, PARTITIONS)
-    producer = new_producer(broker.bootstrap)
-    await producer.start()
-    try:
-        await send_all(producer, RAW_TOPIC, events)
-    finally:
-        await producer.stop()
+    await measure_producer(broker.bootstrap, RAW_TOPIC, events)
     raw = await measure_consumer(broker.bootstrap, RAW_TOPIC, count)
     raw.name = "raw aiokafka consumer + json.loads (tracking events)"
     say(f"analytics: raw consumer + decode {raw.rate:,.0f} events/s")
@@ -115,14 +110,7 @@ async def measure_analytics(broker: Broker, workdir: Path, rabbit_url: str, coun
     # The events wait on the topic before the worker starts: the clock measures processing
     # (from the worker's readiness to the last event counted), not the producer.
     await create_topic(broker.bootstrap, TOPIC, PARTITIONS)
-    producer = new_producer(broker.bootstrap)
-    await producer.start()
-    try:
-        began = time.perf_counter()
-        await send_all(producer, TOPIC, events)
-        produced = time.perf_counter() - began
-    finally:
-        await producer.stop()
+    produced = (await measure_producer(broker.bootstrap, TOPIC, events)).seconds
     spawned = time.monotonic()
     worker = start_worker("bench-analytics", broker_env(broker), rabbit_url, workdir,
                           extra_env={**UNLIMITED, "SHOP_TOPIC_PARTITIONS": str(PARTITIONS)})

@@ -25,7 +25,7 @@ from config.settings import DEV_JWT_SECRET
 from scripts.devstack import Broker, broker_env, start_worker
 from web.tokens import issue_access_token
 
-__all__ = ["measure_saga"]
+__all__ = ["Confirmations", "add_products", "bench_sku", "measure_saga"]
 
 PRODUCTS = 50
 #: The bench's customers, signed as the worker it starts signs (the development JWT secret).
@@ -76,7 +76,7 @@ class Confirmations:
 
 
 async def _place(http: aiohttp.ClientSession, url: str, n: int, rng: random.Random) -> str:
-    body = {"items": [{"sku": f"BENCH-{rng.randrange(PRODUCTS):04d}", "quantity": 1}],
+    body = {"items": [{"sku": bench_sku("BENCH", rng.randrange(PRODUCTS)), "quantity": 1}],
             "payment_method": "pm_card_ok"}
     async with http.post(url + "/api/orders", json=body,
                          headers=CUSTOMERS[n % len(CUSTOMERS)]) as response:
@@ -123,6 +123,32 @@ async def _open_loop(http: aiohttp.ClientSession, url: str, confirmations: Confi
     return [confirmations.seen[oid] - t0 for oid, t0 in started.items()]
 
 
+def bench_sku(prefix: str, n: int) -> str:
+    """Return the sku of the bench's ``n``-th product (``<prefix>-0007``)."""
+    return f"{prefix}-{n:04d}"
+
+
+async def add_products(http: aiohttp.ClientSession, urls: list[str], prefix: str, count: int,
+                       *, price_cents: int) -> None:
+    """Create ``count`` products with ample stock through the first worker; wait until the
+    catalog of every worker lists them."""
+    for n in range(count):
+        product = {"sku": bench_sku(prefix, n), "name": f"Bench product {n}",
+                   "category": "bench", "price_cents": price_cents,
+                   "initial_stock": 10_000_000}
+        async with http.post(urls[0] + "/api/products", json=product,
+                             headers=ADMIN) as response:
+            if response.status != 202:
+                raise BenchError(f"POST /api/products: {response.status} "
+                                 f"{(await response.text())[:200]}")
+    for url in urls:
+        while True:
+            async with http.get(url + "/api/products?per_page=1") as response:
+                if (await response.json())["total"] == count:
+                    break
+            await asyncio.sleep(0.1)
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -142,19 +168,7 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             await _wait_ready(http, worker)
             startup = time.monotonic() - spawned
-            for n in range(PRODUCTS):
-                product = {"sku": f"BENCH-{n:04d}", "name": f"Bench product {n}",
-                           "category": "bench", "price_cents": 100 + n,
-                           "initial_stock": 1_000_000}
-                async with http.post(worker.url + "/api/products", json=product,
-                                     headers=ADMIN) as response:
-                    if response.status != 202:
-                        raise BenchError(f"POST /api/products: {response.status}")
-            while True:
-                async with http.get(worker.url + "/api/products?per_page=1") as response:
-                    if (await response.json())["total"] == PRODUCTS:
-                        break
-                await asyncio.sleep(0.1)
+            await add_products(http, [worker.url], "BENCH", PRODUCTS, price_cents=100)
             say(f"saga: worker ready in {startup:.1f} s, {PRODUCTS} products; "
                 f"{orders:,} orders with {concurrency} in flight")
             async with Confirmations(broker.bootstrap) as confirmations:

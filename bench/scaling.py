@@ -21,10 +21,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.errors import BenchError
 from bench.kafka_raw import new_producer
-from bench.report import ADMIN, UNLIMITED, PhaseResult, say
-from bench.saga import Confirmations
+from bench.report import UNLIMITED, PhaseResult, say
+from bench.saga import Confirmations, add_products, bench_sku
 from bench.shop_agent import _require_rabbitmq, _wait_ready
 from models.orders import OrderLine, OrderPlaced
 from scripts.devstack import Worker, broker_env, start_tansu, start_worker
@@ -59,7 +58,7 @@ def placed_orders(count: int, run: int) -> list[OrderPlaced]:
     placed = []
     for n in range(count):
         skus = rng.sample(range(PRODUCTS), rng.randint(1, 3))
-        lines = [OrderLine(sku=f"SCALE-{s:03d}", quantity=1, unit_price_cents=PRICE_CENTS)
+        lines = [OrderLine(sku=bench_sku("SCALE", s), quantity=1, unit_price_cents=PRICE_CENTS)
                  for s in sorted(skus)]
         total = PRICE_CENTS * len(lines)
         placed.append(OrderPlaced.new(
@@ -82,7 +81,8 @@ async def _run(count: int, orders: int, workdir: Path, rabbit_url: str,
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             await _wait_settled(http, workers)
             startup = time.monotonic() - spawned
-            await _add_products(http, workers)
+            await add_products(http, [w.url for w in workers], "SCALE", PRODUCTS,
+                               price_cents=PRICE_CENTS)
         placed = placed_orders(orders, count)
         async with Confirmations(broker.bootstrap) as confirmations:
             producer = new_producer(broker.bootstrap)
@@ -122,21 +122,3 @@ async def _wait_settled(http: aiohttp.ClientSession, workers: list[Worker]) -> N
 async def _is_ready(http: aiohttp.ClientSession, worker: Worker) -> bool:
     async with http.get(worker.url + "/ready") as response:
         return response.status == 200
-
-
-async def _add_products(http: aiohttp.ClientSession, workers: list[Worker]) -> None:
-    """Create the products with ample stock; wait until every worker's catalog has them."""
-    for n in range(PRODUCTS):
-        product = {"sku": f"SCALE-{n:03d}", "name": f"Scale product {n}", "category": "bench",
-                   "price_cents": PRICE_CENTS, "initial_stock": 10_000_000}
-        async with http.post(workers[0].url + "/api/products", json=product,
-                             headers=ADMIN) as response:
-            if response.status != 202:
-                raise BenchError(f"POST /api/products: {response.status} "
-                                 f"{(await response.text())[:200]}")
-    for worker in workers:
-        while True:
-            async with http.get(worker.url + "/api/products?per_page=1") as response:
-                if (await response.json())["total"] == PRODUCTS:
-                    break
-            await asyncio.sleep(0.1)

@@ -11,7 +11,7 @@ to make the duplicate harmless.
 
 What is in memory (at most one batch, milliseconds) is moved to the outbox when the worker
 stops; a ``kill -9`` can lose that batch, never the outbox. Messages that are part of a state
-change (a promotion's announcements) are published ``durable``: written to the outbox before
+change (a promotion's announcements, a user's mail) are published ``durable``: written to the outbox before
 ``publish`` returns, they survive even that.
 """
 
@@ -95,14 +95,31 @@ class RabbitPublisher(Service):
         mid = message_id or uuid.uuid4().hex
         message = OutgoingMessage(exchange, routing_key, mid, data, time.time(),
                                   dict(headers or {}))
-        if durable and self._outbox is not None:
-            self._disk.submit(self._outbox.append, [message]).result()
-            OUTBOX_DEPTH.set(self._outbox.depth)
+        if durable:
+            self.publish_durable([message])
         else:
             self._pending.append(message)
+            self._idle.clear()
+            self._wakeup.set()
+        return mid
+
+    def publish_durable(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Write ``messages`` to the outbox file in one go before returning (see ``publish``).
+
+        Before the outbox is open (the service not started yet) they wait in memory.
+        """
+        if not messages:
+            return
+        for message in messages:
+            if message.exchange != "" and message.exchange not in EXCHANGES:
+                raise ValueError(f"unknown exchange {message.exchange!r}")
+        if self._outbox is not None:
+            self._disk.submit(self._outbox.append, list(messages)).result()
+            OUTBOX_DEPTH.set(self._outbox.depth)
+        else:
+            self._pending.extend(messages)
         self._idle.clear()
         self._wakeup.set()
-        return mid
 
     @property
     def outbox_depth(self) -> int:
