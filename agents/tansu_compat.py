@@ -19,6 +19,7 @@ The fetch wait: see FETCH_MAX_WAIT_MS below.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
@@ -42,8 +43,13 @@ __all__ = ["TansuTransport", "true_end_offsets"]
 #: 100 ms -> 0.2 + 1.2 s (order p50 ~275 ms). 50 ms is the trade.
 FETCH_MAX_WAIT_MS = 50
 
-#: How long to wait for the last batch of a partition before trusting the broker's answer.
-FETCH_TIMEOUT_S = 5.0
+#: How long to wait for the last batches before saying so in the log, and before giving up
+#: and trusting the broker's answer (which loses the rest of a last batch from a restored
+#: table, so it is worth a long wait: a loaded machine can take seconds to answer a fetch).
+FETCH_WARN_S = 5.0
+FETCH_TIMEOUT_S = 60.0  # under Faust's own limit on it, broker_request_timeout (90 s)
+
+log = logging.getLogger(__name__)
 
 
 async def true_end_offsets(
@@ -67,14 +73,24 @@ async def true_end_offsets(
         for ktp, tp in partitions.items():
             consumer.seek(ktp, to_read[tp] - 1)  # first offset of the last batch
         waiting = set(partitions)
-        deadline = time.monotonic() + FETCH_TIMEOUT_S
-        while waiting and time.monotonic() < deadline:
+        began = time.monotonic()
+        warn_at = began + FETCH_WARN_S
+        while waiting and time.monotonic() < began + FETCH_TIMEOUT_S:
             batches = await consumer.getmany(*waiting, timeout_ms=200)
             for ktp, records in batches.items():
                 if records:
                     tp = partitions[ktp]
                     corrected[tp] = max(cast(int, corrected[tp]), records[-1].offset + 1)
                     waiting.discard(ktp)
+            if waiting and time.monotonic() > warn_at:
+                warn_at += FETCH_WARN_S
+                log.warning("Tansu end offsets: still reading the last batch of %d partitions "
+                            "after %.0f s (%s)", len(waiting), time.monotonic() - began,
+                            ", ".join(sorted(f"{t.topic}[{t.partition}]" for t in waiting)[:5]))
+        if waiting:
+            log.error("Tansu end offsets: gave up after %.0f s on %s; a table restored from "
+                      "them may miss its last updates", FETCH_TIMEOUT_S,
+                      ", ".join(sorted(f"{t.topic}[{t.partition}]" for t in waiting)))
     finally:
         await consumer.stop()
     return corrected

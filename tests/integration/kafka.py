@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-__all__ = ["consume_until", "produce"]
+__all__ = ["consume_until", "produce", "records_of_key"]
 
 
 async def produce(
@@ -55,3 +55,35 @@ async def consume_until(
         return records
     finally:
         await consumer.stop()
+
+
+async def records_of_key(bootstrap: str, topics: Iterable[str], key: str) -> list[str]:
+    """Return, one line each, every record of ``topics`` whose key is ``key`` (a diagnosis).
+
+    Reads each topic's partitions from the beginning to their end offsets (as Tansu reports
+    them, and a little past: see agents/tansu_compat.py).
+    """
+    wanted = key.encode()
+    lines: list[str] = []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                lines.append(f"{topic}: no such topic")
+                continue
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            idle = 0
+            while idle < 3:
+                batches = await consumer.getmany(timeout_ms=300, max_records=10_000)
+                idle = 0 if batches else idle + 1
+                for tp, records in batches.items():
+                    lines.extend(f"{topic}[{tp.partition}]@{r.offset}: {(r.value or b'')[:160]!r}"
+                                 for r in records if r.key == wanted)
+    finally:
+        await consumer.stop()
+    return lines

@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from tests.integration.fixtures import WorkerFactory
+from tests.integration.kafka import records_of_key
 from tests.integration.rabbit import PrivateRabbit, bind_promotion_events, promotion_messages
 from tests.integration.saga import check_invariants, place_many, shop_state
 from tests.integration.shop import ADMIN, Shop, customer
@@ -80,7 +81,11 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
         print(f"all {ORDERS} orders accepted {time.monotonic() - started:.1f} s after the "
               "first")
 
-        state = await shop_state(shop_a, placed, list(SKUS))
+        try:
+            state = await shop_state(shop_a, placed, list(SKUS))
+        except AssertionError:
+            await _explain_unsettled(workers.broker.bootstrap, [shop_a, shop_b], placed)
+            raise
         check_invariants(state, SKUS, {})
         statuses: dict[str, int] = {}
         for order in state["orders"].values():
@@ -113,6 +118,23 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
 
         # The restarted worker answers the same for every order and sku (routed reads).
         assert await shop_state(shop_b, placed, list(SKUS)) == state
+
+
+async def _explain_unsettled(bootstrap: str, shops: list[Shop],
+                             placed: list[tuple[str, str]]) -> None:
+    """Print what each worker and the broker hold of every order that has not settled."""
+    for user, order_id in placed:
+        status, body = await shops[0].call("GET", f"/api/orders/{order_id}",
+                                           headers=customer(user))
+        if status == 200 and body["status"] not in ("placed", "reserved"):
+            continue
+        print(f"---- order {order_id} of {user}: {status} {body}")
+        for shop in shops[1:]:
+            print(f"  {shop.url}:", await shop.call("GET", f"/api/orders/{order_id}",
+                                                    headers=customer(user)))
+        topics = ["orders", "payments", "shopstream-orders-changelog"]
+        for line in await records_of_key(bootstrap, topics, order_id):
+            print("  " + line)
 
 
 async def _degraded(shop: Shop, within: float = 15.0) -> dict[str, Any]:
