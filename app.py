@@ -44,16 +44,19 @@ def load_settings() -> Settings:
 
 
 class ShopApp(faust.App):
-    """The Faust app, with the Tansu transport when ``SHOP_KAFKA_COMPAT=tansu``."""
+    """The Faust app, on the shop's transport (agents/transport.py: a producer flush that
+    drains), with Tansu's corrections when ``SHOP_KAFKA_COMPAT=tansu``."""
 
     shop_settings: Settings
 
     def _new_transport(self) -> TransportT:
+        from agents.transport import ShopTransport
+
         if self.shop_settings.is_tansu:
             from agents.tansu_compat import TansuTransport
 
             return TansuTransport(self.conf.broker_consumer, self)
-        return super()._new_transport()
+        return ShopTransport(self.conf.broker_consumer, self)
 
     def worker_init(self) -> None:
         """Check Kafka answers and create this worker's data dir before the worker starts."""

@@ -25,14 +25,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.transport.drivers.aiokafka import (
-    AIOKafkaConsumerThread,
-    Consumer,
-    Transport,
-    server_list,
-)
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, server_list
 from faust.types import TP
 from faust.types.transports import ConsumerT
+
+from agents.transport import ShopTransport
 
 __all__ = ["TansuTransport", "true_end_offsets"]
 
@@ -118,7 +115,7 @@ class TansuConsumer(Consumer):
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class TansuTransport(Transport):
-    """Faust's aiokafka transport for the Tansu broker."""
+class TansuTransport(ShopTransport):
+    """The shop's transport (agents/transport.py) for the Tansu broker."""
 
     Consumer: ClassVar[type[ConsumerT]] = TansuConsumer

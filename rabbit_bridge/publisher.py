@@ -11,8 +11,8 @@ to make the duplicate harmless.
 
 What is in memory (at most one batch, milliseconds) is moved to the outbox when the worker
 stops; a ``kill -9`` can lose that batch, never the outbox. Messages that are part of a state
-change (a promotion's announcements, a user's mail) are published ``durable``: written to the outbox before
-``publish`` returns, they survive even that.
+change (a promotion's announcements, a user's mail) are published ``durable``: written to the
+outbox before ``publish`` returns, they survive even that.
 """
 
 from __future__ import annotations
