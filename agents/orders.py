@@ -44,7 +44,7 @@ from models.orders import (
 from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Refunded
 from models.promotions import PromotionRedeemed, PromotionRefused
 from tables.base import tables_ready
-from tables.orders import open_orders, orders, orders_by_user, watchers
+from tables.orders import open_index, open_orders, orders, orders_by_user, watchers
 from tables.replay import RECENT_IDS, Position, Send, decide_once, update_once
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,17 @@ async def apply_order_event(event: Any, position: Position) -> None:
     order_id: str = event.order_id
     now = utcnow()
 
+    decided: list[dict[str, Any] | None] = []
+
     def step(row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Send]]:
         decision = decide(Order.from_row(row) if row else None, event, now)
         new_row = decision.order.to_row() if decision.order else None
+        decided.append(new_row if new_row is not None else row)
         return new_row, to_sends(decision.effects)
 
     # An order's releases, commits and refunds are asked for by nobody if lost: keep them all.
     sends = decide_once(orders, order_id, position, step, keep_sends=RECENT_IDS)
-    row = orders.get(order_id)
+    row = decided[0] if decided else orders.get(order_id)
     if row is not None:
         track_deadline(order_id, row)
         watchers.changed(order_id, row)
@@ -106,14 +109,18 @@ async def apply_order_event(event: Any, position: Position) -> None:
 
 
 def track_deadline(order_id: str, row: dict[str, Any]) -> None:
-    """Keep ``open_orders`` to the orders still waiting for stock or payment."""
+    """Keep ``open_orders`` (and its index) to the orders still waiting for stock or payment."""
     if row["status"] in ACTIVE:
+        placed_at = row["history"][0]["at"]
+        deadline = (datetime.fromisoformat(placed_at)
+                    + timedelta(seconds=settings.order_ttl)).isoformat()
         if order_id not in open_orders:
-            placed_at = row["history"][0]["at"]
-            deadline = datetime.fromisoformat(placed_at) + timedelta(seconds=settings.order_ttl)
-            open_orders[order_id] = deadline.isoformat()
-    elif order_id in open_orders:
-        del open_orders[order_id]
+            open_orders[order_id] = deadline
+        open_index.note(order_id, deadline, row["history"][-1]["at"])
+    else:
+        open_index.drop(order_id)
+        if order_id in open_orders:
+            del open_orders[order_id]
 
 
 @app.agent(order_saga_topics, name="orders.saga")
@@ -208,12 +215,14 @@ async def chase_open_orders() -> None:
     if not _chase_state.scan_due(clock):
         return
     sends: list[Send] = []
-    for order_id in list(open_orders.keys()):
+    for order_id, (_, changed_at) in list(open_index.current(app.rebalancing_count).items()):
+        last_change = datetime.fromisoformat(changed_at)
+        if not _chase_state.lost(last_change, now, clock):
+            continue
         row = orders.get(order_id)
         if row is None or row["status"] not in ACTIVE:
             continue
-        last_change = datetime.fromisoformat(row["history"][-1]["at"])
-        if _chase_state.lost(last_change, now, clock) and _ask_once(_chased, order_id, clock):
+        if _ask_once(_chased, order_id, clock):
             sends.extend(to_sends(chase(Order.from_row(row))))
     _forget_old(_chased, clock)
     await send_all(sends)
@@ -249,7 +258,7 @@ async def expire_overdue_orders() -> int:
     clock = time.monotonic()
     now = utcnow().isoformat()
     expired = 0
-    for order_id, deadline in list(open_orders.items()):
+    for order_id, (deadline, _) in list(open_index.current(app.rebalancing_count).items()):
         if deadline > now:
             continue
         row = orders.get(order_id)

@@ -45,3 +45,27 @@ def test_scans_run_in_a_window_and_otherwise_now_and_then() -> None:
     assert state.scan_due(late)
     assert not state.scan_due(late + 1)
     assert state.scan_due(late + SAFETY_SCAN_S)
+
+
+def test_the_open_order_index_follows_the_agent_and_rebuilds_after_a_rebalance() -> None:
+    from tables.orders import OpenOrderIndex
+
+    table = {"o1": "2026-05-01T12:15:00+00:00", "o2": "2026-05-01T12:16:00+00:00"}
+    rows = {"o1": {"history": [{"at": "t0"}, {"at": "t1"}]},
+            "o2": {"history": [{"at": "t2"}]}}
+    reads: list[str] = []
+
+    def order_row(order_id: str) -> dict[str, object] | None:
+        reads.append(order_id)
+        return rows.get(order_id)
+
+    index = OpenOrderIndex(table.items, order_row)
+    assert index.current(1) == {"o1": (table["o1"], "t1"), "o2": (table["o2"], "t2")}
+    index.note("o3", "2026-05-01T12:20:00+00:00", "t3")
+    index.drop("o1")
+    assert set(index.current(1)) == {"o2", "o3"}
+    assert reads == ["o1", "o2"], "no table reads between rebalances"
+    table.pop("o1")
+    table["o4"] = "2026-05-01T12:30:00+00:00"  # a partition came with the rebalance
+    rows["o4"] = {"history": [{"at": "t4"}]}
+    assert set(index.current(2)) == {"o2", "o4"}, "rebuilt from the tables"

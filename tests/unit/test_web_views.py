@@ -232,34 +232,3 @@ async def test_a_shop_view_answers_json_as_faust_encodes_it(client: TestClient) 
     assert response.status == 201
     assert response.content_type == "application/json" and response.charset == "utf-8"
     assert response.text == faust_json.dumps(value)
-
-
-async def test_the_shop_monitor_counts_statuses_latencies_and_table_reads() -> None:
-    from http import HTTPStatus
-    from types import SimpleNamespace
-
-    from faust.sensors.prometheus import FaustMetrics
-    from prometheus_client import CollectorRegistry
-
-    from web.views import ShopMonitor
-
-    registry = CollectorRegistry()
-    monitor = ShopMonitor(metrics=FaustMetrics.create(registry, "t"))
-    for status in (200, 200, 404):
-        state = monitor.on_web_request_start(app, None)
-        monitor.on_web_request_end(app, None, SimpleNamespace(status=status), state)
-    monitor.on_web_request_end(app, None, None, monitor.on_web_request_start(app, None))
-    sample = registry.get_sample_value
-    assert sample("t_http_status_codes_total", {"status_code": "200"}) == 2
-    assert sample("t_http_status_codes_total", {"status_code": "404"}) == 1
-    assert sample("t_http_status_codes_total", {"status_code": "500"}) == 1
-    assert sample("t_http_latency_count") == 4
-    assert 0 <= cast(float, sample("t_http_latency_sum")) < 1000
-    assert monitor.http_response_codes[HTTPStatus.OK] == 2
-    assert len(monitor.http_response_latency) == 4
-    table = SimpleNamespace(name="orders")
-    for _ in range(3):
-        monitor.on_table_get(cast(Any, table), "key")
-    assert sample("t_table_operations_total",
-                  {"table": "table.orders", "operation": "keys_retrieved"}) == 3
-    assert monitor.tables["orders"].keys_retrieved == 3
