@@ -1,15 +1,22 @@
-"""Analytics agents: session activity, and windowed figures counted in batches then merged.
+"""Analytics agents: tracked behaviour in batches (sessions, windows, users), then merged.
 
-``analytics.session-activity`` adds each tracked behaviour to its session's row (replay
-guard), one event at a time, and dead-letters what it cannot decode.
+``analytics.tracked`` is the one agent of the ``analytics`` topic. It reads the topic in
+batches of what the stream has ready (agents/batches.py), decodes each event once,
+dead-letters what does not decode (and carries on), and per source partition of the batch:
 
-``analytics.windows`` reads the same topic in batches (``take_events``). It and
-``analytics.purchases``, which reads the orders topic's ``order_confirmed`` notices (the
-order's lines are in the ``orders`` row of the same partition, as in agents/reports.py),
-turn what they read into facts (models/analytics.py) and fold them into their partition's
-rows of the Faust tumbling table ``minute_partials`` (1 minute: counters, per-sku figures,
-visitor sets). A batch becomes one write per (minute, partition) row, not one per event, and
-the row's JSON bytes are written once and sent on as they are.
+- adds each session's events to its ``session_activity`` row, under the replay guard, with
+  one write per session (``tables/replay.update_many``);
+- turns the events into facts (models/analytics.py) and folds them into the partition's rows
+  of the Faust tumbling table ``minute_partials`` (1 minute: counters, per-sku figures,
+  visitor sets): one write per (minute, partition) row, not one per event, its JSON bytes
+  written once and sent on as they are;
+- forwards a signed-in user's product views and carts to the recommendations topic
+  (agents/recommendations.py).
+
+One agent instead of three per-event ones: every agent of a topic pays Faust's per-event
+cost for every event, and a table write per event costs more than the rest together.
+``analytics.purchases`` folds the orders topic's ``order_confirmed`` notices the same way
+(the order's lines are in the ``orders`` row of the same partition, as in agents/reports.py).
 
 Event time: a fact lands in the minute of its ``occurred_at``. An event that reached the
 broker more than ``SHOP_ANALYTICS_GRACE`` seconds after it happened is *late*: it is counted
@@ -19,7 +26,8 @@ redelivery decides the same way).
 Duplicate safety: every row keeps, under ``_applied`` (tables/replay.py's bookkeeping), the
 highest source offset it absorbed; a redelivered batch folds only the facts past it, and a
 producer's duplicate append inside one batch is dropped by its event id. Visitor sets are
-unions, so they are duplicate-proof by nature.
+unions, so they are duplicate-proof by nature. The forwarded behaviour's id is derived from
+the source event's, so the recommendations agent skips a forward sent again.
 
 Completeness on any worker: after each batch every written row is sent, whole, to the
 one-partition ``analytics-rollup`` topic (also for a redelivery: the copy may not have left
@@ -31,11 +39,6 @@ hopping table ``hop_partials`` (10 minutes every minute) from the merged minutes
 those rows too. A hopping row is derived (the sum of its ten minutes), so recounting it is
 duplicate-safe; and the partitions' agents write one row a minute, not eleven. One partition
 keeps the merge in one place; it handles a few rows a second, not events.
-
-A malformed tracked event is dead-lettered once, by ``analytics.session-activity`` (through
-``for_each_event``); the windows pass over it (counted in ``shop_analytics_skipped_total``)
-rather than write a second letter for it. ``analytics.rollup`` dead-letters what it cannot
-decode of its own topic.
 
 Faust's RocksDB store writes a row to the partition of the *current event*, which a batch
 does not have; :func:`in_partition_of` makes the batch's last event of a partition current
@@ -49,8 +52,9 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 from faust import current_event
@@ -59,7 +63,9 @@ from faust.types import EventT, StreamT
 from faust.types.windows import WindowT
 from prometheus_client import Counter
 
+from agents.batches import ready_batches
 from agents.dead_letters import dead_letter, for_each_event
+from agents.recommendations import forward_tracked
 from agents.topics import analytics_topic, orders_topic, shop_topic
 from app import app, settings
 from models.analytics import (
@@ -75,6 +81,7 @@ from models.analytics import (
     purchase_facts,
     tracked_fact,
 )
+from models.base import event_from_data, json_object
 from models.orders import ORDER_EVENTS, OrderUpdate
 from tables.analytics import (
     RETENTION,
@@ -86,17 +93,19 @@ from tables.analytics import (
     window_key,
 )
 from tables.orders import orders
-from tables.replay import REPLAYS_SKIPPED, Position, mark_applied, update_once
+from tables.replay import REPLAYS_SKIPPED, Position, mark_applied, update_many
 
-__all__ = ["count_purchases", "count_windows", "in_partition_of", "merge_windows",
-           "record_session_activity", "rollup_topic"]
+__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchases", "in_partition_of",
+           "merge_windows", "rollup_topic"]
+
+#: The name of the analytics topic's agent (its dead letters carry it).
+AGENT = "analytics.tracked"
 
 #: analytics-rollup ["<window>|<source>"], one partition: partials of windows, as JSON.
 rollup_topic = shop_topic("analytics-rollup", partitions=1)
 
-#: Events a batch takes at most, and how long it waits to fill.
+#: Events a batch of the analytics topic takes at most (agents/batches.py).
 BATCH = 5_000
-BATCH_WITHIN_S = 0.5
 ROLLUP_BATCH = 2_000
 ROLLUP_WITHIN_S = 0.5
 #: How often the merger drops windows past the retention (s).
@@ -105,13 +114,10 @@ SWEEP_EVERY_S = 60.0
 NOT_CONFIRMED = frozenset(t for t in ORDER_EVENTS if t != "order_confirmed")
 log = logging.getLogger(__name__)
 LATE = Counter("shop_analytics_late_total", "Tracked events past the grace period")
-SKIPPED = Counter("shop_analytics_skipped_total",
-                  "Malformed tracked events the windows pass over (dead-lettered by "
-                  "analytics.session-activity)")
-#: The windows agent's own work: events taken and seconds spent on them (its capacity).
-COUNTED = Counter("shop_analytics_window_events_total", "Tracked events the windows took")
+#: The tracked agent's own work: events taken and seconds spent on them (its capacity).
+COUNTED = Counter("shop_analytics_window_events_total", "Tracked events analytics.tracked took")
 BUSY = Counter("shop_analytics_window_busy_seconds_total",
-               "Seconds the windows agent spent counting batches")
+               "Seconds analytics.tracked spent on its batches")
 
 #: The source name of the hopping rows: every partition, summed by the merger.
 ALL_SOURCES = "all"
@@ -139,16 +145,24 @@ def in_partition_of(event: EventT) -> Iterator[None]:
 # -- Session activity -------------------------------------------------------------------------
 
 
-async def apply_tracked(event: Tracked, position: Position) -> None:
-    """Count ``event`` in its session's activity, once, however often it is delivered."""
-    update_once(session_activity, event.session_id, position,
-                lambda row: add_activity(row, event))
+def absorb_sessions(decoded: Sequence[Decoded]) -> list[tuple[EventT, Exception]]:
+    """Add the events to their sessions' rows (one write a session); return what failed.
+
+    Call in the partition's event context.
+    """
+    by_session: dict[str, list[Decoded]] = defaultdict(list)
+    for item in decoded:
+        by_session[item.record.session_id].append(item)
+    failed: list[tuple[EventT, Exception]] = []
+    for session_id, items in by_session.items():
+        updates = [(item.position, _activity_update(item.record)) for item in items]
+        failed.extend((items[index].event, exc)
+                      for index, exc in update_many(session_activity, session_id, updates))
+    return failed
 
 
-@app.agent(analytics_topic, name="analytics.session-activity")
-async def record_session_activity(stream: StreamT[bytes]) -> None:
-    """Consume the analytics topic into the session-activity table."""
-    await for_each_event(stream, Tracked, apply_tracked, agent="analytics.session-activity")
+def _activity_update(record: Tracked) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    return lambda row: add_activity(row, record)
 
 
 # -- Window partials --------------------------------------------------------------------------
@@ -208,43 +222,59 @@ def _send_rows(sends: list[tuple[str, bytes]]) -> None:
         rollup_topic.send_soon(key=key, value=value)
 
 
-def count_batch(events: Sequence[EventT]) -> None:
-    """Count a batch of the analytics topic in its partitions' window rows; send the rows."""
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A tracked event of a batch, decoded once: its Faust event, JSON, record and position."""
+
+    event: EventT
+    data: dict[str, Any]
+    record: Tracked
+    position: Position
+
+
+async def absorb_batch(events: Sequence[EventT]) -> None:
+    """Take a batch of the analytics topic into sessions, windows and users' behaviour."""
     grace = settings.analytics_grace
-    by_partition: dict[int, list[EventT]] = defaultdict(list)
+    by_partition: dict[int, list[Decoded]] = defaultdict(list)
     for event in events:
-        by_partition[event.message.partition].append(event)
-    for partition, group in by_partition.items():
+        message = event.message
+        try:
+            data = json_object(message.value)
+            record = event_from_data(Tracked, data)
+        except Exception as exc:
+            await dead_letter(event, exc, agent=AGENT, stage="decode")
+            continue
+        position = Position(message.topic, message.offset, record.event_id)
+        by_partition[message.partition].append(Decoded(event, data, record, position))
+    for partition, decoded in by_partition.items():
+        failed: list[tuple[EventT, Exception]] = []
         facts = []
-        for event in group:
-            message = event.message
+        for item in decoded:
+            message = item.event.message
             try:
-                data = json.loads(message.value or b"null")
-                if not isinstance(data, dict):
-                    raise ValueError("a tracking event is a JSON object")
-                fact = tracked_fact(data, message.offset, message.timestamp, grace)
-            except Exception as exc:  # analytics.session-activity dead-letters it
-                SKIPPED.inc()
-                log.debug("analytics.windows skips %s[%s]@%s: %s", message.topic,
-                          message.partition, message.offset, exc)
+                fact = tracked_fact(item.data, message.offset, message.timestamp, grace)
+            except Exception as exc:
+                failed.append((item.event, exc))
                 continue
             if fact.kind == "late":
                 LATE.inc()
             facts.append(fact)
-        if not facts:
-            continue
-        topic = group[-1].message.topic
-        with in_partition_of(group[-1]):
-            sends = count_facts(f"t{partition}", topic, _unique(facts))
+        topic = decoded[-1].event.message.topic
+        with in_partition_of(decoded[-1].event):
+            failed.extend(absorb_sessions(decoded))
+            sends = count_facts(f"t{partition}", topic, _unique(facts)) if facts else []
         _send_rows(sends)
+        forward_tracked([item.record for item in decoded])
+        for event, error in failed:
+            await dead_letter(event, error, agent=AGENT, stage="handle")
 
 
-@app.agent(analytics_topic, name="analytics.windows")
-async def count_windows(stream: StreamT[bytes]) -> None:
-    """Consume the analytics topic, in batches, into the windowed tables."""
-    async for events in cast(Any, stream).take_events(BATCH, within=BATCH_WITHIN_S):
+@app.agent(analytics_topic, name=AGENT)
+async def absorb_tracked(stream: StreamT[bytes]) -> None:
+    """Consume the analytics topic, in batches, into sessions, windows and users' behaviour."""
+    async for events in ready_batches(stream, BATCH):
         began = time.perf_counter()
-        count_batch(events)  # no awaits: the time is the agent's own
+        await absorb_batch(events)
         BUSY.inc(time.perf_counter() - began)
         COUNTED.inc(len(events))
 

@@ -2,9 +2,10 @@
 
 Three hops, each the single writer of its rows (a row is only written from its partition):
 
-1. ``recommendations.tracked`` (analytics topic, by session) and ``recommendations.purchases``
-   (the orders topic's ``order_confirmed`` notices; the order's lines are in the ``orders``
-   row of the same partition, as in agents/reports.py) forward a ``BehaviourSeen`` to the
+1. ``analytics.tracked`` (agents/analytics.py, the analytics topic's one agent, through
+   :func:`forward_tracked`) and ``recommendations.purchases`` (the orders topic's
+   ``order_confirmed`` notices; the order's lines are in the ``orders`` row of the same
+   partition, as in agents/reports.py) forward a ``BehaviourSeen`` to the
    ``recommendations`` topic keyed by user id. Its id is derived from the source event's, so
    a redelivered source makes a duplicate the next hop skips.
 2. ``recommendations.users`` keeps each user's recent behaviour (``user_behaviour``, under
@@ -18,15 +19,15 @@ Three hops, each the single writer of its rows (a row is only written from its p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
-from agents.topics import analytics_topic, orders_topic, recommendations_topic, shop_topic
+from agents.topics import orders_topic, recommendations_topic, shop_topic
 from app import app
-from models.analytics import TRACKING_TYPES, Tracked
+from models.analytics import Tracked
 from models.base import Event
 from models.orders import ORDER_EVENTS, OrderUpdate
 from models.recommendations import (
@@ -43,8 +44,8 @@ from tables.orders import orders
 from tables.recommendations import POPULAR, item_key, item_model, item_neighbours, user_behaviour
 from tables.replay import Position, Send, decide_once, update_once
 
-__all__ = ["forward_purchases", "forward_tracked", "item_pairs_topic", "keep_item_model",
-           "keep_user_behaviour"]
+__all__ = ["behaviour_seen", "forward_purchases", "forward_tracked", "item_pairs_topic",
+           "keep_item_model", "keep_user_behaviour"]
 
 #: item-pairs [sku], one partition: ItemsPaired. (Declared here, next to its only producer
 #: and consumer.)
@@ -52,31 +53,33 @@ item_pairs_topic = shop_topic("item-pairs", partitions=1)
 
 Row = dict[str, Any]
 
-NOT_ITEM_BEHAVIOUR = frozenset(TRACKING_TYPES) - set(TRACKED_KINDS)
 NOT_CONFIRMED = frozenset(t for t in ORDER_EVENTS if t != "order_confirmed")
+
+
+def behaviour_seen(source: Event, user_id: str, kind: str, skus: list[str]) -> BehaviourSeen:
+    """Return a user's ``kind`` behaviour on ``skus``, seen in ``source`` (id derived from it)."""
+    return BehaviourSeen(type=BehaviourSeen.event_type,
+                         event_id=derived_id(source.event_id, kind),
+                         occurred_at=source.occurred_at, correlation_id=source.event_id,
+                         user_id=user_id, kind=kind, skus=skus)
 
 
 async def forward_behaviour(source: Event, user_id: str, kind: str, skus: list[str]) -> None:
     """Send a user's ``kind`` behaviour on ``skus`` (seen in ``source``) to its user's row."""
-    seen = BehaviourSeen(type=BehaviourSeen.event_type,
-                         event_id=derived_id(source.event_id, kind),
-                         occurred_at=source.occurred_at, correlation_id=source.event_id,
-                         user_id=user_id, kind=kind, skus=skus)
+    seen = behaviour_seen(source, user_id, kind, skus)
     await recommendations_topic.send(key=user_id, value=seen.dumps())
 
 
-async def apply_tracked(event: Tracked, position: Position) -> None:
-    """Forward a signed-in user's view or add-to-cart of a product."""
-    kind = TRACKED_KINDS.get(event.type)
-    if kind and event.user_id and event.sku:
-        await forward_behaviour(event, event.user_id, kind, [event.sku])
+def forward_tracked(events: Sequence[Tracked]) -> None:
+    """Forward signed-in users' product views and carts (through the producer's buffer).
 
-
-@app.agent(analytics_topic, name="recommendations.tracked")
-async def forward_tracked(stream: StreamT[bytes]) -> None:
-    """Consume the analytics topic's product views and carts into users' behaviour."""
-    await for_each_event(stream, Tracked, apply_tracked, agent="recommendations.tracked",
-                         skip=NOT_ITEM_BEHAVIOUR)
+    Called by analytics.tracked for each batch of the analytics topic.
+    """
+    for event in events:
+        kind = TRACKED_KINDS.get(event.type)
+        if kind and event.user_id and event.sku:
+            seen = behaviour_seen(event, event.user_id, kind, [event.sku])
+            recommendations_topic.send_soon(key=event.user_id, value=seen.dumps())
 
 
 async def apply_confirmed(event: OrderUpdate, position: Position) -> None:

@@ -212,7 +212,7 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
                                               time.monotonic() + 180 + options.shop_messages / 100)
     results.extend(analytics)
     say(f"analytics done: {analytics[1].rate:,.0f} events/s end to end = "
-        f"{analytics[1].extra['ratio_to_raw_consumer']} x raw; the windows agent "
+        f"{analytics[1].extra['ratio_to_raw_consumer']} x raw; the analytics.tracked agent "
         f"{analytics[2].rate:,.0f} events/s of its own time; counts exact")
     return results
 

@@ -152,7 +152,7 @@ async def measure_analytics(broker: Broker, workdir: Path, rabbit_url: str, coun
                          extra={"partitions": PARTITIONS, "produce_seconds": round(produced, 3),
                                 "counts": got, "exact": True,
                                 "ratio_to_raw_consumer": round((count / seconds) / raw.rate, 4)})
-    agent = PhaseResult("analytics.windows agent's own time (batches, all its tables)", taken,
+    agent = PhaseResult("analytics.tracked agent's own time (sessions, windows, forwards)", taken,
                         busy, extra={"ratio_to_raw_consumer":
                                      round((taken / busy) / raw.rate, 4) if busy else 0.0})
     return [raw, result, agent]
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     print_analytics_table(results)
     say(f"raw consumer + decode: {raw.rate:,.0f} events/s; analytics end to end: "
         f"{windows.rate:,.0f} events/s = {windows.extra['ratio_to_raw_consumer']} x raw; "
-        f"the windows agent alone: {agent.rate:,.0f} events/s of its own time = "
+        f"the analytics.tracked agent alone: {agent.rate:,.0f} events/s of its own time = "
         f"{agent.extra['ratio_to_raw_consumer']} x raw; counts exact: "
         f"{windows.extra['counts']}")
     if not args.keep:

@@ -19,7 +19,9 @@ __all__ = [
     "EventDecodeError",
     "EventTypes",
     "decode_event",
+    "event_from_data",
     "event_types",
+    "json_object",
     "new_event_id",
     "utcnow",
 ]
@@ -101,6 +103,11 @@ def decode_event(model: type[E] | EventTypes, raw: bytes | str | None) -> E:
 
     ``model`` is one event class, or event classes by type (the event's ``type`` chooses).
     """
+    return event_from_data(model, json_object(raw))
+
+
+def json_object(raw: bytes | str | None) -> dict[str, Any]:
+    """Return the JSON object in ``raw``; raise EventDecodeError if it is not one."""
     if raw is None:
         raise EventDecodeError("empty message value")
     try:
@@ -111,6 +118,11 @@ def decode_event(model: type[E] | EventTypes, raw: bytes | str | None) -> E:
         raise EventDecodeError("not JSON this service accepts: nested too deeply") from None
     if not isinstance(data, dict):
         raise EventDecodeError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def event_from_data(model: type[E] | EventTypes, data: dict[str, Any]) -> E:
+    """Validate a decoded JSON object as one event of ``model``; raise EventDecodeError."""
     if isinstance(model, dict):
         chosen = model.get(data.get("type"))  # type: ignore[arg-type]
         if chosen is None:

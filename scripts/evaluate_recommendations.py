@@ -177,7 +177,7 @@ async def replay(bootstrap: str, train: Mapping[str, Sequence[Behaviour]]) -> di
                         "analytics", key=f"session-{user}".encode(),
                         value=tracked_value(user, kind, sku)))
                     sent["analytics"] += 1
-                    sent["recommendations"] += 1  # forwarded by recommendations.tracked
+                    sent["recommendations"] += 1  # forwarded by analytics.tracked
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

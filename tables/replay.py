@@ -27,6 +27,7 @@ __all__ = [
     "already_applied",
     "decide_once",
     "mark_applied",
+    "update_many",
     "update_once",
 ]
 
@@ -108,6 +109,42 @@ def update_once(
         return False
     table[key] = mark_applied(update(row), position)
     return True
+
+
+def update_many(
+    table: MutableMapping[str, Row],
+    key: str,
+    updates: Sequence[tuple[Position, Callable[[Row | None], Row]]],
+    *,
+    table_name: str = "",
+) -> list[tuple[int, Exception]]:
+    """Apply ``updates`` to one row as :func:`update_once` would one by one; write it once.
+
+    For a batch: the row is read once, each update it has not absorbed yet is applied in
+    order (with its position marked), and the row is written once if anything changed. An
+    update that raises is left out (the others still apply); returned as (its index, error).
+    """
+    row = table.get(key)
+    changed = False
+    failed: list[tuple[int, Exception]] = []
+    for index, (position, update) in enumerate(updates):
+        if already_applied(row, position):
+            REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
+            assert row is not None
+            if _offset_is_new(row, position):
+                row = mark_applied(row, position)
+                changed = True
+            continue
+        try:
+            updated = update(row)
+        except Exception as exc:
+            failed.append((index, exc))
+            continue
+        row = mark_applied(updated, position)
+        changed = True
+    if changed and row is not None:
+        table[key] = row
+    return failed
 
 
 def decide_once(

@@ -20,7 +20,7 @@ from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 2500
+EVENTS = 20_000  # the agent counts thousands a second: enough to be mid-stream at the kill
 
 
 async def counted(http: aiohttp.ClientSession, url: str) -> Counter[str]:

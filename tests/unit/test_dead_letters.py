@@ -1,7 +1,8 @@
 """agents/dead_letters.py: decode, handle, dead-letter what fails, and carry on.
 
-Most tests run the real analytics agent in Faust's ``agent.test_context()`` (memory tables,
-no broker; the dead-letters producer is replaced by an AsyncMock). The tests of
+Most tests run the real analytics agent (batched: ``analytics.tracked``) in Faust's
+``agent.test_context()`` (memory tables, no broker; the dead-letters producer is replaced by
+an AsyncMock). The tests of
 ``for_each_event`` itself feed it a minimal stream: an object whose ``events()`` yields things
 with a ``.message``, which is all the function reads.
 """
@@ -23,7 +24,7 @@ from faust.types.agents import AgentTestWrapperT
 from prometheus_client import REGISTRY
 
 import agents.analytics
-from agents.analytics import record_session_activity
+from agents.analytics import absorb_tracked
 from agents.dead_letters import dead_letter, for_each_event
 from models.analytics import Tracked
 from models.base import new_event_id, utcnow
@@ -31,7 +32,7 @@ from models.dead_letters import DeadLetter
 from tables.analytics import public_view, session_activity
 from tables.replay import Position
 
-AGENT = "analytics.session-activity"
+AGENT = "analytics.tracked"
 TIMEOUT = 5.0
 
 
@@ -74,12 +75,14 @@ async def put(agent: AgentTestWrapperT, event: Tracked) -> None:
 async def drain(agent: AgentTestWrapperT) -> None:
     """Return once every value put so far is fully handled.
 
-    ``put()`` returns when the agent takes the value off its stream (the wrapper records it in
-    a stream processor, before the agent body sees it), not when the body is done with it. The
-    agent takes a value only after finishing the one before, so once a marker is taken, all
-    earlier values are handled.
+    The agent takes its values in batches (up to half a second apart) and handles a batch
+    in order, so once a marker put last is counted in its session's row, all earlier values
+    are handled.
     """
-    await put(agent, tracked(new_session()))
+    marker = tracked(new_session())
+    await put(agent, marker)
+    while marker.session_id not in session_activity:  # noqa: ASYNC110 (a table, no event)
+        await asyncio.sleep(0.02)
 
 
 # -- The analytics agent in test_context ---------------------------------------------------
@@ -92,7 +95,7 @@ async def test_a_malformed_value_is_dead_lettered_and_the_next_event_counted(
     valid = tracked(session, "product_view")
     decode_errors = dead_letters_total("decode")
 
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         bad = await agent.put(b"not json")
         await put(agent, valid)
         await drain(agent)
@@ -122,7 +125,7 @@ async def test_a_malformed_value_is_dead_lettered_and_the_next_event_counted(
 
 async def test_a_value_that_is_not_utf8_is_kept_as_base64(send: AsyncMock) -> None:
     raw = b"\xff\xfe\xfd\x00garbage"
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         await agent.put(raw, key="sess-binary")
         await drain(agent)
 
@@ -137,7 +140,7 @@ async def test_an_event_of_the_wrong_shape_is_dead_lettered_with_the_reason(
 ) -> None:
     value = json.dumps({"type": "purchase", "event_id": "e1", "session_id": "s",
                         "occurred_at": "2024-05-01T10:00:00Z"}).encode()
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         await agent.put(value, key="s")
         await drain(agent)
 
@@ -151,16 +154,16 @@ async def test_a_failing_handler_is_dead_lettered_and_the_agent_carries_on(
     send: AsyncMock,
 ) -> None:
     doomed, fine = tracked(new_session()), tracked(new_session(), "search")
-    real_handler = agents.analytics.apply_tracked
+    real_rule = agents.analytics.add_activity
 
-    async def fail_on_doomed(event: Tracked, position: Position) -> None:
+    def fail_on_doomed(row: dict[str, Any] | None, event: Tracked) -> dict[str, Any]:
         if event.session_id == doomed.session_id:
             raise RuntimeError("stock service said no")
-        await real_handler(event, position)
+        return real_rule(row, event)
 
     handle_errors = dead_letters_total("handle")
-    with patch("agents.analytics.apply_tracked", new=fail_on_doomed):
-        async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    with patch("agents.analytics.add_activity", new=fail_on_doomed):
+        async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
             await put(agent, doomed)
             await put(agent, fine)
             await drain(agent)
@@ -180,7 +183,7 @@ async def test_a_duplicate_and_a_redelivery_are_counted_once(send: AsyncMock) ->
     first, second = tracked(session, "page_view"), tracked(session, "add_to_cart")
     skipped = replays_skipped()
 
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         await put(agent, first)  # offset 0
         await put(agent, first)  # offset 1: the producer appended it twice
         await put(agent, second)  # offset 2
@@ -189,7 +192,7 @@ async def test_a_duplicate_and_a_redelivery_are_counted_once(send: AsyncMock) ->
 
     # A restarted consumer gets the partition again from offset 0 (test_context numbers the
     # values it is given from 0): the same events at the same offsets.
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         await put(agent, first)
         await put(agent, first)
         await put(agent, second)
@@ -205,12 +208,12 @@ async def test_a_duplicate_and_a_redelivery_are_counted_once(send: AsyncMock) ->
 async def test_an_event_redelivered_at_an_earlier_offset_is_counted_once(send: AsyncMock) -> None:
     session = new_session()
     event = tracked(session)
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         for _ in range(3):
             await put(agent, tracked(new_session()))  # offsets 0..2: other sessions
         await put(agent, event)  # offset 3
         await drain(agent)
-    async with asyncio.timeout(TIMEOUT), record_session_activity.test_context() as agent:
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
         await put(agent, event)  # offset 0 this time
         await drain(agent)
     assert session_activity[session]["events"] == 1

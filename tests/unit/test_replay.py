@@ -24,6 +24,7 @@ from tables.replay import (
     already_applied,
     decide_once,
     mark_applied,
+    update_many,
     update_once,
 )
 
@@ -276,3 +277,48 @@ def test_an_event_that_sends_nothing_keeps_the_last_sending_events_messages() ->
     decide_once(table, "k", Position("t", 0, "e0"), _decide([("t", "k", "m0")]))
     decide_once(table, "k", Position("t", 1, "e1"), _decide([]))
     assert decide_once(table, "k", Position("t", 0, "e0"), _decide([])) == [("t", "k", "m0")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_batches_of_updates_end_in_the_rows_one_by_one_updates_give(
+    data: st.DataObject,
+) -> None:
+    """update_many over any cut of the delivery into batches = update_once per event."""
+    delivered = deliver_with_crashes(data.draw, data.draw(logs()))
+    one_by_one: dict[str, Row] = {}
+    for entry in delivered:
+        apply(one_by_one, entry)
+    batched: dict[str, Row] = {}
+    writes = 0
+
+    class Counting(dict[str, Row]):
+        def __setitem__(self, key: str, value: Row) -> None:
+            nonlocal writes
+            writes += 1
+            super().__setitem__(key, value)
+
+    table = Counting()
+    rest = list(delivered)
+    while rest:
+        size = data.draw(st.integers(1, max(1, len(rest))))
+        batch, rest = rest[:size], rest[size:]
+        for key in KEYS:
+            mine = [(e.position, count_event) for e in batch if e.key == key]
+            if mine:
+                assert update_many(table, key, mine, table_name="test-counter") == []
+    batched.update(table)
+    assert batched == one_by_one
+    assert writes <= len(delivered)
+
+
+def test_an_update_that_fails_is_left_out_and_the_others_apply() -> None:
+    def boom(row: Row | None) -> Row:
+        raise ValueError("bad")
+
+    table: dict[str, Row] = {}
+    failed = update_many(table, "k", [(Position("t", 0, "a"), count_event),
+                                      (Position("t", 1, "b"), boom),
+                                      (Position("t", 2, "c"), count_event)])
+    assert [(index, str(exc)) for index, exc in failed] == [(1, "bad")]
+    assert table["k"]["n"] == 2
