@@ -15,7 +15,7 @@ dead-letters what does not decode (and carries on), and per source partition of 
 
 One agent instead of three per-event ones: every agent of a topic pays Faust's per-event
 cost for every event, and a table write per event costs more than the rest together.
-``analytics.purchases`` folds the orders topic's ``order_confirmed`` notices the same way
+:func:`count_purchase` folds the orders topic's ``order_confirmed`` notices the same way
 (the order's lines are in the ``orders`` row of the same partition, as in agents/reports.py).
 
 Event time: a fact lands in the minute of its ``occurred_at``. An event that reached the
@@ -64,9 +64,10 @@ from faust.types.windows import WindowT
 from prometheus_client import Counter
 
 from agents.batches import ready_batches
-from agents.dead_letters import dead_letter, for_each_event
+from agents.dead_letters import dead_letter
+from agents.order_notices import reads_order_notices
 from agents.recommendations import forward_tracked
-from agents.topics import analytics_topic, orders_topic, shop_topic
+from agents.topics import analytics_topic, shop_topic
 from app import app, settings
 from models.analytics import (
     COUNTERS,
@@ -95,7 +96,7 @@ from tables.analytics import (
 from tables.orders import orders
 from tables.replay import REPLAYS_SKIPPED, Position, mark_applied, update_many
 
-__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchases", "in_partition_of",
+__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchase", "in_partition_of",
            "merge_windows", "rollup_topic"]
 
 #: The name of the analytics topic's agent (its dead letters carry it).
@@ -279,7 +280,8 @@ async def absorb_tracked(stream: StreamT[bytes]) -> None:
         COUNTED.inc(len(events))
 
 
-async def apply_confirmed(event: OrderUpdate, position: Position) -> None:
+@reads_order_notices("analytics", {"order_confirmed"})
+async def count_purchase(event: OrderUpdate, position: Position) -> None:
     """Count a confirmed order (and its lines) in its partition's window rows; send them."""
     current = current_event()
     assert current is not None
@@ -287,13 +289,6 @@ async def apply_confirmed(event: OrderUpdate, position: Position) -> None:
     facts = purchase_facts(position.offset, event.occurred_at.timestamp(), event.user_id,
                            event.total_cents, order.get("items", ()), event.event_id)
     _send_rows(count_facts(f"o{current.message.partition}", position.topic, facts))
-
-
-@app.agent(orders_topic, name="analytics.purchases")
-async def count_purchases(stream: StreamT[bytes]) -> None:
-    """Consume the orders topic's confirmations into the windowed tables."""
-    await for_each_event(stream, {"order_confirmed": OrderUpdate}, apply_confirmed,
-                         agent="analytics.purchases", skip=NOT_CONFIRMED)
 
 
 # -- The merge --------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
 Source events are keyed by other ids (user, order, ticket), so deciding is one hop and
 keeping the row another, like the per-customer order index:
 
-- ``notifications.sources`` consumes ``users`` and ``orders`` (registrations, profile
-  changes, ``order_<status>`` notices) and ``notifications.support`` the one-partition
-  ``support-feed`` (staff answers, resolutions). Both are stateless: the rules
-  (models/notifications.py) give every notification an id derived from its source event, and
-  forward it to the ``notifications`` topic keyed by the user.
+- ``notifications.sources`` consumes ``users`` (registrations, profile changes),
+  :func:`forward_order_notices` the ``order_<status>`` notices (agents/order_notices.py) and
+  ``notifications.support`` the one-partition ``support-feed`` (staff answers,
+  resolutions). All are stateless: the rules (models/notifications.py) give every
+  notification an id derived from its source event, and forward it to the
+  ``notifications`` topic keyed by the user.
 - ``notifications.inbox`` consumes ``notifications`` [user id, or "admins"]; it is the single
   writer of each user's row (models/inbox.py) through the replay guard, skips a notification
   id it has seen, wakes the user's SSE streams on this worker and publishes the mail the row
@@ -28,9 +29,10 @@ import faust
 from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
+from agents.order_notices import reads_order_notices
 from agents.sending import send_all, to_rabbit
 from agents.support import support_feed_topic
-from agents.topics import notifications_topic, shop_topic
+from agents.topics import notifications_topic, users_topic
 from app import app
 from models.base import Event, utcnow
 from models.inbox import (
@@ -54,7 +56,7 @@ from models.notifications import (
     PromotionBroadcast,
     notices_for,
 )
-from models.orders import ORDER_EVENTS, OrderUpdate
+from models.orders import OrderUpdate
 from models.support import TicketChanged
 from models.support_board import SlaBreached
 from models.users import USER_EVENTS, ProfileUpdated, UserRegistered
@@ -72,18 +74,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The users and orders topics, as the notifications service reads them.
-source_topics = shop_topic("users", "orders")
-
-#: What the sources agent decodes: registrations, profile changes and order notices.
+#: What the sources agent decodes of the users topic: registrations and profile changes.
 SOURCE_EVENTS = {
     UserRegistered.event_type: UserRegistered,
     ProfileUpdated.event_type: ProfileUpdated,
-    **{t: cls for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate},
 }
-#: Types on those topics that notify nobody (passed over undecoded).
-NOT_NOTIFYING = frozenset((set(USER_EVENTS) | set(ORDER_EVENTS)) - set(SOURCE_EVENTS)
-                          | {"payment_requested", "refund_requested"})
+#: Types on the users topic that notify nobody (passed over undecoded).
+NOT_NOTIFYING = frozenset(set(USER_EVENTS) - set(SOURCE_EVENTS))
 
 
 async def forward_notices(event: Event, position: Position) -> None:
@@ -92,9 +89,15 @@ async def forward_notices(event: Event, position: Position) -> None:
         await notifications_topic.send(key=effect.key, value=effect.event.dumps())
 
 
-@app.agent(source_topics, name="notifications.sources")
+@reads_order_notices("notifications")
+async def forward_order_notices(event: OrderUpdate, position: Position) -> None:
+    """Send the notifications an order notice causes (agents/order_notices.py)."""
+    await forward_notices(event, position)
+
+
+@app.agent(users_topic, name="notifications.sources")
 async def decide_notifications(stream: StreamT[bytes]) -> None:
-    """Consume users and orders events into notifications for their users."""
+    """Consume users events into notifications for their users."""
     await for_each_event(stream, SOURCE_EVENTS, forward_notices, agent="notifications.sources",
                          skip=NOT_NOTIFYING)
 

@@ -3,11 +3,11 @@
 Three hops, each the single writer of its rows (a row is only written from its partition):
 
 1. ``analytics.tracked`` (agents/analytics.py, the analytics topic's one agent, through
-   :func:`forward_tracked`) and ``recommendations.purchases`` (the orders topic's
-   ``order_confirmed`` notices; the order's lines are in the ``orders`` row of the same
-   partition, as in agents/reports.py) forward a ``BehaviourSeen`` to the
-   ``recommendations`` topic keyed by user id. Its id is derived from the source event's, so
-   a redelivered source makes a duplicate the next hop skips.
+   :func:`forward_tracked`) and :func:`forward_purchase` (the orders topic's
+   ``order_confirmed`` notices, through agents/order_notices.py; the order's lines are
+   in the ``orders`` row of the same partition, as in agents/reports.py) forward a
+   ``BehaviourSeen`` to the ``recommendations`` topic keyed by user id. Its id is derived
+   from the source event's, so a redelivered source makes a duplicate the next hop skips.
 2. ``recommendations.users`` keeps each user's recent behaviour (``user_behaviour``, under
    the replay guard) and sends what it adds to each item (``ItemsPaired``) to ``item-pairs``.
 3. ``recommendations.items`` on the one-partition ``item-pairs`` topic is the single writer
@@ -25,7 +25,8 @@ from typing import Any
 from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
-from agents.topics import orders_topic, recommendations_topic, shop_topic
+from agents.order_notices import reads_order_notices
+from agents.topics import recommendations_topic, shop_topic
 from app import app
 from models.analytics import Tracked
 from models.base import Event
@@ -44,7 +45,7 @@ from tables.orders import orders
 from tables.recommendations import POPULAR, item_key, item_model, item_neighbours, user_behaviour
 from tables.replay import Position, Send, decide_once, update_once
 
-__all__ = ["behaviour_seen", "forward_purchases", "forward_tracked", "item_pairs_topic",
+__all__ = ["behaviour_seen", "forward_purchase", "forward_tracked", "item_pairs_topic",
            "keep_item_model", "keep_user_behaviour"]
 
 #: item-pairs [sku], one partition: ItemsPaired. (Declared here, next to its only producer
@@ -82,19 +83,13 @@ def forward_tracked(events: Sequence[Tracked]) -> None:
             recommendations_topic.send_soon(key=event.user_id, value=seen.dumps())
 
 
-async def apply_confirmed(event: OrderUpdate, position: Position) -> None:
+@reads_order_notices("recommendations", {"order_confirmed"})
+async def forward_purchase(event: OrderUpdate, position: Position) -> None:
     """Forward a confirmed order's skus as its customer's purchases."""
     order = orders.get(event.order_id) or {}
     skus = [line["sku"] for line in order.get("items", ())]
     if skus:
         await forward_behaviour(event, event.user_id, "purchase", skus)
-
-
-@app.agent(orders_topic, name="recommendations.purchases")
-async def forward_purchases(stream: StreamT[bytes]) -> None:
-    """Consume the orders topic's confirmations into users' purchases."""
-    await for_each_event(stream, {"order_confirmed": OrderUpdate}, apply_confirmed,
-                         agent="recommendations.purchases", skip=NOT_CONFIRMED)
 
 
 async def apply_behaviour(event: BehaviourSeen, position: Position) -> None:

@@ -1,6 +1,6 @@
 """Reports agents: a day's sales counted per orders partition, then summed by one writer.
 
-``reports.sales-partials`` reads the ``order_<status>`` notices on the orders topic and keeps
+:func:`count_notice_sales` reads the ``order_<status>`` notices (agents/order_notices.py) and keeps
 each partition's running count of the day (``tables.reports.sales_partials``, under the
 replay guard), sending every new count to the one-partition ``sales`` topic with its source
 offset. ``reports.sales`` there keeps each partition's newest count per day, and makes the
@@ -16,10 +16,11 @@ from faust import current_event
 from faust.types import StreamT
 
 from agents.dead_letters import for_each_event
-from agents.topics import orders_topic, shop_topic
+from agents.order_notices import reads_order_notices
+from agents.topics import shop_topic
 from app import app
 from models.base import utcnow
-from models.orders import ORDER_EVENTS, OrderUpdate
+from models.orders import OrderUpdate
 from models.reports import (
     POPULAR_DAYS,
     REPORT_EVENTS,
@@ -37,19 +38,16 @@ from tables.orders import orders
 from tables.replay import Position, Send, decide_once, update_once
 from tables.reports import reports, sales, sales_partials
 
-__all__ = ["count_sales", "keep_reports", "request_daily_report", "request_popularity",
+__all__ = ["count_notice_sales", "keep_reports", "request_daily_report", "request_popularity",
            "sales_topic"]
 
 #: sales [day], one partition: SalesCounted, ReportRequested, PopularityRequested. (Declared
 #: here, next to its only producer and consumer.)
 sales_topic = shop_topic("sales", partitions=1)
 
-#: The notices counted: every order_<status> type; the orders topic's other events are skipped.
-NOTICES = frozenset(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)
-NOT_NOTICES = frozenset(t for t in ORDER_EVENTS if t not in NOTICES)
 
-
-async def apply_notice(event: OrderUpdate, position: Position) -> None:
+@reads_order_notices("reports")
+async def count_notice_sales(event: OrderUpdate, position: Position) -> None:
     """Count an order notice in its partition's count of the day, once; send the new count."""
     current = current_event()
     assert current is not None
@@ -68,13 +66,6 @@ async def apply_notice(event: OrderUpdate, position: Position) -> None:
 
     for _, key, value in decide_once(sales_partials, f"{day}/{partition}", position, step):
         await sales_topic.send(key=key, value=value.encode())
-
-
-@app.agent(orders_topic, name="reports.sales-partials")
-async def count_sales(stream: StreamT[bytes]) -> None:
-    """Consume the orders topic's notices into each partition's daily sales counts."""
-    await for_each_event(stream, {t: OrderUpdate for t in NOTICES}, apply_notice,
-                         agent="reports.sales-partials", skip=NOT_NOTICES)
 
 
 async def apply_report_event(event: Any, position: Position) -> None:
