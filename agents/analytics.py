@@ -50,20 +50,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from faust import current_event
-from faust.streams import _current_event
 from faust.types import EventT, StreamT
 from faust.types.windows import WindowT
 from prometheus_client import Counter
 
-from agents.batches import ready_batches
+from agents.batches import in_partition_of, ready_batches
 from agents.dead_letters import dead_letter
 from agents.order_notices import reads_order_notices
 from agents.recommendations import forward_tracked
@@ -96,7 +93,7 @@ from tables.analytics import (
 from tables.orders import orders
 from tables.replay import REPLAYS_SKIPPED, Position, mark_applied, update_many
 
-__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchase", "in_partition_of",
+__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchase",
            "merge_windows", "rollup_topic"]
 
 #: The name of the analytics topic's agent (its dead letters carry it).
@@ -131,16 +128,6 @@ _hop_window = cast(WindowT, _hops.window)
 
 def _dumps(row: Any) -> bytes:
     return json.dumps(row, separators=(",", ":")).encode()
-
-
-@contextmanager
-def in_partition_of(event: EventT) -> Iterator[None]:
-    """Make ``event`` the current event (table writes go to its partition) for a block."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 # -- Session activity -------------------------------------------------------------------------

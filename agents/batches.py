@@ -1,5 +1,9 @@
 """Batches of what an agent's stream has ready, acknowledged once the batch is handled.
 
+For agents whose events are many and cheap to fold together (tracked behaviour, sales
+counts, item pairs): a batch is decoded event by event (what does not decode is
+dead-lettered, as everywhere) and written once per row.
+
 Faust's ``take_events`` buffers through a stream processor and a timer: every event costs
 an extra await, and a batch waits up to ``within`` for more. :func:`ready_batches` takes
 the events the stream has already received, up to ``max_events``, and yields them as soon as
@@ -12,12 +16,22 @@ that holds it was handled (at-least-once, as everywhere).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, cast
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
+from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
-__all__ = ["FILL_S", "ready_batches"]
+from agents.dead_letters import dead_letter
+from models.base import Event, EventTypes, decode_event
+from tables.replay import Position
+
+E = TypeVar("E", bound=Event)
+
+__all__ = ["FILL_S", "Decoded", "decode_batch", "in_partition_of", "ready_batches"]
 
 #: How long a batch waits for more when the stream has nothing more ready (s).
 FILL_S = 0.01
@@ -37,3 +51,43 @@ async def ready_batches(stream: StreamT[Any], max_events: int) -> AsyncIterator[
             for handled in batch:
                 await manual.ack(handled)
             batch = []
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded(Generic[E]):
+    """An event of a batch, decoded: the record, where it came from, and its Faust event."""
+
+    record: E
+    position: Position
+    event: EventT
+
+
+async def decode_batch(events: Sequence[EventT], model: type[E] | EventTypes, *,
+                       agent: str) -> list[Decoded[E]]:
+    """Decode ``events`` into ``model``; dead-letter those that do not decode."""
+    decoded: list[Decoded[E]] = []
+    for event in events:
+        message = event.message
+        try:
+            record: E = decode_event(model, message.value)
+        except Exception as exc:
+            await dead_letter(event, exc, agent=agent, stage="decode")
+            continue
+        decoded.append(Decoded(record, Position(message.topic, message.offset,
+                                                record.event_id), event))
+    return decoded
+
+
+@contextmanager
+def in_partition_of(event: EventT) -> Iterator[None]:
+    """Make ``event`` the current event for a block: table writes go to its partition.
+
+    Faust's RocksDB store writes a row to the partition of the *current event*, which a
+    batch does not have; a batch's rows of one partition are written in the context of its
+    last event of that partition.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

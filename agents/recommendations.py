@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
-from agents.dead_letters import for_each_event
+from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
+from agents.dead_letters import dead_letter, for_each_event
 from agents.order_notices import reads_order_notices
 from agents.topics import recommendations_topic, shop_topic
 from app import app
@@ -43,7 +44,7 @@ from models.recommendations import (
 )
 from tables.orders import orders
 from tables.recommendations import POPULAR, item_key, item_model, item_neighbours, user_behaviour
-from tables.replay import Position, Send, decide_once, update_once
+from tables.replay import Position, Send, decide_once, update_many
 
 __all__ = ["behaviour_seen", "forward_purchase", "forward_tracked", "item_pairs_topic",
            "keep_item_model", "keep_user_behaviour"]
@@ -51,6 +52,9 @@ __all__ = ["behaviour_seen", "forward_purchase", "forward_tracked", "item_pairs_
 #: item-pairs [sku], one partition: ItemsPaired. (Declared here, next to its only producer
 #: and consumer.)
 item_pairs_topic = shop_topic("item-pairs", partitions=1)
+
+#: Events of the item-pairs topic a batch takes at most.
+ITEM_BATCH = 2_000
 
 Row = dict[str, Any]
 
@@ -117,34 +121,63 @@ async def keep_user_behaviour(stream: StreamT[bytes]) -> None:
                          agent="recommendations.users")
 
 
-async def apply_pairs(event: ItemsPaired, position: Position) -> None:
-    """Add an item's popularity and co-occurrences (both ways), once; copy the rows."""
-    sku = event.sku
-    key = item_key(sku)
-    update_once(item_neighbours, key, position,
-                lambda row: add_pairs(row, sku, event.popularity, event.pairs))
-    changed = [key]
-    for other, weight in event.pairs.items():
-        other_key = item_key(other)
-        update_once(item_neighbours, other_key, position, pair_with(other, sku, weight))
-        changed.append(other_key)
-    if event.popularity > 0:
-        total = item_neighbours[key]["popularity"]
-        update_once(item_neighbours, POPULAR, position,
-                    lambda row: rank_popular(row, sku, total))
-        changed.append(POPULAR)
+def apply_pairs_batch(batch: Sequence[Decoded[ItemsPaired]]) -> list[tuple[EventT, Exception]]:
+    """Add items' popularity and co-occurrences (both ways), once; copy the changed rows.
+
+    One write a row a batch (``update_many``), however many pairs the batch adds to it; the
+    popular list takes each item's total after the batch (an absolute figure, so applying
+    it again changes nothing). Call in the item-pairs topic's event context. Returns the
+    events whose updates failed.
+    """
+    updates: dict[str, list[tuple[Position, Callable[[Row | None], Row], EventT]]] = {}
+    risen: dict[str, Decoded[ItemsPaired]] = {}
+    for item in batch:
+        event, position = item.record, item.position
+        updates.setdefault(item_key(event.sku), []).append(
+            (position, pair_with(event.sku, "", 0, event.popularity, event.pairs), item.event))
+        for other, weight in event.pairs.items():
+            updates.setdefault(item_key(other), []).append(
+                (position, pair_with(other, event.sku, weight), item.event))
+        if event.popularity > 0:
+            risen[event.sku] = item
+    failed: list[tuple[EventT, Exception]] = []
+    for key, mine in updates.items():
+        errors = update_many(item_neighbours, key, [(p, update) for p, update, _ in mine])
+        failed.extend((mine[index][2], exc) for index, exc in errors)
+    ranks = sorted(((item.position, _ranked(sku, item_neighbours[item_key(sku)]["popularity"]))
+                    for sku, item in risen.items() if item_key(sku) in item_neighbours),
+                   key=lambda rank: rank[0].offset)  # the guard skips what is not newer
+    if ranks:
+        update_many(item_neighbours, POPULAR, ranks)
     # Copied every time, also for a redelivery: the copy may not have been written before.
-    for changed_key in changed:
-        item_model[changed_key] = {k: v for k, v in item_neighbours[changed_key].items()
-                                   if not k.startswith("_")}
+    for changed_key in [*updates, *([POPULAR] if ranks else [])]:
+        row = item_neighbours.get(changed_key)
+        if row is not None:
+            item_model[changed_key] = {k: v for k, v in row.items() if not k.startswith("_")}
+    return failed
 
 
-def pair_with(sku: str, other: str, weight: int) -> Callable[[Row | None], Row]:
-    """Return the update that adds ``weight`` to ``sku``'s co-occurrence with ``other``."""
-    return lambda row: add_pairs(row, sku, 0, {other: weight})
+def pair_with(sku: str, other: str, weight: int, popularity: int = 0,
+              pairs: dict[str, int] | None = None) -> Callable[[Row | None], Row]:
+    """Return the update that adds ``popularity`` and ``weight`` with ``other`` (or ``pairs``)
+    to ``sku``'s row."""
+    added = pairs if pairs is not None else {other: weight}
+    return lambda row: add_pairs(row, sku, popularity, added)
+
+
+def _ranked(sku: str, total: int) -> Callable[[Row | None], Row]:
+    return lambda row: rank_popular(row, sku, total)
 
 
 @app.agent(item_pairs_topic, name="recommendations.items")
 async def keep_item_model(stream: StreamT[bytes]) -> None:
-    """Consume the item-pairs topic into the item model and its copy on every worker."""
-    await for_each_event(stream, ITEM_EVENTS, apply_pairs, agent="recommendations.items")
+    """Consume the item-pairs topic, in batches, into the item model and its copies."""
+    async for events in ready_batches(stream, ITEM_BATCH):
+        batch: list[Decoded[ItemsPaired]] = await decode_batch(
+            events, ITEM_EVENTS, agent="recommendations.items")
+        if not batch:
+            continue
+        with in_partition_of(batch[-1].event):
+            failed = apply_pairs_batch(batch)
+        for event, exc in failed:
+            await dead_letter(event, exc, agent="recommendations.items", stage="handle")

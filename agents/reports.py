@@ -3,19 +3,23 @@
 :func:`count_notice_sales` reads the ``order_<status>`` notices (agents/order_notices.py) and keeps
 each partition's running count of the day (``tables.reports.sales_partials``, under the
 replay guard), sending every new count to the one-partition ``sales`` topic with its source
-offset. ``reports.sales`` there keeps each partition's newest count per day, and makes the
+offset. ``reports.sales`` there keeps each partition's newest count per day (in batches: one
+write per day a batch, however many orders it counts), and makes the
 daily report and the popular products when the scheduler's tasks ask
 (:func:`request_daily_report`, :func:`request_popularity`); see ``models/reports.py``.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from faust import current_event
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
-from agents.dead_letters import for_each_event
+from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
+from agents.dead_letters import dead_letter
 from agents.order_notices import reads_order_notices
 from agents.topics import shop_topic
 from app import app
@@ -35,7 +39,7 @@ from models.reports import (
     window_days,
 )
 from tables.orders import orders
-from tables.replay import Position, Send, decide_once, update_once
+from tables.replay import Position, Send, decide_once, update_many, update_once
 from tables.reports import reports, sales, sales_partials
 
 __all__ = ["count_notice_sales", "keep_reports", "request_daily_report", "request_popularity",
@@ -44,6 +48,9 @@ __all__ = ["count_notice_sales", "keep_reports", "request_daily_report", "reques
 #: sales [day], one partition: SalesCounted, ReportRequested, PopularityRequested. (Declared
 #: here, next to its only producer and consumer.)
 sales_topic = shop_topic("sales", partitions=1)
+
+#: Events of the sales topic a batch takes at most.
+BATCH = 2_000
 
 
 @reads_order_notices("reports")
@@ -68,7 +75,7 @@ async def count_notice_sales(event: OrderUpdate, position: Position) -> None:
         await sales_topic.send(key=key, value=value.encode())
 
 
-async def apply_report_event(event: Any, position: Position) -> None:
+def apply_report_event(event: Any, position: Position) -> None:
     """Apply a count, or make the report or the popular products a task asked for."""
     if isinstance(event, SalesCounted):
         key = f"sales:{event.day}"
@@ -90,10 +97,48 @@ async def apply_report_event(event: Any, position: Position) -> None:
     reports[key] = {k: v for k, v in sales[key].items() if not k.startswith("_")}
 
 
+def apply_report_batch(batch: Sequence[Decoded[Any]]) -> list[tuple[EventT, Exception]]:
+    """Apply a batch of the sales topic; return the events that failed, with why.
+
+    A day's counts are merged with one write a batch (each carries its partition's running
+    count, so only the newest matters, and ``merge_count`` keeps the newest by offset); the
+    tasks' requests come after the batch's counts. Call in the sales topic's event context.
+    """
+    counts: dict[str, list[Decoded[Any]]] = defaultdict(list)
+    for item in batch:
+        if isinstance(item.record, SalesCounted):
+            counts[f"sales:{item.record.day}"].append(item)
+    failed: list[tuple[EventT, Exception]] = []
+    for key, items in counts.items():
+        updates = [(item.position, _merge(item.record)) for item in items]
+        failed.extend((items[index].event, exc)
+                      for index, exc in update_many(sales, key, updates, table_name="sales"))
+        reports[key] = {k: v for k, v in sales[key].items() if not k.startswith("_")}
+    for item in batch:
+        if not isinstance(item.record, SalesCounted):
+            try:
+                apply_report_event(item.record, item.position)
+            except Exception as exc:
+                failed.append((item.event, exc))
+    return failed
+
+
+def _merge(counted: SalesCounted) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    return lambda row: merge_count(row, counted)
+
+
 @app.agent(sales_topic, name="reports.sales")
 async def keep_reports(stream: StreamT[bytes]) -> None:
-    """Consume the sales topic into the day totals, the daily reports and popular products."""
-    await for_each_event(stream, REPORT_EVENTS, apply_report_event, agent="reports.sales")
+    """Consume the sales topic, in batches, into the day totals, reports and popular products."""
+    async for events in ready_batches(stream, BATCH):
+        batch: list[Decoded[Any]] = await decode_batch(events, REPORT_EVENTS,
+                                                       agent="reports.sales")
+        if not batch:
+            continue
+        with in_partition_of(batch[-1].event):
+            failed = apply_report_batch(batch)
+        for event, exc in failed:
+            await dead_letter(event, exc, agent="reports.sales", stage="handle")
 
 
 async def request_daily_report(day: str) -> None:
