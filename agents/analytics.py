@@ -15,7 +15,7 @@ dead-letters what does not decode (and carries on), and per source partition of 
 
 One agent instead of three per-event ones: every agent of a topic pays Faust's per-event
 cost for every event, and a table write per event costs more than the rest together.
-:func:`count_purchase` folds the orders topic's ``order_confirmed`` notices the same way
+:func:`count_purchases` folds the orders topic's ``order_confirmed`` notices the same way
 (the order's lines are in the ``orders`` row of the same partition, as in agents/reports.py).
 
 Event time: a fact lands in the minute of its ``occurred_at``. An event that reached the
@@ -55,14 +55,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from faust import current_event
 from faust.types import EventT, StreamT
 from faust.types.windows import WindowT
 from prometheus_client import Counter
 
-from agents.batches import in_partition_of, ready_batches
+from agents.batches import Decoded, in_partition_of, ready_batches
 from agents.dead_letters import dead_letter
-from agents.order_notices import reads_order_notices
+from agents.order_notices import Failures, reads_order_notices
 from agents.recommendations import forward_tracked
 from agents.topics import analytics_topic, shop_topic
 from app import app, settings
@@ -93,7 +92,7 @@ from tables.analytics import (
 from tables.orders import orders
 from tables.replay import REPLAYS_SKIPPED, Position, mark_applied, update_many
 
-__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchase",
+__all__ = ["AGENT", "absorb_batch", "absorb_tracked", "count_purchases",
            "merge_windows", "rollup_topic"]
 
 #: The name of the analytics topic's agent (its dead letters carry it).
@@ -133,12 +132,12 @@ def _dumps(row: Any) -> bytes:
 # -- Session activity -------------------------------------------------------------------------
 
 
-def absorb_sessions(decoded: Sequence[Decoded]) -> list[tuple[EventT, Exception]]:
+def absorb_sessions(decoded: Sequence[TrackedEvent]) -> list[tuple[EventT, Exception]]:
     """Add the events to their sessions' rows (one write a session); return what failed.
 
     Call in the partition's event context.
     """
-    by_session: dict[str, list[Decoded]] = defaultdict(list)
+    by_session: dict[str, list[TrackedEvent]] = defaultdict(list)
     for item in decoded:
         by_session[item.record.session_id].append(item)
     failed: list[tuple[EventT, Exception]] = []
@@ -211,7 +210,7 @@ def _send_rows(sends: list[tuple[str, bytes]]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Decoded:
+class TrackedEvent:
     """A tracked event of a batch, decoded once: its Faust event, JSON, record and position."""
 
     event: EventT
@@ -223,7 +222,7 @@ class Decoded:
 async def absorb_batch(events: Sequence[EventT]) -> None:
     """Take a batch of the analytics topic into sessions, windows and users' behaviour."""
     grace = settings.analytics_grace
-    by_partition: dict[int, list[Decoded]] = defaultdict(list)
+    by_partition: dict[int, list[TrackedEvent]] = defaultdict(list)
     for event in events:
         message = event.message
         try:
@@ -233,7 +232,7 @@ async def absorb_batch(events: Sequence[EventT]) -> None:
             await dead_letter(event, exc, agent=AGENT, stage="decode")
             continue
         position = Position(message.topic, message.offset, record.event_id)
-        by_partition[message.partition].append(Decoded(event, data, record, position))
+        by_partition[message.partition].append(TrackedEvent(event, data, record, position))
     for partition, decoded in by_partition.items():
         failed: list[tuple[EventT, Exception]] = []
         facts = []
@@ -268,14 +267,21 @@ async def absorb_tracked(stream: StreamT[bytes]) -> None:
 
 
 @reads_order_notices("analytics", {"order_confirmed"})
-async def count_purchase(event: OrderUpdate, position: Position) -> None:
-    """Count a confirmed order (and its lines) in its partition's window rows; send them."""
-    current = current_event()
-    assert current is not None
-    order = orders.get(event.order_id) or {}
-    facts = purchase_facts(position.offset, event.occurred_at.timestamp(), event.user_id,
-                           event.total_cents, order.get("items", ()), event.event_id)
-    _send_rows(count_facts(f"o{current.message.partition}", position.topic, facts))
+async def count_purchases(notices: Sequence[Decoded[OrderUpdate]]) -> Failures:
+    """Count confirmed orders (and their lines) in their partition's window rows; send them.
+
+    Called with one partition's notices, in its event context: one write a minute row.
+    """
+    facts: list[Fact] = []
+    for notice in notices:
+        event = notice.record
+        order = orders.get(event.order_id) or {}
+        facts.extend(purchase_facts(notice.position.offset, event.occurred_at.timestamp(),
+                                    event.user_id, event.total_cents, order.get("items", ()),
+                                    event.event_id))
+    last = notices[-1].event.message
+    _send_rows(count_facts(f"o{last.partition}", last.topic, _unique(facts)))
+    return []
 
 
 # -- The merge --------------------------------------------------------------------------------

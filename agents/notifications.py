@@ -22,14 +22,16 @@ that partition (rows keep their partition, so a worker owning several does each 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
 import faust
 from faust.types import StreamT
 
+from agents.batches import Decoded
 from agents.dead_letters import for_each_event
-from agents.order_notices import reads_order_notices
+from agents.order_notices import Failures, each_notice, reads_order_notices
 from agents.sending import send_all, to_rabbit
 from agents.support import support_feed_topic
 from agents.topics import notifications_topic, users_topic
@@ -90,9 +92,9 @@ async def forward_notices(event: Event, position: Position) -> None:
 
 
 @reads_order_notices("notifications")
-async def forward_order_notices(event: OrderUpdate, position: Position) -> None:
-    """Send the notifications an order notice causes (agents/order_notices.py)."""
-    await forward_notices(event, position)
+async def forward_order_notices(notices: Sequence[Decoded[OrderUpdate]]) -> Failures:
+    """Send the notifications order notices cause (agents/order_notices.py)."""
+    return await each_notice(notices, forward_notices)
 
 
 @app.agent(users_topic, name="notifications.sources")

@@ -3,35 +3,46 @@
 Analytics (purchases in the windows), recommendations (a customer's purchases), reports (the
 day's sales) and notifications (the customer's notice) all read the saga's notices. As four
 agents on the orders topic, each paid Faust's per-event cost for *every* event of the topic
-(placements, stock answers, sweeps) just to pass most of them over; one agent decodes each
-notice once and hands it to the readers registered with :func:`reads_order_notices`, in the
-notice's event context (a reader's table writes go to the notice's partition).
+(placements, stock answers, sweeps) just to pass most of them over. One agent takes the
+topic in batches (agents/batches.py), decodes each notice once and hands a partition's
+notices to each reader registered with :func:`reads_order_notices`, in that partition's
+event context (a reader's table writes go to the notices' partition), so a reader can fold
+many notices into one row write.
 
-A reader that fails does not stop the others: the notice is dead-lettered once, naming the
-readers that failed, and each reader is duplicate-safe on its own, so a redelivery is safe.
+A reader that fails on a notice does not stop the others: the notice is dead-lettered once,
+naming the readers that failed, and each reader is duplicate-safe on its own, so a
+redelivery is safe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
-from agents.dead_letters import for_each_event
+from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
+from agents.dead_letters import dead_letter, event_type_of
 from agents.topics import orders_topic
 from app import app
 from models.orders import ORDER_EVENTS, OrderUpdate
 from tables.replay import Position
 
-__all__ = ["NOTICES", "NoticeReadersFailed", "apply_notice", "read_order_notices",
-           "reads_order_notices"]
+__all__ = ["NOTICES", "NoticeReadersFailed", "apply_notices", "each_notice",
+           "read_order_notices", "reads_order_notices"]
 
 #: Every order_<status> notice type; the orders topic's other events are passed over.
 NOTICES = frozenset(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)
 NOT_NOTICES = frozenset(t for t in ORDER_EVENTS if t not in NOTICES)
 
-Reader = Callable[[OrderUpdate, Position], Awaitable[None]]
+#: Notices a batch takes at most.
+BATCH = 2_000
+AGENT = "orders.notices"
+
+Failures = list[tuple[EventT, Exception]]
+#: A reader takes the notices of one partition (in its event context); returns what failed.
+Reader = Callable[[Sequence[Decoded[OrderUpdate]]], Awaitable[Failures]]
 
 
 @dataclass(frozen=True)
@@ -63,21 +74,46 @@ def reads_order_notices(name: str, types: Collection[str] = NOTICES) -> Callable
     return register
 
 
-async def apply_notice(notice: OrderUpdate, position: Position) -> None:
-    """Hand ``notice`` to every reader of its type; raise naming those that failed."""
-    failures = []
-    for reader in _readers:
-        if notice.type in reader.types:
-            try:
-                await reader.read(notice, position)
-            except Exception as exc:
-                failures.append(f"{reader.name}: {type(exc).__name__}: {exc}")
-    if failures:
-        raise NoticeReadersFailed("; ".join(failures))
+async def each_notice(notices: Sequence[Decoded[OrderUpdate]],
+                      read: Callable[[OrderUpdate, Position], Awaitable[None]]) -> Failures:
+    """Await ``read`` for every notice; return those that failed (for per-notice readers)."""
+    failed: Failures = []
+    for notice in notices:
+        try:
+            await read(notice.record, notice.position)
+        except Exception as exc:
+            failed.append((notice.event, exc))
+    return failed
 
 
-@app.agent(orders_topic, name="orders.notices")
+async def apply_notices(batch: Sequence[Decoded[OrderUpdate]]) -> dict[EventT, list[str]]:
+    """Hand a batch's notices, a partition at a time, to their readers; return what failed."""
+    by_partition: dict[int, list[Decoded[OrderUpdate]]] = defaultdict(list)
+    for notice in batch:
+        by_partition[notice.event.message.partition].append(notice)
+    failures: dict[EventT, list[str]] = defaultdict(list)
+    for notices in by_partition.values():
+        with in_partition_of(notices[-1].event):
+            for reader in _readers:
+                mine = [n for n in notices if n.record.type in reader.types]
+                if not mine:
+                    continue
+                try:
+                    failed = await reader.read(mine)
+                except Exception as exc:
+                    failed = [(n.event, exc) for n in mine]
+                for event, error in failed:
+                    failures[event].append(f"{reader.name}: {type(error).__name__}: {error}")
+    return failures
+
+
+@app.agent(orders_topic, name=AGENT)
 async def read_order_notices(stream: StreamT[bytes]) -> None:
-    """Consume the orders topic's notices for analytics, recommendations, reports and mail."""
-    await for_each_event(stream, dict.fromkeys(NOTICES, OrderUpdate), apply_notice,
-                         agent="orders.notices", skip=NOT_NOTICES)
+    """Consume the orders topic's notices, in batches, for every service that reads them."""
+    async for events in ready_batches(stream, BATCH):
+        wanted = [e for e in events if event_type_of(e.message.value) not in NOT_NOTICES]
+        batch: list[Decoded[OrderUpdate]] = await decode_batch(
+            wanted, dict.fromkeys(NOTICES, OrderUpdate), agent=AGENT)
+        for event, reasons in (await apply_notices(batch)).items():
+            await dead_letter(event, NoticeReadersFailed("; ".join(reasons)), agent=AGENT,
+                              stage="handle")

@@ -26,7 +26,7 @@ from faust.types import EventT, StreamT
 
 from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
 from agents.dead_letters import dead_letter, for_each_event
-from agents.order_notices import reads_order_notices
+from agents.order_notices import Failures, each_notice, reads_order_notices
 from agents.topics import recommendations_topic, shop_topic
 from app import app
 from models.analytics import Tracked
@@ -46,7 +46,8 @@ from tables.orders import orders
 from tables.recommendations import POPULAR, item_key, item_model, item_neighbours, user_behaviour
 from tables.replay import Position, Send, decide_once, update_many
 
-__all__ = ["behaviour_seen", "forward_purchase", "forward_tracked", "item_pairs_topic",
+__all__ = ["behaviour_seen", "forward_purchase", "forward_purchases", "forward_tracked",
+           "item_pairs_topic",
            "keep_item_model", "keep_user_behaviour"]
 
 #: item-pairs [sku], one partition: ItemsPaired. (Declared here, next to its only producer
@@ -88,6 +89,11 @@ def forward_tracked(events: Sequence[Tracked]) -> None:
 
 
 @reads_order_notices("recommendations", {"order_confirmed"})
+async def forward_purchases(notices: Sequence[Decoded[OrderUpdate]]) -> Failures:
+    """Forward confirmed orders' skus as their customers' purchases."""
+    return await each_notice(notices, forward_purchase)
+
+
 async def forward_purchase(event: OrderUpdate, position: Position) -> None:
     """Forward a confirmed order's skus as its customer's purchases."""
     order = orders.get(event.order_id) or {}

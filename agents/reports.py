@@ -15,12 +15,11 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faust import current_event
 from faust.types import EventT, StreamT
 
 from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
 from agents.dead_letters import dead_letter
-from agents.order_notices import reads_order_notices
+from agents.order_notices import Failures, reads_order_notices
 from agents.topics import shop_topic
 from app import app
 from models.base import utcnow
@@ -39,7 +38,7 @@ from models.reports import (
     window_days,
 )
 from tables.orders import orders
-from tables.replay import Position, Send, decide_once, update_many, update_once
+from tables.replay import Position, update_many, update_once
 from tables.reports import reports, sales, sales_partials
 
 __all__ = ["count_notice_sales", "keep_reports", "request_daily_report", "request_popularity",
@@ -54,25 +53,46 @@ BATCH = 2_000
 
 
 @reads_order_notices("reports")
-async def count_notice_sales(event: OrderUpdate, position: Position) -> None:
-    """Count an order notice in its partition's count of the day, once; send the new count."""
-    current = current_event()
-    assert current is not None
-    partition = current.message.partition
-    day = day_of(event.occurred_at)
-    order = orders.get(event.order_id) or {}
-    items = [(i["sku"], i["quantity"]) for i in order.get("items", ())]
-    was_confirmed = any(h["status"] == "confirmed" for h in order.get("history", ()))
+async def count_notice_sales(notices: Sequence[Decoded[OrderUpdate]]) -> Failures:
+    """Count a partition's order notices in its counts of the day, once; send the counts.
 
-    def step(row: dict[str, Any] | None) -> tuple[dict[str, Any], list[Send]]:
-        counted = count_notice(row, event.status, event.total_cents, items,
-                               was_confirmed=was_confirmed)
-        news = SalesCounted.new(day=day, partition=partition, offset=position.offset,
-                                correlation_id=event.order_id, **counted)
-        return counted, [("sales", day, news.dumps().decode())]
+    One write a day a batch. The new count goes to the sales topic every time, also for a
+    redelivered batch (it may not have left before a crash): ``merge_count`` keeps the
+    newest count of a partition by offset, so sending it again changes nothing.
+    """
+    partition = notices[-1].event.message.partition
+    topic = notices[-1].position.topic
+    by_day: dict[str, list[Decoded[OrderUpdate]]] = defaultdict(list)
+    for notice in notices:
+        by_day[day_of(notice.record.occurred_at)].append(notice)
+    failed: Failures = []
+    for day, mine in by_day.items():
+        key = f"{day}/{partition}"
+        updates = [(notice.position, _counted(notice.record)) for notice in mine]
+        failed.extend((mine[index].event, exc)
+                      for index, exc in update_many(sales_partials, key, updates))
+        row = sales_partials.get(key)
+        if row is None:
+            continue
+        offset = row["_applied"]["offsets"][topic]
+        news = SalesCounted.new(day=day, partition=partition, offset=offset,
+                                correlation_id=mine[-1].record.order_id,
+                                statuses=row["statuses"], units=row["units"])
+        await sales_topic.send(key=day, value=news.dumps())
+    return failed
 
-    for _, key, value in decide_once(sales_partials, f"{day}/{partition}", position, step):
-        await sales_topic.send(key=key, value=value.encode())
+
+def _counted(event: OrderUpdate) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    """Return the update that counts ``event`` (the order's lines read when it applies)."""
+
+    def count(row: dict[str, Any] | None) -> dict[str, Any]:
+        order = orders.get(event.order_id) or {}
+        items = [(i["sku"], i["quantity"]) for i in order.get("items", ())]
+        was_confirmed = any(h["status"] == "confirmed" for h in order.get("history", ()))
+        return count_notice(row, event.status, event.total_cents, items,
+                            was_confirmed=was_confirmed)
+
+    return count
 
 
 def apply_report_event(event: Any, position: Position) -> None:
