@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -27,11 +28,12 @@ from faust.types import EventT, StreamT
 
 from agents.dead_letters import dead_letter
 from models.base import Event, EventTypes, decode_event
-from tables.replay import Position
+from tables.replay import Position, Row, update_many
 
 E = TypeVar("E", bound=Event)
 
-__all__ = ["FILL_S", "Decoded", "decode_batch", "in_partition_of", "ready_batches"]
+__all__ = ["FILL_S", "Decoded", "decode_batch", "fold_batches", "fold_into", "in_partition_of",
+           "ready_batches"]
 
 #: How long a batch waits for more when the stream has nothing more ready (s).
 FILL_S = 0.01
@@ -91,3 +93,42 @@ def in_partition_of(event: EventT) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+Update = Callable[[Row | None], Row]
+
+
+def fold_into(table: MutableMapping[str, Row], batch: Sequence[Decoded[E]],
+              key_of: Callable[[E], str],
+              update_of: Callable[[E], Update]) -> list[tuple[EventT, Exception]]:
+    """Apply each event's update to its row, one write a row a batch; return what failed.
+
+    A partition's rows are written in its event context; the replay guard (update_many)
+    skips what a row has absorbed, so a redelivered batch changes nothing.
+    """
+    by_partition: dict[int, list[Decoded[E]]] = defaultdict(list)
+    for item in batch:
+        by_partition[item.event.message.partition].append(item)
+    failed: list[tuple[EventT, Exception]] = []
+    for items in by_partition.values():
+        by_key: dict[str, list[Decoded[E]]] = defaultdict(list)
+        for item in items:
+            by_key[key_of(item.record)].append(item)
+        with in_partition_of(items[-1].event):
+            for key, mine in by_key.items():
+                updates = [(item.position, update_of(item.record)) for item in mine]
+                failed.extend((mine[index].event, exc)
+                              for index, exc in update_many(table, key, updates))
+    return failed
+
+
+async def fold_batches(stream: StreamT[Any], model: type[E], table: MutableMapping[str, Row],
+                       key_of: Callable[[E], str],
+                       update_of: Callable[[E], Update], *,
+                       agent: str, max_events: int = 2_000) -> None:
+    """Consume ``stream`` in batches into ``table`` (see :func:`fold_into`); dead-letter
+    what does not decode or update."""
+    async for events in ready_batches(stream, max_events):
+        batch = await decode_batch(events, model, agent=agent)
+        for event, exc in fold_into(table, batch, key_of, update_of):
+            await dead_letter(event, exc, agent=agent, stage="handle")

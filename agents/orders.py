@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from faust.types import StreamT
 
+from agents.batches import fold_batches
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
 from agents.topics import order_saga_topics, orders_topic, user_orders_topic
@@ -45,7 +47,7 @@ from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Ref
 from models.promotions import PromotionRedeemed, PromotionRefused
 from tables.base import tables_ready
 from tables.orders import open_index, open_orders, orders, orders_by_user, watchers
-from tables.replay import RECENT_IDS, Position, Send, decide_once, update_once
+from tables.replay import RECENT_IDS, Position, Send, decide_once
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +132,16 @@ async def run_order_saga(stream: StreamT[bytes]) -> None:
                          agent="orders.saga", skip=NOT_FOR_THE_SAGA)
 
 
-async def apply_order_index(event: OrderIndexed, position: Position) -> None:
-    """Add the order to its customer's index, once."""
-    update_once(orders_by_user, event.user_id, position, lambda row: index_order(row, event))
+def indexing(event: OrderIndexed) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    """Return the update that adds the order to its customer's index."""
+    return lambda row: index_order(row, event)
 
 
 @app.agent(user_orders_topic, name="orders.by-user")
 async def index_orders_by_user(stream: StreamT[bytes]) -> None:
-    """Consume the user-orders topic into each customer's order index."""
-    await for_each_event(stream, OrderIndexed, apply_order_index, agent="orders.by-user")
+    """Consume the user-orders topic, in batches, into each customer's order index."""
+    await fold_batches(stream, OrderIndexed, orders_by_user, lambda event: event.user_id,
+                       indexing, agent="orders.by-user")
 
 
 #: Orders chased / asked to expire recently (order id -> monotonic time): once per period.
