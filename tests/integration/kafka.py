@@ -57,7 +57,8 @@ async def consume_until(
         await consumer.stop()
 
 
-async def records_of_key(bootstrap: str, topics: Iterable[str], key: str) -> list[str]:
+async def records_of_key(bootstrap: str, topics: Iterable[str], key: str,
+                         limit: int = 160) -> list[str]:
     """Return, one line each, every record of ``topics`` whose key is ``key`` (a diagnosis).
 
     Reads each topic's partitions from the beginning to their end offsets (as Tansu reports
@@ -82,7 +83,7 @@ async def records_of_key(bootstrap: str, topics: Iterable[str], key: str) -> lis
                 batches = await consumer.getmany(timeout_ms=300, max_records=10_000)
                 idle = 0 if batches else idle + 1
                 for tp, records in batches.items():
-                    lines.extend(f"{topic}[{tp.partition}]@{r.offset}: {(r.value or b'')[:160]!r}"
+                    lines.extend(f"{topic}[{tp.partition}]@{r.offset}: {(r.value or b'')[:limit]!r}"
                                  for r in records if r.key == wanted)
     finally:
         await consumer.stop()

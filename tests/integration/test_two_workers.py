@@ -9,6 +9,7 @@ partitions, replays what B had processed but not committed, and must not count i
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from models.base import new_event_id, utcnow
 from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.http import get_json, wait_for_json
-from tests.integration.kafka import produce
+from tests.integration.kafka import produce, records_of_key
 from tests.integration.shop import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
@@ -121,7 +122,11 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
         assert status == 200, ready
         print(f"failover: A owns every partition {time.monotonic() - killed_at[0]:.1f} s "
               "after B was killed")
-        await settled(http, a, expected, within=60)
+        try:
+            await settled(http, a, expected, within=60)
+        except AssertionError:
+            await _explain_short(http, a, expected, workers.broker.bootstrap)
+            raise
         print(f"all {len(SESSIONS)} sessions exact through A "
               f"{time.monotonic() - killed_at[0]:.1f} s after the kill")
         async with http.get(f"{a.url}/metrics") as response:
@@ -142,3 +147,19 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
         via_b = await all_exact(http, b, expected)
     assert via_a == via_b, "a key must be answered by its owner, whichever worker is asked"
     assert set(via_a.values()) == {a.url, b.url}, "both workers own some sessions"
+
+
+async def _explain_short(http: aiohttp.ClientSession, worker: Worker, expected: Counter[str],
+                         bootstrap: str) -> None:
+    """Print what the broker holds of every session the worker counts short (a diagnosis)."""
+    for session_id in SESSIONS:
+        _, row, _ = await get_json(http, f"{worker.url}/api/analytics/sessions/{session_id}")
+        if row.get("events") == expected[session_id]:
+            continue
+        print(f"---- {session_id}: {row.get('events')} of {expected[session_id]}")
+        for line in await records_of_key(
+                bootstrap, ["shopstream-session-activity-changelog"], session_id, limit=5000):
+            where, _, raw = line.partition(": ")
+            data = json.loads(eval(raw))
+            print(f"  {where}: events {data.get('events')}, applied "
+                  f"{(data.get('_applied') or {}).get('offsets')}")
