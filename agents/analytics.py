@@ -101,8 +101,10 @@ AGENT = "analytics.tracked"
 #: analytics-rollup ["<window>|<source>"], one partition: partials of windows, as JSON.
 rollup_topic = shop_topic("analytics-rollup", partitions=1)
 
-#: Events a batch of the analytics topic takes at most (agents/batches.py).
+#: Events a batch of the analytics topic takes at most, and how long it waits to fill (s):
+#: the longer, the fewer writes of a session's row (analytics tolerate half a second).
 BATCH = 5_000
+BATCH_WITHIN_S = 0.5
 ROLLUP_BATCH = 2_000
 ROLLUP_WITHIN_S = 0.5
 #: How often the merger drops windows past the retention (s).
@@ -259,7 +261,7 @@ async def absorb_batch(events: Sequence[EventT]) -> None:
 @app.agent(analytics_topic, name=AGENT)
 async def absorb_tracked(stream: StreamT[bytes]) -> None:
     """Consume the analytics topic, in batches, into sessions, windows and users' behaviour."""
-    async for events in ready_batches(stream, BATCH):
+    async for events in ready_batches(stream, BATCH, within=BATCH_WITHIN_S):
         began = time.perf_counter()
         await absorb_batch(events)
         BUSY.inc(time.perf_counter() - began)

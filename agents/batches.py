@@ -38,9 +38,10 @@ __all__ = ["WITHIN_S", "Decoded", "decode_batch", "fold_batches", "fold_into", "
 WITHIN_S = 0.05
 
 
-async def ready_batches(stream: StreamT[Any], max_events: int) -> AsyncIterator[list[EventT]]:
-    """Yield lists of up to ``max_events`` events of ``stream``, at least every WITHIN_S."""
-    async for events in cast(Any, stream).take_events(max_events, within=WITHIN_S):
+async def ready_batches(stream: StreamT[Any], max_events: int,
+                        within: float = WITHIN_S) -> AsyncIterator[list[EventT]]:
+    """Yield lists of up to ``max_events`` events of ``stream``, at least every ``within`` s."""
+    async for events in cast(Any, stream).take_events(max_events, within=within):
         yield list(events)
 
 
