@@ -31,7 +31,8 @@ from tables.replay import Position, Row, update_many
 
 E = TypeVar("E", bound=Event)
 
-__all__ = ["WITHIN_S", "Decoded", "decode_batch", "fold_batches", "fold_into", "in_partition_of",
+__all__ = ["WITHIN_S", "Decoded", "Failures", "decode_batch", "fold_batches", "fold_into",
+           "handle_batches", "in_partition_of",
            "ready_batches"]
 
 #: How long a batch waits to fill before it is handled with what it has (s).
@@ -112,13 +113,32 @@ def fold_into(table: MutableMapping[str, Row], batch: Sequence[Decoded[E]],
     return failed
 
 
+Failures = list[tuple[EventT, Exception]]
+
+
+async def handle_batches(stream: StreamT[Any], model: type[E] | EventTypes,
+                         handle: Callable[[list[Decoded[E]]], Failures], *, agent: str,
+                         max_events: int = 2_000, within: float = WITHIN_S) -> None:
+    """Consume ``stream`` in batches: decode, then ``handle`` each partition's events in that
+    partition's event context; dead-letter what does not decode or what ``handle`` says
+    failed."""
+    async for events in ready_batches(stream, max_events, within=within):
+        batch: list[Decoded[E]] = await decode_batch(events, model, agent=agent)
+        by_partition: dict[int, list[Decoded[E]]] = defaultdict(list)
+        for item in batch:
+            by_partition[item.event.message.partition].append(item)
+        failed: Failures = []
+        for items in by_partition.values():
+            with in_partition_of(items[-1].event):
+                failed.extend(handle(items))
+        for event, exc in failed:
+            await dead_letter(event, exc, agent=agent, stage="handle")
+
+
 async def fold_batches(stream: StreamT[Any], model: type[E], table: MutableMapping[str, Row],
-                       key_of: Callable[[E], str],
-                       update_of: Callable[[E], Update], *,
+                       key_of: Callable[[E], str], update_of: Callable[[E], Update], *,
                        agent: str, max_events: int = 2_000) -> None:
     """Consume ``stream`` in batches into ``table`` (see :func:`fold_into`); dead-letter
     what does not decode or update."""
-    async for events in ready_batches(stream, max_events):
-        batch = await decode_batch(events, model, agent=agent)
-        for event, exc in fold_into(table, batch, key_of, update_of):
-            await dead_letter(event, exc, agent=agent, stage="handle")
+    await handle_batches(stream, model, lambda batch: fold_into(table, batch, key_of, update_of),
+                         agent=agent, max_events=max_events)

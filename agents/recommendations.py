@@ -24,8 +24,8 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
-from agents.dead_letters import dead_letter, for_each_event
+from agents.batches import Decoded, handle_batches
+from agents.dead_letters import for_each_event
 from agents.order_notices import Failures, each_notice, reads_order_notices
 from agents.topics import recommendations_topic, shop_topic
 from app import app
@@ -178,12 +178,5 @@ def _ranked(sku: str, total: int) -> Callable[[Row | None], Row]:
 @app.agent(item_pairs_topic, name="recommendations.items")
 async def keep_item_model(stream: StreamT[bytes]) -> None:
     """Consume the item-pairs topic, in batches, into the item model and its copies."""
-    async for events in ready_batches(stream, ITEM_BATCH):
-        batch: list[Decoded[ItemsPaired]] = await decode_batch(
-            events, ITEM_EVENTS, agent="recommendations.items")
-        if not batch:
-            continue
-        with in_partition_of(batch[-1].event):
-            failed = apply_pairs_batch(batch)
-        for event, exc in failed:
-            await dead_letter(event, exc, agent="recommendations.items", stage="handle")
+    await handle_batches(stream, ITEM_EVENTS, apply_pairs_batch, agent="recommendations.items",
+                         max_events=ITEM_BATCH)

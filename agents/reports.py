@@ -17,8 +17,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
-from agents.dead_letters import dead_letter
+from agents.batches import Decoded, handle_batches
 from agents.order_notices import Failures, reads_order_notices
 from agents.topics import shop_topic
 from app import app
@@ -150,15 +149,8 @@ def _merge(counted: SalesCounted) -> Callable[[dict[str, Any] | None], dict[str,
 @app.agent(sales_topic, name="reports.sales")
 async def keep_reports(stream: StreamT[bytes]) -> None:
     """Consume the sales topic, in batches, into the day totals, reports and popular products."""
-    async for events in ready_batches(stream, BATCH):
-        batch: list[Decoded[Any]] = await decode_batch(events, REPORT_EVENTS,
-                                                       agent="reports.sales")
-        if not batch:
-            continue
-        with in_partition_of(batch[-1].event):
-            failed = apply_report_batch(batch)
-        for event, exc in failed:
-            await dead_letter(event, exc, agent="reports.sales", stage="handle")
+    await handle_batches(stream, REPORT_EVENTS, apply_report_batch, agent="reports.sales",
+                         max_events=BATCH)
 
 
 async def request_daily_report(day: str) -> None:
