@@ -515,16 +515,15 @@ SAGA_SETTINGS = settings(max_examples=150, stateful_step_count=40, deadline=None
 InOrderInventorySaga.TestCase.settings = SAGA_SETTINGS
 TestSagaWithInventoryInOrder = InOrderInventorySaga.TestCase
 
-# Remove the xfail (and the phases, which skip shrinking to keep the known failure cheap) once
-# the stock rules survive a redelivered or overtaking inventory command.
+# The full machine (any inventory command redelivered or overtaken) finds the two limits of
+# the stock rules pinned by the strict-xfail examples below, but only in some runs: a random
+# search makes no strict test, so it is not collected (``__test__``). Set that to True to
+# search by hand; make it a test once the stock rules survive a redelivered or overtaking
+# inventory command.
 SagaMachine.TestCase.settings = settings(
     SAGA_SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-TestSaga = pytest.mark.xfail(
-    strict=True,
-    reason="LIMIT (README, 'Delivery order'): "
-                   "a ReserveStock redelivered after its CommitStock holds (or sells) the stock "
-    "again, and a ReturnStock overtaking its CommitStock is dropped; see the two examples below",
-)(SagaMachine.TestCase)
+FullSaga = SagaMachine.TestCase
+FullSaga.__test__ = False
 
 
 # -- the same shop, step by step -------------------------------------------------------------
