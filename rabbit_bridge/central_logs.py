@@ -3,10 +3,13 @@
 Every worker consumes the one durable queue ``logs.central`` (bound to ``shop.logs`` with
 ``#``), so each worker's store holds a share of the records; ``GET /api/admin/logs``
 gathers them from every worker (web/admin.py). A message holds one record (a JSON object) or
-several (a JSON array, as the shipping handler sends them). Deliveries are written in groups
-by one writer thread and acknowledged once written: the consumer handles up to ``prefetch``
-messages at once, and those that arrive while a write is under way go in the next one. A
-record stored before (same ``event_id``) is acknowledged and not stored again.
+several (a JSON array, as the shipping handler sends them). The shipping handler's arrays
+below the alert level (its ``x-shop-records`` header, the level in the routing key) are
+stored as they came, one line each, without being decoded; everything else is decoded and
+checked. Deliveries are written in groups by one writer thread and acknowledged once written:
+the consumer handles up to ``prefetch`` messages at once, and those that arrive while a write
+is under way go in the next one. A record stored before (same ``event_id``; for an array as
+it came, its last record's, which is its message id) is acknowledged and not stored again.
 
 An ERROR or CRITICAL record is an alert: it stays in the store (``GET /api/admin/alerts``
 reads the alerts back) and an ``admin_alert`` event goes to the Kafka ``notifications``
@@ -30,6 +33,7 @@ from prometheus_client import Counter
 from rabbit_bridge.connection import RabbitConnection
 from rabbit_bridge.consumer import QueueConsumer
 from rabbit_bridge.log_records import level_number
+from rabbit_bridge.log_shipping import RECORDS_HEADER
 from rabbit_bridge.log_store import LogFilter, LogStore
 from rabbit_bridge.topology import LOGS_EXCHANGE, declare_exchange
 
@@ -43,6 +47,8 @@ LOGS_QUEUE = "logs.central"
 ALERT_LEVEL = "ERROR"
 #: Most messages the queue holds while no worker consumes it (the oldest go first).
 QUEUE_MAX_LENGTH = 1_000_000
+
+_ALERT_NUMBER = level_number(ALERT_LEVEL)
 
 STORED = Counter("shop_log_records_stored_total",
                  "Log records written to this worker's central log store, by outcome",
@@ -86,6 +92,8 @@ class CentralLogs(Service):
         self.stored = 0
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shop-logstore")
         self._batch: list[dict[str, Any]] = []
+        #: Arrays of records stored as they came: (last record's event id, JSON, records).
+        self._groups: list[tuple[str, bytes, int]] = []
         self._written: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         #: Failed writes are requeued (the disk may recover); bad JSON is dropped and logged.
@@ -125,6 +133,11 @@ class CentralLogs(Service):
         return queue
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        group = _stored_as_is(message)
+        if group is not None:
+            self._groups.append(group)
+            await self._written_soon()
+            return
         try:
             decoded = json.loads(message.body)
         except ValueError:
@@ -136,11 +149,11 @@ class CentralLogs(Service):
             return
         if len(entries) == 1:
             entries[0].setdefault("event_id", message.message_id or "")
-        await self._write(entries)
-
-    async def _write(self, entries: list[dict[str, Any]]) -> None:
-        """Add ``entries`` to the next group write and wait until they are on disk."""
         self._batch.extend(entries)
+        await self._written_soon()
+
+    async def _written_soon(self) -> None:
+        """Wait until the next group write (started now, or after the one under way) is done."""
         if self._written is None:
             self._written = asyncio.get_running_loop().create_future()
         written = self._written
@@ -149,23 +162,33 @@ class CentralLogs(Service):
         await asyncio.shield(written)
 
     async def _write_groups(self) -> None:
-        while self._batch:
+        while self._batch or self._groups:
             batch, self._batch = self._batch, []
+            groups, self._groups = self._groups, []
             written, self._written = self._written, None
             assert written is not None
             try:
                 if self.store is None:
                     raise RuntimeError("the log store is closed")
-                new: list[dict[str, Any]] = await self._on_disk(self.store.append, batch)
+                new, new_groups = await self._on_disk(self._append, batch, groups)
             except Exception as exc:
                 written.set_exception(exc)
                 written.exception()  # retrieved: each waiter raises it for its message
                 continue
-            self.stored += len(new)
-            STORED.labels("stored").inc(len(new))
-            STORED.labels("duplicate").inc(len(batch) - len(new))
+            stored = len(new) + sum(n for (_, _, n), fresh in zip(groups, new_groups,
+                                                                 strict=True) if fresh)
+            self.stored += stored
+            STORED.labels("stored").inc(stored)
+            STORED.labels("duplicate").inc(len(batch) + sum(n for _, _, n in groups) - stored)
             written.set_result(None)
             self._raise_alerts(new)
+
+    def _append(self, batch: list[dict[str, Any]], groups: list[tuple[str, bytes, int]],
+                ) -> tuple[list[dict[str, Any]], list[bool]]:
+        assert self.store is not None
+        new = self.store.append(batch) if batch else []
+        fresh = self.store.append_groups([(last, line) for last, line, _ in groups])
+        return new, fresh
 
     def _raise_alerts(self, batch: list[dict[str, Any]]) -> None:
         threshold = level_number(ALERT_LEVEL)
@@ -190,3 +213,21 @@ class CentralLogs(Service):
     async def _on_disk(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._disk, lambda: call(*args, **kwargs))
+
+
+def _stored_as_is(message: AbstractIncomingMessage) -> tuple[str, bytes, int] | None:
+    """Return (last event id, JSON array, records) for a message stored without decoding.
+
+    That is a JSON array from the shipping handler (its header counts the records and its
+    message id is the last record's event id) below the alert level, whose records need no
+    look: anything else (a single record, an alert, another publisher's message) is decoded.
+    """
+    count = (message.headers or {}).get(RECORDS_HEADER)
+    body = message.body
+    if (not isinstance(count, int) or count < 1 or not message.message_id
+            or not body.startswith(b"[") or b"\n" in body):
+        return None
+    level = (message.routing_key or "").rpartition(".")[2]
+    if level_number(level) >= _ALERT_NUMBER:
+        return None
+    return message.message_id, body, count

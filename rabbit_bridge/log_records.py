@@ -78,15 +78,19 @@ def ships(record: logging.LogRecord, library_level: int = logging.WARNING) -> bo
     return record.levelno >= library_level
 
 
-def log_entry(record: logging.LogRecord, message: str, worker: str) -> dict[str, Any]:
-    """Return the JSON document of ``record`` (its ``message`` already formatted)."""
+def log_entry(record: logging.LogRecord, message: str, worker: str,
+              event_id: str | None = None) -> dict[str, Any]:
+    """Return the JSON document of ``record`` (its ``message`` already formatted).
+
+    ``event_id`` identifies the record for good (a random one when not given).
+    """
     exception = ""
     if record.exc_info and record.exc_info[0] is not None:
         exception = "".join(traceback.format_exception(*record.exc_info)).rstrip()
     elif record.exc_text:
         exception = record.exc_text
     return {
-        "event_id": uuid.uuid4().hex,
+        "event_id": event_id or uuid.uuid4().hex,
         "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
         "service": service_name(record.name),
         "level": record.levelname,

@@ -2,10 +2,12 @@
 
 ``LogStore(folder)`` appends records to ``central.jsonl``; past ``max_bytes`` that file
 becomes ``central.1.jsonl`` (and ``.1`` becomes ``.2``...), keeping ``keep`` files in all, so
-the store never holds more than about ``keep * max_bytes``. It remembers the ``event_id`` of
-the last records it wrote (read back from the files at start) and skips a record it already
-has: a duplicate delivery is stored once. Every method is blocking; the consumer calls them
-off the event loop (one writer thread, reads in ``asyncio.to_thread``).
+the store never holds more than about ``keep * max_bytes``. A line holds one record (a JSON
+object) or a group of them (a JSON array, as the shipping handler sends them: stored as they
+came, never decoded and encoded again). It remembers the ``event_id`` of the last records it
+wrote (read back from the files at start) and skips a record it already has, and a group
+whose last record it has: a duplicate delivery is stored once. Every method is blocking; the
+consumer calls them off the event loop (one writer thread, reads in ``asyncio.to_thread``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,26 @@ class LogStore:
             self._file.flush()  # in the OS's hands: a crash of the worker loses nothing
             return new
 
+    def append_groups(self, groups: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """Store each ``(last_id, line)`` not stored before; return which were new.
+
+        ``line`` is a JSON array of records, ``last_id`` the ``event_id`` of its last one: a
+        group is written whole in one write, so if its last record is stored, all of it is.
+        """
+        with self._lock:
+            new = []
+            for last_id, line in groups:
+                if last_id in self._ids:
+                    new.append(False)
+                    continue
+                self._remember(last_id)
+                if self._file.tell() and self._file.tell() + len(line) + 1 > self.max_bytes:
+                    self._rotate()
+                self._file.write(line + b"\n")
+                new.append(True)
+            self._file.flush()
+            return new
+
     def read(self, chosen: LogFilter, limit: int) -> list[dict[str, Any]]:
         """Return up to ``limit`` records that match ``chosen``, newest first."""
         found: list[dict[str, Any]] = []
@@ -151,12 +173,15 @@ class LogStore:
 
 
 def _entries(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """Yield the records of ``lines`` (newest last to first), a group's newest first."""
     for line in lines:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            decoded = json.loads(line)
         except ValueError:  # a line cut short by a crash
             continue
-        if isinstance(entry, dict):
-            yield entry
+        if isinstance(decoded, dict):
+            yield decoded
+        elif isinstance(decoded, list):
+            yield from (entry for entry in reversed(decoded) if isinstance(entry, dict))

@@ -118,13 +118,17 @@ async def test_a_views_record_reaches_the_central_log_with_its_request_id(
 
 
 def stored_lines(datadir: Path, marker: str) -> list[dict[str, Any]]:
-    """Return the records of the worker's store files whose message holds ``marker``."""
+    """Return the records of the worker's store files whose message holds ``marker``.
+
+    A line is one record, or a group of them (a JSON array) stored as it came.
+    """
     found = []
     for path in (datadir / "logs").glob("central*.jsonl"):
         for line in path.read_bytes().splitlines():
-            entry = json.loads(line)
-            if marker in entry.get("message", ""):
-                found.append(entry)
+            decoded = json.loads(line)
+            for entry in decoded if isinstance(decoded, list) else [decoded]:
+                if marker in entry.get("message", ""):
+                    found.append(entry)
     return found
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from rabbit_bridge.central_logs import _stored_as_is
 from rabbit_bridge.log_records import log_entry, routing_key, service_name, ships
-from rabbit_bridge.log_shipping import LogShipping, ShippingHandler
+from rabbit_bridge.log_shipping import RECORDS_HEADER, LogShipping, ShippingHandler
 from rabbit_bridge.log_store import LogFilter, LogStore
 from rabbit_bridge.topology import LOGS_EXCHANGE
 from web.admin import LogQuery, merge_newest_first
@@ -130,6 +131,76 @@ def test_the_store_rotates_by_size_and_keeps_n_files(tmp_path: Path) -> None:
     store.close()
 
 
+def group(numbers: range, level: str = "INFO") -> tuple[str, bytes]:
+    """Return (last event id, JSON array) of the records ``numbers``, as the shipper sends."""
+    entries = [entry(n, level) for n in numbers]
+    return entries[-1]["event_id"], json.dumps(entries, separators=(",", ":")).encode()
+
+
+def test_the_store_keeps_arrays_as_they_came_and_reads_them_newest_first(tmp_path: Path,
+                                                                          ) -> None:
+    store = LogStore(tmp_path)
+    store.append([entry(0)])
+    assert store.append_groups([group(range(1, 4)), group(range(4, 6))]) == [True, True]
+    store.append([entry(6)])
+    assert [e["event_id"] for e in store.read(LogFilter(), 100)] == [
+        f"id-{n}" for n in range(6, -1, -1)]
+    assert [line[:1] for line in (tmp_path / "central.jsonl").read_bytes().splitlines()] == [
+        b"{", b"[", b"[", b"{"]
+    store.close()
+
+
+def test_the_store_stores_a_redelivered_array_once_even_after_a_restart(tmp_path: Path,
+                                                                       ) -> None:
+    store = LogStore(tmp_path)
+    assert store.append_groups([group(range(3)), group(range(3))]) == [True, False]
+    store.close()
+    again = LogStore(tmp_path)
+    assert again.append_groups([group(range(3)), group(range(3, 5))]) == [False, True]
+    assert len(again.read(LogFilter(), 100)) == 5
+    again.close()
+
+
+def test_the_store_rotates_arrays_by_size(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, max_bytes=2_000, keep=3)
+    for n in range(0, 200, 4):
+        store.append_groups([group(range(n, n + 4))])
+    assert store.size() <= 3 * 2_000
+    numbers = [int(e["event_id"][3:]) for e in store.read(LogFilter(), 1000)]
+    assert numbers[0] == 199
+    assert numbers == list(range(199, 199 - len(numbers), -1)), "newest, without gaps"
+    store.close()
+
+
+class Delivery:
+    """What the consumer reads of a RabbitMQ delivery."""
+
+    def __init__(self, body: bytes, routing_key: str, message_id: str | None,
+                 headers: dict[str, Any] | None) -> None:
+        self.body, self.routing_key = body, routing_key
+        self.message_id, self.headers = message_id, headers
+
+
+def stored_as_is(delivery: Delivery) -> tuple[str, bytes, int] | None:
+    return _stored_as_is(delivery)  # type: ignore[arg-type]
+
+
+def test_only_the_shippers_arrays_below_the_alert_level_are_stored_undecoded() -> None:
+    last, body = group(range(3))
+    shipped = {RECORDS_HEADER: 3}
+    assert stored_as_is(Delivery(body, "users.info", last, shipped)) == (last, body, 3)
+    assert stored_as_is(Delivery(body, "users.warning", last, shipped)) == (last, body, 3)
+    for alert in ("users.error", "users.critical"):  # decoded: an alert is raised
+        assert stored_as_is(Delivery(body, alert, last, shipped)) is None
+    assert stored_as_is(Delivery(body, "users.info", last, None)) is None
+    assert stored_as_is(Delivery(body, "users.info", None, shipped)) is None
+    assert stored_as_is(Delivery(body, "users.info", last, {RECORDS_HEADER: "3"})) is None
+    single = json.dumps(entry(1)).encode()
+    assert stored_as_is(Delivery(single, "users.info", "id-1", shipped)) is None
+    two_lines = body + b"\n" + body  # one stored line each: never a newline inside
+    assert stored_as_is(Delivery(two_lines, "users.info", last, shipped)) is None
+
+
 def test_merging_workers_answers_is_newest_first_once_each() -> None:
     one = [entry(5), entry(3), entry(1)]
     two = [entry(4), entry(3), entry(2)]
@@ -144,7 +215,8 @@ class FakePublisher:
         self.published: list[tuple[str, str, bytes, str | None]] = []
 
     def publish(self, exchange: str, routing_key: str, body: bytes, *,
-                message_id: str | None = None) -> str:
+                message_id: str | None = None, headers: dict[str, Any] | None = None) -> str:
+        assert headers == {RECORDS_HEADER: len(json.loads(body))}
         self.published.append((exchange, routing_key, body, message_id))
         return message_id or ""
 
@@ -199,7 +271,8 @@ async def test_records_of_one_routing_key_share_messages() -> None:
     messages = [e["message"] for b in batches[:3] for e in b]
     assert messages == [f"n={n}" for n in range(450)]
     assert len({e["event_id"] for b in batches for e in b}) == 451
-    assert len({m for _, _, _, m in publisher.published}) == 4
+    # A message's id is its last record's event id: the store spots a duplicate by it.
+    assert [m for _, _, _, m in publisher.published] == [b[-1]["event_id"] for b in batches]
 
 
 async def test_a_full_queue_drops_and_counts() -> None:
