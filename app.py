@@ -67,6 +67,15 @@ class ShopApp(faust.App):
         self.shop_settings.datadir.mkdir(parents=True, exist_ok=True)
         super().worker_init()
 
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        """Wait for the streams before giving partitions up, but not for ever
+        (agents/rebalance.py)."""
+        from agents.rebalance import wait_for_streams
+
+        if self.conf.stream_wait_empty:
+            logger.info("Wait for streams...")
+            await wait_for_streams(consumer)
+
     def _on_autodiscovery_error(self, name: str) -> None:
         """Stop the worker: a layer module that fails to import is a bug, not a warning."""
         raise
@@ -87,9 +96,11 @@ def create_app(settings: Settings) -> ShopApp:
         autodiscover=LAYERS,
         origin="app",
         processing_guarantee="at_least_once",
-        # Faust's repaired Cython fast paths: a message is decoded once for all the agents of
-        # its topic, and a stream takes what is already queued without a round through the
-        # loop (+19% on three agents sharing a topic; kill tests on a loaded machine pass).
+        # Faust's opt-in Cython fast paths (a message decoded once for all the agents of its
+        # topic, +19% on three agents sharing a topic) stay off: with them on, a worker asked
+        # to give partitions up while 2,000 orders were in flight waited forever for a
+        # message no agent held ("wait_empty: Waiting for tasks"), so the rebalance never
+        # ended and a restarted worker never got ready (tests/integration/test_saga_crash.py).
         cython_optimizations=True,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,

@@ -1,0 +1,70 @@
+"""Giving partitions up in a rebalance: wait for the streams, but not for ever.
+
+When the group takes partitions from a worker, Faust stops its streams and waits until every
+message an agent has started on is acknowledged (``Consumer.wait_empty``), then commits. On
+a saturated worker (2,000 orders through two workers, one of them killed and restarted) a
+message or two once stayed unacknowledged while every agent was idle, waiting for its next
+event: ``wait_empty`` waited for ever, the worker never rejoined the group, and the whole
+group stood still (the restarted worker never got ready). The same happened with Faust's
+Cython paths on and off.
+
+:func:`wait_for_streams` waits as Faust does, up to ``within`` seconds, then commits what has
+been acknowledged and lets the rebalance go on, counting it and logging the messages it
+gave up on (and what holds them). Nothing is lost: an offset is committed only up to the
+first message not acknowledged, so the worker that gets the partition reads those messages
+again, and every state change is duplicate-safe (tables/replay.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from prometheus_client import Counter
+
+__all__ = ["GAVE_UP", "WAIT_EMPTY_S", "wait_for_streams"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a worker giving partitions up waits for its agents to acknowledge what they took.
+WAIT_EMPTY_S = 10.0
+
+GAVE_UP = Counter("shop_rebalance_waits_given_up_total",
+                  "Rebalances in which the worker stopped waiting for unacknowledged messages")
+
+
+async def wait_for_streams(consumer: Consumer, within: float = WAIT_EMPTY_S,
+                           poll: float = 0.05) -> bool:
+    """Wait until the consumer's started messages are acknowledged, at most ``within`` s,
+    then commit what is safe; return True if they all were.
+
+    Faust's own ``wait_empty`` cannot be given a timeout: it swallows the cancellation
+    (``Consumer._wait_for_ack``), so this is its loop with a deadline.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    next_collect = loop.time() + 1.0
+    while consumer.unacked and not consumer.should_stop and loop.time() < deadline:
+        await consumer.commit()
+        await asyncio.sleep(poll)
+        if loop.time() >= next_collect:  # as Faust does: drop messages nothing holds any more
+            gc.collect()
+            next_collect = loop.time() + 1.0
+    stuck = sorted(consumer.unacked, key=lambda m: (m.topic, m.partition, m.offset))
+    if stuck and not consumer.should_stop:
+        GAVE_UP.inc()
+        log.warning("rebalance: %d messages are still not acknowledged after %.0f s; "
+                    "committing up to them and going on (the next owner reads them again): "
+                    "%s", len(stuck), within, "; ".join(_describe(m) for m in stuck[:10]))
+    await consumer.commit_and_end_transactions()
+    return not stuck
+
+
+def _describe(message: Any) -> str:
+    """Name a message and what holds references to it (to find who never acknowledged it)."""
+    holders = sorted({type(r).__name__ for r in gc.get_referrers(message)} - {"frame"})
+    return (f"{message.topic}[{message.partition}]@{message.offset} "
+            f"refcount {message.refcount} held by {', '.join(holders) or 'nothing'}")

@@ -1,0 +1,62 @@
+"""Giving partitions up: the wait for unacknowledged messages is bounded (agents/rebalance)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import pytest
+
+from agents.rebalance import GAVE_UP, wait_for_streams
+
+
+@dataclass(eq=False)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    refcount: int = 1
+
+
+@dataclass
+class Consumer:
+    """A consumer whose messages are acknowledged after ``acked_after`` s (None: never)."""
+
+    acked_after: float | None
+    unacked: set[Message] = field(default_factory=set)
+    should_stop: bool = False
+    commits: int = 0
+    final_commits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.acked_after is not None:
+            asyncio.get_running_loop().call_later(self.acked_after, self.unacked.clear)
+
+    async def commit(self) -> None:
+        self.commits += 1
+
+    async def commit_and_end_transactions(self) -> None:
+        self.final_commits += 1
+
+
+async def test_streams_that_finish_in_time_are_waited_for() -> None:
+    consumer = Consumer(0.01, {Message("orders", 2, 407)})
+    assert await wait_for_streams(consumer, within=1.0, poll=0.005)  # type: ignore[arg-type]
+    assert consumer.final_commits == 1 and not consumer.unacked
+
+
+async def test_a_message_never_acknowledged_does_not_hold_the_rebalance_for_ever(
+        caplog: pytest.LogCaptureFixture) -> None:
+    held = Message("orders", 2, 407)
+    consumer = Consumer(None, {held, Message("orders", 2, 408)})
+    before = GAVE_UP._value.get()
+    with caplog.at_level(logging.WARNING, logger="agents.rebalance"):
+        assert not await wait_for_streams(consumer, within=0.05,  # type: ignore[arg-type]
+                                          poll=0.005)
+    assert consumer.commits >= 1 and consumer.final_commits == 1, (
+        "what was acknowledged is committed before going on")
+    assert len(consumer.unacked) == 2, "nothing is marked acknowledged that was not"
+    assert GAVE_UP._value.get() == before + 1
+    assert "2 messages" in caplog.text
+    assert "orders[2]@407 refcount 1 held by" in caplog.text and "orders[2]@408" in caplog.text
