@@ -46,13 +46,13 @@ async def wait_for_streams(consumer: Consumer, within: float = WAIT_EMPTY_S,
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    next_collect = loop.time() + 1.0
+    next_beat = loop.time()
     while consumer.unacked and not consumer.should_stop and loop.time() < deadline:
-        await consumer.commit()
+        if loop.time() >= next_beat:  # once a second, as Faust does: drop the messages
+            gc.collect()              # nothing holds any more, commit what was acknowledged
+            await consumer.commit()
+            next_beat = loop.time() + 1.0
         await asyncio.sleep(poll)
-        if loop.time() >= next_collect:  # as Faust does: drop messages nothing holds any more
-            gc.collect()
-            next_collect = loop.time() + 1.0
     stuck = sorted(consumer.unacked, key=lambda m: (m.topic, m.partition, m.offset))
     if stuck and not consumer.should_stop:
         GAVE_UP.inc()

@@ -170,13 +170,12 @@ class CentralLogs(Service):
             try:
                 if self.store is None:
                     raise RuntimeError("the log store is closed")
-                new, new_groups = await self._on_disk(self._append, batch, groups)
+                new, in_groups = await self._on_disk(self._append, batch, groups)
             except Exception as exc:
                 written.set_exception(exc)
                 written.exception()  # retrieved: each waiter raises it for its message
                 continue
-            stored = len(new) + sum(n for (_, _, n), fresh in zip(groups, new_groups,
-                                                                 strict=True) if fresh)
+            stored = len(new) + in_groups
             self.stored += stored
             STORED.labels("stored").inc(stored)
             STORED.labels("duplicate").inc(len(batch) + sum(n for _, _, n in groups) - stored)
@@ -184,11 +183,15 @@ class CentralLogs(Service):
             self._raise_alerts(new)
 
     def _append(self, batch: list[dict[str, Any]], groups: list[tuple[str, bytes, int]],
-                ) -> tuple[list[dict[str, Any]], list[bool]]:
+                ) -> tuple[list[dict[str, Any]], int]:
+        """Store ``batch`` and ``groups``; return the new records of ``batch`` and how many
+        records the new groups hold."""
         assert self.store is not None
         new = self.store.append(batch) if batch else []
+        if not groups:
+            return new, 0
         fresh = self.store.append_groups([(last, line) for last, line, _ in groups])
-        return new, fresh
+        return new, sum(n for (_, _, n), stored in zip(groups, fresh, strict=True) if stored)
 
     def _raise_alerts(self, batch: list[dict[str, Any]]) -> None:
         threshold = level_number(ALERT_LEVEL)

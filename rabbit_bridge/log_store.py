@@ -111,7 +111,8 @@ class LogStore:
                     self._rotate()
                 self._file.write(line + b"\n")
                 new.append(True)
-            self._file.flush()
+            if any(new):
+                self._file.flush()
             return new
 
     def read(self, chosen: LogFilter, limit: int) -> list[dict[str, Any]]:
@@ -173,7 +174,8 @@ class LogStore:
 
 
 def _entries(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """Yield the records of ``lines`` (newest last to first), a group's newest first."""
+    """Yield the records of ``lines`` in their order; a group's (a JSON array's) last first,
+    as the lines come newest first."""
     for line in lines:
         if not line.strip():
             continue

@@ -8,6 +8,7 @@ partitions, replays what B had processed but not committed, and must not count i
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
@@ -160,6 +161,6 @@ async def _explain_short(http: aiohttp.ClientSession, worker: Worker, expected: 
         for line in await records_of_key(
                 bootstrap, ["shopstream-session-activity-changelog"], session_id, limit=5000):
             where, _, raw = line.partition(": ")
-            data = json.loads(eval(raw))
+            data = json.loads(ast.literal_eval(raw))
             print(f"  {where}: events {data.get('events')}, applied "
                   f"{(data.get('_applied') or {}).get('offsets')}")
