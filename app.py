@@ -70,11 +70,11 @@ class ShopApp(faust.App):
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         """Wait for the streams before giving partitions up, but not for ever
         (agents/rebalance.py)."""
-        from agents.rebalance import wait_for_streams
+        from agents.rebalance import wait_for_streams, wait_limit
 
         if self.conf.stream_wait_empty:
             logger.info("Wait for streams...")
-            await wait_for_streams(consumer)
+            await wait_for_streams(consumer, wait_limit(self.conf.broker_session_timeout))
 
     def _on_autodiscovery_error(self, name: str) -> None:
         """Stop the worker: a layer module that fails to import is a bug, not a warning."""
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> ShopApp:
         cython_optimizations=True,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
+        table_standby_replicas=settings.standby_replicas,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,

@@ -368,7 +368,7 @@ def sweep(now: float) -> int:
 async def merge_windows(stream: StreamT[bytes]) -> None:
     """Consume the rollup topic into each window's merged figures, on every worker."""
     next_sweep = 0.0
-    async for events in cast(Any, stream).take_events(ROLLUP_BATCH, within=ROLLUP_WITHIN_S):
+    async for events in ready_batches(stream, ROLLUP_BATCH, within=ROLLUP_WITHIN_S):
         newest: dict[str, dict[str, tuple[int, bytes]]] = defaultdict(dict)
         for event in events:
             message = event.message

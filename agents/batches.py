@@ -11,10 +11,20 @@ handled (at-least-once, as everywhere). A loop of our own over ``stream.noack()`
 manual acknowledgements was tried and lost events under load (an analytics session a few
 events short after a failover, in about half the runs on a loaded machine; with
 ``take_events``, none in the same runs): keep to Faust's way.
+
+One check is added to Faust's way: a batch handles only events fetched in the consumer's
+current generation (:func:`current_events`). Faust drops an older generation's messages as
+they enter a stream, but ``take_events`` may still hold some in its buffer when a rebalance
+ends (the wait for them gave up, or the worker was dropped from the group while it waited).
+Handling them then would write a partition the worker may no longer own, racing its new
+owner's writes on the changelog; after every rebalance Faust seeks each partition back to
+its committed offset, so whoever owns it now reads those events again. They are marked done
+without being acknowledged, so their offsets are never committed by this worker.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
@@ -24,26 +34,58 @@ from typing import Any, Generic, TypeVar, cast
 
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
+from prometheus_client import Counter
 
 from agents.dead_letters import dead_letter
 from models.base import Event, EventTypes, decode_event
 from tables.replay import Position, Row, update_many
 
 E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
 
-__all__ = ["WITHIN_S", "Decoded", "Failures", "decode_batch", "fold_batches", "fold_into",
-           "handle_batches", "in_partition_of",
-           "ready_batches"]
+__all__ = ["WITHIN_S", "Decoded", "Failures", "current_events", "decode_batch", "fold_batches",
+           "fold_into", "handle_batches", "in_partition_of", "ready_batches"]
 
 #: How long a batch waits to fill before it is handled with what it has (s).
 WITHIN_S = 0.05
 
 
+STALE = Counter("shop_stale_events_skipped_total",
+                "Buffered events of an earlier consumer generation that a batch left to the "
+                "partition's current owner (read again from the committed offset)")
+
+
 async def ready_batches(stream: StreamT[Any], max_events: int,
                         within: float = WITHIN_S) -> AsyncIterator[list[EventT]]:
-    """Yield lists of up to ``max_events`` events of ``stream``, at least every ``within`` s."""
+    """Yield lists of up to ``max_events`` events of ``stream``, at least every ``within`` s
+    (only events of the consumer's current generation: see :func:`current_events`)."""
+    app = stream.app
     async for events in cast(Any, stream).take_events(max_events, within=within):
-        yield list(events)
+        current = current_events(events, app.consumer_generation_id)
+        if current:
+            yield current
+
+
+def current_events(events: Sequence[EventT], generation: int) -> list[EventT]:
+    """Return the events fetched in consumer ``generation``; mark the others done, unacked.
+
+    An event of an earlier generation is left to its partition's current owner, which reads
+    it again from the committed offset; ``acked`` is set on its message so that Faust's
+    acknowledgement of the batch skips it and no commit of this worker goes past it.
+    """
+    current: list[EventT] = []
+    for event in events:
+        message = event.message
+        if message.generation_id is None or message.generation_id == generation:
+            current.append(event)
+        else:
+            message.acked = True
+    if len(current) < len(events):
+        STALE.inc(len(events) - len(current))
+        log.warning("a batch left %d events of an earlier consumer generation to their "
+                    "partitions' current owners (generation %s now)",
+                    len(events) - len(current), generation)
+    return current
 
 
 @dataclass(frozen=True, slots=True)

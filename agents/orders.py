@@ -23,7 +23,7 @@ from faust.types import StreamT
 from agents.batches import fold_batches
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
-from agents.topics import order_saga_topics, orders_topic, user_orders_topic
+from agents.topics import inventory_topic, order_saga_topics, orders_topic, user_orders_topic
 from app import app, settings
 from models.base import utcnow
 from models.inventory import StockRejected, StockReserved
@@ -144,22 +144,48 @@ async def index_orders_by_user(stream: StreamT[bytes]) -> None:
                        indexing, agent="orders.by-user")
 
 
-#: Orders chased / asked to expire recently (order id -> monotonic time): once per period.
-_chased: dict[str, float] = {}
-_expiring: dict[str, float] = {}
+class AskAgain:
+    """When an order may be asked again: CHASE_AFTER_S after it was last asked, then twice
+    as long after each time (5, 10, 20, 40 s, at most MAX_BACKOFF times CHASE_AFTER_S).
+
+    After a crash, thousands of orders wait behind the backlog the surviving worker drains,
+    and every one of them looks as if it lost an answer. Asking each every 5 s piled
+    duplicate requests on that worker; backing off keeps asking the few that really lost one.
+    """
+
+    def __init__(self) -> None:
+        self._asked: dict[str, tuple[float, int]] = {}  # order id -> (last asked, times)
+
+    def due(self, order_id: str, clock: float) -> bool:
+        """Return True if ``order_id`` may be asked again at monotonic time ``clock``."""
+        last = self._asked.get(order_id)
+        if last is None:
+            return True
+        at, times = last
+        return clock - at >= CHASE_AFTER_S * 2 ** min(times - 1, MAX_BACKOFF_DOUBLINGS)
+
+    def note(self, order_id: str, clock: float) -> None:
+        """Remember that ``order_id`` was asked at ``clock``."""
+        _, times = self._asked.get(order_id, (clock, 0))
+        self._asked[order_id] = (clock, times + 1)
+
+    def forget_old(self, clock: float) -> None:
+        """Forget orders not asked for FORGET_AFTER_S (settled, or owned elsewhere now)."""
+        for old in [k for k, (at, _) in self._asked.items() if clock - at > FORGET_AFTER_S]:
+            del self._asked[old]
 
 
-def _ask_once(asked: dict[str, float], order_id: str, clock: float) -> bool:
-    """Return True if ``order_id`` is not in ``asked`` within CHASE_AFTER_S (and note it)."""
-    if clock - asked.get(order_id, -CHASE_AFTER_S) < CHASE_AFTER_S:
-        return False
-    asked[order_id] = clock
-    return True
+#: An order is asked again after CHASE_AFTER_S, doubling up to this many times (80 s).
+MAX_BACKOFF_DOUBLINGS = 4
+#: An order not asked again for this long starts over.
+FORGET_AFTER_S = 60 * CHASE_AFTER_S
+#: The open orders looked at between two yields to the event loop (a scan of thousands
+#: must not hold the worker's other work up for seconds).
+SCAN_SLICE = 200
 
-
-def _forget_old(asked: dict[str, float], clock: float) -> None:
-    for old in [k for k, at in asked.items() if clock - at > 60 * CHASE_AFTER_S]:
-        del asked[old]
+#: Orders chased / asked to expire recently.
+_chased = AskAgain()
+_expiring = AskAgain()
 
 
 @dataclass
@@ -187,12 +213,50 @@ class ChaseState:
             return True
         return False
 
-    def lost(self, last_change: datetime, now: datetime, clock: float) -> bool:
-        """Return True if an order unchanged since ``last_change`` may have lost an answer."""
+    def hold_window(self, clock: float) -> None:
+        """Keep an open window open CHASE_WINDOW_S past ``clock`` (the worker is behind)."""
+        if clock < self.window_until:
+            self.window_until = max(self.window_until, clock + CHASE_WINDOW_S)
+
+    def lost(self, last_change: datetime, now: datetime, clock: float,
+             behind: bool = False) -> bool:
+        """Return True if an order unchanged since ``last_change`` may have lost an answer.
+
+        While the worker is ``behind`` (a backlog on the saga's topics), an order waiting
+        across the rebalance is not taken as lost: its answer may be in the backlog.
+        """
         waited = now - last_change
-        across = (clock < self.window_until and self.rebalanced_at is not None
+        across = (not behind and clock < self.window_until and self.rebalanced_at is not None
                   and last_change < self.rebalanced_at and waited > CHASE_AFTER)
         return across or waited > CHASE_SAFETY
+
+
+#: Messages of the saga's topics on this worker not yet taken by an agent, above which the
+#: worker is behind: after a crash the surviving worker drains thousands of messages, and
+#: every order waiting behind them looks as if it had lost an answer (chasing them all took
+#: 2.7 s a scan and doubled the backlog with duplicate requests).
+CHASE_BACKLOG = 500
+#: The topics whose backlog holds an order's answers.
+SAGA_TOPICS = frozenset({*order_saga_topics.topics, *inventory_topic.topics})
+
+
+def backlog(app: Any, topics: frozenset[str] = SAGA_TOPICS) -> int:
+    """Return how many messages of ``topics`` this worker has not handed to an agent yet
+    (the partition's end offset less the last offset an agent took, or the committed one)."""
+    monitor = app.monitor
+    reads = monitor.tp_read_offsets
+    committed = app.consumer._committed_offset
+    total = 0
+    for tp in app.consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        end = monitor.tp_end_offsets.get(tp)
+        if end is None:
+            continue
+        read = reads.get(tp)
+        done = max(read + 1 if read is not None else 0, committed.get(tp) or 0)
+        total += max(0, end - done)
+    return total
 
 
 _chase_state = ChaseState()
@@ -207,27 +271,37 @@ async def chase_open_orders() -> None:
     rebalance, orders unchanged since before it that have waited CHASE_AFTER_S are asked again;
     otherwise only orders waiting longer than CHASE_SAFETY_S are, looked for every
     SAFETY_SCAN_S. (Chasing every slow order would pile duplicate requests on a worker that
-    is merely busy, and make it busier.) Runs on every worker over the orders it owns, and
-    only while the worker is ready: during a recovery a row may be behind.
+    is merely busy, and make it busier.) While the worker is behind on the saga's topics
+    (more than CHASE_BACKLOG messages not yet taken), the window waits: the answers may be in
+    the backlog. Each order is asked again less and less often (:class:`AskAgain`). Runs on
+    every worker over the orders it owns, and only while the worker is ready: during a
+    recovery a row may be behind.
     """
     if not tables_ready(app):
         return
     now = utcnow()
     clock = time.monotonic()
     _chase_state.note_rebalance(app.rebalancing_count, now, clock)
+    behind = backlog(app) > CHASE_BACKLOG
+    if behind:
+        _chase_state.hold_window(clock)
     if not _chase_state.scan_due(clock):
         return
     sends: list[Send] = []
-    for order_id, (_, changed_at) in list(open_index.current(app.rebalancing_count).items()):
-        last_change = datetime.fromisoformat(changed_at)
-        if not _chase_state.lost(last_change, now, clock):
+    open_now = list(open_index.current(app.rebalancing_count).items())
+    for n, (order_id, (_, changed_at)) in enumerate(open_now, 1):
+        if n % SCAN_SLICE == 0:
+            await asyncio.sleep(0)
+        if not _chased.due(order_id, clock):
+            continue
+        if not _chase_state.lost(datetime.fromisoformat(changed_at), now, clock, behind):
             continue
         row = orders.get(order_id)
         if row is None or row["status"] not in ACTIVE:
             continue
-        if _ask_once(_chased, order_id, clock):
-            sends.extend(to_sends(chase(Order.from_row(row))))
-    _forget_old(_chased, clock)
+        _chased.note(order_id, clock)
+        sends.extend(to_sends(chase(Order.from_row(row))))
+    _chased.forget_old(clock)
     await send_all(sends)
 
 
@@ -259,20 +333,31 @@ async def expire_overdue_orders() -> int:
     The saga's expiry is idempotent by state, so asking twice is harmless.
     """
     clock = time.monotonic()
-    now = utcnow().isoformat()
+    at = utcnow()
+    now = at.isoformat()
+    if not open_index.may_be_due(app.rebalancing_count, now):
+        return 0
+    # The soonest time an open order is due (or due to be asked again), to skip the sweeps
+    # before it: with thousands of orders open, looking at each every second costs.
+    soonest: str | None = None
+    again = (at + CHASE_AFTER).isoformat()
     expired = 0
     for order_id, (deadline, _) in list(open_index.current(app.rebalancing_count).items()):
         if deadline > now:
+            soonest = deadline if soonest is None else min(soonest, deadline)
             continue
         row = orders.get(order_id)
         if row is None or row["status"] not in ACTIVE:
             continue
-        if not _ask_once(_expiring, order_id, clock):
+        soonest = again if soonest is None else min(soonest, again)  # still open then?
+        if not _expiring.due(order_id, clock):
             continue
+        _expiring.note(order_id, clock)
         expire = ExpireRequested.new(order_id=order_id, correlation_id=order_id)
         await orders_topic.send(key=order_id, value=expire.dumps())
         expired += 1
-    _forget_old(_expiring, clock)
+    open_index.look_again_at(soonest)
+    _expiring.forget_old(clock)
     if expired:
         log.info("expiry sweep: %d overdue order(s) asked to expire", expired)
     return expired

@@ -117,6 +117,8 @@ async def apply_promotion_event(event: Any, position: Position) -> None:
     if row is None:
         return
     copy = {k: v for k, v in row.items() if k != "_applied"}
+    # The topic offset of the last change in this row: an admin's view waits for its own.
+    copy["revision"] = row.get("_applied", {}).get("offsets", {}).get(position.topic, -1)
     if promotions.get(code) != copy:
         promotions[code] = copy  # every worker's copy, for pricing and listing
 

@@ -13,6 +13,16 @@ been acknowledged and lets the rebalance go on, counting it and logging the mess
 gave up on (and what holds them). Nothing is lost: an offset is committed only up to the
 first message not acknowledged, so the worker that gets the partition reads those messages
 again, and every state change is duplicate-safe (tables/replay.py).
+
+Two details matter under load:
+
+- A message acknowledged *after* its offset was committed stays in Faust's unacknowledged
+  set with ``acked`` set (``Consumer.ack`` only removes it while the offset is ahead of the
+  commit); Faust's loop drops such messages each round (``_clean_unacked_messages``), and
+  so does this one. Counting them kept every rebalance waiting the whole deadline.
+- The deadline stays below the group's session timeout: a worker that holds a rebalance up
+  longer is dropped from the group while it still works, its partitions go to another
+  worker, and what it writes meanwhile races the new owner's writes on the changelogs.
 """
 
 from __future__ import annotations
@@ -25,15 +35,30 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from prometheus_client import Counter
 
-__all__ = ["GAVE_UP", "WAIT_EMPTY_S", "wait_for_streams"]
+__all__ = ["GAVE_UP", "WAIT_EMPTY_S", "not_acknowledged", "wait_for_streams", "wait_limit"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a worker giving partitions up waits for its agents to acknowledge what they took.
+#: Seconds a worker giving partitions up waits for its agents to acknowledge what they took,
+#: at most (and at most half the session timeout: see :func:`wait_limit`).
 WAIT_EMPTY_S = 10.0
 
 GAVE_UP = Counter("shop_rebalance_waits_given_up_total",
                   "Rebalances in which the worker stopped waiting for unacknowledged messages")
+
+
+def wait_limit(session_timeout: float) -> float:
+    """Return how long a rebalance may wait for the streams: half the session timeout, at
+    most WAIT_EMPTY_S (the other half is for the commit and rejoining the group)."""
+    return min(WAIT_EMPTY_S, session_timeout / 2)
+
+
+def not_acknowledged(consumer: Consumer) -> list[Any]:
+    """Return the consumer's started messages not acknowledged yet (and forget the others,
+    as Faust's ``_clean_unacked_messages`` does)."""
+    unacked = consumer.unacked
+    unacked.difference_update({message for message in unacked if message.acked})
+    return sorted(unacked, key=lambda m: (m.topic, m.partition, m.offset))
 
 
 async def wait_for_streams(consumer: Consumer, within: float = WAIT_EMPTY_S,
@@ -47,13 +72,13 @@ async def wait_for_streams(consumer: Consumer, within: float = WAIT_EMPTY_S,
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     next_beat = loop.time()
-    while consumer.unacked and not consumer.should_stop and loop.time() < deadline:
+    while not_acknowledged(consumer) and not consumer.should_stop and loop.time() < deadline:
         if loop.time() >= next_beat:  # once a second, as Faust does: drop the messages
             gc.collect()              # nothing holds any more, commit what was acknowledged
             await consumer.commit()
             next_beat = loop.time() + 1.0
         await asyncio.sleep(poll)
-    stuck = sorted(consumer.unacked, key=lambda m: (m.topic, m.partition, m.offset))
+    stuck = not_acknowledged(consumer)
     if stuck and not consumer.should_stop:
         GAVE_UP.inc()
         log.warning("rebalance: %d messages are still not acknowledged after %.0f s; "

@@ -25,10 +25,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, server_list
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, server_list
 from faust.types import TP
 from faust.types.transports import ConsumerT
 
+from agents.consumer import ShopConsumer
 from agents.transport import ShopTransport
 
 __all__ = ["TansuTransport", "true_end_offsets"]
@@ -108,7 +109,7 @@ class TansuConsumerThread(AIOKafkaConsumerThread):
         return cast(Mapping[TP, int], await true_end_offsets(servers, reported))
 
 
-class TansuConsumer(Consumer):
+class TansuConsumer(ShopConsumer):
     """Faust's aiokafka consumer using :class:`TansuConsumerThread`."""
 
     def _new_consumer_thread(self) -> TansuConsumerThread:

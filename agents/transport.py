@@ -1,4 +1,5 @@
-"""Faust's aiokafka transport with a producer buffer whose flush really waits.
+"""Faust's aiokafka transport with a producer buffer whose flush really waits (and the
+consumer of :mod:`agents.consumer`).
 
 Every table write sends its changelog record through Faust's producer buffer (``send_soon``),
 and at-least-once rests on one promise: before a consumer offset is committed, the
@@ -29,10 +30,12 @@ from typing import Any, ClassVar
 
 from faust.transport.drivers.aiokafka import Producer, Transport
 from faust.transport.producer import ProducerBuffer
-from faust.types.transports import ProducerT
+from faust.types.transports import ConsumerT, ProducerT
 from faust.types.tuples import FutureMessage
 from mode import Service
 from prometheus_client import Counter
+
+from agents.consumer import ShopConsumer
 
 __all__ = ["DrainingProducerBuffer", "ShopProducer", "ShopTransport"]
 
@@ -118,6 +121,7 @@ class ShopProducer(Producer):
 
 
 class ShopTransport(Transport):
-    """Faust's aiokafka transport with :class:`ShopProducer`."""
+    """Faust's aiokafka transport with :class:`ShopProducer` and :class:`ShopConsumer`."""
 
+    Consumer: ClassVar[type[ConsumerT]] = ShopConsumer
     Producer: ClassVar[type[ProducerT]] = ShopProducer

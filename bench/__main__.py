@@ -200,8 +200,8 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
         f"{inbox.extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
 
     say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
-        "two (each run on its own fresh broker)")
-    deadline = time.monotonic() + 240 + options.saga_orders / 20
+        "two with a standby replica and two without (each run on its own fresh broker)")
+    deadline = time.monotonic() + 360 + options.saga_orders / 10
     results.extend(await measure_scaling(options.saga_orders, workdir, options.rabbit_url,
                                          deadline))
 

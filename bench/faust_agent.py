@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.kafka_raw import create_topic, new_producer, send_all
 from bench.report import PhaseResult, say
-from scripts.devstack import ROOT, Broker, Worker, free_port
+from scripts.devstack import ROOT, Broker, Worker, exit_with_parent, free_port
 
 __all__ = ["measure_faust_agent"]
 
@@ -80,6 +80,7 @@ def _start_worker(broker: Broker, target: int, workdir: Path) -> tuple[Worker, P
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=exit_with_parent,
         )
     worker = Worker("faust-bench", web_port, datadir, env, log_path, process=process,
                     started_at=time.monotonic())

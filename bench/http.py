@@ -25,7 +25,15 @@ from bench.http_load import BARE_PATH, Load, run_load
 from bench.logs import bench_vhost
 from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _require_rabbitmq, _wait_ready
-from scripts.devstack import ROOT, Worker, broker_env, free_port, port_open, start_worker
+from scripts.devstack import (
+    ROOT,
+    Worker,
+    broker_env,
+    exit_with_parent,
+    free_port,
+    port_open,
+    start_worker,
+)
 
 __all__ = ["measure_http"]
 
@@ -148,7 +156,7 @@ def _pid(worker: Worker) -> int | None:
 
 def _start_bare(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "bench.http_load", str(port)], cwd=ROOT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=exit_with_parent)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

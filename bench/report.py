@@ -111,10 +111,11 @@ def print_http_table(results: list[PhaseResult]) -> None:
 
 def print_scaling_table(results: list[PhaseResult], goal: float) -> None:
     """Print workers | orders | seconds | orders/s | ratio to one worker."""
-    rows = [("workers", "orders", "seconds", "orders/s", "x one worker")]
+    rows = [("workers", "standbys", "orders", "seconds", "orders/s", "x one worker")]
     for r in results:
-        rows.append((str(r.extra["workers"]), f"{r.messages:,}", f"{r.seconds:.2f}",
-                     f"{r.rate:,.0f}", f"{r.extra['ratio_to_one_worker']:.2f}"))
+        rows.append((str(r.extra["workers"]), str(r.extra.get("standby_replicas", "")),
+                     f"{r.messages:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}",
+                     f"{r.extra['ratio_to_one_worker']:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))

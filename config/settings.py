@@ -42,6 +42,7 @@ class Settings:
     web_canonical_url: str = ""
     topic_partitions: int = 8
     topic_replication_factor: int = 1
+    standby_replicas: int = 1
     jwt_secret: str = DEV_JWT_SECRET
     log_level: str = "INFO"
     log_shipping: str = "on"
@@ -281,6 +282,8 @@ SETTINGS: tuple[Spec, ...] = (
          "Partitions of every topic the app creates; the most workers that share work."),
     Spec("topic_replication_factor", "SHOP_TOPIC_REPLICATION_FACTOR", _int_between(1, 16),
          "Replication factor of the topics the app creates (3 on a production cluster)."),
+    Spec("standby_replicas", "SHOP_STANDBY_REPLICAS", _int_between(0, 8),
+         "Standby copies of each table partition kept by other workers (faster failover)."),
     Spec("jwt_secret", "SHOP_JWT_SECRET", _secret, "Secret that signs access tokens."),
     Spec("log_level", "SHOP_LOG_LEVEL", _log_level, "Logging level of every service."),
     Spec("log_shipping", "SHOP_LOG_SHIPPING", _one_of("on", "off"),

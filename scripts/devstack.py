@@ -8,6 +8,7 @@ stop exactly that and nothing else.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -28,12 +29,27 @@ __all__ = [
     "StackError",
     "Worker",
     "ensure_rabbitmq",
+    "exit_with_parent",
     "free_port",
     "start_tansu",
     "start_worker",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Linux's prctl option: the signal a process gets when the process that started it dies.
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this (child) process when its parent dies.
+
+    Used as ``preexec_fn`` for every broker and worker the launcher, the tests and the bench
+    start: an interrupted run (a killed pytest, a CI timeout) otherwise leaves brokers and
+    workers running in their own sessions, loading the machine for every later run.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class StackError(RuntimeError):
@@ -115,6 +131,7 @@ def start_tansu(port: int | None = None, log_path: Path | None = None) -> Broker
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=exit_with_parent,
         )
     broker = Broker(port, process)
     try:
@@ -236,6 +253,7 @@ class Worker:
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
                 start_new_session=True,
+                preexec_fn=exit_with_parent,
             )
         self.started_at = time.monotonic()
         return self

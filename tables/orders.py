@@ -40,10 +40,33 @@ class OpenOrderIndex:
         self._open_rows = open_rows
         self._order_row = order_row
         self._built_for: int | None = None
+        #: No open order is due before this time (None: unknown, look).
+        self._next_due: str | None = None
+        #: The earliest deadline noted since the last look began (it may be missed by it).
+        self._noted_due: str | None = None
 
     def note(self, order_id: str, deadline: str, last_change: str) -> None:
         """Remember an open order's deadline and when it last changed."""
         self.orders[order_id] = (deadline, last_change)
+        if self._next_due is not None and deadline < self._next_due:
+            self._next_due = deadline
+        if self._noted_due is None or deadline < self._noted_due:
+            self._noted_due = deadline
+
+    def may_be_due(self, generation: int, now: str) -> bool:
+        """Return True if an open order may be past its deadline at ``now``: then the caller
+        looks at every open order and calls :meth:`look_again_at`. False spares the expiry
+        a look at every open order every second."""
+        self.current(generation)
+        if self._next_due is not None and self._next_due > now:
+            return False
+        self._noted_due = None
+        return True
+
+    def look_again_at(self, when: str | None) -> None:
+        """After a look: no open order it saw is due before ``when`` (None: none is open)."""
+        candidates = [t for t in (when, self._noted_due) if t is not None]
+        self._next_due = min(candidates) if candidates else "9999"  # none open: a note lowers it
 
     def drop(self, order_id: str) -> None:
         """Forget an order that is no longer open."""
@@ -58,6 +81,7 @@ class OpenOrderIndex:
                 if row is not None:
                     self.orders[order_id] = (deadline, row["history"][-1]["at"])
             self._built_for = generation
+            self._next_due = None
         return self.orders
 
 

@@ -24,7 +24,8 @@ promotion_counters = app.Table(
     help="Every promotion with its redemption counters (the promotions agent's own rows).",
 )
 
-#: code -> the same row without its replay bookkeeping, on every worker (may lag a little).
+#: code -> the same row without its replay bookkeeping, plus ``revision``: the promotions topic
+#: offset of its last change; on every worker (may lag a little).
 promotions = app.GlobalTable(
     "promotions",
     key_type=str,

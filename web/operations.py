@@ -14,7 +14,7 @@ from app import app, publisher, rabbit
 from tables.base import tables_ready
 from web.views import ShopView
 
-__all__ = ["readiness"]
+__all__ = ["partitions_not_fetched", "readiness"]
 
 
 def readiness() -> dict[str, Any]:
@@ -28,6 +28,7 @@ def readiness() -> dict[str, Any]:
     }
     if kafka_ready:
         kafka["assigned_partitions"] = len(app.consumer.assignment())
+        kafka["partitions_not_fetched"] = partitions_not_fetched()
     rabbitmq: dict[str, Any] = {
         "ready": rabbit.is_connected, "error": rabbit.last_error,
         "outbox_depth": publisher.outbox_depth, "pending": publisher.pending}
@@ -38,6 +39,27 @@ def readiness() -> dict[str, Any]:
         rabbitmq["degraded"] = True
     ready = kafka_ready and (rabbit.is_connected or degraded)
     return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq}
+
+
+def partitions_not_fetched() -> dict[str, str]:
+    """Return the stream partitions (not changelogs) assigned to this worker that its
+    consumer does not fetch now, each with why: ``paused`` (Faust pauses them during a
+    rebalance and resumes them once ready), ``back-pressure`` (an agent's buffer is full;
+    fetched again as it drains) or ``unknown``.
+
+    A ready, idle worker lists none; one listed for long is read by nobody.
+    """
+    consumer = cast(Any, app.consumer)
+    changelogs = app.tables.changelog_topics
+    active = consumer._active_partitions or set()
+    not_fetched: dict[str, str] = {}
+    for tp in sorted(consumer.assignment()):
+        if tp.topic in changelogs or tp in active:
+            continue
+        why = ("paused" if tp in consumer._paused_partitions
+               else "back-pressure" if tp in consumer._buffered_partitions else "unknown")
+        not_fetched[f"{tp.topic}[{tp.partition}]"] = why
+    return not_fetched
 
 
 @app.page("/health")

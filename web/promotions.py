@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Self
 
@@ -134,12 +133,18 @@ def _visible(caller: Identity | None, row: dict[str, Any] | None, now: datetime)
     return bool(caller and caller.is_admin) or status_at(row, now) == "active"
 
 
-async def _save(event: Event, shown: Callable[[], bool]) -> bool:
-    """Send ``event``; return True once this worker's table shows it (False: not yet)."""
-    await (await promotions_topic.send(key=event.code, value=event.dumps()))
+async def _save(event: Event) -> bool:
+    """Send ``event``; return True once this worker's table shows it (False: not yet).
+
+    The table shows it once the code's ``revision`` (the promotions topic offset of the last
+    change the agent applied) reaches the event's offset: this change, or a later one by
+    another admin that replaced it. Times would not do: two admins' concurrent changes reach
+    the topic in any order of their clocks.
+    """
+    sent = await (await promotions_topic.send(key=event.code, value=event.dumps()))
     deadline = time.monotonic() + VISIBLE_WITHIN_S
     while time.monotonic() < deadline:
-        if shown():
+        if (promotions.get(event.code) or {}).get("revision", -1) >= sent.offset:
             return True
         await asyncio.sleep(0.02)
     return False
@@ -161,10 +166,6 @@ def _iso(at: datetime | str) -> str:
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
     return at.astimezone(utcnow().tzinfo).isoformat()
-
-
-def _updated_after(code: str, since: str) -> Callable[[], bool]:
-    return lambda: (promotions.get(code) or {}).get("updated_at", "") >= since
 
 
 @app.page("/api/promotions")
@@ -195,7 +196,7 @@ class PromotionsView(ShopView):
         if existing is not None and not existing.get("deleted"):
             raise Conflict(f"promotion {code} exists; PATCH /api/promotions/{code}")
         saved = _saved_event(code, body.model_dump(), created=True)
-        shown = await _save(saved, _updated_after(code, saved.occurred_at.isoformat()))
+        shown = await _save(saved)
         row = promotions.get(code) if shown else _row_of(saved)
         headers = {"Location": f"/api/promotions/{code}"}
         return self.json(public_promotion(row or _row_of(saved), utcnow(), admin=True),
@@ -237,7 +238,7 @@ class PromotionView(ShopView):
                                 details=[{"field": ".".join(map(str, e["loc"])) or "body",
                                           "problem": e["msg"]} for e in exc.errors()]) from None
         saved = _saved_event(code, merged, created=False)
-        shown = await _save(saved, _updated_after(code, saved.occurred_at.isoformat()))
+        shown = await _save(saved)
         now = utcnow()
         return self.json(public_promotion(promotions.get(code) or row, now, admin=True)
                          if shown else public_promotion(_row_of(saved), now, admin=True),
@@ -250,7 +251,7 @@ class PromotionView(ShopView):
         if row is None or row.get("deleted"):
             raise NotFound(f"no promotion {code!r}")
         deleted = PromotionDeleted.new(code=code, correlation_id=code)
-        shown = await _save(deleted, lambda: bool((promotions.get(code) or {}).get("deleted")))
+        shown = await _save(deleted)
         return self.json({"code": code, "deleted": True}, status=200 if shown else 202)
 
 

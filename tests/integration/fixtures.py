@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     started.stop()
 
 
+#: A worker's log lines worth showing when a test fails: warnings, errors, tracebacks.
+_NOTABLE = re.compile(r"\[(WARNING|ERROR|CRITICAL)\]|Traceback|Error:")
+NOTABLE_LINES = 80
+
+
 class WorkerFactory:
     """Starts workers for one test and stops them all at its end."""
 
@@ -71,14 +77,19 @@ class WorkerFactory:
         return worker.start()
 
     def stop_all(self) -> None:
-        """Stop every worker and print the end of its log (shown when a test fails)."""
+        """Stop every worker and print its log's warnings and errors and the end of it
+        (shown when a test fails)."""
         for worker in self.started:
             worker.stop()
         for worker in self.started:
             if worker.log_path and worker.log_path.exists():
-                tail = worker.log_path.read_text(errors="replace").splitlines()[-40:]
-                print(f"---- {worker.name} log tail ({worker.log_path}) ----")
-                print("\n".join(tail))
+                lines = worker.log_path.read_text(errors="replace").splitlines()
+                noted = [line for line in lines if _NOTABLE.search(line)]
+                print(f"---- {worker.name}: {len(noted)} warning or error line(s) of "
+                      f"{worker.log_path} (the last {NOTABLE_LINES}) ----")
+                print("\n".join(noted[-NOTABLE_LINES:]))
+                print(f"---- {worker.name} log tail ----")
+                print("\n".join(lines[-15:]))
 
 
 @pytest.fixture

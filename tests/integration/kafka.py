@@ -58,21 +58,26 @@ async def consume_until(
 
 
 async def records_of_key(bootstrap: str, topics: Iterable[str], key: str,
-                         limit: int = 160) -> list[str]:
-    """Return, one line each, every record of ``topics`` whose key is ``key`` (a diagnosis).
+                         limit: int = 160, *, mentioning: Iterable[str] = ()) -> list[str]:
+    """Return, one line each, every record of ``topics`` whose key is ``key`` (a diagnosis),
+    and every record of the ``mentioning`` topics whose value holds it (the dead letters
+    are keyed by their source topic).
 
     Reads each topic's partitions from the beginning to their end offsets (as Tansu reports
     them, and a little past: see agents/tansu_compat.py).
     """
     wanted = key.encode()
+    by_value = set(mentioning)
     lines: list[str] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        for topic in topics:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        await consumer.topics()  # the metadata of every topic, not only of those assigned
+        partitions = {topic: consumer.partitions_for_topic(topic) or set()
+                      for topic in [*topics, *by_value]}
+        for topic, numbers in partitions.items():
+            tps = [TopicPartition(topic, p) for p in sorted(numbers)]
             if not tps:
                 lines.append(f"{topic}: no such topic")
                 continue
@@ -83,8 +88,10 @@ async def records_of_key(bootstrap: str, topics: Iterable[str], key: str,
                 batches = await consumer.getmany(timeout_ms=300, max_records=10_000)
                 idle = 0 if batches else idle + 1
                 for tp, records in batches.items():
-                    lines.extend(f"{topic}[{tp.partition}]@{r.offset}: {(r.value or b'')[:limit]!r}"
-                                 for r in records if r.key == wanted)
+                    lines.extend(
+                        f"{topic}[{tp.partition}]@{r.offset}: {(r.value or b'')[:limit]!r}"
+                        for r in records
+                        if r.key == wanted or (topic in by_value and wanted in (r.value or b"")))
     finally:
         await consumer.stop()
     return lines

@@ -42,6 +42,11 @@ class PrivateRabbit:
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
     @property
+    def pid_file(self) -> Path:
+        """Return the file the node writes its process id to once it runs."""
+        return self.base / "node.pid"
+
+    @property
     def env(self) -> dict[str, str]:
         """Return the variables that make rabbitmq-server and rabbitmqctl use this node."""
         return {
@@ -53,16 +58,34 @@ class PrivateRabbit:
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
+            "RABBITMQ_PID_FILE": str(self.pid_file),
         }
 
-    def start(self) -> None:
-        """Start the node and wait until it accepts connections."""
+    def start(self, attempts: int = 3) -> None:
+        """Start the node and wait until it has booted and accepts connections.
+
+        An open port alone proves nothing: another test process may take the free port
+        between ``free_port()`` and the node's start (a worker's web server once answered the
+        first AMQP connection with an HTTP 400) and the node then fails to boot. So wait for
+        the node itself (``rabbitmqctl wait`` on its pid file fails if it dies while booting)
+        and start it again on new ports if it did not come up.
+        """
         self.base.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.base, "rabbitmq", "rabbitmq")
-        self._run("rabbitmq-server", "-detached")
-        wait_for(lambda: port_open("127.0.0.1", self.port), 60,
-                 f"private RabbitMQ {self.node} on port {self.port}", interval=0.3)
+        for attempt in range(1, attempts + 1):
+            self._run("rabbitmq-server", "-detached")
+            try:
+                self._ctl("wait", str(self.pid_file), "--timeout", "60")
+                wait_for(lambda: port_open("127.0.0.1", self.port), 60,
+                         f"private RabbitMQ {self.node} on port {self.port}", interval=0.3)
+                return
+            except RuntimeError:  # a command failed, or the port never opened (StackError)
+                self.stop()
+                if attempt == attempts:
+                    raise
+                self.port, self.dist_port = free_port(), free_port()
+                self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
     def stop_app(self) -> None:
         """Stop RabbitMQ on the node (clients lose their connections): the outage."""

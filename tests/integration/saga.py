@@ -10,9 +10,10 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.shop import Shop, customer
+from tests.integration.shop import Shop, customer, is_settled
 
-__all__ = ["PAID", "check_invariants", "place_many", "shop_state"]
+__all__ = ["PAID", "check_invariants", "place_many", "settled_state", "shop_state",
+           "wait_until_settled"]
 
 PAID = ("confirmed", "shipped", "delivered")
 PAYMENT_METHODS = (["pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds"], [8, 1, 1])
@@ -60,6 +61,67 @@ async def shop_state(shop: Shop, placed: Sequence[tuple[str, str]],
             payments[oid] = body
     stock = {sku: await shop.stock(sku) for sku in skus}
     return {"orders": orders, "payments": payments, "stock": stock}
+
+
+async def wait_until_settled(shop: Shop, placed: Sequence[tuple[str, str]],
+                             within: float) -> None:
+    """Wait until every order in ``placed`` has settled, all of them within ``within`` s,
+    printing how many are left as they settle.
+
+    One deadline for all: after a crash a backlog of thousands of orders drains at the
+    worker's pace, and each of an order's hops waits behind it; a slow tail (an order that
+    took 40 s on a loaded two-core machine) is the backlog, not a lost event.
+    """
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    limit = asyncio.Semaphore(20)
+
+    async def unsettled(user: str, order_id: str) -> bool:
+        async with limit:
+            status, body = await shop.call("GET", f"/api/orders/{order_id}",
+                                           headers=customer(user))
+        return not is_settled(status, body)
+
+    waiting = list(placed)
+    shown = began
+    while True:
+        left = await asyncio.gather(*(unsettled(user, oid) for user, oid in waiting))
+        still = [order for order, is_left in zip(waiting, left, strict=True) if is_left]
+        if not still:
+            return
+        if loop.time() - shown >= 5.0:
+            shown = loop.time()
+            print(f"{len(still)} of {len(placed)} orders still to settle after "
+                  f"{shown - began:.0f} s")
+        if loop.time() - began > within:
+            raise AssertionError(f"{len(still)} orders did not settle within {within:.0f} s: "
+                                 f"{still[:5]}")
+        waiting = still
+        await asyncio.sleep(0.5)
+
+
+async def settled_state(shop: Shop, placed: Sequence[tuple[str, str]],
+                        initial: Mapping[str, int], restocked: Mapping[str, int],
+                        within: float = 30.0, orders_within: float = 120.0) -> dict[str, Any]:
+    """Return the shop's state once every order has settled (asserting so after
+    ``orders_within`` seconds) and the saga's invariants hold (asserting them ``within``
+    seconds after that).
+
+    An order reads as settled before all it caused has landed: a confirmed order's commits,
+    a cancelled order's returns and refund follow it. A snapshot taken in between is not
+    wrong, only early (sold is one order behind its orders, or the money one refund ahead).
+    """
+    await wait_until_settled(shop, placed, orders_within)
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        state = await shop_state(shop, placed, list(initial))
+        try:
+            check_invariants(state, initial, restocked)
+            return state
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
 
 
 def check_invariants(state: dict[str, Any], initial: Mapping[str, int],

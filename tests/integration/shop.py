@@ -11,7 +11,12 @@ import aiohttp
 from config.settings import DEV_JWT_SECRET
 from web.tokens import issue_access_token
 
-__all__ = ["ADMIN", "Shop", "bearer", "customer"]
+__all__ = ["ADMIN", "Shop", "bearer", "customer", "is_settled"]
+
+def is_settled(status: int, body: Any) -> bool:
+    """Return True if ``GET /api/orders/{id}`` answered with an order past the saga's wait."""
+    return status == 200 and body["status"] not in ("placed", "reserved")
+
 
 def bearer(user_id: str, *roles: str) -> dict[str, str]:
     """Return the headers of a signed-in ``user_id`` (a token signed as the test workers sign:
@@ -79,13 +84,24 @@ class Shop:
             "items": [{"sku": s, "quantity": q} for s, q in items], "payment_method": method,
             **extra})
 
+    async def ended(self, user_id: str, order_id: str, within: float = 30.0) -> dict[str, Any]:
+        """Return the order once it has ended: settled and no longer confirmed (an accepted
+        cancel is on its way)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            order = await self.settled(user_id, order_id, within)
+            if order["status"] != "confirmed":
+                return order
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"order {order_id} is still confirmed after {within} s")
+
     async def settled(self, user_id: str, order_id: str, within: float = 30.0) -> dict[str, Any]:
         """Return the order once it has settled (GET ?wait)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             status, body = await self.call("GET", f"/api/orders/{order_id}?wait=5",
                                            headers=customer(user_id))
-            if status == 200 and body["status"] not in ("placed", "reserved"):
+            if is_settled(status, body):
                 return dict(body)
             await asyncio.sleep(0.1)
         raise AssertionError(f"order {order_id} did not settle: {status} {body}")

@@ -53,10 +53,12 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert on["extra"]["p99_ratio_to_off"] > 0 and off["extra"]["p99_ms"] > 0
     assert "x raw (goal >= 0.5)" in result.stdout
     latency, pipeline, inbox = phases[13:16]
-    one, two = (p for p in phases if p["extra"].get("phase") == "scaling")
-    assert [one["extra"]["workers"], two["extra"]["workers"]] == [1, 2]
-    assert one["messages"] == two["messages"] == one["extra"]["confirmed"] == 100
-    assert two["extra"]["ratio_to_one_worker"] > 0
+    one, two, bare_two = (p for p in phases if p["extra"].get("phase") == "scaling")
+    assert [p["extra"]["workers"] for p in (one, two, bare_two)] == [1, 2, 2]
+    assert [p["extra"]["standby_replicas"] for p in (one, two, bare_two)] == [0, 1, 0]
+    assert one["messages"] == two["messages"] == bare_two["messages"] == 100
+    assert all(p["extra"]["confirmed"] == 100 for p in (one, two, bare_two))
+    assert two["extra"]["ratio_to_one_worker"] > 0 and bare_two["extra"]["ratio_to_one_worker"] > 0
     assert "x one worker" in result.stdout
     assert latency["extra"]["streams"] == 500 and latency["messages"] == 100
     assert latency["extra"]["p99_ms"] >= latency["extra"]["p50_ms"] > 0

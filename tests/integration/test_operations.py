@@ -25,6 +25,7 @@ async def test_ready_reports_each_dependency_and_metrics_count_events(
         assert status == 200
         assert body["kafka"]["ready"] and body["rabbitmq"]["ready"]
         assert body["kafka"]["assigned_partitions"] > 0
+        assert body["kafka"]["partitions_not_fetched"] == {}  # a ready worker reads them all
         assert served_by == worker.url
         assert (await get_json(http, f"{worker.url}/health"))[:2] == (200, {"status": "ok"})
 

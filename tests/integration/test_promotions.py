@@ -186,3 +186,48 @@ async def test_codes_outside_their_window_or_rules_are_refused_with_a_reason(
         assert status == 200
         status, body = await shop.place("dee", [(SKU, 1)], promotion_code="BIG")
         assert status == 422 and "unknown promotion code" in body["error"]["message"]
+
+
+async def test_a_worker_never_reads_an_older_version_of_a_code_again(
+        workers: WorkerFactory) -> None:
+    """The worker writing the global table also reads its changelog: its own older records
+    must not put an older version back over one it already shows (each PATCH below writes a
+    value no other write has, so seeing a value again after another one is going back)."""
+    worker = workers.start("w1")
+    await asyncio.to_thread(worker.wait_ready)
+    async with aiohttp.ClientSession() as http:
+        shop = Shop(http, worker.url)
+        await create(shop, "FLIP", kind="fixed", value=1)
+        seen: list[int] = []
+        answers: Counter[int] = Counter()
+        writing = True
+
+        async def watch() -> None:
+            while writing:
+                status, row = await shop.call("GET", "/api/promotions/FLIP", headers=ADMIN)
+                assert status == 200, (status, row)
+                if not seen or seen[-1] != row["value"]:
+                    seen.append(row["value"])
+                await asyncio.sleep(0.015)  # under the API's rate limit of 100 a second
+
+        async def patch(value: int) -> None:
+            status, _ = await shop.call("PATCH", "/api/promotions/flip", headers=ADMIN,
+                                        json={"value": value})
+            answers[status] += 1
+
+        watcher = asyncio.create_task(watch())
+        for burst in range(6):
+            await asyncio.gather(*(patch(2 + burst * 10 + i) for i in range(10)))
+        writing = False
+        await watcher
+        # Each answer waits for its change or a later one to show (not for a clock).
+        assert answers == {200: 60}, answers
+        assert len(seen) > 6, seen
+        went_back = [value for i, value in enumerate(seen) if value in seen[:i]]
+        assert went_back == [], f"read older versions again: {seen}"
+
+        status, _ = await shop.call("DELETE", "/api/promotions/FLIP", headers=ADMIN)
+        assert status == 200
+        for _ in range(20):
+            assert (await shop.call("GET", "/api/promotions/FLIP", headers=ADMIN))[0] == 404
+            await asyncio.sleep(0.01)

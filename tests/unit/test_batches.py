@@ -58,3 +58,32 @@ def test_an_update_that_raises_is_reported_and_the_rest_applied() -> None:
     assert table["k"]["n"] == 2
     assert fold_into(table, batch[:1] + batch[2:], lambda r: "k", update_of) == []
     assert table["k"]["n"] == 2, "a redelivered batch changes nothing"
+
+
+def test_a_batch_leaves_events_of_an_earlier_generation_unacknowledged() -> None:
+    from faust.types.tuples import ConsumerMessage as Message
+
+    from agents.batches import STALE, current_events
+
+    class Consumer:
+        acked: list[int] = []
+
+        def ack(self, message: Message) -> bool:
+            self.acked.append(message.offset)
+            return True
+
+    def event(offset: int, generation: int | None) -> Any:
+        message = Message("analytics", 6, offset, 0.0, 0, None, b"k", b"v", None,
+                          generation_id=generation)
+        message.refcount = 1
+        return type("Event", (), {"message": message})()
+
+    before = STALE._value.get()
+    batch = [event(247, 3), event(248, 3), event(249, 4), event(250, None)]
+    current = current_events(batch, generation=4)
+    assert [e.message.offset for e in current] == [249, 250]
+    assert STALE._value.get() == before + 2
+    consumer = Consumer()
+    for item in batch:  # what take_events does with the whole buffer afterwards
+        item.message.ack(consumer)
+    assert consumer.acked == [249, 250], "no commit of this worker goes past the stale ones"

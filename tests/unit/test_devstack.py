@@ -47,3 +47,38 @@ def test_as_root_without_the_package_it_installs_then_starts_it(
     assert ensure_rabbitmq("amqp://guest:guest@127.0.0.1:5672/", log=lambda line: None)
     assert [cmd[:2] for cmd in ran] == [["apt-get", "update"], ["apt-get", "install"],
                                         ["rabbitmq-server", "-detached"]]
+
+
+def test_what_the_stack_starts_dies_with_the_process_that_started_it() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # A parent that starts a long sleep the way the stack starts brokers and workers, prints
+    # its pid and waits; killed with SIGKILL, it runs no clean-up of its own.
+    with subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "from scripts.devstack import exit_with_parent\n"
+         "child = subprocess.Popen(['sleep', '60'], start_new_session=True,\n"
+         "                         preexec_fn=exit_with_parent)\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        parent.kill()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return  # gone (and reaped by init)
+        with open(f"/proc/{child}/stat") as stat:
+            if stat.read().split()[2] == "Z":
+                return  # dead, waiting to be reaped
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the child outlived the process that started it")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agents.rebalance import GAVE_UP, wait_for_streams
+from agents.rebalance import GAVE_UP, wait_for_streams, wait_limit
 
 
 @dataclass(eq=False)
@@ -17,6 +17,7 @@ class Message:
     partition: int
     offset: int
     refcount: int = 1
+    acked: bool = False
 
 
 @dataclass
@@ -60,3 +61,20 @@ async def test_a_message_never_acknowledged_does_not_hold_the_rebalance_for_ever
     assert GAVE_UP._value.get() == before + 1
     assert "2 messages" in caplog.text
     assert "orders[2]@407 refcount 1 held by" in caplog.text and "orders[2]@408" in caplog.text
+
+
+async def test_a_message_acknowledged_after_its_commit_does_not_hold_the_rebalance() -> None:
+    # Faust leaves a message acknowledged behind its committed offset in the unacknowledged
+    # set; waiting for it kept every such rebalance waiting the whole deadline.
+    late = Message("analytics", 6, 248, refcount=0, acked=True)
+    consumer = Consumer(None, {late})
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await wait_for_streams(consumer, within=5.0, poll=0.005)  # type: ignore[arg-type]
+    assert loop.time() - began < 1.0 and not consumer.unacked
+    assert consumer.final_commits == 1
+
+
+def test_the_wait_ends_well_inside_the_session_timeout() -> None:
+    assert wait_limit(6.0) == 3.0  # the other half: commit and rejoin before being dropped
+    assert wait_limit(60.0) == 10.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agents.topics import analytics_topic, dead_letters_topic
 from app import app
 from tables.analytics import public_view, session_activity
@@ -35,3 +37,24 @@ def test_the_dead_letters_topic_is_keyed_by_the_raw_source_topic() -> None:
 def test_public_view_hides_bookkeeping_fields() -> None:
     row = {"events": 2, "_applied": {"ids": ["e1"]}, "session_id": "s"}
     assert public_view(row) == {"events": 2, "session_id": "s"}
+
+
+def test_a_rocksdb_table_collects_garbage_only_when_it_closes_a_partition(
+        monkeypatch: Any) -> None:
+    import gc
+
+    from faust.types import TP
+
+    from tables.base import ShopRocksDBStore
+
+    store = session_activity._new_store_by_url("rocksdb://")
+    assert isinstance(store, ShopRocksDBStore)
+    collections: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(1) or 0)
+    changelog = session_activity.changelog_topic.get_topic_name()
+    store._dbs.update({0: object(), 1: object()})
+    store.revoke_partitions(session_activity, {TP("orders-changelog", 0)})  # not this table's
+    store.revoke_partitions(session_activity, set())  # a rebalance that takes nothing away
+    assert collections == [] and set(store._dbs) == {0, 1}
+    store.revoke_partitions(session_activity, {TP(changelog, 1)})
+    assert collections == [1] and set(store._dbs) == {0}
