@@ -1,43 +1,68 @@
-"""Faust's aiokafka consumer, which never lets a record through ahead of the next offset.
+"""Faust's aiokafka consumer, with three guards so that an offset is committed only once
+its event was handled.
 
-Faust's drain loop compares each record with the partition's *read offset* (the last offset
-it handed to the streams) and, when a record comes more than one ahead of it, takes the
-offsets between as a gap: acknowledged, as if handled (faust/transport/consumer.py,
-``_drain_messages`` and ``_add_gap``; meant for compacted topics). On our topics that is how
-events were lost:
+Faust commits, per partition, the run of acknowledged offsets that follows the committed one.
+Three ways it gets that wrong, each of which lost orders in the crash test (an order placed
+during a failover answered 404 for good: ``orders[4]`` offsets 281 and 282 in one CI run,
+``orders[1]`` offset 323 in another):
 
-- After a rebalance, Faust resumes the flow and the partitions *before* it seeks them back to
-  their committed offsets (``Recovery.on_recovery_completed``), and aiokafka's seek asks for
-  each partition's committed offset in turn. So records flow while the seek goes on, and when
-  it ends it sets every read offset back to the committed offset it had read. The next record
-  is then "ahead", and Faust acknowledges the offsets between, handled or not: those still
-  waiting in a stream's buffer are committed, and are dropped unhandled when the next
-  rebalance clears the buffers. Two orders placed during a failover were never seen again
-  (404 for good); in another run a payment answer was lost and the order stayed reserved.
-- Measured with this check logging only: 19 records came "ahead" on one worker over the two
-  rebalances of one crash-test run, on 9 topics (orders, payments, inventory, ...).
+1. *Skipping ahead* (``getmany``). After a rebalance Faust resumes the flow and the
+   partitions *before* it seeks them back to their committed offsets
+   (``Recovery.on_recovery_completed``), and aiokafka's seek asks for each partition's
+   committed offset in turn, so records flow while the seek goes on; when it ends it sets
+   every read offset back. The next record is then "ahead", and Faust's drain loop takes the
+   offsets between as a gap (meant for compacted topics): acknowledged, handled or not.
+   Measured with this check logging only: 19 records came ahead on one worker over the two
+   rebalances of one crash-test run, on 9 topics. A record ahead of its partition's read
+   offset is not handed over here: the partition is sought back, so the records between come
+   (again) in order. What was already handed over comes a second time, which every state
+   change tolerates (tables/replay.py). A partition that comes back ahead of the same offset
+   SEEK_BACK_LIMIT times has a real gap (a compacted or transactional topic, which ShopStream
+   does not use, or records deleted by retention): it is let through, with a warning.
+   The read offset is the last offset handed over; Faust's seek sets it to the committed
+   offset, the *next* to read, so a record right after an unread committed offset passed
+   unnoticed. :meth:`ShopConsumer.perform_seek` keeps the meaning (committed - 1).
+2. *Counting a stale acknowledgement* (``ack``). A message fetched before a rebalance that
+   enters a stream after it is skipped by Faust (its generation is not the consumer's) *and
+   acknowledged*, and so is one whose handler finished after the rebalance. Either way its
+   offset counted as handled in the new generation, whose copy of the event may still wait
+   in a buffer: committed, then dropped at the next rebalance. Here an acknowledgement from
+   another generation releases the message but is not counted (its partition's owner reads it
+   again from the committed offset).
+3. *Committing past the head* (``_new_offset``). Faust commits past the committed offset when
+   the acknowledged run starts one after it (``min(acked) - committed > 1`` is its test:
+   faust-streaming issue #606), and past offset 0 always. Here the run must start at the
+   committed offset itself, or at an offset the drain loop took as a gap.
 
-:class:`ShopConsumer` checks each record against the read offset before Faust does. A record
-ahead of it is not handed over: the partition is sought back to the read offset, so the
-records between come (again) in order and each is acknowledged only when handled. What was
-already handed over comes a second time, which every state change tolerates (tables/replay.py).
-A partition that comes back ahead of the same offset SEEK_BACK_LIMIT times has a real gap (a
-compacted or transactional topic, which ShopStream does not use): it is let through, as Faust
-would, with a warning.
+``shop_consumer_records_ahead_total``, ``shop_consumer_stale_acks_total`` and
+``shop_consumer_commits_withheld_total`` count each guard at work.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiokafka.errors import IllegalStateError
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
 from prometheus_client import Counter
 
-__all__ = ["OUT_OF_ORDER", "SEEK_BACK_LIMIT", "ShopConsumer", "is_ahead"]
+__all__ = [
+    "COMMITS_WITHHELD",
+    "OUT_OF_ORDER",
+    "SEEK_BACK_LIMIT",
+    "STALE_ACKS",
+    "ShopConsumer",
+    "committable_run",
+    "is_ahead",
+    "last_read",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +78,16 @@ OUT_OF_ORDER = Counter(
     "between are taken as handled)",
     ["outcome"],
 )
+STALE_ACKS = Counter(
+    "shop_consumer_stale_acks_total",
+    "Acknowledgements of messages fetched in an earlier group generation, not counted as "
+    "handled (the partition's owner reads them again from the committed offset)",
+)
+COMMITS_WITHHELD = Counter(
+    "shop_consumer_commits_withheld_total",
+    "Commits held back because the partition's committed offset itself was not handled yet "
+    "while later offsets were (Faust would have committed past it)",
+)
 
 
 def is_ahead(offset: int, read_offset: int | None) -> bool:
@@ -61,12 +96,117 @@ def is_ahead(offset: int, read_offset: int | None) -> bool:
     return read_offset is not None and offset > read_offset + 1
 
 
+def last_read(committed: int | None) -> int | None:
+    """Return the read offset (the last offset handed over) of a partition sought to its
+    ``committed`` offset (the next to read); None if nothing before it was read."""
+    return committed - 1 if committed is not None and committed > 0 else None
+
+
+def committable_run(acked: Sequence[int], committed: int | None) -> int:
+    """Return how many of the sorted, distinct offsets ``acked`` (none below ``committed``)
+    may be committed: the run of consecutive offsets that begins at ``committed``, every
+    offset before which is done. Without a committed offset the run begins at the first
+    acknowledged offset, as in Faust (a partition never committed has no known head)."""
+    if not acked or (committed is not None and acked[0] != committed):
+        return 0
+    run = 1
+    while run < len(acked) and acked[run] == acked[run - 1] + 1:
+        run += 1
+    return run
+
+
 class ShopConsumer(Consumer):
     """Faust's aiokafka consumer that seeks back instead of skipping ahead."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._sought_back: dict[tuple[TP, int], int] = {}
+        self._withheld_at: dict[TP, int] = {}  # the head each partition's commit waits for
+        self._stale_logged: int | None = None  # the generation a stale ack was logged in
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset, leaving each read offset
+        at the offset before it (what the drain loop and :func:`is_ahead` take a read
+        offset to be) and keeping a committed offset of 0 (Faust forgets it)."""
+        committed = {ensure_TP(tp): offset
+                     for tp, offset in (await self.seek_to_committed()).items()}
+        self._read_offset.update({tp: last_read(offset) for tp, offset in committed.items()})
+        self._committed_offset.update({tp: offset for tp, offset in committed.items()
+                                       if offset is not None and offset >= 0})
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Faust's seek, leaving the read offset at the offset before ``offset``."""
+        await super().seek(partition, offset)
+        self._read_offset[ensure_TP(partition)] = last_read(offset)
+
+    def ack(self, message: Message) -> bool:
+        """Faust's acknowledgement, not counted for a message of an earlier generation."""
+        if message.generation_id == self.app.consumer_generation_id:
+            return bool(super().ack(message))
+        with ack_lock:
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)
+                STALE_ACKS.inc()
+                if self._stale_logged != self.app.consumer_generation_id:
+                    self._stale_logged = self.app.consumer_generation_id
+                    log.info("consumer: not counting the acknowledgement of %s[%s]@%s, fetched "
+                             "in generation %s (now %s), nor any other of that generation",
+                             message.topic, message.partition, message.offset,
+                             message.generation_id, self.app.consumer_generation_id)
+        return False
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp``: one past the run of handled offsets (or gaps the
+        drain loop let through) that begins at the committed offset; None if none does."""
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        index = self._acked_index[tp]
+        gaps = self._gap[tp]
+        if gaps:  # gap offsets up to the highest acknowledged one count as acknowledged
+            end = max(acked) + 1
+            for interval in gaps.overlap(0, end):
+                acked.extend(o for o in range(interval.begin, interval.end) if o not in index)
+                index.update(range(interval.begin, interval.end))
+                end = max(end, interval.end)
+            gaps.chop(0, end)
+        acked.sort()
+        committed = self._committed_offset[tp]
+        if committed is not None and acked[0] < committed:  # acknowledged after a commit
+            done = acked[:bisect.bisect_left(acked, committed)]
+            del acked[:len(done)]
+            index.difference_update(done)
+        run = committable_run(acked, committed)
+        if not run:
+            if acked and committed is not None:
+                self._withhold(tp, committed, acked[0])
+            return None
+        batch = acked[:run]
+        del acked[:run]
+        index.difference_update(batch)
+        self._withheld_at.pop(tp, None)
+        return batch[-1] + 1
+
+    def _withhold(self, tp: TP, committed: int, first_acked: int) -> None:
+        COMMITS_WITHHELD.inc()
+        if self._withheld_at.get(tp) != committed:
+            self._withheld_at[tp] = committed
+            log.info("consumer: %s[%s] commit waits for offset %s (handled from %s on)",
+                     tp.topic, tp.partition, committed, first_acked)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Take the offsets from ``offset_from`` up to, not including, ``offset_to`` (the
+        record being handed over, which is acknowledged when handled) as a gap. Faust's
+        version also takes ``offset_to`` and never the committed offset itself."""
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed)
+        if offset_from < offset_to:
+            gaps = self._gap[tp]
+            gaps.addi(offset_from, offset_to)
+            await asyncio.sleep(0)
+            gaps.merge_overlaps()
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
         """Faust's batch of records, without those ahead of their partition's read offset
@@ -85,7 +225,8 @@ class ShopConsumer(Consumer):
             yield tp, message
 
     async def _seek_back(self, tp: TP, offset: int, last: int | None) -> bool:
-        """Seek ``tp`` back to ``last``; return False if its gap is to be let through."""
+        """Seek ``tp`` back to the offset after ``last``; return False if its gap is to be
+        let through."""
         assert last is not None
         key = (tp, last)
         tries = self._sought_back.get(key, 0)
@@ -100,10 +241,10 @@ class ShopConsumer(Consumer):
         self._sought_back[key] = tries + 1
         OUT_OF_ORDER.labels("sought_back").inc()
         log.info("consumer: %s[%s]@%s came ahead of read offset %s: reading the partition "
-                 "again from there", tp.topic, tp.partition, offset, last)
+                 "again from %s", tp.topic, tp.partition, offset, last, last + 1)
         # IllegalStateError: no longer assigned, so the record is not ours to hand over
         with contextlib.suppress(IllegalStateError):
-            await self._thread.call_thread(self._seek_in_thread, tp, last)
+            await self._thread.call_thread(self._seek_in_thread, tp, last + 1)
         return True
 
     async def _seek_in_thread(self, tp: TP, offset: int) -> None:

@@ -1,4 +1,7 @@
-"""The consumer never hands a record over ahead of the next offset (agents/consumer.py).
+"""The consumer commits an offset only once its event was handled (agents/consumer.py).
+
+It never hands a record over ahead of the next offset, never counts the acknowledgement of a
+message of an earlier generation, and never commits past an unhandled committed offset.
 
 A model of one partition: aiokafka's fetch position, batches fetched before a seek and
 handed over after it, and Faust's seek to the committed offsets in its two halves (the
@@ -10,7 +13,8 @@ one ahead of the read offset makes the offsets between a gap, acknowledged unhan
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -20,8 +24,15 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from intervaltree import IntervalTree
 
-from agents.consumer import SEEK_BACK_LIMIT, ShopConsumer, is_ahead
+from agents.consumer import (
+    SEEK_BACK_LIMIT,
+    ShopConsumer,
+    committable_run,
+    is_ahead,
+    last_read,
+)
 
 PARTITION = TP("orders", 4)
 LENGTH = 30  # records in the partition
@@ -51,6 +62,9 @@ class Harness:
 
     def __init__(self, consumer_type: type[Consumer]) -> None:
         self.log = Partition()
+        #: the read offset a seek to the committed offset leaves (Faust: the committed one)
+        self.read_offset_after_seek: Callable[[int], int | None] = (
+            last_read if issubclass(consumer_type, ShopConsumer) else lambda c: c)
         consumer: Any = consumer_type.__new__(consumer_type)
         consumer._read_offset = {}
         consumer._sought_back = {}
@@ -100,7 +114,8 @@ class Harness:
             self._seek(PARTITION, log.committed)
             log.pending_read_offset = log.committed
         elif kind == "seek_sets_read_offset" and log.pending_read_offset is not None:
-            self.consumer._read_offset[PARTITION] = log.pending_read_offset
+            self.consumer._read_offset[PARTITION] = self.read_offset_after_seek(
+                log.pending_read_offset)
             log.pending_read_offset = None
 
     async def run(self, actions: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
@@ -161,7 +176,7 @@ def test_a_real_gap_is_let_through_after_a_few_seeks_back(
 
     for _ in range(SEEK_BACK_LIMIT):
         assert asyncio.run(offer_eight()) == []
-        assert harness.log.position == 5  # sought back to the read offset
+        assert harness.log.position == 6  # sought back to the offset after the read offset
     assert asyncio.run(offer_eight()) == [8]
     assert harness.log.gaps == [6, 7]
 
@@ -172,3 +187,137 @@ def test_a_real_gap_is_let_through_after_a_few_seeks_back(
 def test_ahead_means_offsets_would_be_left_unread(offset: int, read_offset: int | None,
                                                    ahead: bool) -> None:
     assert is_ahead(offset, read_offset) is ahead
+
+
+def test_a_record_right_after_an_unread_committed_offset_is_caught(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's seek leaves the read offset at the committed offset, the *next* to read, so a
+    record one after it passes unnoticed with the committed offset never handed over (its
+    first copy was dropped with the buffers). The consumer's seek leaves it one before."""
+    for consumer_type, handed_over in ((Consumer, [8]), (ShopConsumer, [])):
+        harness = Harness(consumer_type)
+        monkeypatch.setattr(Consumer, "getmany", harness._base_getmany)
+        harness.consumer._read_offset[PARTITION] = harness.read_offset_after_seek(7)
+        asyncio.run(harness.hand_over([8]))
+        assert harness.log.delivered == handed_over, consumer_type
+    assert harness.log.position == 7  # read again from the committed offset
+
+
+# --- committing ------------------------------------------------------------------------------
+
+GENERATION = 5
+
+
+def bare_consumer(committed: int | None = None) -> Any:
+    """A ShopConsumer with only the state its acknowledgement and commit bookkeeping use."""
+    consumer: Any = ShopConsumer.__new__(ShopConsumer)
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._committed_offset[PARTITION] = committed
+    consumer._withheld_at = {}
+    consumer._stale_logged = None
+    consumer._unacked_messages = set()
+    consumer._n_acked = 0
+    consumer._waiting_for_ack = None
+    consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True),
+                                   consumer_generation_id=GENERATION)
+    return consumer
+
+
+@dataclass(eq=False)
+class FakeMessage:
+    """The fields of a Faust message the acknowledgement reads and sets."""
+
+    offset: int
+    generation_id: int = GENERATION
+    tp: TP = PARTITION
+    topic: str = PARTITION.topic
+    partition: int = PARTITION.partition
+    acked: bool = False
+
+
+def message(offset: int, generation: int = GENERATION) -> Any:
+    return FakeMessage(offset, generation)
+
+
+def faust_new_offset(acked: list[int], committed: int | None) -> int | None:
+    """What Faust's own bookkeeping would commit."""
+    consumer = bare_consumer(committed)
+    consumer._acked[PARTITION] = list(acked)
+    consumer._acked_index[PARTITION] = set(acked)
+    return Consumer._new_offset(consumer, PARTITION)
+
+
+@settings(max_examples=300, deadline=None)
+@given(committed=st.integers(0, 50), handled=st.sets(st.integers(0, 40), max_size=30),
+       gap=st.one_of(st.none(), st.tuples(st.integers(0, 60), st.integers(1, 5))))
+def test_a_commit_never_passes_an_offset_neither_handled_nor_a_gap(
+        committed: int, handled: set[int], gap: tuple[int, int] | None) -> None:
+    consumer = bare_consumer(committed)
+    for offset in sorted(handled, reverse=True):  # acknowledged in any order
+        consumer.ack(message(offset))
+    done = {o for o in handled if o >= committed}
+    if gap is not None:
+        consumer._gap[PARTITION].addi(gap[0], gap[0] + gap[1])
+        done |= set(range(max(gap[0], committed), gap[0] + gap[1]))
+    new = consumer._new_offset(PARTITION)
+    expected = committed
+    while expected in done and expected <= max(handled, default=-1):
+        expected += 1
+    if new is None:
+        assert committed not in handled, (committed, handled)
+    else:
+        assert set(range(committed, new)) <= done
+        assert new >= expected  # the whole run that was handled
+
+
+def test_faust_commits_past_an_unhandled_committed_offset_and_the_consumer_does_not() -> None:
+    """faust-streaming issue #606: the event at the committed offset is still being handled
+    (or its copy still waits in a buffer) while the next ones are done."""
+    assert faust_new_offset([2586, 2587, 2588, 2589], 2585) == 2590  # 2585 lost
+    assert faust_new_offset([1, 2], 0) == 3  # committed offset 0 is no offset to Faust
+    for acked, committed in (([2586, 2587, 2588, 2589], 2585), ([1, 2], 0)):
+        consumer = bare_consumer(committed)
+        for offset in acked:
+            consumer.ack(message(offset))
+        assert consumer._new_offset(PARTITION) is None
+        consumer.ack(message(committed))
+        assert consumer._new_offset(PARTITION) == acked[-1] + 1
+
+
+def test_an_acknowledgement_from_an_earlier_generation_is_not_counted() -> None:
+    consumer = bare_consumer(committed=10)
+    stale, current = message(11, GENERATION - 1), message(10)
+    consumer._unacked_messages |= {stale, current}
+    assert consumer.ack(stale) is False
+    assert stale.acked and stale not in consumer._unacked_messages  # released
+    assert consumer.ack(current) is True
+    assert consumer._new_offset(PARTITION) == 11  # not 12: offset 11's copy is still to come
+
+
+def test_a_gap_the_drain_loop_let_through_counts_from_the_committed_offset() -> None:
+    """A real gap (records deleted) right at the committed offset is committed past; the
+    record that revealed it is not taken as handled before it is."""
+    consumer = bare_consumer(committed=4)
+    asyncio.run(consumer._add_gap(PARTITION, 4, 7))  # read offset 3, record 7 handed over
+    consumer.ack(message(8))
+    assert consumer._new_offset(PARTITION) == 7  # past the gap, not past 7 (not handled yet)
+    consumer._committed_offset[PARTITION] = 7  # as Faust's commit records it
+    consumer.ack(message(7))
+    assert consumer._new_offset(PARTITION) == 9
+
+
+@pytest.mark.parametrize(("acked", "committed", "run"), [
+    ([], 3, 0), ([4, 5], 3, 0), ([3, 4, 6], 3, 2), ([3], 3, 1), ([7, 8, 10], None, 2),
+])
+def test_the_committable_run_begins_at_the_committed_offset(
+        acked: list[int], committed: int | None, run: int) -> None:
+    assert committable_run(acked, committed) == run
+
+
+@pytest.mark.parametrize(("committed", "read"), [(None, None), (0, None), (1, 0), (9, 8)])
+def test_the_read_offset_after_a_seek_is_the_offset_before_the_committed_one(
+        committed: int | None, read: int | None) -> None:
+    assert last_read(committed) == read
