@@ -44,7 +44,8 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import cached_property
 
 from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import ensure_TP
@@ -187,6 +188,25 @@ class ShopConsumer(Consumer):
         index.difference_update(batch)
         self._withheld_at.pop(tp, None)
         return batch[-1] + 1
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int],
+                              start_new_transaction: bool = True) -> bool:
+        """Faust's commit, logged per partition (from, to) with SHOP_LOG_COMMITS=on."""
+        before = {tp: self._committed_offset[tp] for tp in offsets}
+        committed = bool(await super()._commit_offsets(
+            offsets, start_new_transaction=start_new_transaction))
+        if self._log_commits:
+            log.info("consumer: committed in generation %s: %s (%s)",
+                     self.app.consumer_generation_id,
+                     ", ".join(f"{tp.topic}[{tp.partition}] {before[tp]}->{offset}"
+                               for tp, offset in sorted(offsets.items())),
+                     "done" if committed else "not done")
+        return committed
+
+    @cached_property
+    def _log_commits(self) -> bool:
+        settings = getattr(self.app, "shop_settings", None)
+        return settings is not None and settings.log_commits == "on"
 
     def _withhold(self, tp: TP, committed: int, first_acked: int) -> None:
         COMMITS_WITHHELD.inc()

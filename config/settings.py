@@ -46,6 +46,7 @@ class Settings:
     jwt_secret: str = DEV_JWT_SECRET
     log_level: str = "INFO"
     log_shipping: str = "on"
+    log_commits: str = "off"
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
@@ -288,6 +289,9 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("log_level", "SHOP_LOG_LEVEL", _log_level, "Logging level of every service."),
     Spec("log_shipping", "SHOP_LOG_SHIPPING", _one_of("on", "off"),
          "'on' ships every log record to RabbitMQ (shop.logs) for GET /api/admin/logs."),
+    Spec("log_commits", "SHOP_LOG_COMMITS", _one_of("on", "off"),
+         "'on' logs every offset commit of the worker, per partition (to trace a lost or "
+         "repeated event)."),
     Spec("session_timeout", "SHOP_SESSION_TIMEOUT", _seconds(3, 300),
          "Kafka consumer session timeout: how fast a dead worker is noticed."),
     Spec("heartbeat_interval", "SHOP_HEARTBEAT_INTERVAL", _seconds(0.5, 100),

@@ -76,6 +76,28 @@ class WorkerFactory:
         """Start ``worker`` again with the same port and data dir."""
         return worker.start()
 
+    def offset_trail(self, topic: str, partition: int, offset: int, limit: int = 12
+                     ) -> list[str]:
+        """Return what each worker's log says of ``topic[partition]`` around ``offset``: the
+        commits that went past it (logged with SHOP_LOG_COMMITS=on) and the consumer's
+        guards at work on that partition (agents/consumer.py)."""
+        name = f"{topic}[{partition}]"
+        span = re.compile(re.escape(name) + r" (None|\d+)->(\d+)")
+        trail: list[str] = []
+        for worker in self.started:
+            if not (worker.log_path and worker.log_path.exists()):
+                continue
+            for line in worker.log_path.read_text(errors="replace").splitlines():
+                if "consumer: committed" in line:
+                    for begin, end in span.findall(line):
+                        if (begin == "None" or int(begin) <= offset) and offset < int(end):
+                            when = line[1:24]
+                            trail.append(f"{worker.name} {when} committed {name} "
+                                         f"{begin}->{end} {line[line.index('generation'):][:14]}")
+                elif "consumer: " in line and name in line:
+                    trail.append(f"{worker.name} {line[:200]}")
+        return trail[:limit] or [f"no worker log mentions {name} around {offset}"]
+
     def stop_all(self) -> None:
         """Stop every worker and print its log's warnings and errors and the end of it
         (shown when a test fails)."""

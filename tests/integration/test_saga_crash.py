@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -42,14 +43,16 @@ CODE = "CRASH10"
 EVERY = 5  # every fifth order uses the code
 #: Unsettled orders whose records a failure prints (each reads five topics through).
 MAX_EXPLAINED = 8
+#: A record line of records_of_key: "orders[1]@323: b'...'".
+RECORD = re.compile(r"(?P<topic>[\w.-]+)\[(?P<partition>\d+)\]@(?P<offset>\d+):")
 
 
 async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
     workers: WorkerFactory, private_rabbit: PrivateRabbit,
 ) -> None:
     await bind_promotion_events(private_rabbit.url)
-    a = workers.start("a", SHOP_RABBIT_URL=private_rabbit.url)
-    b = workers.start("b", SHOP_RABBIT_URL=private_rabbit.url)
+    a = workers.start("a", SHOP_RABBIT_URL=private_rabbit.url, SHOP_LOG_COMMITS="on")
+    b = workers.start("b", SHOP_RABBIT_URL=private_rabbit.url, SHOP_LOG_COMMITS="on")
     await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -91,7 +94,7 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
         try:
             state = await settled_state(shop_a, placed, SKUS, {})
         except AssertionError:
-            await _explain_unsettled(workers.broker.bootstrap, [shop_a, shop_b], placed)
+            await _explain_unsettled(workers, [shop_a, shop_b], placed)
             raise
         statuses: dict[str, int] = {}
         for order in state["orders"].values():
@@ -126,11 +129,12 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
         assert await shop_state(shop_b, placed, list(SKUS)) == state
 
 
-async def _explain_unsettled(bootstrap: str, shops: list[Shop],
+async def _explain_unsettled(workers: WorkerFactory, shops: list[Shop],
                              placed: list[tuple[str, str]]) -> None:
     """Print what each worker and the broker hold of every order that has not settled
-    (for the first MAX_EXPLAINED of them), and each worker's readiness (with the partitions
-    it does not fetch)."""
+    (for the first MAX_EXPLAINED of them), with what the workers' logs say of each of its
+    records' offsets (commits past it, the consumer's guards), and each worker's readiness
+    (with the partitions it does not fetch)."""
     for shop in shops:
         print(f"---- {shop.url}/ready:", await shop.call("GET", "/ready"))
     explained = 0
@@ -149,9 +153,14 @@ async def _explain_unsettled(bootstrap: str, shops: list[Shop],
                                                     headers=customer(user)))
         topics = ["orders", "payments", "shopstream-orders-changelog",
                   "shopstream-open-orders-changelog"]
-        for line in await records_of_key(bootstrap, topics, order_id,  # inventory: by sku
+        for line in await records_of_key(workers.broker.bootstrap, topics, order_id,
                                          mentioning=["inventory", "dead-letters"]):
-            print("  " + line)
+            print("  " + line)  # inventory: keyed by sku
+            record = RECORD.match(line)
+            if record and record["topic"] in ("orders", "payments"):
+                for said in workers.offset_trail(record["topic"], int(record["partition"]),
+                                                 int(record["offset"])):
+                    print("    " + said)
 
 
 async def _degraded(shop: Shop, within: float = 15.0) -> dict[str, Any]:

@@ -32,6 +32,7 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_STANDBY_REPLICAS": "-1"}, "SHOP_STANDBY_REPLICAS"),
     ({"SHOP_LOG_LEVEL": "LOUD"}, "SHOP_LOG_LEVEL"),
     ({"SHOP_LOG_SHIPPING": "maybe"}, "SHOP_LOG_SHIPPING"),
+    ({"SHOP_LOG_COMMITS": "yes"}, "SHOP_LOG_COMMITS"),
     ({"SHOP_JWT_SECRET": "short"}, "SHOP_JWT_SECRET"),
     ({"SHOP_KAFKA_COMPAT": "redpanda"}, "SHOP_KAFKA_COMPAT"),
     ({"SHOP_SESSION_TIMEOUT": "x"}, "SHOP_SESSION_TIMEOUT"),
