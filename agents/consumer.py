@@ -262,10 +262,10 @@ class ShopConsumer(Consumer):
     async def _commit_offsets(self, offsets: Mapping[TP, int],
                               start_new_transaction: bool = True) -> bool:
         """Faust's commit, logged per partition (from, to) with SHOP_LOG_COMMITS=on."""
-        before = {tp: self._committed_offset[tp] for tp in offsets}
+        before = {tp: self._committed_offset[tp] for tp in offsets} if self._log_commits else {}
         committed = bool(await super()._commit_offsets(
             offsets, start_new_transaction=start_new_transaction))
-        if self._log_commits:
+        if before:
             log.info("consumer: committed in generation %s: %s (%s)",
                      self.app.consumer_generation_id,
                      ", ".join(f"{tp.topic}[{tp.partition}] {before[tp]}->{offset}"
@@ -337,11 +337,6 @@ class ShopConsumer(Consumer):
         OUT_OF_ORDER.labels("sought_back").inc()
         log.info("consumer: %s[%s]@%s came ahead of read offset %s: reading the partition "
                  "again from %s", tp.topic, tp.partition, offset, last, last + 1)
-        # IllegalStateError: no longer assigned, so the record is not ours to hand over
-        with contextlib.suppress(IllegalStateError):
-            await self._thread.call_thread(self._seek_in_thread, tp, last + 1)
+        # no longer assigned: not sought, and the record is not ours to hand over
+        await self._thread.call_thread(self._seek_all_in_thread, {tp: last + 1})
         return True
-
-    async def _seek_in_thread(self, tp: TP, offset: int) -> None:
-        """Seek ``tp`` to ``offset`` (called in the consumer's thread, which owns aiokafka)."""
-        self._thread.seek(tp, offset)

@@ -70,8 +70,9 @@ class Harness:
         consumer._sought_back = {}
         consumer._read_again = False
         consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True))
+        kafka = SimpleNamespace(seek=self._seek)
         consumer._thread = SimpleNamespace(call_thread=self._call_thread,
-                                           seek=self._seek)
+                                           _ensure_consumer=lambda: kafka)
         self.consumer = consumer
         self._batch: list[int] = []
 
