@@ -1,8 +1,10 @@
 """Analytics agents: tracked behaviour in batches (sessions, windows, users), then merged.
 
 ``analytics.tracked`` is the one agent of the ``analytics`` topic. It reads the topic in
-batches of what the stream has ready (agents/batches.py), decodes each event once,
-dead-letters what does not decode (and carries on), and per source partition of the batch:
+batches of what the stream has ready (agents/batches.py); a message is one tracking event or
+a pack of many (the tracking collector's, agents/tracking.py). It decodes each event once
+(``read_tracked``), dead-letters what does not decode (a pack's bad event alone) and carries
+on, and per source partition of the batch:
 
 - adds each session's events to its ``session_activity`` row, under the replay guard, with
   one write per session (``tables/replay.update_many``);
@@ -70,15 +72,17 @@ from models.analytics import (
     HOP_SIZE,
     MINUTE,
     Fact,
-    Tracked,
-    add_activity,
+    TrackedFields,
+    add_activities,
+    fact_of,
     fold,
     merge,
     minute_of,
     purchase_facts,
-    tracked_fact,
+    read_tracked,
+    tracked_items,
 )
-from models.base import event_from_data, json_object
+from models.base import EventDecodeError, json_object
 from models.orders import ORDER_EVENTS, OrderUpdate
 from tables.analytics import (
     RETENTION,
@@ -134,24 +138,31 @@ def _dumps(row: Any) -> bytes:
 # -- Session activity -------------------------------------------------------------------------
 
 
-def absorb_sessions(decoded: Sequence[TrackedEvent]) -> list[tuple[EventT, Exception]]:
+def absorb_sessions(decoded: Sequence[TrackedEvent]) -> list[tuple[TrackedEvent, Exception]]:
     """Add the events to their sessions' rows (one write a session); return what failed.
 
-    Call in the partition's event context.
+    Call in the partition's event context. A session's events of one message are one update
+    of its row, under the message's position (see :class:`TrackedEvent`).
     """
     by_session: dict[str, list[TrackedEvent]] = defaultdict(list)
     for item in decoded:
         by_session[item.record.session_id].append(item)
-    failed: list[tuple[EventT, Exception]] = []
+    failed: list[tuple[TrackedEvent, Exception]] = []
     for session_id, items in by_session.items():
-        updates = [(item.position, _activity_update(item.record)) for item in items]
-        failed.extend((items[index].event, exc)
-                      for index, exc in update_many(session_activity, session_id, updates))
+        units: dict[int, list[TrackedEvent]] = {}
+        for item in items:
+            units.setdefault(item.position.offset, []).append(item)
+        mine = list(units.values())
+        updates = [(unit[0].position, _activity_update(session_id, unit)) for unit in mine]
+        for index, exc in update_many(session_activity, session_id, updates):
+            failed.extend((item, exc) for item in mine[index])
     return failed
 
 
-def _activity_update(record: Tracked) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
-    return lambda row: add_activity(row, record)
+def _activity_update(session_id: str, unit: Sequence[TrackedEvent],
+                     ) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    seen = [(item.record.type, item.record.occurred_at, item.record.user_id) for item in unit]
+    return lambda row: add_activities(row, session_id, seen)
 
 
 # -- Window partials --------------------------------------------------------------------------
@@ -213,37 +224,74 @@ def _send_rows(sends: list[tuple[str, bytes]]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class TrackedEvent:
-    """A tracked event of a batch, decoded once: its Faust event, JSON, record and position."""
+    """A tracked event of a batch, decoded once: its Faust event, JSON, record and position.
+
+    A message is one event or a pack of many (models/analytics.py ``tracked_items``). The
+    replay guard's unit is the message: ``position`` is its offset with the event's id, or
+    for a pack the pack's id. A dead letter of an event of a pack holds just the event.
+    """
 
     event: EventT
     data: dict[str, Any]
-    record: Tracked
+    record: TrackedFields
     position: Position
+    packed: bool = False
+
+    @property
+    def raw(self) -> bytes | None:
+        """The event's own JSON if it came in a pack (None: the message is the event)."""
+        return _dumps(self.data) if self.packed else None
 
 
-async def absorb_batch(events: Sequence[EventT]) -> None:
-    """Take a batch of the analytics topic into sessions, windows and users' behaviour."""
+async def decode_tracked(event: EventT) -> list[TrackedEvent]:
+    """Return the tracking events of one message; dead-letter what does not decode."""
+    message = event.message
+    try:
+        data = json_object(message.value)
+        items = tracked_items(data)
+    except Exception as exc:
+        await dead_letter(event, exc, agent=AGENT, stage="decode")
+        return []
+    packed = len(items) > 1 or items[0] is not data
+    decoded = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise EventDecodeError(f"expected a JSON object, got {type(item).__name__}")
+            record = read_tracked(item)
+        except Exception as exc:
+            if not packed:
+                await dead_letter(event, exc, agent=AGENT, stage="decode")
+                continue
+            await dead_letter(event, EventDecodeError(f"event {index} of the pack: {exc}"),
+                              agent=AGENT, stage="decode", payload=_dumps(item))
+            continue
+        unit = data["event_id"] if packed else record.event_id
+        decoded.append(TrackedEvent(event, item, record,
+                                    Position(message.topic, message.offset, unit), packed))
+    return decoded
+
+
+async def absorb_batch(events: Sequence[EventT]) -> int:
+    """Take a batch of the analytics topic into sessions, windows and users' behaviour.
+
+    Return how many tracking events it decoded.
+    """
     grace = settings.analytics_grace
     by_partition: dict[int, list[TrackedEvent]] = defaultdict(list)
     for event in events:
-        message = event.message
-        try:
-            data = json_object(message.value)
-            record = event_from_data(Tracked, data)
-        except Exception as exc:
-            await dead_letter(event, exc, agent=AGENT, stage="decode")
-            continue
-        position = Position(message.topic, message.offset, record.event_id)
-        by_partition[message.partition].append(TrackedEvent(event, data, record, position))
+        by_partition[event.message.partition].extend(await decode_tracked(event))
     for partition, decoded in by_partition.items():
-        failed: list[tuple[EventT, Exception]] = []
+        if not decoded:
+            continue
+        failed: list[tuple[TrackedEvent, Exception]] = []
         facts = []
         for item in decoded:
             message = item.event.message
             try:
-                fact = tracked_fact(item.data, message.offset, message.timestamp, grace)
+                fact = fact_of(item.record, message.offset, message.timestamp, grace)
             except Exception as exc:
-                failed.append((item.event, exc))
+                failed.append((item, exc))
                 continue
             if fact.kind == "late":
                 LATE.inc()
@@ -254,8 +302,9 @@ async def absorb_batch(events: Sequence[EventT]) -> None:
             sends = count_facts(f"t{partition}", topic, _unique(facts)) if facts else []
         _send_rows(sends)
         forward_tracked([item.record for item in decoded])
-        for event, error in failed:
-            await dead_letter(event, error, agent=AGENT, stage="handle")
+        for item, error in failed:
+            await dead_letter(item.event, error, agent=AGENT, stage="handle", payload=item.raw)
+    return sum(len(decoded) for decoded in by_partition.values())
 
 
 @app.agent(analytics_topic, name=AGENT)
@@ -263,9 +312,9 @@ async def absorb_tracked(stream: StreamT[bytes]) -> None:
     """Consume the analytics topic, in batches, into sessions, windows and users' behaviour."""
     async for events in ready_batches(stream, BATCH, within=BATCH_WITHIN_S):
         began = time.perf_counter()
-        await absorb_batch(events)
+        taken = await absorb_batch(events)
         BUSY.inc(time.perf_counter() - began)
-        COUNTED.inc(len(events))
+        COUNTED.inc(taken)
 
 
 @reads_order_notices("analytics", {"order_confirmed"})

@@ -85,10 +85,15 @@ def event_type_of(raw: bytes | None) -> str | None:
     return spaced.group(1).decode("ascii", "replace") if spaced else None
 
 
-async def dead_letter(event: EventT, exc: BaseException, *, agent: str, stage: str) -> None:
-    """Write ``event``'s original message and ``exc`` to the dead-letters topic."""
+async def dead_letter(event: EventT, exc: BaseException, *, agent: str, stage: str,
+                      payload: bytes | None = None) -> None:
+    """Write ``event``'s original message and ``exc`` to the dead-letters topic.
+
+    ``payload`` replaces the message's value for a message that packs many events and failed
+    on one of them: the letter then holds just that event, so replaying it adds only it.
+    """
     message = event.message
-    value, encoding = _as_text(message.value)
+    value, encoding = _as_text(message.value if payload is None else payload)
     key, _ = _as_text(message.key)
     log.warning(
         "dead-lettered %s[%s]@%s (%s, %s): %s: %s",

@@ -29,7 +29,7 @@ from agents.dead_letters import for_each_event
 from agents.order_notices import Failures, each_notice, reads_order_notices
 from agents.topics import recommendations_topic, shop_topic
 from app import app
-from models.analytics import Tracked
+from models.analytics import TrackedFields
 from models.base import Event
 from models.orders import ORDER_EVENTS, OrderUpdate
 from models.recommendations import (
@@ -62,7 +62,8 @@ Row = dict[str, Any]
 NOT_CONFIRMED = frozenset(t for t in ORDER_EVENTS if t != "order_confirmed")
 
 
-def behaviour_seen(source: Event, user_id: str, kind: str, skus: list[str]) -> BehaviourSeen:
+def behaviour_seen(source: Event | TrackedFields, user_id: str, kind: str,
+                   skus: list[str]) -> BehaviourSeen:
     """Return a user's ``kind`` behaviour on ``skus``, seen in ``source`` (id derived from it)."""
     return BehaviourSeen(type=BehaviourSeen.event_type,
                          event_id=derived_id(source.event_id, kind),
@@ -76,7 +77,7 @@ async def forward_behaviour(source: Event, user_id: str, kind: str, skus: list[s
     await recommendations_topic.send(key=user_id, value=seen.dumps())
 
 
-def forward_tracked(events: Sequence[Tracked]) -> None:
+def forward_tracked(events: Sequence[TrackedFields]) -> None:
     """Forward signed-in users' product views and carts (through the producer's buffer).
 
     Called by analytics.tracked for each batch of the analytics topic.

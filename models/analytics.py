@@ -5,18 +5,20 @@ Business rules here are pure functions; the agent in ``agents/analytics.py`` app
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from models.base import Event
+from models.base import SCHEMA_VERSION, Event, event_from_data
 
 __all__ = [
-    "COUNTERS", "HOP_SIZE", "HOP_STEP", "MINUTE", "TOP_BY", "TRACKING_TYPES", "WINDOWS", "Fact",
-    "Tracked", "add_activities", "add_activity", "fold", "hop_starts", "iso", "merge",
-    "minute_of", "purchase_facts", "summarize", "top_products", "tracked_fact", "visitor_of",
-    "window_span",
+    "COUNTERS", "HOP_SIZE", "HOP_STEP", "MAX_PACKED", "MINUTE", "PACKED_TYPE", "TOP_BY",
+    "TRACKING_TYPES", "WINDOWS", "Fact", "Tracked", "TrackedFields", "add_activities",
+    "add_activity", "fact_of", "fold", "hop_starts", "iso", "merge", "minute_of", "pack_tracked",
+    "purchase_facts", "read_tracked", "summarize", "top_products", "tracked_fact",
+    "tracked_items", "visitor_of", "window_span",
 ]
 
 #: The kinds of behaviour the frontend tracks.
@@ -37,6 +39,94 @@ class Tracked(Event):
             raise ValueError(f"type must be one of {', '.join(TRACKING_TYPES)}, not {self.type!r}")
         if not self.session_id:
             raise ValueError("session_id must not be empty")
+
+
+#: The ``type`` of a packed message: many tracked events of one partition in one message.
+PACKED_TYPE = "tracked_batch"
+#: The most events a packed message may hold.
+MAX_PACKED = 5_000
+
+
+def pack_tracked(batch_id: str, events: Sequence[bytes], *, occurred_at: str) -> bytes:
+    """Return one analytics-topic message holding ``events`` (each a Tracked event's JSON).
+
+    The events keep their own ids, sessions and times; the pack has an id of its own (the
+    replay guard's unit) and the time it was packed. Every event must belong to the
+    partition the pack is sent to (the partition of its session).
+    """
+    if not 0 < len(events) <= MAX_PACKED:
+        raise ValueError(f"a pack holds 1 to {MAX_PACKED} events, not {len(events)}")
+    head = (f'{{"type":"{PACKED_TYPE}","event_id":"{batch_id}",'
+            f'"occurred_at":"{occurred_at}","events":[').encode()
+    return head + b",".join(events) + b"]}"
+
+
+def tracked_items(data: Mapping[str, Any]) -> list[Any]:
+    """Return the tracking events a decoded analytics message holds, as JSON values.
+
+    A message is one event (a Tracked object: ``[data]``) or a pack (``type`` is
+    PACKED_TYPE: its ``events``). Raise ValueError for a pack without events; the items
+    themselves are checked one by one by the caller, so one bad event costs only itself.
+    """
+    if data.get("type") != PACKED_TYPE:
+        return [data]
+    events = data.get("events")
+    if not isinstance(events, list) or not events:
+        raise ValueError(f"a {PACKED_TYPE} must hold a non-empty list of events")
+    if len(events) > MAX_PACKED:
+        raise ValueError(f"a {PACKED_TYPE} holds at most {MAX_PACKED} events, not {len(events)}")
+    batch_id = data.get("event_id")
+    if not isinstance(batch_id, str) or not batch_id:
+        raise ValueError(f"a {PACKED_TYPE} must have an event_id")
+    return events
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFields:
+    """A tracking event's fields, read from its JSON without building a Faust record.
+
+    What :func:`read_tracked` returns: the same fields, values and checks as a
+    :class:`Tracked` (``event_from_data(Tracked, data)``), at a fifth of the cost, for the
+    analytics agent, which reads tens of thousands a second.
+    """
+
+    type: str
+    event_id: str
+    occurred_at: datetime
+    session_id: str
+    correlation_id: str = ""
+    user_id: str | None = None
+    sku: str | None = None
+    query: str | None = None
+    path: str | None = None
+
+
+#: The ISO 8601 times read without Faust: what ``datetime.isoformat()`` writes, with a zone.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?(Z|[+-]\d{2}:\d{2})\Z")
+_TEXT_OR_NONE = ("user_id", "sku", "query", "path")
+
+
+def read_tracked(data: Mapping[str, Any]) -> TrackedFields:
+    """Return a tracking event's fields; raise EventDecodeError as ``event_from_data`` would.
+
+    The common shape (what this shop's producers write) is checked here; anything else is
+    left to ``event_from_data(Tracked, data)``, so an event is accepted, and refused with the
+    same message, exactly as the Faust record would be.
+    """
+    kind, event_id, session_id = data.get("type"), data.get("event_id"), data.get("session_id")
+    at, correlation_id = data.get("occurred_at"), data.get("correlation_id", "")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if (kind in TRACKING_TYPES and isinstance(event_id, str) and event_id
+            and isinstance(session_id, str) and session_id and isinstance(correlation_id, str)
+            and type(version) is int and isinstance(at, str) and _ISO_TIME.match(at)
+            and all(isinstance(data.get(name), str | None) for name in _TEXT_OR_NONE)):
+        return TrackedFields(kind, event_id, datetime.fromisoformat(at), session_id,
+                             correlation_id, data.get("user_id"), data.get("sku"),
+                             data.get("query"), data.get("path"))
+    record = event_from_data(Tracked, dict(data))
+    return TrackedFields(record.type, record.event_id, record.occurred_at, record.session_id,
+                         record.correlation_id, record.user_id, record.sku, record.query,
+                         record.path)
 
 
 def add_activity(activity: Mapping[str, Any] | None, event: Tracked) -> dict[str, Any]:
@@ -131,27 +221,16 @@ def tracked_fact(data: Mapping[str, Any], offset: int, received: float, grace: f
     ``received`` is when the broker got it (epoch s): an event that happened more than
     ``grace`` seconds before that is ``late`` and counted at ``received`` only.
     """
-    kind = data.get("type")
-    if kind not in TRACKING_TYPES:
-        raise ValueError(f"type must be one of {', '.join(TRACKING_TYPES)}, not {kind!r}")
-    session_id, event_id = data.get("session_id"), data.get("event_id")
-    if not isinstance(session_id, str) or not session_id:
-        raise ValueError("session_id must be a non-empty string")
-    if not isinstance(event_id, str) or not event_id:
-        raise ValueError("event_id must be a non-empty string")
-    raw_at = data.get("occurred_at")
-    if not isinstance(raw_at, str):
-        raise ValueError("occurred_at must be an ISO 8601 time")
-    occurred = datetime.fromisoformat(raw_at)
-    if occurred.tzinfo is None:
-        raise ValueError("occurred_at must have a time zone")
-    user_id, sku = data.get("user_id"), data.get("sku")
-    visitor = visitor_of(user_id if isinstance(user_id, str) else None, session_id)
-    at = occurred.timestamp()
+    return fact_of(read_tracked(data), offset, received, grace)
+
+
+def fact_of(event: TrackedFields, offset: int, received: float, grace: float) -> Fact:
+    """Return the fact of a tracking event read by :func:`read_tracked` (see tracked_fact)."""
+    visitor = visitor_of(event.user_id, event.session_id)
+    at = event.occurred_at.timestamp()
     if received - at > grace:
-        return Fact(offset, received, "late", visitor, event_id=event_id)
-    return Fact(offset, at, kind, visitor, sku if isinstance(sku, str) else None,
-                event_id=event_id)
+        return Fact(offset, received, "late", visitor, event_id=event.event_id)
+    return Fact(offset, at, event.type, visitor, event.sku, event_id=event.event_id)
 
 
 def purchase_facts(offset: int, at: float, user_id: str, total_cents: int,

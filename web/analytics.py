@@ -1,20 +1,20 @@
 """Analytics HTTP: the tracking endpoint and the activity of a session.
 
 ``POST /api/events`` takes a batch of tracked behaviours from the storefront and puts them on
-the ``analytics`` topic (keyed by session); ``GET /api/analytics/sessions/{session_id}`` reads
+the ``analytics`` topic, in the partition of its session, packed with other requests' events
+(agents/tracking.py); ``GET /api/analytics/sessions/{session_id}`` reads
 the session's activity from the worker that owns its partition (``app.table_route``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC
 from typing import Literal
 
 from faust.web import Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from agents.topics import analytics_topic
+from agents.tracking import collector
 from app import app
 from models.analytics import Tracked
 from models.base import new_event_id, utcnow
@@ -58,9 +58,8 @@ class TrackingView(ShopView):
         user_id = identity(request).user_id or None  # signed in: the events are the user's
         correlation_id = request_id(request)
         now = utcnow()
-        pending = []
-        for item in batch.events:
-            event = Tracked(
+        events = [
+            Tracked(
                 type=item.type,
                 event_id=new_event_id(),
                 occurred_at=min(item.at or now, now).astimezone(UTC),
@@ -70,12 +69,11 @@ class TrackingView(ShopView):
                 sku=item.sku,
                 query=item.query,
                 path=item.path,
-            )
-            pending.append(
-                await analytics_topic.send(key=batch.session_id, value=event.dumps())
-            )
-        await asyncio.gather(*pending)
-        return self.json({"accepted": len(pending)}, status=202)
+            ).dumps()
+            for item in batch.events
+        ]
+        await collector.send(batch.session_id, events)
+        return self.json({"accepted": len(events)}, status=202)
 
 
 @app.page("/api/analytics/sessions/{session_id}")

@@ -1,7 +1,10 @@
 """Analytics windows stay exact across a crash and rebalances, and every worker answers
 them completely: of two workers counting tracked events, one is killed (SIGKILL) mid-stream,
 the other takes its partitions over (redelivered events are not counted twice, none is
-lost), and the killed one, restarted on its data dir, answers the same exact counts."""
+lost), and the killed one, restarted on its data dir, answers the same exact counts.
+
+The events come as the tracking collector writes them (packs of many events of one
+partition, agents/tracking.py) and, in between, one a message, as other producers may."""
 
 from __future__ import annotations
 
@@ -13,14 +16,26 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from bench.analytics import COUNTER_OF, make_tracking_events
+from bench.analytics import COUNTER_OF, PACK, make_tracking_events, tracking_packs
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import produce
 from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 20_000  # the agent counts thousands a second: enough to be mid-stream at the kill
+EVENTS = 60_000  # the agent counts ~20,000 a second: enough to be mid-stream at the kill
+SINGLE = 6_000  # of which one a message, three after each pack
+
+
+def messages_of(events: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Return ``events`` as packs with single events in between (keyed messages)."""
+    singles, packs = events[:SINGLE], tracking_packs(events[SINGLE:], PACK)
+    messages = []
+    for n, pack in enumerate(packs):
+        messages.append(pack)
+        messages.extend(singles[3 * n:3 * n + 3])
+    messages.extend(singles[3 * len(packs):])
+    return messages
 
 
 async def counted(http: aiohttp.ClientSession, url: str) -> Counter[str]:
@@ -61,9 +76,9 @@ async def test_counts_are_exact_across_a_crash_and_on_every_worker(
     events = make_tracking_events(EVENTS, seed=11)
     expected = Counter(COUNTER_OF[json.loads(value)["type"]] for _, value in events)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        await produce(workers.broker.bootstrap, "analytics", events)
+        await produce(workers.broker.bootstrap, "analytics", messages_of(events))
         deadline = time.monotonic() + 120  # generous: a loaded machine starts slowly
-        while sum((await counted(http, survivor.url)).values()) < EVENTS // 10:
+        while sum((await counted(http, survivor.url)).values()) < EVENTS // 4:
             assert time.monotonic() < deadline, "nothing counted"
             await asyncio.sleep(0.05)
         partly = sum((await counted(http, survivor.url)).values())

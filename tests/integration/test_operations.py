@@ -39,7 +39,9 @@ async def test_ready_reports_each_dependency_and_metrics_count_events(
         async with http.get(f"{worker.url}/metrics") as response:
             assert response.status == 200
             metrics = await response.text()
-    assert 'shop_messages_received_per_topic_total{topic="analytics"} 5.0' in metrics
+    # The five events left in one pack (agents/tracking.py): one message, five events taken.
+    assert 'shop_messages_received_per_topic_total{topic="analytics"} 1.0' in metrics
+    assert "shop_analytics_window_events_total 5.0" in metrics
     assert "shop_events_runtime_ms_count" in metrics  # processing latency
     assert 'shop_topic_partition_end_offset{partition=' in metrics  # with committed: lag
     assert 'shop_http_status_codes_total{status_code="202"}' in metrics

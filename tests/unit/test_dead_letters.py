@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 import agents.analytics
 from agents.analytics import absorb_tracked
 from agents.dead_letters import dead_letter, for_each_event
-from models.analytics import Tracked
+from models.analytics import PACKED_TYPE, Tracked, pack_tracked
 from models.base import new_event_id, utcnow
 from models.dead_letters import DeadLetter
 from tables.analytics import public_view, session_activity
@@ -154,15 +154,16 @@ async def test_a_failing_handler_is_dead_lettered_and_the_agent_carries_on(
     send: AsyncMock,
 ) -> None:
     doomed, fine = tracked(new_session()), tracked(new_session(), "search")
-    real_rule = agents.analytics.add_activity
+    real_rule = agents.analytics.add_activities
 
-    def fail_on_doomed(row: dict[str, Any] | None, event: Tracked) -> dict[str, Any]:
-        if event.session_id == doomed.session_id:
+    def fail_on_doomed(row: dict[str, Any] | None, session_id: str,
+                       seen: list[Any]) -> dict[str, Any]:
+        if session_id == doomed.session_id:
             raise RuntimeError("stock service said no")
-        return real_rule(row, event)
+        return real_rule(row, session_id, seen)
 
     handle_errors = dead_letters_total("handle")
-    with patch("agents.analytics.add_activity", new=fail_on_doomed):
+    with patch("agents.analytics.add_activities", new=fail_on_doomed):
         async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
             await put(agent, doomed)
             await put(agent, fine)
@@ -217,6 +218,70 @@ async def test_an_event_redelivered_at_an_earlier_offset_is_counted_once(send: A
         await put(agent, event)  # offset 0 this time
         await drain(agent)
     assert session_activity[session]["events"] == 1
+
+
+# -- Packs: many events of one partition in one message (agents/tracking.py) -----------------
+
+
+def pack(events: list[Tracked], pack_id: str = "pack-1") -> bytes:
+    return pack_tracked(pack_id, [e.dumps() for e in events], occurred_at=utcnow().isoformat())
+
+
+async def test_a_pack_counts_each_of_its_events_in_its_session(send: AsyncMock) -> None:
+    one, two = new_session(), new_session()
+    events = [tracked(one, "product_view"), tracked(two, "search"), tracked(one, "add_to_cart")]
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
+        await agent.put(pack(events), key=one)
+        await drain(agent)
+    assert session_activity[one]["counts"] == {"product_view": 1, "add_to_cart": 1}
+    assert session_activity[two]["counts"] == {"search": 1}
+    assert send.await_count == 0
+
+
+async def test_a_redelivered_pack_is_counted_once(send: AsyncMock) -> None:
+    session = new_session()
+    value = pack([tracked(session), tracked(session, "search")])
+    skipped = replays_skipped()
+    for _ in range(2):  # a restarted consumer reads the pack again at the same offset
+        async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
+            await agent.put(value, key=session)
+            await agent.put(value, key=session)  # and the producer appended it twice
+            await drain(agent)
+    assert session_activity[session]["events"] == 2
+    assert replays_skipped() == skipped + 3
+
+
+async def test_a_bad_event_of_a_pack_is_dead_lettered_alone_and_the_rest_counted(
+    send: AsyncMock,
+) -> None:
+    session = new_session()
+    good = tracked(session, "search")
+    bad = {"type": "purchase", "event_id": "e-bad", "session_id": session,
+           "occurred_at": "2024-05-01T10:00:00Z"}
+    value = pack_tracked("pack-2", [good.dumps(), json.dumps(bad).encode(), b"[1]"],
+                         occurred_at=utcnow().isoformat())
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
+        await agent.put(value, key=session)
+        await drain(agent)
+
+    assert session_activity[session]["counts"] == {"search": 1}
+    first, second = letters(send)
+    assert (first.stage, first.offset, first.key) == ("decode", 0, session)
+    assert json.loads(first.value or "") == bad, "the letter holds the bad event alone"
+    assert first.error.startswith("event 1 of the pack: not a valid Tracked")
+    assert json.loads(second.value or "") == [1]
+    assert second.error == "event 2 of the pack: expected a JSON object, got list"
+
+
+async def test_a_pack_without_events_is_dead_lettered_whole(send: AsyncMock) -> None:
+    value = json.dumps({"type": PACKED_TYPE, "event_id": "p", "occurred_at": "x",
+                        "events": []}).encode()
+    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context() as agent:
+        await agent.put(value, key="s")
+        await drain(agent)
+    [letter] = letters(send)
+    assert (letter.stage, letter.value) == ("decode", value.decode())
+    assert "non-empty list of events" in letter.error
 
 
 # -- for_each_event and dead_letter on a minimal stream -------------------------------------
