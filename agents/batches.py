@@ -43,7 +43,8 @@ from tables.replay import Position, Row, update_many
 E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
 
-__all__ = ["WITHIN_S", "Decoded", "Failures", "current_events", "decode_batch", "fold_batches",
+__all__ = ["WITHIN_S", "Decoded", "Failures", "current_events", "decode_batch",
+           "distinct_messages", "fold_batches",
            "fold_into", "handle_batches", "in_partition_of", "ready_batches"]
 
 #: How long a batch waits to fill before it is handled with what it has (s).
@@ -64,6 +65,25 @@ async def ready_batches(stream: StreamT[Any], max_events: int,
         current = current_events(events, app.consumer_generation_id)
         if current:
             yield current
+
+
+def distinct_messages(events: Sequence[EventT]) -> list[EventT]:
+    """Return ``events`` without a second copy of a message (same topic, partition, offset).
+
+    A batch can hold a message twice: the consumer reads a partition again from its committed
+    offset after a rebalance (agents/consumer.py) while copies read before are still in the
+    stream's buffer. The replay guard skips a copy when each event is its own update of a row;
+    a batch that folds a message's events into one update must drop the copy itself.
+    """
+    seen: set[tuple[str, int, int]] = set()
+    distinct = []
+    for event in events:
+        message = event.message
+        where = (message.topic, message.partition, message.offset)
+        if where not in seen:
+            seen.add(where)
+            distinct.append(event)
+    return distinct
 
 
 def current_events(events: Sequence[EventT], generation: int) -> list[EventT]:

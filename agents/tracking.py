@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from aiokafka.partitioner import murmur2
 from faust.types import TopicT
+from prometheus_client import Counter
 
 from agents.topics import analytics_topic
 from models.analytics import MAX_PACKED, pack_tracked
@@ -43,6 +44,9 @@ PACK_EVENTS = 1_000
 assert PACK_EVENTS <= MAX_PACKED
 
 log = logging.getLogger(__name__)
+PACKS = Counter("shop_tracking_packs_total", "Packs of tracked events the collector sent")
+PACKED = Counter("shop_tracking_packed_events_total",
+                 "Tracked events the collector sent in packs (over packs: the mean pack)")
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -125,6 +129,8 @@ class TrackingCollector:
                                      occurred_at=utcnow().isoformat())
                 sent.append(await self.topic.send(key=key, value=value))
             await asyncio.gather(*sent)
+            PACKS.inc(len(sent))
+            PACKED.inc(len(events))
         except Exception as exc:
             log.warning("tracking: a pack of %d events (key %s) was not sent: %s",
                         len(events), key, exc)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 class FakeEvent:
@@ -87,3 +91,16 @@ def test_a_batch_leaves_events_of_an_earlier_generation_unacknowledged() -> None
     for item in batch:  # what take_events does with the whole buffer afterwards
         item.message.ack(consumer)
     assert consumer.acked == [249, 250], "no commit of this worker goes past the stale ones"
+
+
+@given(st.lists(st.tuples(st.sampled_from(["analytics", "orders"]), st.integers(0, 2),
+                          st.integers(0, 5)), max_size=40))
+def test_a_batch_keeps_the_first_copy_of_each_message(where: list[tuple[str, int, int]]) -> None:
+    from agents.batches import distinct_messages
+
+    events = [SimpleNamespace(message=SimpleNamespace(topic=t, partition=p, offset=o), n=n)
+              for n, (t, p, o) in enumerate(where)]
+    kept: list[Any] = distinct_messages(events)  # type: ignore[arg-type]
+    positions = [(e.message.topic, e.message.partition, e.message.offset) for e in kept]
+    assert positions == list(dict.fromkeys(where)), "each message once, in the batch's order"
+    assert [e.n for e in kept] == [where.index(p) for p in positions], "the first copy"

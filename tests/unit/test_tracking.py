@@ -13,6 +13,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from agents.tracking import TrackingCollector, pack_by_partition, partition_of
 from models.analytics import (
@@ -164,7 +165,12 @@ def event(session: str, n: int) -> bytes:
     return json.dumps({"session_id": session, "n": n}).encode()
 
 
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
 async def test_requests_of_one_partition_within_the_linger_go_as_one_pack() -> None:
+    packs, packed = sample("shop_tracking_packs_total"), sample("shop_tracking_packed_events_total")
     topic = Topic()
     collector = TrackingCollector(topic, linger_s=0.05)  # type: ignore[arg-type]
     a, b = sessions_of(1, 2)
@@ -176,6 +182,8 @@ async def test_requests_of_one_partition_within_the_linger_go_as_one_pack() -> N
         (a, [{"session_id": a, "n": 1}, {"session_id": a, "n": 2}, {"session_id": b, "n": 3}]),
         (c, [{"session_id": c, "n": 4}]),
     ])
+    assert sample("shop_tracking_packs_total") == packs + 2
+    assert sample("shop_tracking_packed_events_total") == packed + 4
 
 
 async def test_a_request_returns_once_its_pack_is_acknowledged() -> None:
