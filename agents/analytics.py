@@ -61,7 +61,7 @@ from faust.types import EventT, StreamT
 from faust.types.windows import WindowT
 from prometheus_client import Counter
 
-from agents.batches import Decoded, distinct_messages, in_partition_of, ready_batches
+from agents.batches import Decoded, in_partition_of, ready_batches
 from agents.dead_letters import dead_letter
 from agents.order_notices import Failures, reads_order_notices
 from agents.recommendations import forward_tracked
@@ -279,10 +279,7 @@ async def absorb_batch(events: Sequence[EventT]) -> int:
     """
     grace = settings.analytics_grace
     by_partition: dict[int, list[TrackedEvent]] = defaultdict(list)
-    distinct = distinct_messages(events)
-    if len(distinct) < len(events):  # a message read twice: its session rows skip it
-        REPLAYS_SKIPPED.labels(session_activity.name).inc(len(events) - len(distinct))
-    for event in distinct:
+    for event in events:  # each message once (ready_batches drops a second copy)
         by_partition[event.message.partition].extend(await decode_tracked(event))
     for partition, decoded in by_partition.items():
         if not decoded:

@@ -51,6 +51,9 @@ __all__ = ["WITHIN_S", "Decoded", "Failures", "current_events", "decode_batch",
 WITHIN_S = 0.05
 
 
+COPIES = Counter("shop_batch_copies_dropped_total",
+                 "Second copies of a message in one batch (read again after a rebalance), "
+                 "left out of the batch")
 STALE = Counter("shop_stale_events_skipped_total",
                 "Buffered events of an earlier consumer generation that a batch left to the "
                 "partition's current owner (read again from the committed offset)")
@@ -59,10 +62,11 @@ STALE = Counter("shop_stale_events_skipped_total",
 async def ready_batches(stream: StreamT[Any], max_events: int,
                         within: float = WITHIN_S) -> AsyncIterator[list[EventT]]:
     """Yield lists of up to ``max_events`` events of ``stream``, at least every ``within`` s
-    (only events of the consumer's current generation: see :func:`current_events`)."""
+    (only events of the consumer's current generation, see :func:`current_events`, and each
+    message once, see :func:`distinct_messages`)."""
     app = stream.app
     async for events in cast(Any, stream).take_events(max_events, within=within):
-        current = current_events(events, app.consumer_generation_id)
+        current = distinct_messages(current_events(events, app.consumer_generation_id))
         if current:
             yield current
 
@@ -72,8 +76,10 @@ def distinct_messages(events: Sequence[EventT]) -> list[EventT]:
 
     A batch can hold a message twice: the consumer reads a partition again from its committed
     offset after a rebalance (agents/consumer.py) while copies read before are still in the
-    stream's buffer. The replay guard skips a copy when each event is its own update of a row;
-    a batch that folds a message's events into one update must drop the copy itself.
+    stream's buffer. The replay guard skips a copy when each event is its own update of a row,
+    but not when a batch folds a message's events into one update (a pack's events of one
+    session) or counts what has no id of its own (an order's lines in the windows). The copy
+    is still acknowledged with the batch, as the first one is.
     """
     seen: set[tuple[str, int, int]] = set()
     distinct = []
@@ -83,6 +89,8 @@ def distinct_messages(events: Sequence[EventT]) -> list[EventT]:
         if where not in seen:
             seen.add(where)
             distinct.append(event)
+    if len(distinct) < len(events):
+        COPIES.inc(len(events) - len(distinct))
     return distinct
 
 

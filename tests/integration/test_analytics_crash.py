@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 
@@ -17,13 +18,14 @@ import aiohttp
 import pytest
 
 from bench.analytics import COUNTER_OF, PACK, make_tracking_events, tracking_packs
+from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import produce
 from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 60_000  # the agent counts ~20,000 a second: enough to be mid-stream at the kill
+EVENTS = 60_000  # half before the kill, half after
 SINGLE = 6_000  # of which one a message, three after each pack
 
 
@@ -75,14 +77,14 @@ async def test_counts_are_exact_across_a_crash_and_on_every_worker(
     await asyncio.to_thread(victim.wait_ready, 120.0)
     events = make_tracking_events(EVENTS, seed=11)
     expected = Counter(COUNTER_OF[json.loads(value)["type"]] for _, value in events)
+    messages = messages_of(events)
+    half = len(messages) // 2
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        await produce(workers.broker.bootstrap, "analytics", messages_of(events))
-        deadline = time.monotonic() + 120  # generous: a loaded machine starts slowly
-        while sum((await counted(http, survivor.url)).values()) < EVENTS // 4:
-            assert time.monotonic() < deadline, "nothing counted"
-            await asyncio.sleep(0.05)
-        partly = sum((await counted(http, survivor.url)).values())
-        victim.kill()  # mid-stream: some batches written, not all committed
+        # The first half, then a kill right after the victim's first batch (written, most
+        # likely not committed yet), then the second half, during the failover.
+        await produce(workers.broker.bootstrap, "analytics", messages[:half])
+        await kill_while_working(http, victim)
+        await produce(workers.broker.bootstrap, "analytics", messages[half:])
 
         await wait_exact(http, survivor.url, expected)  # after the rebalance, on w1 alone
         await asyncio.to_thread(workers.restart(victim).wait_ready, 120.0)
@@ -90,4 +92,25 @@ async def test_counts_are_exact_across_a_crash_and_on_every_worker(
         await asyncio.sleep(2.0)  # a late double count would show by now
         assert await counted(http, survivor.url) == expected
         assert await counted(http, victim.url) == expected
-    assert partly < EVENTS, "the crash came after everything was counted; retry bigger"
+
+
+async def kill_while_working(http: aiohttp.ClientSession, victim: Worker) -> float:
+    """Kill ``victim`` (SIGKILL) as soon as it has taken a batch (its rows are written; the
+    offsets are committed within half a second); return how many events it had taken."""
+    deadline = time.monotonic() + 120  # generous: a loaded machine starts slowly
+    while not (taken := await events_taken(http, victim.url)):
+        assert time.monotonic() < deadline, "the victim took nothing"
+        await asyncio.sleep(0.02)
+    victim.kill()
+    return taken
+
+
+async def events_taken(http: aiohttp.ClientSession, url: str) -> float:
+    """Return the events the worker's analytics agent has taken (0 if it does not answer)."""
+    try:
+        async with http.get(f"{url}/metrics") as response:
+            text = await response.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0.0
+    found = re.search(r"^shop_analytics_window_events_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0

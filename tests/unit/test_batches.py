@@ -104,3 +104,23 @@ def test_a_batch_keeps_the_first_copy_of_each_message(where: list[tuple[str, int
     positions = [(e.message.topic, e.message.partition, e.message.offset) for e in kept]
     assert positions == list(dict.fromkeys(where)), "each message once, in the batch's order"
     assert [e.n for e in kept] == [where.index(p) for p in positions], "the first copy"
+
+
+async def test_ready_batches_hand_each_message_over_once() -> None:
+    from agents.batches import COPIES, ready_batches
+
+    def event(offset: int) -> Any:
+        return SimpleNamespace(message=SimpleNamespace(topic="analytics", partition=1,
+                                                       offset=offset, generation_id=7))
+
+    class Stream:
+        app = SimpleNamespace(consumer_generation_id=7)
+
+        async def take_events(self, max_events: int, within: float) -> Any:
+            yield [event(40), event(41), event(40), event(42), event(41)]
+
+    before = COPIES._value.get()
+    batches = [[e.message.offset for e in batch]
+               async for batch in ready_batches(Stream(), 10)]  # type: ignore[arg-type]
+    assert batches == [[40, 41, 42]]
+    assert COPIES._value.get() == before + 2

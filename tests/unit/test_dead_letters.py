@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -21,15 +20,12 @@ from typing import Any
 from unittest.mock import AsyncMock, patch
 
 import pytest
-from faust import Event
-from faust.types import Message
 from faust.types.agents import AgentTestWrapperT
 from prometheus_client import REGISTRY
 
 import agents.analytics
 from agents.analytics import absorb_tracked
 from agents.dead_letters import dead_letter, for_each_event
-from app import app
 from models.analytics import PACKED_TYPE, Tracked, pack_tracked
 from models.base import new_event_id, utcnow
 from models.dead_letters import DeadLetter
@@ -253,21 +249,6 @@ async def test_a_redelivered_pack_is_counted_once(send: AsyncMock) -> None:
             await drain(agent)
     assert session_activity[session]["events"] == 2
     assert replays_skipped() == skipped + 3
-
-
-async def test_a_message_read_twice_in_one_batch_is_counted_once(send: AsyncMock) -> None:
-    # After a rebalance the consumer reads a partition again from its committed offset while
-    # copies read before may still be buffered: one batch can hold a message twice.
-    session = new_session()
-    value = pack([tracked(session), tracked(session, "search")])
-    copies = [Event(app, session, value, {}, Message("analytics", 0, 41, time.time(), 0, [],
-                                                     session.encode(), value, None))
-              for _ in range(2)]
-    skipped = replays_skipped()
-    async with asyncio.timeout(TIMEOUT), absorb_tracked.test_context():
-        assert await agents.analytics.absorb_batch(copies) == 2
-    assert session_activity[session]["events"] == 2
-    assert replays_skipped() == skipped + 1
 
 
 async def test_a_bad_event_of_a_pack_is_dead_lettered_alone_and_the_rest_counted(
