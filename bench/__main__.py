@@ -33,7 +33,7 @@ from bench.report import (
 )
 from bench.saga import measure_saga
 from bench.scaling import GOAL as SCALING_GOAL
-from bench.scaling import measure_scaling
+from bench.scaling import measure_analytics_scaling, measure_scaling
 from bench.shop_agent import measure_shop_agent
 from scripts.devstack import Broker, StackError, start_tansu
 
@@ -59,6 +59,8 @@ class Options:
     log_records: int = 50_000
     log_requests: int = 10_000
     only: str | None = None
+    tracking_events: int = 200_000
+    scaling_rounds: int = 3
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -80,6 +82,10 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "log and raw aio-pika messages (default 50000; --quick 5000)")
     parser.add_argument("--log-requests", type=int, help="requests to a view that logs, with "
                         "log shipping off and on (default 10000; --quick 1000)")
+    parser.add_argument("--tracking-events", type=int, help="tracking events through the "
+                        "analytics windows, one worker and two (default 200000; --quick 20000)")
+    parser.add_argument("--scaling-rounds", type=int, help="rounds of one worker against two "
+                        "on the tracking events; medians (default 3; --quick 1)")
     parser.add_argument("--only", choices=["http"], help="run just this phase (http: the HTTP "
                         "reads against the bare handler; writes only --json if given)")
     parser.add_argument("--json", type=Path, metavar="PATH",
@@ -105,11 +111,14 @@ def parse_options(argv: list[str] | None = None) -> Options:
         parser.error("message counts must be at least 1")
     log_records = args.log_records or (5_000 if args.quick else 50_000)
     log_requests = args.log_requests or (1_000 if args.quick else 10_000)
-    if min(log_records, log_requests) < 1:
-        parser.error("message counts must be at least 1")
+    tracking_events = args.tracking_events or (20_000 if args.quick else 200_000)
+    scaling_rounds = args.scaling_rounds or (1 if args.quick else 3)
+    if min(log_records, log_requests, tracking_events, scaling_rounds) < 1:
+        parser.error("message counts and rounds must be at least 1")
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
                    http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs,
-                   log_records=log_records, log_requests=log_requests, only=args.only)
+                   log_records=log_records, log_requests=log_requests, only=args.only,
+                   tracking_events=tracking_events, scaling_rounds=scaling_rounds)
 
 
 async def run_http_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -205,15 +214,21 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     results.extend(await measure_scaling(options.saga_orders, workdir, options.rabbit_url,
                                          deadline))
 
-    say(f"analytics windows: {options.shop_messages:,} tracking events, raw aiokafka consume + "
-        "decode against a real worker's windows (on a broker of its own)")
-    analytics = await measure_analytics_alone(workdir, options.rabbit_url,
-                                              options.shop_messages,
-                                              time.monotonic() + 180 + options.shop_messages / 100)
+    say(f"analytics windows: {options.tracking_events:,} tracking events, raw aiokafka "
+        "consume + decode against a real worker's windows (on a broker of its own)")
+    analytics = await measure_analytics_alone(
+        workdir, options.rabbit_url, options.tracking_events,
+        time.monotonic() + 180 + options.tracking_events / 100)
     results.extend(analytics)
     say(f"analytics done: {analytics[1].rate:,.0f} events/s end to end = "
         f"{analytics[1].extra['ratio_to_raw_consumer']} x raw; the analytics.tracked agent "
         f"{analytics[2].rate:,.0f} events/s of its own time; counts exact")
+
+    say(f"scaling (analytics): {options.tracking_events:,} tracking events with one worker, "
+        f"then two with a standby replica and two without, {options.scaling_rounds} round(s)")
+    deadline = time.monotonic() + options.scaling_rounds * (300 + options.tracking_events / 500)
+    results.extend(await measure_analytics_scaling(
+        options.tracking_events, workdir, options.rabbit_url, deadline, options.scaling_rounds))
     return results
 
 
@@ -265,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     http = [r for r in results if "ratio_to_bare_aiohttp" in r.extra]
     logs = [r for r in results if r.extra.get("phase") == "logs"]
     scaling = [r for r in results if r.extra.get("phase") == "scaling"]
+    tracking = [r for r in results if r.extra.get("phase") == "scaling-analytics"]
     analytics = [r for r in results if r.extra.get("phase") == "analytics"]
     print_table([r for r in results if r not in http and r not in logs and r not in scaling
-                 and r not in analytics], baseline)
+                 and r not in analytics and r not in tracking], baseline)
     print()
     print_analytics_table(analytics)
     print()
     print_scaling_table(scaling, SCALING_GOAL)
+    print()
+    print_scaling_table(tracking, SCALING_GOAL, unit="events")
     print()
     print_http_table(http)
     print()
@@ -285,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         "shop_messages": options.shop_messages, "saga_orders": options.saga_orders,
         "http_requests": options.http_requests, "http_concurrency": HTTP_CONCURRENCY,
         "log_records": options.log_records, "log_requests": options.log_requests,
+        "tracking_events": options.tracking_events, "scaling_rounds": options.scaling_rounds,
         "quick": options.quick, "sessions": SESSIONS})
     for path in write_results(document, options.json_path):
         say(f"wrote {path}")

@@ -109,9 +109,9 @@ def print_http_table(results: list[PhaseResult]) -> None:
               "measured in this run; goal >= 0.6 x bare, p99 < 20 ms)")
 
 
-def print_scaling_table(results: list[PhaseResult], goal: float) -> None:
-    """Print workers | orders | seconds | orders/s | ratio to one worker."""
-    rows = [("workers", "standbys", "orders", "seconds", "orders/s", "x one worker")]
+def print_scaling_table(results: list[PhaseResult], goal: float, unit: str = "orders") -> None:
+    """Print workers | standbys | units | seconds | units/s | ratio to one worker."""
+    rows = [("workers", "standbys", unit, "seconds", f"{unit}/s", "x one worker")]
     for r in results:
         rows.append((str(r.extra["workers"]), str(r.extra.get("standby_replicas", "")),
                      f"{r.messages:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}",
@@ -121,10 +121,16 @@ def print_scaling_table(results: list[PhaseResult], goal: float) -> None:
         print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
         if n == 0:
             print("-+-".join("-" * w for w in widths))
-    if results:
-        print(f"(OrderPlaced -> confirmed through the whole saga, {results[0].extra['partitions']}"
-              f" partitions, each run on a fresh broker; goal: two workers >= {goal} x one; "
-              f"{os.cpu_count()} cores here, shared with the broker and the bench)")
+    if not results:
+        return
+    if "rounds" in results[0].extra:
+        what = (f"tracked events in packs of {results[0].extra['pack']} -> the merged windows, "
+                f"medians of {results[0].extra['rounds']} rounds")
+    else:
+        what = "OrderPlaced -> confirmed through the whole saga"
+    print(f"({what}, {results[0].extra['partitions']} partitions, each run on a fresh broker; "
+          f"goal: two workers >= {goal} x one; {os.cpu_count()} cores here, shared with the "
+          "broker and the bench)")
 
 
 def write_results(document: dict[str, Any], also: Path | None = None) -> list[Path]:

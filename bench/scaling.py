@@ -14,25 +14,44 @@ rates (goal: two workers >= 1.7 x one, on a machine with a core per worker to sp
 Two workers run twice: with one standby replica (the default: each worker also keeps a copy
 of the other's table partitions, for a fast failover) and with none (SHOP_STANDBY_REPLICAS=0;
 on a machine whose cores the workers share, the standby copies cost throughput).
+
+:func:`measure_analytics_scaling` does the same for tracking events through the analytics
+agents (sessions, windows, the merge), the shop's other high-volume work, in packs as the
+tracking collector writes them (bench/analytics.py), over 8 partitions: the clock runs from
+the first event sent to the merged windows counting every event (checked exactly). The
+saga's messages cost the broker about as much CPU as the workers; a pack of tracked events
+costs it little, so this is the work where a second core goes to a second worker. Its
+rounds alternate the three set-ups and report each one's median (single runs on a shared
+2-core machine swing by a third).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench.kafka_raw import new_producer
+from bench.analytics import (
+    PACK,
+    PARTITIONS,
+    _counted,
+    expected_counts,
+    make_tracking_events,
+    tracking_packs,
+)
+from bench.errors import BenchError
+from bench.kafka_raw import create_topic, measure_producer, new_producer
 from bench.report import UNLIMITED, PhaseResult, say
 from bench.saga import Confirmations, add_products, bench_sku
-from bench.shop_agent import _require_rabbitmq, _wait_ready
+from bench.shop_agent import _check_alive, _require_rabbitmq, _wait_ready
 from models.orders import OrderLine, OrderPlaced
 from scripts.devstack import Worker, broker_env, start_tansu, start_worker
 
-__all__ = ["GOAL", "measure_scaling"]
+__all__ = ["GOAL", "measure_analytics_scaling", "measure_scaling"]
 
 #: Goal for two workers against one (issue 9).
 GOAL = 1.7
@@ -136,3 +155,72 @@ async def _wait_settled(http: aiohttp.ClientSession, workers: list[Worker]) -> N
 async def _is_ready(http: aiohttp.ClientSession, worker: Worker) -> bool:
     async with http.get(worker.url + "/ready") as response:
         return response.status == 200
+
+
+#: The set-ups of the analytics rounds: (workers, standby replicas).
+ANALYTICS_SETUPS = ((1, 0), (2, 1), (2, 0))
+
+
+async def measure_analytics_scaling(events: int, workdir: Path, rabbit_url: str,
+                                    deadline: float, rounds: int = 3) -> list[PhaseResult]:
+    """Return the analytics rate with one worker and with two (medians of ``rounds``)."""
+    _require_rabbitmq(rabbit_url)
+    tracked = make_tracking_events(events)
+    rates: dict[tuple[int, int], list[float]] = {setup: [] for setup in ANALYTICS_SETUPS}
+    for round_ in range(rounds):
+        for count, standbys in ANALYTICS_SETUPS:
+            rate = await _run_analytics(count, standbys, tracked, workdir / f"round-{round_}",
+                                        rabbit_url, deadline)
+            rates[(count, standbys)].append(rate)
+            say(f"scaling (analytics), round {round_ + 1} of {rounds}: {count} worker(s), "
+                f"{standbys} standby: {rate:,.0f} events/s")
+    one = statistics.median(rates[(1, 0)])
+    results = []
+    for (count, standbys), values in rates.items():
+        median = statistics.median(values)
+        standby = f", {standbys} standby" if count > 1 else ""
+        results.append(PhaseResult(
+            f"{count} worker{'s' if count > 1 else ''}{standby}: tracked events, packs of "
+            f"{PACK}", events, events / median,
+            extra={"phase": "scaling-analytics", "workers": count, "partitions": PARTITIONS,
+                   "standby_replicas": standbys, "rounds": rounds, "pack": PACK,
+                   "rates": [round(r) for r in values],
+                   "ratio_to_one_worker": round(median / one, 3) if one else 0.0}))
+    for result in results[1:]:
+        say(f"scaling (analytics): {result.name}: {result.rate:,.0f} events/s (median) = "
+            f"{result.extra['ratio_to_one_worker']:.2f} x one (goal >= {GOAL})")
+    return results
+
+
+async def _run_analytics(count: int, standbys: int, tracked: list[tuple[str, bytes]],
+                         base: Path, rabbit_url: str, deadline: float) -> float:
+    """One run: ``count`` workers on a fresh broker; return the tracked events/s."""
+    base = base / f"analytics-{count}-standby-{standbys}"
+    base.mkdir(parents=True, exist_ok=True)
+    broker = start_tansu(log_path=base / "tansu.log")
+    workers: list[Worker] = []
+    expected = sum(expected_counts(tracked).values())
+    try:
+        await create_topic(broker.bootstrap, "analytics", PARTITIONS)
+        env = {**UNLIMITED, "SHOP_STANDBY_REPLICAS": str(standbys),
+               "SHOP_TOPIC_PARTITIONS": str(PARTITIONS)}
+        workers = [start_worker(f"w{n}", broker_env(broker), rabbit_url, base, extra_env=env)
+                   for n in range(count)]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            await _wait_settled(http, workers)
+            started = time.perf_counter()
+            await measure_producer(broker.bootstrap, "analytics", tracking_packs(tracked, PACK))
+            while (done := sum((await _counted(http, workers[0].url)).values())) < expected:
+                for worker in workers:
+                    _check_alive(worker)
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the windows counted {done:,} of {expected:,} events in "
+                                     f"time; see {base}")
+                await asyncio.sleep(0.1)
+            seconds = time.perf_counter() - started
+            if done != expected:
+                raise BenchError(f"the windows counted {done:,} events of {expected:,}")
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+        broker.stop()
+    return len(tracked) / seconds

@@ -21,6 +21,7 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
         [sys.executable, "-m", "bench", "--messages", "2000", "--faust-messages", "500",
          "--shop-messages", "300", "--saga-orders", "100", "--saga-latency-seconds", "1",
          "--http-requests", "300", "--log-records", "500", "--log-requests", "200",
+         "--tracking-events", "300", "--scaling-rounds", "1",
          "--rabbit-url", rabbit_url, "--json", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -60,6 +61,15 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert all(p["extra"]["confirmed"] == 100 for p in (one, two, bare_two))
     assert two["extra"]["ratio_to_one_worker"] > 0 and bare_two["extra"]["ratio_to_one_worker"] > 0
     assert "x one worker" in result.stdout
+    tracked = [p for p in phases if p["extra"].get("phase") == "scaling-analytics"]
+    assert [(p["extra"]["workers"], p["extra"]["standby_replicas"]) for p in tracked] == [
+        (1, 0), (2, 1), (2, 0)]
+    assert all(p["messages"] == 300 and len(p["extra"]["rates"]) == 1 for p in tracked)
+    assert tracked[0]["extra"]["ratio_to_one_worker"] == 1.0
+    assert all(p["extra"]["ratio_to_one_worker"] > 0 for p in tracked)
+    windows = next(p for p in phases if p["extra"].get("phase") == "analytics"
+                   and "counts" in p["extra"])
+    assert windows["messages"] == 300 and windows["extra"]["exact"] is True
     assert latency["extra"]["streams"] == 500 and latency["messages"] == 100
     assert latency["extra"]["p99_ms"] >= latency["extra"]["p50_ms"] > 0
     for notified in (pipeline, inbox):
