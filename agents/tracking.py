@@ -123,6 +123,7 @@ class TrackingCollector:
     async def _send_packs(self, key: str, events: list[bytes],
                           waiting: list[asyncio.Future[None]]) -> None:
         try:
+            await self.topic.maybe_declare()  # a request may come before Faust creates it
             sent = []
             for start in range(0, len(events), MAX_PACKED):
                 value = pack_tracked(new_event_id(), events[start:start + MAX_PACKED],

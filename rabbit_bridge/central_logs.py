@@ -203,6 +203,11 @@ class CentralLogs(Service):
     async def _send_alerts(self, alerts: list[dict[str, Any]]) -> None:
         from agents.topics import notifications_topic  # late: the topics need the app
 
+        # This consumer starts before Faust creates the app's topics: a send to a topic the
+        # broker does not have yet would auto-create it with the broker's partition count,
+        # not the app's (seen: 'notifications' with 4 partitions against its table's 8, and
+        # every notification of that worker dead-lettered). Declared once, then a no-op.
+        await notifications_topic.maybe_declare()
         for entry in alerts:
             try:
                 await notifications_topic.send(

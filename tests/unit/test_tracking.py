@@ -143,9 +143,13 @@ class Topic:
     def __init__(self, fail: bool = False) -> None:
         self.sent: list[tuple[str, list[dict[str, Any]]]] = []
         self.fail = fail
+        self.declared = False
 
     def get_topic_name(self) -> str:
         return "analytics"
+
+    async def maybe_declare(self) -> None:
+        self.declared = True
 
     async def send(self, *, key: str, value: bytes) -> asyncio.Future[None]:
         if self.fail:
@@ -182,6 +186,7 @@ async def test_requests_of_one_partition_within_the_linger_go_as_one_pack() -> N
         (a, [{"session_id": a, "n": 1}, {"session_id": a, "n": 2}, {"session_id": b, "n": 3}]),
         (c, [{"session_id": c, "n": 4}]),
     ])
+    assert topic.declared, "the topic is declared with the app's partitions before a send"
     assert sample("shop_tracking_packs_total") == packs + 2
     assert sample("shop_tracking_packed_events_total") == packed + 4
 

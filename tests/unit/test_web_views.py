@@ -53,7 +53,8 @@ def sent() -> Iterator[AsyncMock]:
         delivered.set_result(None)
         return delivered
 
-    with patch.object(analytics_topic, "send", new=AsyncMock(side_effect=send)) as mock:
+    with patch.object(analytics_topic, "send", new=AsyncMock(side_effect=send)) as mock, \
+            patch.object(analytics_topic, "maybe_declare", new=AsyncMock()):
         yield mock
 
 
