@@ -71,6 +71,7 @@ from models.analytics import (
     COUNTERS,
     HOP_SIZE,
     MINUTE,
+    PACKED_TYPE,
     Fact,
     TrackedFields,
     add_activities,
@@ -252,7 +253,7 @@ async def decode_tracked(event: EventT) -> list[TrackedEvent]:
     except Exception as exc:
         await dead_letter(event, exc, agent=AGENT, stage="decode")
         return []
-    packed = len(items) > 1 or items[0] is not data
+    packed = data.get("type") == PACKED_TYPE
     decoded = []
     for index, item in enumerate(items):
         try:
@@ -260,11 +261,10 @@ async def decode_tracked(event: EventT) -> list[TrackedEvent]:
                 raise EventDecodeError(f"expected a JSON object, got {type(item).__name__}")
             record = read_tracked(item)
         except Exception as exc:
-            if not packed:
-                await dead_letter(event, exc, agent=AGENT, stage="decode")
-                continue
-            await dead_letter(event, EventDecodeError(f"event {index} of the pack: {exc}"),
-                              agent=AGENT, stage="decode", payload=_dumps(item))
+            if packed:  # the letter holds the event alone, with where it was in the pack
+                exc = EventDecodeError(f"event {index} of the pack: {exc}")
+            await dead_letter(event, exc, agent=AGENT, stage="decode",
+                              payload=_dumps(item) if packed else None)
             continue
         unit = data["event_id"] if packed else record.event_id
         decoded.append(TrackedEvent(event, item, record,

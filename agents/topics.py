@@ -8,6 +8,7 @@ them with :func:`agents.dead_letters.for_each_event`, which dead-letters what do
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from faust.types import TopicT
@@ -19,6 +20,7 @@ __all__ = [
     "analytics_topic",
     "catalog_topic",
     "dead_letters_topic",
+    "ensure_declared",
     "inventory_topic",
     "notifications_topic",
     "order_saga_topics",
@@ -52,6 +54,22 @@ def shop_topic(*names: str, **options: Any) -> TopicT:
         internal=True,
         **options,
     )
+
+
+_declared: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+async def ensure_declared(topic: TopicT) -> None:
+    """Create ``topic`` with its configured partitions unless this process already has.
+
+    For a send that may come before Faust creates the app's topics at start: the broker would
+    auto-create the topic with its own partition count, not the app's, and the tables fed by
+    it would refuse every event. Faust's ``maybe_declare`` asks the broker each time it is
+    called; this asks once per process.
+    """
+    if topic not in _declared:
+        await topic.maybe_declare()
+        _declared.add(topic)
 
 
 #: analytics [session id]: tracking events (page_view, product_view, search, cart changes).

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from aiokafka.partitioner import murmur2
 from faust.types import TopicT
 from prometheus_client import Counter
 
-from agents.topics import analytics_topic
+from agents.topics import analytics_topic, ensure_declared
 from models.analytics import MAX_PACKED, pack_tracked
 from models.base import new_event_id, utcnow
 
@@ -74,6 +74,16 @@ def pack_by_partition(events: Iterable[tuple[str, bytes]], partitions: int,
     return packs
 
 
+@dataclass
+class _Pack:
+    """A partition's pack being gathered: its key, events, the requests waiting, its timer."""
+
+    key: str
+    events: list[bytes] = field(default_factory=list)
+    waiting: list[asyncio.Future[None]] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
 class TrackingCollector:
     """Gathers requests' tracked events per partition; sends each partition's pack as one."""
 
@@ -82,24 +92,21 @@ class TrackingCollector:
         self.topic = topic
         self.linger_s = linger_s
         self.pack_events = pack_events
-        self._events: dict[int, list[bytes]] = defaultdict(list)
-        self._keys: dict[int, str] = {}
-        self._waiting: dict[int, list[asyncio.Future[None]]] = defaultdict(list)
-        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._packs: dict[int, _Pack] = {}
         self._sending: set[asyncio.Future[None]] = set()
 
     async def send(self, session_id: str, events: Sequence[bytes]) -> None:
         """Send one session's events (Tracked JSON); return once they are on the broker."""
+        loop = asyncio.get_running_loop()
         partition = partition_of(session_id, self._partitions())
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._keys.setdefault(partition, session_id)
-        self._events[partition].extend(events)
-        self._waiting[partition].append(done)
-        if len(self._events[partition]) >= self.pack_events:
+        pack = self._packs.setdefault(partition, _Pack(session_id))
+        done: asyncio.Future[None] = loop.create_future()
+        pack.events.extend(events)
+        pack.waiting.append(done)
+        if len(pack.events) >= self.pack_events:
             self._flush(partition)
-        elif partition not in self._timers:
-            self._timers[partition] = asyncio.get_running_loop().call_later(
-                self.linger_s, self._flush, partition)
+        elif pack.timer is None:
+            pack.timer = loop.call_later(self.linger_s, self._flush, partition)
         await done
 
     def _partitions(self) -> int:
@@ -109,37 +116,35 @@ class TrackingCollector:
         return partitions
 
     def _flush(self, partition: int) -> None:
-        timer = self._timers.pop(partition, None)
-        if timer is not None:
-            timer.cancel()
-        key = self._keys.pop(partition, "")
-        events = self._events.pop(partition, [])
-        waiting = self._waiting.pop(partition, [])
-        if events:
-            sending = asyncio.ensure_future(self._send_packs(key, events, waiting))
-            self._sending.add(sending)
-            sending.add_done_callback(self._sending.discard)
+        pack = self._packs.pop(partition, None)
+        if pack is None:
+            return
+        if pack.timer is not None:
+            pack.timer.cancel()
+        sending = asyncio.ensure_future(self._send_pack(pack))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
 
-    async def _send_packs(self, key: str, events: list[bytes],
-                          waiting: list[asyncio.Future[None]]) -> None:
+    async def _send_pack(self, pack: _Pack) -> None:
+        events = pack.events
         try:
-            await self.topic.maybe_declare()  # a request may come before Faust creates it
+            await ensure_declared(self.topic)  # a request may come before Faust creates it
             sent = []
             for start in range(0, len(events), MAX_PACKED):
                 value = pack_tracked(new_event_id(), events[start:start + MAX_PACKED],
                                      occurred_at=utcnow().isoformat())
-                sent.append(await self.topic.send(key=key, value=value))
+                sent.append(await self.topic.send(key=pack.key, value=value))
             await asyncio.gather(*sent)
             PACKS.inc(len(sent))
             PACKED.inc(len(events))
         except Exception as exc:
             log.warning("tracking: a pack of %d events (key %s) was not sent: %s",
-                        len(events), key, exc)
-            for done in waiting:
+                        len(events), pack.key, exc)
+            for done in pack.waiting:
                 if not done.done():
                     done.set_exception(exc)
             return
-        for done in waiting:
+        for done in pack.waiting:
             if not done.done():
                 done.set_result(None)
 

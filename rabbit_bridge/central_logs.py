@@ -201,15 +201,14 @@ class CentralLogs(Service):
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _send_alerts(self, alerts: list[dict[str, Any]]) -> None:
-        from agents.topics import notifications_topic  # late: the topics need the app
+        from agents.topics import ensure_declared, notifications_topic  # late: need the app
 
-        # This consumer starts before Faust creates the app's topics: a send to a topic the
-        # broker does not have yet would auto-create it with the broker's partition count,
-        # not the app's (seen: 'notifications' with 4 partitions against its table's 8, and
-        # every notification of that worker dead-lettered). Declared once, then a no-op.
-        await notifications_topic.maybe_declare()
+        # This consumer starts before Faust creates the app's topics (seen: 'notifications'
+        # auto-created with 4 partitions against its table's 8, every notification of that
+        # worker dead-lettered).
         for entry in alerts:
             try:
+                await ensure_declared(notifications_topic)
                 await notifications_topic.send(
                     key="admins", value=json.dumps(admin_alert(entry)).encode())
                 ALERTS.labels("sent").inc()
