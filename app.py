@@ -8,11 +8,12 @@ Run it with ``faust -A app worker -l info``; every setting comes from ``SHOP_*``
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import TransportT
+from faust.types import CollectionT, TransportT
+from faust.types.web import ViewDecorator
 
 from config import ConfigError, Settings
 from config.checks import wait_for_kafka
@@ -57,6 +58,22 @@ class ShopApp(faust.App):
 
             return TansuTransport(self.conf.broker_consumer, self)
         return ShopTransport(self.conf.broker_consumer, self)
+
+    def _new_web(self) -> Any:
+        from web.server import ShopWeb
+
+        return ShopWeb(self)
+
+    def table_route(self, table: CollectionT, shard_param: str | None = None, *,
+                    query_param: str | None = None, match_info: str | None = None,
+                    exact_key: str | None = None) -> ViewDecorator:
+        """Faust's ``table_route`` (answer on the worker that owns the key), without raising
+        an exception for every request answered here (tables/routing.py)."""
+        from tables.routing import route_to_owner
+
+        return cast(ViewDecorator, route_to_owner(
+            self, table, query_param=query_param or shard_param, match_info=match_info,
+            exact_key=exact_key))
 
     def worker_init(self) -> None:
         """Check Kafka answers and create this worker's data dir before the worker starts."""

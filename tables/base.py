@@ -29,14 +29,17 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, cast
 
 import faust
+from faust.stores.base import SerializedStore
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.streams import current_event
 from faust.tables.recovery import Recovery
 from faust.types import TP, AppT, CodecArg, CollectionT, EventT, ModelArg
 from faust.types.stores import StoreT
 from faust.types.tuples import FutureMessage
 from yarl import URL
 
-__all__ = ["OwnWrites", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable", "tables_ready"]
+__all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
+           "tables_ready"]
 
 R = TypeVar("R")  # what OwnWrites holds back: a changelog event
 
@@ -80,7 +83,126 @@ class RawStrKeys:
                                 options=table.options)
 
 
-class ShopTable(RawStrKeys, faust.Table):
+#: How many rows each table remembers for reads outside an agent's event.
+READ_CACHE_SIZE = 4096
+
+_UNKNOWN = object()  # what ReadCache.get returns for a key it does not remember
+
+
+class ReadCache:
+    """The stored bytes of recently read keys (``None``: no row), the oldest forgotten first.
+
+    Bytes, not decoded rows: every reader still gets a row of its own to change.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: dict[Any, bytes | None] = {}
+
+    def get(self, key: Any) -> Any:
+        """Return the remembered bytes of ``key`` (or None: no row), else ``_UNKNOWN``."""
+        return self._rows.get(key, _UNKNOWN)
+
+    def put(self, key: Any, value: bytes | None) -> None:
+        """Remember what the store holds for ``key``."""
+        rows = self._rows
+        if len(rows) >= self.size and key not in rows:
+            del rows[next(iter(rows))]
+        rows[key] = value
+
+    def forget(self, key: Any) -> None:
+        """Forget ``key`` (it is being written or deleted)."""
+        self._rows.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything (the store changed under us: changelog, rebalance, reset)."""
+        self._rows.clear()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class FastReads:
+    """``get`` with one store read, and rows read outside an agent's event remembered
+    (mixed into Faust's table classes).
+
+    Faust's ``Table.get`` asks the store whether it holds the key, then reads it: two
+    RocksDB look-ups, each through Faust's key index and bloom check, under ``Mapping.get``
+    and two dict layers. Here ``get`` does one store read (``_get``: within an agent's event,
+    the event's partition only; elsewhere, any partition held here), the same sensor call and
+    the same decoding.
+
+    Reads outside an event (HTTP views, timers) are served from a :class:`ReadCache` of the
+    stored bytes: an authenticated keyed GET read two rows, and each RocksDB read cost it
+    about as much as the rest of the view. The cache forgets a key when this worker writes or
+    deletes it (``on_key_set``/``on_key_del``: every write of a table goes through them), and
+    everything when the store changes otherwise: a changelog batch (recovery, standby
+    replicas, a global table's records from other workers), a rebalance, a reset. Reads
+    within an event, windowed tables and tables with a ``default`` factory are not cached.
+    """
+
+    _read_cache: ReadCache | None = None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """Return the value of ``key``, or ``default`` if the table has none."""
+        table: Any = self
+        store = table.data
+        if table.default is not None or not isinstance(store, SerializedStore):
+            return super().get(key, default)  # type: ignore[misc]
+        table.on_key_get(key)
+        if current_event() is None and table.window is None:
+            cache = self._read_cache
+            if cache is None:
+                cache = self._read_cache = ReadCache(READ_CACHE_SIZE)
+            value = cache.get(key)
+            if value is _UNKNOWN:
+                value = store._get(store._encode_key(key))
+                cache.put(key, value)
+        else:
+            value = store._get(store._encode_key(key))
+        return default if value is None else store._decode_value(value)
+
+    def _forget_reads(self) -> None:
+        if self._read_cache is not None:
+            self._read_cache.clear()
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        """Forget the remembered read of ``key``; then write it as Faust does."""
+        if self._read_cache is not None:
+            self._read_cache.forget(key)
+        super().on_key_set(key, value)  # type: ignore[misc]
+
+    def on_key_del(self, key: Any) -> None:
+        """Forget the remembered read of ``key``; then delete it as Faust does."""
+        if self._read_cache is not None:
+            self._read_cache.forget(key)
+        super().on_key_del(key)  # type: ignore[misc]
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        """Apply changelog records as Faust does, forgetting every remembered read."""
+        self._forget_reads()
+        super().apply_changelog_batch(batch)  # type: ignore[misc]
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP],
+                           newly_assigned: set[TP], generation_id: int = 0) -> None:
+        """Forget every remembered read (partitions come and go); then rebalance."""
+        self._forget_reads()
+        await super().on_rebalance(  # type: ignore[misc]
+            assigned, revoked, newly_assigned, generation_id)
+        self._forget_reads()
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Forget every remembered read once recovery completed."""
+        self._forget_reads()
+        await super().on_recovery_completed(active_tps, standby_tps)  # type: ignore[misc]
+
+    def reset_state(self) -> None:
+        """Forget every remembered read and reset the store."""
+        self._forget_reads()
+        super().reset_state()  # type: ignore[misc]
+
+
+class ShopTable(FastReads, RawStrKeys, faust.Table):
     """A Faust table whose ``str`` keys are stored and routed as raw UTF-8 bytes."""
 
 
@@ -137,7 +259,7 @@ class OwnWrites(Generic[R]):
         return True
 
 
-class ShopGlobalTable(RawStrKeys, faust.GlobalTable):
+class ShopGlobalTable(FastReads, RawStrKeys, faust.GlobalTable):
     """A Faust global table (every worker has all of it) with raw UTF-8 ``str`` keys, whose
     writer does not apply its own older changelog records over its newer writes."""
 

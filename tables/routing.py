@@ -12,6 +12,7 @@ headers that matter, marks a forwarded request so it is never forwarded twice, a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import Any, cast
 
 import aiohttp
@@ -31,7 +32,7 @@ from web.middleware import (
     request_id,
 )
 
-__all__ = ["ShopRouter", "Unavailable"]
+__all__ = ["ShopRouter", "Unavailable", "route_to_owner"]
 
 
 #: Request headers not forwarded (hop-by-hop, or recomputed by the client).
@@ -172,3 +173,35 @@ class ShopRouter(Router):
                 f"the worker that owns this key ({host}:{port}) does not answer; "
                 "retry in a second"
             ) from None
+
+
+def route_to_owner(app: Any, table: Any, *, query_param: str | None = None,
+                   match_info: str | None = None, exact_key: str | None = None,
+                   ) -> Callable[[Callable[..., Awaitable[Response]]],
+                                 Callable[..., Awaitable[Response]]]:
+    """Decorate a view method to answer on the worker that owns the request's key.
+
+    What ``app.table_route`` does (the key from ``match_info``, ``query_param`` or
+    ``exact_key``), through :meth:`ShopRouter.on_owner`: a key owned here calls the method
+    directly, where Faust's decorator raises and catches ``SameNode`` on every such request.
+    """
+    if query_param is None and match_info is None and exact_key is None:
+        raise TypeError("route_to_owner needs one of query_param, match_info or exact_key")
+
+    def decorator(method: Callable[..., Awaitable[Response]]
+                  ) -> Callable[..., Awaitable[Response]]:
+        @wraps(method)
+        async def routed(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+            if exact_key is not None:
+                key = exact_key
+            elif match_info is not None:
+                key = request.match_info[match_info]
+            else:
+                key = request.query[cast(str, query_param)]
+            router = cast(ShopRouter, app.router)
+            return await router.on_owner(table.name, key, view.web, request,
+                                         lambda: method(view, request, *args, **kwargs))
+
+        return routed
+
+    return decorator

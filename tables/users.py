@@ -48,8 +48,12 @@ async def wait_for(watchers: OrderWatchers, table: Any, key: str,
     ``watching`` is a future from ``watchers.watch(key)`` taken before the request that
     causes the change was sent (so a fast answer is not missed).
     """
-    deadline = time.monotonic() + seconds
     row = table.get(key)
+    if done(row):  # the usual case: one read
+        if watching is not None:
+            watchers.forget(key, watching)
+        return row
+    deadline = time.monotonic() + seconds
     change = watching
     while not done(row):
         left = deadline - time.monotonic()
@@ -62,7 +66,4 @@ async def wait_for(watchers: OrderWatchers, table: Any, key: str,
             watchers.forget(key, change)
             break
         change = None
-    else:
-        if change is not None:
-            watchers.forget(key, change)
     return table.get(key)

@@ -58,3 +58,107 @@ def test_a_rocksdb_table_collects_garbage_only_when_it_closes_a_partition(
     assert collections == [] and set(store._dbs) == {0, 1}
     store.revoke_partitions(session_activity, {TP(changelog, 1)})
     assert collections == [1] and set(store._dbs) == {0}
+
+
+class _CountingStore:
+    """The parts of a table's RocksDB store that ``get`` uses, counting the reads."""
+
+    def __init__(self, rows: dict[bytes, bytes]) -> None:
+        self.rows = rows
+        self.reads = 0
+
+    def _get(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return self.rows.get(key)
+
+
+def _table_on(monkeypatch: Any, rows: dict[bytes, bytes]) -> tuple[Any, _CountingStore]:
+    """Return session_activity reading ``rows`` through a counting store (no broker)."""
+    import faust
+
+    from tables import base
+
+    store = session_activity._new_store_by_url("rocksdb://")
+    counting = _CountingStore(rows)
+    monkeypatch.setattr(store, "_get", counting._get)
+    monkeypatch.setattr(session_activity, "_data", store)
+    monkeypatch.setattr(session_activity, "_read_cache", None)
+    # Writes and changelog batches as Faust does them, minus the broker.
+    monkeypatch.setattr(faust.Table, "on_key_set", lambda self, key, value: None)
+    monkeypatch.setattr(faust.Table, "on_key_del", lambda self, key: None)
+    monkeypatch.setattr(faust.Table, "apply_changelog_batch", lambda self, batch: None)
+    monkeypatch.setattr(base, "current_event", lambda: None)
+    return session_activity, counting
+
+
+def test_a_read_outside_an_event_is_remembered_as_bytes(monkeypatch: Any) -> None:
+    table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
+    first = table.get("s1")
+    first["events"] = 99  # a reader changing its copy changes no one else's
+    assert table.get("s1") == {"events": 1}
+    assert store.reads == 1
+    assert table.get("nobody", "none") == "none" and table.get("nobody") is None
+    assert store.reads == 2, "a missing key is remembered too (a revocation check per request)"
+
+
+def test_a_write_or_delete_here_forgets_the_remembered_read(monkeypatch: Any) -> None:
+    table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
+    assert table.get("s1") == {"events": 1}
+    table.on_key_set("s1", {"events": 2})
+    store.rows[b"s1"] = b'{"events": 2}'
+    assert table.get("s1") == {"events": 2}
+    table.on_key_del("s1")
+    del store.rows[b"s1"]
+    assert table.get("s1") is None
+    assert store.reads == 3
+
+
+def test_changelog_records_rebalances_and_resets_forget_every_read(monkeypatch: Any) -> None:
+    import asyncio
+
+    import faust
+
+    table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
+    table.get("s1")
+    store.rows[b"s1"] = b'{"events": 5}'  # another worker's write, arriving as a record
+    table.apply_changelog_batch([])
+    assert table.get("s1") == {"events": 5}
+
+    async def no_rebalance(self: Any, *args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(faust.Table, "on_rebalance", no_rebalance)
+    store.rows[b"s1"] = b'{"events": 6}'  # a partition recovered after a rebalance
+    asyncio.run(table.on_rebalance(set(), set(), set()))
+    assert table.get("s1") == {"events": 6}
+    monkeypatch.setattr(faust.Table, "reset_state", lambda self: None)
+    store.rows[b"s1"] = b'{"events": 7}'
+    table.reset_state()
+    assert table.get("s1") == {"events": 7}
+    assert store.reads == 4
+
+
+def test_reads_within_an_agents_event_always_read_the_store(monkeypatch: Any) -> None:
+    from tables import base
+
+    table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
+    monkeypatch.setattr(base, "current_event", lambda: object())
+    table.get("s1")
+    table.get("s1")
+    assert store.reads == 2  # the event's partition decides what is visible: no cache
+
+
+def test_the_read_cache_forgets_the_oldest_key_first() -> None:
+    from tables.base import _UNKNOWN, ReadCache
+
+    cache = ReadCache(2)
+    cache.put("a", b"1")
+    cache.put("b", None)
+    cache.put("a", b"2")  # a known key is replaced where it is: "a" is still the oldest
+    cache.put("c", b"3")
+    assert cache.get("a") is _UNKNOWN
+    assert cache.get("b") is None and cache.get("c") == b"3" and len(cache) == 2
+    cache.forget("c")
+    assert cache.get("c") is _UNKNOWN
+    cache.clear()
+    assert len(cache) == 0
