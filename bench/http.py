@@ -4,8 +4,9 @@ Two server processes on 127.0.0.1: a bare aiohttp app answering a small JSON doc
 (:mod:`bench.http_load`) and a real shop worker. A registered, logged-in customer with one
 confirmed order; then, with ``concurrency`` keep-alive connections from this process (the
 load client, apart from both servers), the same number of requests to each of
-``GET /hello`` (bare), ``GET /api/users/me`` and ``GET /api/orders/{id}`` (a keyed read, owned
-by the one worker). Each run is preceded by a warm-up. The shop's figures are reported as
+``GET /hello`` (bare), ``GET /health`` (the worker's floor: the gateway and a view answering
+a constant, no token, no table), ``GET /api/users/me`` and ``GET /api/orders/{id}`` (a keyed
+read, owned by the one worker). Each run is preceded by a warm-up. The shop's figures are reported as
 ratios to the bare handler's, measured in the same run.
 """
 
@@ -67,6 +68,8 @@ async def _measure(broker: Any, workdir: Path, rabbit_url: str, requests: int,
         say(f"http: servers ready; {requests:,} requests per endpoint, {concurrency} "
             f"connections")
         targets = [("bare aiohttp handler (GET /hello)", bare_port, BARE_PATH, {}, bare.pid),
+                   ("shop GET /health (a view: no token, no table)", worker.web_port,
+                    "/health", {}, _pid(worker)),
                    ("shop GET /api/users/me", worker.web_port, "/api/users/me", customer,
                     _pid(worker)),
                    ("shop GET /api/orders/{id} (keyed)", worker.web_port,

@@ -41,19 +41,20 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert all(p["msgs_per_s"] > 0 for p in phases)
     assert phases[1]["ratio_to_baseline"] == 1.0
     assert phases[2]["extra"]["table_total"] == 500  # every event counted, once
-    http = phases[6:9]
-    assert [p["messages"] for p in http] == [300, 300, 300]
+    http = phases[6:10]
+    assert [p["messages"] for p in http] == [300, 300, 300, 300]
+    assert "/health" in http[1]["name"] and "/api/users/me" in http[2]["name"]
     assert http[0]["extra"]["ratio_to_bare_aiohttp"] == 1.0
     assert all(p["extra"]["p99_ms"] >= p["extra"]["p50_ms"] > 0 for p in http)
     assert all(p["extra"]["ratio_to_bare_aiohttp"] > 0 for p in http)
     assert "x bare aiohttp" in result.stdout
-    raw, shipped, off, on = phases[9:13]
-    assert [p["messages"] for p in phases[9:13]] == [500, 500, 200, 200]
+    raw, shipped, off, on = phases[10:14]
+    assert [p["messages"] for p in phases[10:14]] == [500, 500, 200, 200]
     assert raw["name"].startswith("raw aio-pika")
     assert shipped["extra"]["ratio_to_raw_aio_pika"] > 0
     assert on["extra"]["p99_ratio_to_off"] > 0 and off["extra"]["p99_ms"] > 0
     assert "x raw (goal >= 0.5)" in result.stdout
-    latency, pipeline, inbox = phases[13:16]
+    latency, pipeline, inbox = phases[14:17]
     one, two, bare_two = (p for p in phases if p["extra"].get("phase") == "scaling")
     assert [p["extra"]["workers"] for p in (one, two, bare_two)] == [1, 2, 2]
     assert [p["extra"]["standby_replicas"] for p in (one, two, bare_two)] == [0, 1, 0]
