@@ -25,6 +25,7 @@ from bench.report import (
     PhaseResult,
     environment,
     print_http_table,
+    print_saga_figures,
     print_scaling_table,
     print_table,
     result_document,
@@ -86,8 +87,9 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "analytics windows, one worker and two (default 200000; --quick 20000)")
     parser.add_argument("--scaling-rounds", type=int, help="rounds of one worker against two "
                         "on the tracking events; medians (default 3; --quick 1)")
-    parser.add_argument("--only", choices=["http"], help="run just this phase (http: the HTTP "
-                        "reads against the bare handler; writes only --json if given)")
+    parser.add_argument("--only", choices=["http", "saga"], help="run just this phase (http: "
+                        "the HTTP reads against the bare handler; saga: the raw producer, then "
+                        "the order saga; writes only --json if given)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -129,6 +131,26 @@ async def run_http_only(options: Options, broker: Broker, workdir: Path) -> list
     deadline = time.monotonic() + 180 + options.http_requests / 200
     return await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
                               HTTP_CONCURRENCY, deadline)
+
+
+async def run_saga_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the raw producer (the saga's yardstick) and the saga phase; return their results."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    events = make_events(options.messages)
+    await create_topic(broker.bootstrap, RAW_TOPIC, 4)
+    say(f"raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
+    producer = await measure_producer(broker.bootstrap, RAW_TOPIC, events)
+    say(f"order saga end to end (real worker): {options.saga_orders:,} orders")
+    deadline = time.monotonic() + 180 + options.saga_orders / 50
+    saga = await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders, 64,
+                              options.saga_latency_seconds, deadline)
+    saga[0].extra["ratio_to_raw_producer"] = round(saga[0].rate / producer.rate, 5)
+    return [producer, *saga]
+
+
+PHASES = {"http": run_http_only, "saga": run_saga_only}
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -247,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(f"Tansu on {broker.bootstrap} (memory storage); work dir {workdir}")
     try:
-        phases = run_http_only if options.only == "http" else run_phases
+        phases = PHASES.get(options.only or "", run_phases)
         results = asyncio.run(phases(options, broker, workdir))
         succeeded = True
     except KeyboardInterrupt:
@@ -266,14 +288,20 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             say(f"logs kept in {workdir}")
-    if options.only == "http":
+    if options.only is not None:
         print()
-        print_http_table(results)
+        if options.only == "http":
+            print_http_table(results)
+            settings = {"http_requests": options.http_requests,
+                        "http_concurrency": HTTP_CONCURRENCY}
+        else:
+            print_table(results, results[0])
+            print_saga_figures(results[1], results[2])
+            settings = {"messages": options.messages, "saga_orders": options.saga_orders}
         if options.json_path is not None:
             options.json_path.write_text(json.dumps(result_document(
-                results, results[0], env, {"http_requests": options.http_requests,
-                                           "http_concurrency": HTTP_CONCURRENCY,
-                                           "only": "http"}), indent=2) + "\n")
+                results, results[0], env, {**settings, "only": options.only}),
+                indent=2) + "\n")
         return 0
     baseline = results[1]
     print()

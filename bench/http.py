@@ -6,8 +6,8 @@ confirmed order; then, with ``concurrency`` keep-alive connections from this pro
 load client, apart from both servers), the same number of requests to each of
 ``GET /hello`` (bare), ``GET /health`` (the worker's floor: the gateway and a view answering
 a constant, no token, no table), ``GET /api/users/me`` and ``GET /api/orders/{id}`` (a keyed
-read, owned by the one worker). Each run is preceded by a warm-up. The shop's figures are reported as
-ratios to the bare handler's, measured in the same run.
+read, owned by the one worker). Each run is preceded by a warm-up. The shop's figures are
+reported as ratios to the bare handler's, measured in the same run.
 """
 
 from __future__ import annotations

@@ -92,6 +92,16 @@ def print_table(results: list[PhaseResult], baseline: PhaseResult) -> None:
             print(f"start-up of {r.name!r}: {r.startup_seconds:.1f} s (not in its rate)")
 
 
+def print_saga_figures(saturated: PhaseResult, latency: PhaseResult) -> None:
+    """Print the saga's confirmed and sustained rates, CPU an order and latency at half rate."""
+    extra = saturated.extra
+    print(f"saga, one worker: {saturated.rate:,.0f} orders/s confirmed, "
+          f"{extra['sustained_orders_per_s']:,.0f}/s sustained, worker CPU "
+          f"{extra['worker_cpu_ms_per_order']} ms an order (goal >= 1,000 orders/s)")
+    print(f"latency at {latency.extra['rate']:,.0f} orders/s: p50 {latency.extra['p50_ms']} ms, "
+          f"p99 {latency.extra['p99_ms']} ms (goal p99 < 250 ms)")
+
+
 def print_http_table(results: list[PhaseResult]) -> None:
     """Print endpoint | requests | requests/s | p50 | p99 | ratio to the bare handler."""
     rows = [("endpoint", "requests", "requests/s", "p50 ms", "p99 ms", "x bare aiohttp")]

@@ -136,9 +136,10 @@ class FastReads:
     stored bytes: an authenticated keyed GET read two rows, and each RocksDB read cost it
     about as much as the rest of the view. The cache forgets a key when this worker writes or
     deletes it (``on_key_set``/``on_key_del``: every write of a table goes through them, a
-    ``clear()`` too), and everything when the store changes otherwise: a changelog batch (recovery, standby
-    replicas, a global table's records from other workers), a rebalance, a reset. Reads
-    within an event, windowed tables and tables with a ``default`` factory are not cached.
+    ``clear()`` too), and everything when the store changes otherwise: a changelog batch
+    (recovery, standby replicas, a global table's records from other workers), a rebalance,
+    a reset. Reads within an event, windowed tables and tables with a ``default`` factory are
+    not cached.
     """
 
     _read_cache: ReadCache | None = None
