@@ -62,6 +62,7 @@ class Options:
     only: str | None = None
     tracking_events: int = 200_000
     scaling_rounds: int = 3
+    http_rounds: int = 3
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -87,6 +88,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "analytics windows, one worker and two (default 200000; --quick 20000)")
     parser.add_argument("--scaling-rounds", type=int, help="rounds of one worker against two "
                         "on the tracking events; medians (default 3; --quick 1)")
+    parser.add_argument("--http-rounds", type=int, help="rounds of the HTTP reads, each "
+                        "endpoint loaded in turn in each round; medians (default 3; --quick 1)")
     parser.add_argument("--only", choices=["http", "saga"], help="run just this phase (http: "
                         "the HTTP reads against the bare handler; saga: the raw producer, then "
                         "the order saga; writes only --json if given)")
@@ -115,12 +118,14 @@ def parse_options(argv: list[str] | None = None) -> Options:
     log_requests = args.log_requests or (1_000 if args.quick else 10_000)
     tracking_events = args.tracking_events or (20_000 if args.quick else 200_000)
     scaling_rounds = args.scaling_rounds or (1 if args.quick else 3)
-    if min(log_records, log_requests, tracking_events, scaling_rounds) < 1:
+    http_rounds = args.http_rounds or (1 if args.quick else 3)
+    if min(log_records, log_requests, tracking_events, scaling_rounds, http_rounds) < 1:
         parser.error("message counts and rounds must be at least 1")
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
                    http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs,
                    log_records=log_records, log_requests=log_requests, only=args.only,
-                   tracking_events=tracking_events, scaling_rounds=scaling_rounds)
+                   tracking_events=tracking_events, scaling_rounds=scaling_rounds,
+                   http_rounds=http_rounds)
 
 
 async def run_http_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -128,9 +133,9 @@ async def run_http_only(options: Options, broker: Broker, workdir: Path) -> list
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    deadline = time.monotonic() + 180 + options.http_requests / 200
+    deadline = time.monotonic() + 180 + options.http_requests * options.http_rounds / 200
     return await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
-                              HTTP_CONCURRENCY, deadline)
+                              HTTP_CONCURRENCY, deadline, rounds=options.http_rounds)
 
 
 async def run_saga_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -201,10 +206,11 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     saga.extra["ratio_to_raw_producer"] = round(saga.rate / results[0].rate, 5)
 
     say(f"6/6 HTTP reads (real worker) against a bare aiohttp handler: "
-        f"{options.http_requests:,} requests each, {HTTP_CONCURRENCY} connections")
-    deadline = time.monotonic() + 180 + options.http_requests / 200
+        f"{options.http_requests:,} requests each, {HTTP_CONCURRENCY} connections, "
+        f"{options.http_rounds} round(s)")
+    deadline = time.monotonic() + 180 + options.http_requests * options.http_rounds / 200
     http = await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
-                              HTTP_CONCURRENCY, deadline)
+                              HTTP_CONCURRENCY, deadline, rounds=options.http_rounds)
     results.extend(http)
     say("6/6 done: " + ", ".join(f"{r.name}: {r.extra['ratio_to_bare_aiohttp']} x bare"
                                   for r in http[1:]))
@@ -293,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.only == "http":
             print_http_table(results)
             settings = {"http_requests": options.http_requests,
-                        "http_concurrency": HTTP_CONCURRENCY}
+                        "http_concurrency": HTTP_CONCURRENCY,
+                        "http_rounds": options.http_rounds}
         else:
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])

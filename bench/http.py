@@ -13,6 +13,7 @@ reported as ratios to the bare handler's, measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ from scripts.devstack import (
     start_worker,
 )
 
-__all__ = ["measure_http"]
+__all__ = ["http_results", "measure_http", "merge_loads"]
 
 HOST = "127.0.0.1"
 SKU = "HTTP-0001"
@@ -45,17 +46,18 @@ WARM_UP = 500
 
 
 async def measure_http(broker: Any, workdir: Path, rabbit_url: str, requests: int,
-                       concurrency: int, deadline: float) -> list[PhaseResult]:
-    """Return the bare handler's, ``/api/users/me``'s and a keyed order read's results."""
+                       concurrency: int, deadline: float, *, rounds: int = 1,
+                       ) -> list[PhaseResult]:
+    """Return the bare handler's and each shop read's results (``rounds`` of ``requests``)."""
     _require_rabbitmq(rabbit_url)
     # A private virtual host: task messages of other workers on the shared one would reach
     # this worker (an expiry sweep can create the orders topic with the wrong partitions).
     async with bench_vhost(rabbit_url) as url:
-        return await _measure(broker, workdir, url, requests, concurrency, deadline)
+        return await _measure(broker, workdir, url, requests, concurrency, deadline, rounds)
 
 
 async def _measure(broker: Any, workdir: Path, rabbit_url: str, requests: int,
-                   concurrency: int, deadline: float) -> list[PhaseResult]:
+                   concurrency: int, deadline: float, rounds: int) -> list[PhaseResult]:
     bare_port = free_port()
     bare = _start_bare(bare_port)
     worker = start_worker("bench-http", broker_env(broker), rabbit_url, workdir,
@@ -74,34 +76,62 @@ async def _measure(broker: Any, workdir: Path, rabbit_url: str, requests: int,
                     _pid(worker)),
                    ("shop GET /api/orders/{id} (keyed)", worker.web_port,
                     f"/api/orders/{order_id}", customer, _pid(worker))]
-        loads: list[tuple[str, Load]] = []
-        for name, port, path, headers, pid in targets:
+        for _, port, path, headers, _ in targets:
             await run_load(HOST, port, path, requests=min(WARM_UP, requests),
                            concurrency=concurrency, headers=headers)
-            load = await run_load(HOST, port, path, requests=requests, concurrency=concurrency,
-                                  headers=headers, server_pid=pid, label=name)
-            cpu = (f", server CPU {load.server_cpu_seconds / load.requests * 1e6:.0f} µs a "
-                   "request" if load.server_cpu_seconds is not None and load.requests else "")
-            say(f"http: {name}: {load.rate:,.0f} requests/s, p50 {load.ms(0.5)} ms, "
-                f"p99 {load.ms(0.99)} ms{cpu}")
-            loads.append((name, load))
+        # Each round loads every endpoint in turn, so a drift of the machine's speed (the
+        # bare handler alone swung 13,700-21,200 requests/s between runs here) reaches the
+        # bare handler and the shop alike; the ratios are medians of each round's ratio.
+        rounds_of: dict[str, list[Load]] = {name: [] for name, *_ in targets}
+        for number in range(1, rounds + 1):
+            for name, port, path, headers, pid in targets:
+                load = await run_load(HOST, port, path, requests=requests,
+                                      concurrency=concurrency, headers=headers,
+                                      server_pid=pid, label=name)
+                cpu = (f", server CPU {load.server_cpu_seconds / load.requests * 1e6:.0f} µs "
+                       "a request" if load.server_cpu_seconds is not None and load.requests
+                       else "")
+                say(f"http: round {number}/{rounds}: {name}: {load.rate:,.0f} requests/s, "
+                    f"p50 {load.ms(0.5)} ms, p99 {load.ms(0.99)} ms{cpu}")
+                rounds_of[name].append(load)
     finally:
         await asyncio.gather(asyncio.to_thread(_stop, bare), asyncio.to_thread(worker.stop))
-    return _results(loads, concurrency)
+    return http_results(list(rounds_of.items()), concurrency)
 
 
-def _results(loads: list[tuple[str, Load]], concurrency: int) -> list[PhaseResult]:
-    base = loads[0][1]
+def http_results(loads: list[tuple[str, list[Load]]], concurrency: int) -> list[PhaseResult]:
+    """Return each endpoint's result over its rounds, the first endpoint being the bare one.
+
+    The rate and the ratio to the bare handler are medians of the rounds' figures (the ratio
+    of round ``i`` is the endpoint's rate in round ``i`` over the bare handler's); p50 and p99
+    are over every request of every round.
+    """
+    bare = loads[0][1]
     results = []
-    for name, load in loads:
+    for name, rounds in loads:
+        merged = merge_loads(rounds)
+        ratios = [load.rate / base.rate for load, base in zip(rounds, bare, strict=True)
+                  if base.rate]
         extra: dict[str, Any] = {
-            "concurrency": concurrency, "p50_ms": load.ms(0.5), "p99_ms": load.ms(0.99),
-            "ratio_to_bare_aiohttp": round(load.rate / base.rate, 3) if base.rate else None,
-            "client_cpu_seconds": round(load.client_cpu_seconds, 2),
-            "server_cpu_seconds": (round(load.server_cpu_seconds, 2)
-                                   if load.server_cpu_seconds is not None else None)}
-        results.append(PhaseResult(name, load.requests, load.seconds, extra=extra))
+            "concurrency": concurrency, "p50_ms": merged.ms(0.5), "p99_ms": merged.ms(0.99),
+            "rounds": len(rounds),
+            "round_rates": [round(load.rate) for load in rounds],
+            "median_rate": round(statistics.median(load.rate for load in rounds), 1),
+            "ratio_to_bare_aiohttp": round(statistics.median(ratios), 3) if ratios else None,
+            "client_cpu_seconds": round(merged.client_cpu_seconds, 2),
+            "server_cpu_seconds": (round(merged.server_cpu_seconds, 2)
+                                   if merged.server_cpu_seconds is not None else None)}
+        results.append(PhaseResult(name, merged.requests, merged.seconds, extra=extra))
     return results
+
+
+def merge_loads(loads: list[Load]) -> Load:
+    """Return the loads as one: requests, seconds, CPU and latencies added up."""
+    server = [load.server_cpu_seconds for load in loads]
+    return Load(sum(load.requests for load in loads), sum(load.seconds for load in loads),
+                [latency for load in loads for latency in load.latencies],
+                sum(load.client_cpu_seconds for load in loads),
+                None if None in server else sum(s for s in server if s is not None))
 
 
 async def _customer_with_order(http: aiohttp.ClientSession, worker: Worker,
