@@ -90,9 +90,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "on the tracking events; medians (default 3; --quick 1)")
     parser.add_argument("--http-rounds", type=int, help="rounds of the HTTP reads, each "
                         "endpoint loaded in turn in each round; medians (default 3; --quick 1)")
-    parser.add_argument("--only", choices=["http", "saga"], help="run just this phase (http: "
-                        "the HTTP reads against the bare handler; saga: the raw producer, then "
-                        "the order saga; writes only --json if given)")
+    parser.add_argument("--only", choices=["http", "saga", "logs"], help="run just this phase "
+                        "(http: the HTTP reads against the bare handler; saga: the raw "
+                        "producer, then the order saga; logs: centralized logging against raw "
+                        "aio-pika, and a view's p99 with shipping off and on; writes only "
+                        "--json if given)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -155,7 +157,18 @@ async def run_saga_only(options: Options, broker: Broker, workdir: Path) -> list
     return [producer, *saga]
 
 
-PHASES = {"http": run_http_only, "saga": run_saga_only}
+async def run_logs_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the centralized-logging phase alone; return its results."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    say(f"centralized logging: {options.log_records:,} records against raw aio-pika; "
+        f"{options.log_requests:,} requests to a view that logs, shipping off and on")
+    return await measure_logs(broker, workdir, options.rabbit_url, options.log_records,
+                              options.log_requests, HTTP_CONCURRENCY)
+
+
+PHASES = {"http": run_http_only, "saga": run_saga_only, "logs": run_logs_only}
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -301,10 +314,14 @@ def main(argv: list[str] | None = None) -> int:
             settings = {"http_requests": options.http_requests,
                         "http_concurrency": HTTP_CONCURRENCY,
                         "http_rounds": options.http_rounds}
-        else:
+        elif options.only == "saga":
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])
             settings = {"messages": options.messages, "saga_orders": options.saga_orders}
+        else:
+            print_logs_table(results)
+            settings = {"log_records": options.log_records,
+                        "log_requests": options.log_requests}
         if options.json_path is not None:
             options.json_path.write_text(json.dumps(result_document(
                 results, results[0], env, {**settings, "only": options.only}),
