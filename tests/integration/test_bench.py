@@ -21,7 +21,7 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
         [sys.executable, "-m", "bench", "--messages", "2000", "--faust-messages", "500",
          "--shop-messages", "300", "--saga-orders", "100", "--saga-latency-seconds", "1",
          "--http-requests", "300", "--log-records", "500", "--log-requests", "200",
-         "--tracking-events", "300", "--scaling-rounds", "1",
+         "--tracking-events", "300", "--scaling-rounds", "1", "--http-rounds", "2",
          "--rabbit-url", rabbit_url, "--json", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -42,7 +42,8 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert phases[1]["ratio_to_baseline"] == 1.0
     assert phases[2]["extra"]["table_total"] == 500  # every event counted, once
     http = phases[6:10]
-    assert [p["messages"] for p in http] == [300, 300, 300, 300]
+    assert [p["messages"] for p in http] == [600, 600, 600, 600]  # 300 in each of 2 rounds
+    assert all(len(p["extra"]["round_rates"]) == 2 for p in http)
     assert "/health" in http[1]["name"] and "/api/users/me" in http[2]["name"]
     assert http[0]["extra"]["ratio_to_bare_aiohttp"] == 1.0
     assert all(p["extra"]["p99_ms"] >= p["extra"]["p50_ms"] > 0 for p in http)
