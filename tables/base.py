@@ -142,7 +142,9 @@ class FastReads:
     not cached.
     """
 
-    _read_cache: ReadCache | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_cache = ReadCache(READ_CACHE_SIZE)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value of ``key``, or ``default`` if the table has none."""
@@ -152,54 +154,45 @@ class FastReads:
             return super().get(key, default)  # type: ignore[misc]
         table.on_key_get(key)
         if current_event() is None and table.window is None:
-            cache = self._read_cache
-            if cache is None:
-                cache = self._read_cache = ReadCache(READ_CACHE_SIZE)
-            value = cache.get(key)
+            value = self._read_cache.get(key)
             if value is _UNKNOWN:
                 value = store._get(store._encode_key(key))
-                cache.put(key, value)
+                self._read_cache.put(key, value)
         else:
             value = store._get(store._encode_key(key))
         return default if value is None else store._decode_value(value)
 
-    def _forget_reads(self) -> None:
-        if self._read_cache is not None:
-            self._read_cache.clear()
-
     def on_key_set(self, key: Any, value: Any) -> None:
         """Forget the remembered read of ``key``; then write it as Faust does."""
-        if self._read_cache is not None:
-            self._read_cache.forget(key)
+        self._read_cache.forget(key)
         super().on_key_set(key, value)  # type: ignore[misc]
 
     def on_key_del(self, key: Any) -> None:
         """Forget the remembered read of ``key``; then delete it as Faust does."""
-        if self._read_cache is not None:
-            self._read_cache.forget(key)
+        self._read_cache.forget(key)
         super().on_key_del(key)  # type: ignore[misc]
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         """Apply changelog records as Faust does, forgetting every remembered read."""
-        self._forget_reads()
+        self._read_cache.clear()
         super().apply_changelog_batch(batch)  # type: ignore[misc]
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP],
                            newly_assigned: set[TP], generation_id: int = 0) -> None:
         """Forget every remembered read (partitions come and go); then rebalance."""
-        self._forget_reads()
+        self._read_cache.clear()
         await super().on_rebalance(  # type: ignore[misc]
             assigned, revoked, newly_assigned, generation_id)
-        self._forget_reads()
+        self._read_cache.clear()
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """Forget every remembered read once recovery completed."""
-        self._forget_reads()
+        self._read_cache.clear()
         await super().on_recovery_completed(active_tps, standby_tps)  # type: ignore[misc]
 
     def reset_state(self) -> None:
         """Forget every remembered read and reset the store."""
-        self._forget_reads()
+        self._read_cache.clear()
         super().reset_state()  # type: ignore[misc]
 
 

@@ -77,12 +77,13 @@ def _table_on(monkeypatch: Any, rows: dict[bytes, bytes]) -> tuple[Any, _Countin
     import faust
 
     from tables import base
+    from tables.base import READ_CACHE_SIZE, ReadCache
 
     store = session_activity._new_store_by_url("rocksdb://")
     counting = _CountingStore(rows)
     monkeypatch.setattr(store, "_get", counting._get)
     monkeypatch.setattr(session_activity, "_data", store)
-    monkeypatch.setattr(session_activity, "_read_cache", None)
+    monkeypatch.setattr(session_activity, "_read_cache", ReadCache(READ_CACHE_SIZE))
     # Writes and changelog batches as Faust does them, minus the broker.
     monkeypatch.setattr(faust.Table, "on_key_set", lambda self, key, value: None)
     monkeypatch.setattr(faust.Table, "on_key_del", lambda self, key: None)
