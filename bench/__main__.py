@@ -10,6 +10,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,53 +131,58 @@ def parse_options(argv: list[str] | None = None) -> Options:
                    http_rounds=http_rounds)
 
 
-async def run_http_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
-    """Run the HTTP phase alone; return its results."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+async def http_phase(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the HTTP reads against the bare handler; return their results."""
     deadline = time.monotonic() + 180 + options.http_requests * options.http_rounds / 200
     return await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
                               HTTP_CONCURRENCY, deadline, rounds=options.http_rounds)
 
 
-async def run_saga_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
-    """Run the raw producer (the saga's yardstick) and the saga phase; return their results."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    events = make_events(options.messages)
-    await create_topic(broker.bootstrap, RAW_TOPIC, 4)
-    say(f"raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
-    producer = await measure_producer(broker.bootstrap, RAW_TOPIC, events)
-    say(f"order saga end to end (real worker): {options.saga_orders:,} orders")
+async def saga_phase(options: Options, broker: Broker, workdir: Path,
+                     producer: PhaseResult) -> list[PhaseResult]:
+    """Run the saga (saturated, then latency); its rate is compared with ``producer``'s."""
     deadline = time.monotonic() + 180 + options.saga_orders / 50
     saga = await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders, 64,
                               options.saga_latency_seconds, deadline)
     saga[0].extra["ratio_to_raw_producer"] = round(saga[0].rate / producer.rate, 5)
-    return [producer, *saga]
+    return saga
 
 
-async def run_logs_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
-    """Run the centralized-logging phase alone; return its results."""
+async def logs_phase(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run centralized logging against raw aio-pika and a view's p99 with shipping off/on."""
+    say(f"centralized logging: {options.log_records:,} records against raw aio-pika; "
+        f"{options.log_requests:,} requests to a view that logs, shipping off and on")
+    logs = await measure_logs(broker, workdir, options.rabbit_url, options.log_records,
+                              options.log_requests, HTTP_CONCURRENCY)
+    for result in logs:
+        result.extra["phase"] = "logs"
+    return logs
+
+
+async def saga_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the raw producer (the saga's yardstick) and the saga phase; return their results."""
+    await create_topic(broker.bootstrap, RAW_TOPIC, 4)
+    say(f"raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
+    producer = await measure_producer(broker.bootstrap, RAW_TOPIC, make_events(options.messages))
+    say(f"order saga end to end (real worker): {options.saga_orders:,} orders")
+    return [producer, *await saga_phase(options, broker, workdir, producer)]
+
+
+#: The phases ``--only`` runs alone.
+PHASES = {"http": http_phase, "saga": saga_only, "logs": logs_phase}
+
+
+async def until_sigterm(run: Awaitable[list[PhaseResult]]) -> list[PhaseResult]:
+    """Await ``run``, cancelled by SIGTERM (the bench then stops its brokers and workers)."""
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    say(f"centralized logging: {options.log_records:,} records against raw aio-pika; "
-        f"{options.log_requests:,} requests to a view that logs, shipping off and on")
-    return await measure_logs(broker, workdir, options.rabbit_url, options.log_records,
-                              options.log_requests, HTTP_CONCURRENCY)
-
-
-PHASES = {"http": run_http_only, "saga": run_saga_only, "logs": run_logs_only}
+    return await run
 
 
 async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
     """Run the phases in order; return their results."""
     bootstrap = broker.bootstrap
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     started = time.perf_counter()
     events = make_events(max(options.messages, options.faust_messages, options.shop_messages))
     size = sum(len(value) for _, value in events) / len(events)
@@ -209,32 +215,21 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
         f"(start-up {results[-1].startup_seconds:.1f} s)")
 
     say(f"5/6 order saga end to end (real worker): {options.saga_orders:,} orders")
-    deadline = time.monotonic() + 180 + options.saga_orders / 50
-    results.extend(await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders,
-                                      64, options.saga_latency_seconds, deadline))
-    saga, latency = results[-2], results[-1]
+    saga, latency = await saga_phase(options, broker, workdir, results[0])
+    results.extend([saga, latency])
     say(f"5/6 done: {saga.rate:,.0f} orders/s = {saga.rate / results[0].rate:.4f} x the raw "
         f"producer; at {latency.extra['rate']:,.0f} orders/s p50 {latency.extra['p50_ms']} ms, "
         f"p99 {latency.extra['p99_ms']} ms")
-    saga.extra["ratio_to_raw_producer"] = round(saga.rate / results[0].rate, 5)
 
     say(f"6/6 HTTP reads (real worker) against a bare aiohttp handler: "
         f"{options.http_requests:,} requests each, {HTTP_CONCURRENCY} connections, "
         f"{options.http_rounds} round(s)")
-    deadline = time.monotonic() + 180 + options.http_requests * options.http_rounds / 200
-    http = await measure_http(broker, workdir, options.rabbit_url, options.http_requests,
-                              HTTP_CONCURRENCY, deadline, rounds=options.http_rounds)
+    http = await http_phase(options, broker, workdir)
     results.extend(http)
     say("6/6 done: " + ", ".join(f"{r.name}: {r.extra['ratio_to_bare_aiohttp']} x bare"
                                   for r in http[1:]))
 
-    say(f"centralized logging: {options.log_records:,} records against raw aio-pika; "
-        f"{options.log_requests:,} requests to a view that logs, shipping off and on")
-    logs = await measure_logs(broker, workdir, options.rabbit_url, options.log_records,
-                              options.log_requests, HTTP_CONCURRENCY)
-    for result in logs:
-        result.extra["phase"] = "logs"
-    results.extend(logs)
+    results.extend(await logs_phase(options, broker, workdir))
 
     notices = min(3000, options.shop_messages)  # like the shop agent's, capped
     say(f"notifications: latency to {STREAMS} open SSE streams, then {notices:,} notices at "
@@ -289,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Tansu on {broker.bootstrap} (memory storage); work dir {workdir}")
     try:
         phases = PHASES.get(options.only or "", run_phases)
-        results = asyncio.run(phases(options, broker, workdir))
+        results = asyncio.run(until_sigterm(phases(options, broker, workdir)))
         succeeded = True
     except KeyboardInterrupt:
         say("interrupted")
