@@ -12,7 +12,8 @@ again in every table's ``stop``. With two dozen tables that is two dozen full co
 every rebalance, 1-2.5 s on this machine, inside the time the group allows a member to
 rejoin; and as many again at every shutdown. :class:`ShopRocksDBStore` collects only when a
 table really closed a partition (a handle is released by reference counting as soon as the
-store forgets it; the collection is for the rare cycle), and not at all on stop.
+store forgets it; the collection is for the rare cycle, and thaws the heap frozen at start-up:
+``tables/heap.py``), and not at all on stop.
 
 A global table's changelog is read by every worker, the writer included, so the writer applies
 its own earlier records after its newer local writes: its copy briefly goes back in time (an
@@ -23,7 +24,6 @@ own latest write of the same key (:class:`OwnWrites`).
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, cast
@@ -37,6 +37,8 @@ from faust.types import TP, AppT, CodecArg, CollectionT, EventT, ModelArg
 from faust.types.stores import StoreT
 from faust.types.tuples import FutureMessage
 from yarl import URL
+
+from tables import heap
 
 __all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
            "tables_ready"]
@@ -56,7 +58,7 @@ class ShopRocksDBStore(RocksDBStore):
         if closed:
             self.logger.info("closed %s partitions %s", table.name,
                              sorted(tp.partition for tp in tps))
-            gc.collect()
+            heap.collect_all()
 
     async def stop(self) -> None:
         """Forget every database (closed as the worker exits; no collection needed)."""
