@@ -5,7 +5,7 @@ Every part of the app logs with the standard ``logging`` module; at worker start
 ``SHOP_LOG_LEVEL``; ``SHOP_LOG_SHIPPING=off`` leaves it out). ``emit()`` only formats the
 message and appends the record to a queue in memory: on the event loop's thread directly,
 from any other thread through ``loop.call_soon_threadsafe``. One task turns the queued
-records into JSON (:func:`rabbit_bridge.log_records.log_entry`) every few milliseconds and
+records into JSON (:func:`rabbit_bridge.log_records.log_json`) every few milliseconds and
 hands them to the publisher — the records of one routing key together, as one message
 holding a JSON array, encoded in one call — which is itself non-blocking and keeps them in
 its durable outbox while RabbitMQ is down. Every record carries its own ``event_id`` (this
@@ -32,7 +32,7 @@ from typing import Any
 from mode import Service
 from prometheus_client import Counter
 
-from rabbit_bridge.log_records import log_entry, routing_key, ships
+from rabbit_bridge.log_records import log_json, ships
 from rabbit_bridge.publisher import RabbitPublisher
 from rabbit_bridge.topology import LOGS_EXCHANGE
 
@@ -57,9 +57,6 @@ PER_MESSAGE = 200
 SHIP_LINGER_S = 0.05
 #: The header of a message of the shipping handler's: how many records its JSON array holds.
 RECORDS_HEADER = "x-shop-records"
-#: One JSON array of a message's records (compact, as the store keeps it).
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
 Accept = Callable[[logging.LogRecord, str], None]
 
 
@@ -74,6 +71,14 @@ class ShippingHandler(logging.Handler):
         self.library_level = library_level
         self._loop_thread = threading.get_ident()
         self._inside = threading.local()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and emit ``record`` without the handler's lock (``emit`` is thread-aware:
+        another thread's record is handed to the event loop)."""
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue ``record`` for shipping; never block, never recurse."""
@@ -111,6 +116,7 @@ class LogShipping(Service):
         #: Event ids are this run's id and a count: unique, and cheaper than a uuid each.
         self._run_id = uuid.uuid4().hex[:16]
         self._count = 0
+        self._worker_json = json.dumps(worker)
 
     def accept(self, record: logging.LogRecord, message: str) -> None:
         """Queue one record (on the event loop's thread); drop it if the queue is full."""
@@ -146,16 +152,17 @@ class LogShipping(Service):
         """
         token = _SHIPPING.set(True)
         shipped = 0
-        groups: dict[str, list[dict[str, Any]]] = {}
-        run_id, count = self._run_id, self._count
+        groups: dict[str, list[str]] = {}
+        run_id, count, worker = self._run_id, self._count, self._worker_json
         try:
             while self._records and (limit is None or shipped < limit):
                 record, message = self._records.popleft()
                 count += 1
-                entry = log_entry(record, message, self.worker, f"{run_id}-{count:x}")
-                key = routing_key(entry["service"], entry["level"])
-                group = groups.setdefault(key, [])
-                group.append(entry)
+                key, text = log_json(record, message, worker, f"{run_id}-{count:x}")
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = []
+                group.append(text)
                 if len(group) >= PER_MESSAGE:
                     self._publish(key, groups.pop(key))
                 shipped += 1
@@ -167,10 +174,10 @@ class LogShipping(Service):
         SHIPPED.inc(shipped)
         return shipped
 
-    def _publish(self, key: str, entries: list[dict[str, Any]]) -> None:
-        self.publisher.publish(LOGS_EXCHANGE, key, _ENCODE(entries).encode(),
-                               message_id=entries[-1]["event_id"],
-                               headers={RECORDS_HEADER: len(entries)})
+    def _publish(self, key: str, records: list[str]) -> None:
+        last_id = records[-1][len('{"event_id":"'):records[-1].index('"', len('{"event_id":"'))]
+        self.publisher.publish(LOGS_EXCHANGE, key, f"[{','.join(records)}]".encode(),
+                               message_id=last_id, headers={RECORDS_HEADER: len(records)})
 
     async def on_start(self) -> None:
         """Install the handler on the root logger (unless shipping is off)."""

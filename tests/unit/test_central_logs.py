@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rabbit_bridge.central_logs import _stored_as_is
-from rabbit_bridge.log_records import log_entry, routing_key, service_name, ships
+from rabbit_bridge.log_records import log_entry, log_json, routing_key, service_name, ships
 from rabbit_bridge.log_shipping import RECORDS_HEADER, LogShipping, ShippingHandler
 from rabbit_bridge.log_store import LogFilter, LogStore
 from rabbit_bridge.topology import LOGS_EXCHANGE
@@ -59,6 +61,34 @@ def test_an_exception_is_formatted() -> None:
                                  sys.exc_info())
     entry = log_entry(made, "failed", "w")
     assert "Traceback" in entry["exception"] and "ValueError: boom" in entry["exception"]
+
+
+@settings(max_examples=300)
+@given(logger=st.text(max_size=30), level=st.sampled_from([10, 20, 30, 40, 50, 5]),
+       message=st.text(), request_id=st.one_of(st.none(), st.text(max_size=20)),
+       correlation_id=st.one_of(st.none(), st.text(max_size=20), st.integers()),
+       worker=st.text(max_size=20), created=st.floats(0, 4e9))
+def test_the_shippers_json_says_what_the_entry_says(logger: str, level: int, message: str,
+                                                    request_id: str | None,
+                                                    correlation_id: str | int | None,
+                                                    worker: str, created: float) -> None:
+    made = record(logger, level, request_id=request_id, correlation_id=correlation_id)
+    made.created = created
+    key, text = log_json(made, message, json.dumps(worker), "run-1f")
+    entry = log_entry(made, message, worker, "run-1f")
+    assert json.loads(text) == entry
+    assert key == routing_key(entry["service"], entry["level"])
+
+
+def test_the_shippers_json_carries_the_exception() -> None:
+    try:
+        raise ValueError("boom \"quoted\"\n")
+    except ValueError:
+        made = logging.LogRecord("agents.orders", logging.ERROR, __file__, 1, "failed", (),
+                                 sys.exc_info())
+    _, text = log_json(made, "failed", '"w"', "id-1")
+    assert json.loads(text) == log_entry(made, "failed", "w", "id-1")
+    assert "ValueError: boom" in json.loads(text)["exception"]
 
 
 def test_the_bridge_and_quiet_libraries_are_not_shipped() -> None:
