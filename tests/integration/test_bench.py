@@ -54,6 +54,8 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert raw["name"].startswith("raw aio-pika")
     assert shipped["extra"]["ratio_to_raw_aio_pika"] > 0
     assert on["extra"]["p99_ratio_to_off"] > 0 and off["extra"]["p99_ms"] > 0
+    assert on["extra"]["paced_cpu_ratio_to_off"] > 0
+    assert len(on["extra"]["paced_p99_ms_rounds"]) == 6
     assert "x raw (goal >= 0.5)" in result.stdout
     latency, pipeline, inbox = phases[14:17]
     one, two, bare_two = (p for p in phases if p["extra"].get("phase") == "scaling")
