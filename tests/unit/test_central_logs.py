@@ -53,13 +53,17 @@ def test_a_record_becomes_json_with_its_ids() -> None:
     assert routing_key(entry["service"], entry["level"]) == "users.warning"
 
 
-def test_an_exception_is_formatted() -> None:
+def failed(error: str) -> logging.LogRecord:
+    """Return the ERROR record of a ValueError(``error``) just raised and caught."""
     try:
-        raise ValueError("boom")
+        raise ValueError(error)
     except ValueError:
-        made = logging.LogRecord("agents.orders", logging.ERROR, __file__, 1, "failed", (),
+        return logging.LogRecord("agents.orders", logging.ERROR, __file__, 1, "failed", (),
                                  sys.exc_info())
-    entry = log_entry(made, "failed", "w")
+
+
+def test_an_exception_is_formatted() -> None:
+    entry = log_entry(failed("boom"), "failed", "w")
     assert "Traceback" in entry["exception"] and "ValueError: boom" in entry["exception"]
 
 
@@ -81,11 +85,7 @@ def test_the_shippers_json_says_what_the_entry_says(logger: str, level: int, mes
 
 
 def test_the_shippers_json_carries_the_exception() -> None:
-    try:
-        raise ValueError("boom \"quoted\"\n")
-    except ValueError:
-        made = logging.LogRecord("agents.orders", logging.ERROR, __file__, 1, "failed", (),
-                                 sys.exc_info())
+    made = failed("boom \"quoted\"\n")
     _, text = log_json(made, "failed", '"w"', "id-1")
     assert json.loads(text) == log_entry(made, "failed", "w", "id-1")
     assert "ValueError: boom" in json.loads(text)["exception"]
