@@ -7,7 +7,7 @@ message and appends the record to a queue in memory: on the event loop's thread 
 from any other thread through ``loop.call_soon_threadsafe``. One task turns the queued
 records into JSON (:func:`rabbit_bridge.log_records.log_json`) every few milliseconds and
 hands them to the publisher — the records of one routing key together, as one message
-holding a JSON array, encoded in one call — which is itself non-blocking and keeps them in
+holding a JSON array of their texts — which is itself non-blocking and keeps them in
 its durable outbox while RabbitMQ is down. Every record carries its own ``event_id`` (this
 worker's run id and a count); the message's id is its last record's, and its
 ``x-shop-records`` header says how many it holds, so the consumer can store the array as it
@@ -152,30 +152,33 @@ class LogShipping(Service):
         """
         token = _SHIPPING.set(True)
         shipped = 0
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, list[str]] = {}  # routing key -> its records' JSON texts
+        last_ids: dict[str, str] = {}  # routing key -> the event id of its last record
         run_id, count, worker = self._run_id, self._count, self._worker_json
         try:
             while self._records and (limit is None or shipped < limit):
                 record, message = self._records.popleft()
                 count += 1
-                key, text = log_json(record, message, worker, f"{run_id}-{count:x}")
+                event_id = f"{run_id}-{count:x}"
+                key, text = log_json(record, message, worker, event_id)
                 group = groups.get(key)
                 if group is None:
                     group = groups[key] = []
                 group.append(text)
+                last_ids[key] = event_id
                 if len(group) >= PER_MESSAGE:
-                    self._publish(key, groups.pop(key))
+                    self._publish(key, groups.pop(key), event_id)
                 shipped += 1
             for key, group in groups.items():
-                self._publish(key, group)
+                self._publish(key, group, last_ids[key])
         finally:
             self._count = count
             _SHIPPING.reset(token)
         SHIPPED.inc(shipped)
         return shipped
 
-    def _publish(self, key: str, records: list[str]) -> None:
-        last_id = records[-1][len('{"event_id":"'):records[-1].index('"', len('{"event_id":"'))]
+    def _publish(self, key: str, records: list[str], last_id: str) -> None:
+        """Publish ``records`` (JSON texts) as one JSON array, its message id the last's."""
         self.publisher.publish(LOGS_EXCHANGE, key, f"[{','.join(records)}]".encode(),
                                message_id=last_id, headers={RECORDS_HEADER: len(records)})
 
