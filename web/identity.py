@@ -8,7 +8,8 @@ token is a 401. Views use :func:`identity`, :func:`require` and :func:`may_see` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from functools import cache
+from typing import Any, cast
 
 from aiohttp import web
 from faust.web import Request
@@ -80,10 +81,17 @@ def identity(request: Request) -> Identity:
 
 
 def _revoked_before(user_id: str) -> str | None:
-    from tables.users import revocations  # late: the app must exist before its tables
-
-    row = revocations.get(user_id)
+    row = _revocations().get(user_id)
     return row["before"] if row else None
+
+
+@cache
+def _revocations() -> Any:
+    """Return the revocations table (imported late: the app must exist before its tables;
+    once: an import statement on every request cost ~1 µs)."""
+    from tables.users import revocations
+
+    return revocations
 
 
 def require(request: Request, *roles: str) -> Identity:
