@@ -232,12 +232,16 @@ async def measure_views(broker: Any, workdir: Path, url: str, requests: int,
     """Return the latency of a view that logs, with SHOP_LOG_SHIPPING off and on.
 
     Both workers run throughout (so each pays for the other's idle loop alike); the load goes
-    to one at a time, in turns. The paced rounds also measure each worker's CPU a request
-    (all its threads), the steadier figure of what shipping costs a view.
+    to one at a time, in turns. Each is an app of its own (its own consumer group), so both
+    own every partition and do the same background work: in one group they split the
+    partitions, and an A/A run (both off) measured p50 2.77 against 3.58 ms. The paced
+    rounds also measure each worker's CPU a request (all its threads), the steadier figure
+    of what shipping costs a view.
     """
     workers = {shipping: start_worker(f"bench-logs-{shipping}", broker_env(broker), url,
                                       workdir, extra_env={**UNLIMITED,
-                                                          "SHOP_LOG_SHIPPING": shipping})
+                                                          "SHOP_LOG_SHIPPING": shipping,
+                                                          "SHOP_APP_ID": f"bench-{shipping}"})
                for shipping in ("off", "on")}
     body = {"level": "INFO", "message": "a view's log record, for the benchmark"}
     loads: dict[str, list[Load]] = {"off": [], "on": []}
