@@ -101,7 +101,9 @@ def log_entry(record: logging.LogRecord, message: str, worker: str,
               event_id: str | None = None) -> dict[str, Any]:
     """Return the JSON document of ``record`` (its ``message`` already formatted).
 
-    ``event_id`` identifies the record for good (a random one when not given).
+    ``event_id`` identifies the record for good (a random one when not given). This is the
+    document's definition; the shipping handler writes the same text without building it
+    (:func:`log_json`, held equal to this by a hypothesis test).
     """
     return {
         "event_id": event_id or uuid.uuid4().hex,
@@ -133,9 +135,8 @@ def log_json(record: logging.LogRecord, message: str, worker: str,
     key, logger_part = _logger_part(record.name, record.levelname)
     request_id = getattr(record, "request_id", "") or ""
     correlation_id = getattr(record, "correlation_id", "") or ""
-    exception = _exception(record) if record.exc_info or record.exc_text else ""
     return key, (
         f'{{"event_id":{_quote(event_id)},"time":"{_time(record)}",{logger_part},'
         f'"message":{_quote(message)},"request_id":{_quote(str(request_id))},'
         f'"correlation_id":{_quote(str(correlation_id))},"worker":{worker},'
-        f'"exception":{_quote(exception)}}}')
+        f'"exception":{_quote(_exception(record))}}}')
