@@ -1,0 +1,76 @@
+"""Handing a fetched record to the streams without a task per record, unless it must wait.
+
+Faust's drain loop hands each record to the streams as
+``await self.wait_first(callback(message), self.suspend_flow.wait())``: four tasks (the
+handover, the flow's suspension, the consumer's stop and crash), an ``asyncio.wait`` and
+three cancellations, for a handover that almost never waits (it waits only while the flow is
+stopped for a rebalance, a stream's buffer is full, or the producer's buffer is). That is
+27 µs a record in a quiet loop here, against ~80 µs for everything a bare Faust agent does
+with a record.
+
+:func:`hand_over` runs the handover inline up to its first suspension. A handover that does
+not suspend is done then, with no task. One that suspends is finished under Faust's guard as
+before (:func:`finish`, continued exactly as its own task would continue it), so a rebalance
+still abandons a handover that waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from prometheus_client import Counter
+
+__all__ = ["GUARDED", "finish", "hand_over"]
+
+GUARDED = Counter(
+    "shop_consumer_guarded_handovers_total",
+    "Records whose handover to the streams had to wait (a stopped flow, a full buffer) and "
+    "was finished under Faust's guard instead of inline",
+)
+
+Guard = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+async def hand_over(handover: Awaitable[Any], guard: Guard) -> None:
+    """Run ``handover`` inline; if it suspends, finish it as ``await guard(rest)``.
+
+    ``guard`` is Faust's ``lambda rest: self.wait_first(rest, self.suspend_flow.wait())``:
+    it waits for the rest of the handover or for the flow to be suspended, whichever comes
+    first, and cancels the other. An exception of the handover propagates either way. An
+    awaitable that is not a coroutine goes to the guard whole.
+    """
+    if not isinstance(handover, Coroutine):
+        GUARDED.inc()
+        await guard(handover)
+        return
+    try:
+        awaiting = handover.send(None)
+    except StopIteration:
+        return
+    GUARDED.inc()
+    await guard(finish(handover, awaiting))
+
+
+async def finish(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
+    """Go on running ``coro``, suspended on ``awaiting`` (what its last step yielded: a future,
+    or None for a bare yield), as an asyncio task would: wait for the future, step again,
+    until the coroutine returns. Cancelled, it cancels the future and closes the coroutine.
+    """
+    while True:
+        try:
+            if awaiting is None:
+                await asyncio.sleep(0)
+            else:
+                awaiting._asyncio_future_blocking = False  # as Task.__step does
+                await asyncio.wait([awaiting])
+        except asyncio.CancelledError:
+            if awaiting is not None:
+                awaiting.cancel()
+            coro.close()
+            raise
+        try:
+            awaiting = coro.send(None)  # the future's result or error is read inside coro
+        except StopIteration as stop:
+            return stop.value
