@@ -10,19 +10,18 @@ with a record.
 
 :func:`hand_over` runs the handover inline up to its first suspension. A handover that does
 not suspend is done then, with no task. One that suspends is finished under Faust's guard as
-before (:func:`finish`, continued exactly as its own task would continue it), so a rebalance
-still abandons a handover that waits.
+before (:class:`Rest`, driven by a task exactly as the handover's own task would have driven
+it), so a rebalance still abandons a handover that waits.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from prometheus_client import Counter
 
-__all__ = ["GUARDED", "finish", "hand_over"]
+__all__ = ["GUARDED", "Rest", "hand_over"]
 
 GUARDED = Counter(
     "shop_consumer_guarded_handovers_total",
@@ -50,27 +49,39 @@ async def hand_over(handover: Awaitable[Any], guard: Guard) -> None:
     except StopIteration:
         return
     GUARDED.inc()
-    await guard(finish(handover, awaiting))
+    await guard(Rest(handover, awaiting))
 
 
-async def finish(coro: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
-    """Go on running ``coro``, suspended on ``awaiting`` (what its last step yielded: a future,
-    or None for a bare yield), as an asyncio task would: wait for the future, step again,
-    until the coroutine returns. Cancelled, it cancels the future and closes the coroutine.
+class Rest:
+    """The rest of a coroutine that suspended on ``awaiting`` (what its last step yielded: a
+    future, or None for a bare yield), to be awaited in a task: the task drives it exactly as
+    it would have driven the coroutine from the start (``yield from`` by hand). The task waits
+    on the very future the coroutine waits on, and a cancellation reaches the coroutine as
+    CancelledError at its own await (so an ``asyncio.Lock`` handed to it at that moment goes
+    on to the next waiter, as it does for a cancelled task).
     """
-    while True:
-        try:
-            if awaiting is None:
-                await asyncio.sleep(0)
+
+    __slots__ = ("awaiting", "coro")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], awaiting: Any) -> None:
+        self.coro = coro
+        self.awaiting = awaiting
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, awaiting = self.coro, self.awaiting
+        while True:
+            try:
+                yield awaiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task: a cancellation
+                try:
+                    awaiting = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
             else:
-                awaiting._asyncio_future_blocking = False  # as Task.__step does
-                await asyncio.wait([awaiting])
-        except asyncio.CancelledError:
-            if awaiting is not None:
-                awaiting.cancel()
-            coro.close()
-            raise
-        try:
-            awaiting = coro.send(None)  # the future's result or error is read inside coro
-        except StopIteration as stop:
-            return stop.value
+                try:
+                    awaiting = coro.send(None)
+                except StopIteration as stop:
+                    return stop.value

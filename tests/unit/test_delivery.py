@@ -130,3 +130,35 @@ async def test_an_awaitable_that_is_not_a_coroutine_goes_to_the_guard_whole() ->
     guard = Guard()
     await hand_over(future, guard)
     assert guard.calls == 1
+
+
+async def test_a_handover_abandoned_as_a_lock_is_handed_to_it_passes_the_lock_on() -> None:
+    """The rest of an abandoned handover is cancelled as its task would be: a lock handed to
+    it in the moment it is cancelled goes on to the next waiter (asyncio.Lock passes it on
+    when CancelledError reaches its acquire; closing the coroutine instead left the next
+    waiter waiting for ever)."""
+    lock = asyncio.Lock()
+    await lock.acquire()
+    got_it = []
+    rests: list[asyncio.Future[Any]] = []
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def guard(rest: Awaitable[Any]) -> Awaitable[Any]:
+        rests.append(asyncio.ensure_future(rest))  # as wait_first does
+        return never
+
+    async def handover(name: str) -> None:
+        async with lock:
+            got_it.append(name)
+
+    first = asyncio.create_task(hand_over(handover("abandoned"), guard))
+    await asyncio.sleep(0.01)  # the first waits for the lock, under the guard
+    second = asyncio.create_task(handover("next"))
+    await asyncio.sleep(0.01)
+    lock.release()  # handed to the first waiter...
+    rests[0].cancel()  # ...as the guard gives up on it, before it ran again
+    await asyncio.wait_for(second, timeout=1.0)
+    assert got_it == ["next"]
+    assert not lock.locked()
+    assert rests[0].cancelled()
+    first.cancel()
