@@ -55,20 +55,16 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import cached_property
-from typing import Any
 
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
-from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
-from mode import ServiceT
 from prometheus_client import Counter
-
-from agents.delivery import hand_over
 
 __all__ = [
     "COMMITS_WITHHELD",
@@ -301,64 +297,6 @@ class ShopConsumer(Consumer):
             gaps.addi(offset_from, offset_to)
             await asyncio.sleep(0)
             gaps.merge_overlaps()
-
-    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
-        """Faust's drain loop (faust-streaming 0.15.3), with one change: a record is handed
-        to the streams inline, and only a handover that has to wait is finished under
-        Faust's ``wait_first`` guard, which took four tasks a record (agents/delivery.py)."""
-        callback = self.callback
-        getmany = self.getmany
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set  # type: ignore[attr-defined]
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-
-        def guard(rest: Awaitable[Any]) -> Awaitable[Any]:
-            return self.wait_first(rest, self.suspend_flow.wait())
-
-        yield_every = 100
-        since_yield = 0
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                set_flag(CONSUMER_FETCHING)
-                records = getmany(timeout=1.0)
-                await self.sleep(0)
-                if not self.should_stop:
-                    async for tp, message in records:
-                        since_yield += 1
-                        if since_yield > yield_every:
-                            await asyncio.sleep(0)
-                            since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            await hand_over(callback(message), guard)
-                            set_read_offset(tp, offset)
-                    unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            unset_flag(CONSUMER_FETCHING)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
         """Faust's batch of records, without those ahead of their partition's read offset
