@@ -147,6 +147,7 @@ def create_app(settings: Settings) -> ShopApp:
         Table="tables.base:ShopTable",
         GlobalTable="tables.base:ShopGlobalTable",
         Router="tables.routing:ShopRouter",
+        Worker="agents.worker:ShopWorker",
         web_in_thread=False,
         web_router_enabled=False,
         web_tables_enabled=False,
