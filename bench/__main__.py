@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.analytics import measure_analytics_alone, print_analytics_table
 from bench.errors import BenchError
 from bench.events import SESSIONS, make_events
-from bench.faust_agent import measure_faust_agent
+from bench.faust_agent import measure_faust_agent, measure_faust_floor
 from bench.http import measure_http
 from bench.kafka_raw import create_topic, measure_consumer, measure_producer
 from bench.logs import measure_logs, print_logs_table
@@ -25,6 +25,7 @@ from bench.notifications import STREAMS, measure_notifications
 from bench.report import (
     PhaseResult,
     environment,
+    print_faust_floor,
     print_http_table,
     print_saga_figures,
     print_scaling_table,
@@ -159,13 +160,27 @@ async def logs_phase(options: Options, broker: Broker, workdir: Path) -> list[Ph
     return logs
 
 
+async def faust_floor(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
+    """Run the bare agent on raw bytes, without and with a table write an event."""
+    say(f"Faust's floor: {options.faust_messages:,} raw events through a bare agent, then "
+        "through one that writes a RocksDB row an event")
+    deadline = time.monotonic() + 240 + options.faust_messages / 250
+    floor = await measure_faust_floor(broker, make_events(options.faust_messages), workdir,
+                                      deadline)
+    say(f"Faust's floor done: {floor[0].extra['event_us']:.0f} µs an event, "
+        f"{floor[0].extra['table_write_us']:.0f} µs a table write")
+    return floor
+
+
 async def saga_only(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
-    """Run the raw producer (the saga's yardstick) and the saga phase; return their results."""
+    """Run the raw producer (the saga's yardstick), Faust's floor and the saga phase; return
+    their results."""
     await create_topic(broker.bootstrap, RAW_TOPIC, 4)
     say(f"raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
     producer = await measure_producer(broker.bootstrap, RAW_TOPIC, make_events(options.messages))
+    floor = await faust_floor(options, broker, workdir)
     say(f"order saga end to end (real worker): {options.saga_orders:,} orders")
-    return [producer, *await saga_phase(options, broker, workdir, producer)]
+    return [producer, *await saga_phase(options, broker, workdir, producer), *floor]
 
 
 #: The phases ``--only`` runs alone.
@@ -202,8 +217,9 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
 
     say(f"3/6 bare Faust agent + RocksDB table: {options.faust_messages:,} messages")
     deadline = time.monotonic() + 120 + options.faust_messages / 500
-    results.append(await measure_faust_agent(
-        broker, events[:options.faust_messages], workdir, deadline))
+    bare_faust = await measure_faust_agent(broker, events[:options.faust_messages], workdir,
+                                           deadline)
+    results.append(bare_faust)
     say(f"3/6 done: {results[-1].rate:,.0f} msgs/s "
         f"(start-up {results[-1].startup_seconds:.1f} s)")
 
@@ -237,12 +253,14 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     results.extend(await measure_notifications(
         workdir, options.rabbit_url, count=notices, rate=100.0,
         latency_seconds=options.saga_latency_seconds, deadline=time.monotonic() + 300,
-        bare_rate=results[2].rate))
+        bare_rate=bare_faust.rate))
     latency, pipeline, inbox = results[-3:]
     say(f"notifications done: p50 {latency.extra['p50_ms']} ms, p99 "
         f"{latency.extra['p99_ms']} ms; {pipeline.rate:,.0f} notices/s end to end, "
         f"{inbox.rate:,.0f}/s through the inbox agent = "
         f"{inbox.extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
+
+    results.extend(await faust_floor(options, broker, workdir))
 
     say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
         "two with a standby replica and two without (each run on its own fresh broker)")
@@ -312,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.only == "saga":
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])
+            print_faust_floor(results[3])
             settings = {"messages": options.messages, "saga_orders": options.saga_orders}
         else:
             print_logs_table(results)
@@ -331,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     analytics = [r for r in results if r.extra.get("phase") == "analytics"]
     print_table([r for r in results if r not in http and r not in logs and r not in scaling
                  and r not in analytics and r not in tracking], baseline)
+    print_faust_floor(next(r for r in results if r.extra.get("phase") == "faust-floor"))
     print()
     print_analytics_table(analytics)
     print()

@@ -3,6 +3,10 @@
 The events are on the topic before the worker starts. The worker records the wall-clock time
 of the first event it processed and of the ``count``-th (:mod:`bench.faust_app`); the rate is
 ``count`` over that interval, and start-up (process spawn to first event) is reported apart.
+
+:func:`measure_faust_floor` runs the same agent twice more on the raw bytes: doing nothing,
+then writing each event to a row of its own. They give Faust's own cost here of an event and
+of a table write (encode, RocksDB, the changelog record), the floor under every agent.
 """
 
 from __future__ import annotations
@@ -21,60 +25,93 @@ from bench.kafka_raw import create_topic, new_producer, send_all
 from bench.report import PhaseResult, say
 from scripts.devstack import ROOT, Broker, Worker, exit_with_parent, free_port
 
-__all__ = ["measure_faust_agent"]
+__all__ = ["MODES", "measure_faust_agent", "measure_faust_floor"]
 
 TOPIC = "bench-faust-events"
 APP_ID = "bench-faust"
 
+#: What the bare agent does with each event (``BENCH_FAUST_MODE``), and the phase's name.
+MODES = {
+    "count": "faust agent, Record + RocksDB table",
+    "pass": "faust agent, raw bytes, no table (Faust's floor)",
+    "write": "faust agent, raw bytes + a RocksDB row write each",
+}
+
 
 async def measure_faust_agent(broker: Broker, events: Sequence[tuple[str, bytes]],
-                              workdir: Path, deadline: float) -> PhaseResult:
-    """Put ``events`` on a topic, then time a Faust worker counting them by ``deadline``."""
-    await create_topic(broker.bootstrap, TOPIC, 4)
+                              workdir: Path, deadline: float, mode: str = "count",
+                              ) -> PhaseResult:
+    """Put ``events`` on a topic, then time a Faust worker taking them by ``deadline``
+    (``mode``: see :data:`MODES`)."""
+    topic = TOPIC if mode == "count" else f"{TOPIC}-{mode}"
+    await create_topic(broker.bootstrap, topic, 4)
     producer = new_producer(broker.bootstrap)
     await producer.start()
     try:
-        await send_all(producer, TOPIC, events)
+        await send_all(producer, topic, events)
     finally:
         await producer.stop()
-    say(f"faust agent: {len(events):,} events on {TOPIC!r}; starting the worker")
+    say(f"faust agent ({mode}): {len(events):,} events on {topic!r}; starting the worker")
     spawned_at = time.time()
-    worker, result_path = _start_worker(broker, len(events), workdir)
+    worker, result_path = _start_worker(broker, len(events), workdir, mode, topic)
     try:
         outcome = await _wait_for_result(worker, result_path, deadline)
     finally:
         await asyncio.to_thread(worker.stop)
     if outcome["table_total"] != len(events):
-        raise BenchError(f"the Faust table counted {outcome['table_total']:,} events, not "
-                         f"{len(events):,}; see {worker.log_path}")
+        what = "counted" if mode == "count" else "took"
+        raise BenchError(f"the Faust agent ({mode}) {what} {outcome['table_total']:,} events, "
+                         f"not {len(events):,}; see {worker.log_path}")
     return PhaseResult(
-        "faust agent, Record + RocksDB table",
+        MODES[mode],
         int(outcome["events"]),
         outcome["last_at"] - outcome["first_at"],
         startup_seconds=outcome["first_at"] - spawned_at,
-        extra={"partitions": 4, "table_total": outcome["table_total"]},
+        extra={"partitions": 4, "table_total": outcome["table_total"], "mode": mode},
     )
 
 
-def _start_worker(broker: Broker, target: int, workdir: Path) -> tuple[Worker, Path]:
-    """Spawn ``faust -A bench.faust_app worker`` with a fresh data dir under ``workdir``."""
+async def measure_faust_floor(broker: Broker, events: Sequence[tuple[str, bytes]],
+                              workdir: Path, deadline: float) -> list[PhaseResult]:
+    """Time the bare agent on raw bytes doing nothing, then writing a row an event; return
+    both, each with Faust's cost here of an event and of a table write (µs)."""
+    bare = await measure_faust_agent(broker, events, workdir, deadline, "pass")
+    writing = await measure_faust_agent(broker, events, workdir, deadline, "write")
+    event_us = 1e6 / bare.rate
+    write_us = 1e6 / writing.rate - event_us
+    for result in (bare, writing):
+        result.extra.update(phase="faust-floor", event_us=round(event_us, 1),
+                            table_write_us=round(write_us, 1))
+    return [bare, writing]
+
+
+def _start_worker(broker: Broker, target: int, workdir: Path, mode: str,
+                  topic: str) -> tuple[Worker, Path]:
+    """Spawn ``faust -A bench.faust_app worker`` with a fresh data dir under ``workdir``.
+
+    At ``-l info``, as the shop's workers run here: at Faust's default (``-l warn``) its
+    start-up spinner leaves the root logger at DEBUG for good, and every debug call in
+    aiokafka and Faust then builds a record (an event cost 85-125 µs instead of 71-73 µs;
+    the shop's workers fix it, :mod:`agents.worker`, a bare app does not)."""
     web_port = free_port()
-    datadir = workdir / "faust-bench" / "data"
-    log_path = workdir / "faust-bench" / "worker.log"
-    result_path = workdir / "faust-bench" / "result.json"
+    name = "faust-bench" if mode == "count" else f"faust-bench-{mode}"
+    datadir = workdir / name / "data"
+    log_path = workdir / name / "worker.log"
+    result_path = workdir / name / "result.json"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
-        "BENCH_FAUST_APP_ID": APP_ID,
+        "BENCH_FAUST_APP_ID": APP_ID if mode == "count" else f"{APP_ID}-{mode}",
         "BENCH_FAUST_BROKER": broker.kafka_url,
         "BENCH_FAUST_DATADIR": str(datadir),
         "BENCH_FAUST_WEB_PORT": str(web_port),
-        "BENCH_FAUST_TOPIC": TOPIC,
+        "BENCH_FAUST_TOPIC": topic,
         "BENCH_FAUST_TARGET": str(target),
         "BENCH_FAUST_RESULT": str(result_path),
+        "BENCH_FAUST_MODE": mode,
     }
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "bench.faust_app", "worker", "-l", "warn"],
+            [sys.executable, "-m", "faust", "-A", "bench.faust_app", "worker", "-l", "info"],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=out,
@@ -82,7 +119,7 @@ def _start_worker(broker: Broker, target: int, workdir: Path) -> tuple[Worker, P
             start_new_session=True,
             preexec_fn=exit_with_parent,
         )
-    worker = Worker("faust-bench", web_port, datadir, env, log_path, process=process,
+    worker = Worker(name, web_port, datadir, env, log_path, process=process,
                     started_at=time.monotonic())
     return worker, result_path
 

@@ -1,4 +1,5 @@
-"""A bare Faust app: one agent decodes each event and counts it per session in RocksDB.
+"""A bare Faust app: one agent decodes each event and counts it per session in RocksDB
+(or, with ``BENCH_FAUST_MODE``, takes the raw bytes and does nothing or writes a row each).
 
 Run by :mod:`bench.faust_agent` as ``python -m faust -A bench.faust_app worker`` with its
 settings in ``BENCH_FAUST_*`` variables (nothing of the shop's settings or code). When the
@@ -18,7 +19,7 @@ import faust
 from faust.models.fields import StringField
 from faust.types import StreamT
 
-__all__ = ["BenchEvent", "app", "count_by_session", "session_counts"]
+__all__ = ["MODE", "BenchEvent", "Stopwatch", "app"]
 
 
 def _env(name: str) -> str:
@@ -67,11 +68,24 @@ app = faust.App(
     autodiscover=False,
 )
 
-events_topic = app.topic(_env("TOPIC"), key_type=str, key_serializer="raw",
-                         value_type=BenchEvent)
+#: What the agent does with each event (BENCH_FAUST_MODE): ``count`` decodes it as a Record
+#: and adds one to its session's count; ``pass`` takes the raw bytes and does nothing (no
+#: table at all); ``write`` takes the raw bytes and writes them to a row of their own.
+MODE = os.environ.get("BENCH_FAUST_MODE", "count")
+if MODE not in ("count", "pass", "write"):
+    raise SystemExit(f"bench.faust_app: BENCH_FAUST_MODE={MODE!r} is not count, pass or write")
 
-#: session id -> events counted.
-session_counts = app.Table("session-counts", default=int, key_type=str, value_type=int)
+if MODE == "count":
+    events_topic = app.topic(_env("TOPIC"), key_type=str, key_serializer="raw",
+                             value_type=BenchEvent)
+    #: session id -> events counted.
+    session_counts = app.Table("session-counts", default=int, key_type=str, value_type=int)
+else:
+    raw_topic = app.topic(_env("TOPIC"), key_type=str, key_serializer="raw",
+                          value_serializer="raw")
+if MODE == "write":
+    #: n -> the n-th event's bytes.
+    raw_rows = app.Table("raw-rows", key_type=bytes, value_type=bytes)
 
 
 class Stopwatch:
@@ -98,12 +112,25 @@ class Stopwatch:
         partial.replace(self.path)
 
 
-@app.agent(events_topic)
-async def count_by_session(events: StreamT[BenchEvent]) -> None:
-    """Add one to the session's count for every event."""
-    watch = Stopwatch(int(_env("TARGET")), Path(_env("RESULT")))
-    async for event in events:
-        session_counts[event.session_id] += 1
-        if watch.tick():
-            last_at = time.time()
-            watch.write(last_at, sum(session_counts.values()))
+if MODE == "count":
+    @app.agent(events_topic)
+    async def count_by_session(events: StreamT[BenchEvent]) -> None:
+        """Add one to the session's count for every event."""
+        watch = Stopwatch(int(_env("TARGET")), Path(_env("RESULT")))
+        async for event in events:
+            session_counts[event.session_id] += 1
+            if watch.tick():
+                last_at = time.time()
+                watch.write(last_at, sum(session_counts.values()))
+else:
+    @app.agent(raw_topic)
+    async def take_raw(events: StreamT[bytes]) -> None:
+        """Take each event's bytes; in ``write`` mode, write them to a new row."""
+        watch = Stopwatch(int(_env("TARGET")), Path(_env("RESULT")))
+        write = MODE == "write"
+        async for value in events:
+            if write:
+                raw_rows[b"%d" % watch.seen] = value
+            if watch.tick():
+                last_at = time.time()
+                watch.write(last_at, len(list(raw_rows.keys())) if write else watch.seen)

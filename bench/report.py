@@ -19,6 +19,7 @@ __all__ = [
     "RESULTS_DIR",
     "PhaseResult",
     "environment",
+    "print_faust_floor",
     "print_http_table",
     "print_scaling_table",
     "print_table",
@@ -100,6 +101,21 @@ def print_saga_figures(saturated: PhaseResult, latency: PhaseResult) -> None:
           f"{extra['worker_cpu_ms_per_order']} ms an order (goal >= 1,000 orders/s)")
     print(f"latency at {latency.extra['rate']:,.0f} orders/s: p50 {latency.extra['p50_ms']} ms, "
           f"p99 {latency.extra['p99_ms']} ms (goal p99 < 250 ms)")
+
+
+#: Writes of an order's own rows in the saga of DESIGN.md, at the least: its row when placed,
+#: reserved and confirmed, and its payment. No batching across orders can share them.
+ORDER_OWN_WRITES = 4
+
+
+def print_faust_floor(floor: PhaseResult) -> None:
+    """Print Faust's cost of an event and of a table write, and what that leaves an order."""
+    event_us, write_us = floor.extra["event_us"], floor.extra["table_write_us"]
+    own_ms = ORDER_OWN_WRITES * write_us / 1000
+    print(f"Faust's floor here: {event_us:.0f} µs an event, {write_us:.0f} µs a table write "
+          f"(the bare agent on raw bytes); an order's own {ORDER_OWN_WRITES} row writes "
+          f"(placed, reserved, confirmed, its payment) take {own_ms:.2f} ms of the 1 ms an "
+          "order that 1,000 orders/s on one worker allows")
 
 
 def print_http_table(results: list[PhaseResult]) -> None:

@@ -78,3 +78,8 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert latency["extra"]["p99_ms"] >= latency["extra"]["p50_ms"] > 0
     for notified in (pipeline, inbox):
         assert notified["messages"] == 300 and notified["extra"]["ratio_to_bare_faust_agent"] > 0
+    floor = [p for p in phases if p["extra"].get("phase") == "faust-floor"]
+    assert [(p["messages"], p["extra"]["mode"]) for p in floor] == [(500, "pass"), (500, "write")]
+    assert all(p["extra"]["table_total"] == 500 for p in floor)  # every event taken, once
+    assert floor[0]["extra"]["event_us"] > 0 and floor[0]["extra"]["table_write_us"] != 0
+    assert "Faust's floor here:" in result.stdout
