@@ -10,7 +10,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,13 +160,13 @@ async def logs_phase(options: Options, broker: Broker, workdir: Path) -> list[Ph
     return logs
 
 
-async def faust_floor(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
-    """Run the bare agent on raw bytes, without and with a table write an event."""
-    say(f"Faust's floor: {options.faust_messages:,} raw events through a bare agent, then "
-        "through one that writes a RocksDB row an event")
-    deadline = time.monotonic() + 240 + options.faust_messages / 250
-    floor = await measure_faust_floor(broker, make_events(options.faust_messages), workdir,
-                                      deadline)
+async def faust_floor(options: Options, broker: Broker, workdir: Path,
+                      events: Sequence[tuple[str, bytes]]) -> list[PhaseResult]:
+    """Run the bare agent on ``events`` as raw bytes, without and with a table write each."""
+    say(f"Faust's floor: {len(events):,} raw events through a bare agent, then through one "
+        "that writes a RocksDB row an event")
+    deadline = time.monotonic() + 240 + len(events) / 250
+    floor = await measure_faust_floor(broker, events, workdir, deadline)
     say(f"Faust's floor done: {floor[0].extra['event_us']:.0f} µs an event, "
         f"{floor[0].extra['table_write_us']:.0f} µs a table write")
     return floor
@@ -178,7 +178,7 @@ async def saga_only(options: Options, broker: Broker, workdir: Path) -> list[Pha
     await create_topic(broker.bootstrap, RAW_TOPIC, 4)
     say(f"raw producer: {options.messages:,} messages to {RAW_TOPIC!r} (4 partitions)")
     producer = await measure_producer(broker.bootstrap, RAW_TOPIC, make_events(options.messages))
-    floor = await faust_floor(options, broker, workdir)
+    floor = await faust_floor(options, broker, workdir, make_events(options.faust_messages))
     say(f"order saga end to end (real worker): {options.saga_orders:,} orders")
     return [producer, *await saga_phase(options, broker, workdir, producer), *floor]
 
@@ -260,7 +260,8 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
         f"{inbox.rate:,.0f}/s through the inbox agent = "
         f"{inbox.extra['ratio_to_bare_faust_agent']} x the bare Faust agent")
 
-    results.extend(await faust_floor(options, broker, workdir))
+    results.extend(await faust_floor(options, broker, workdir,
+                                     events[:options.faust_messages]))
 
     say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
         "two with a standby replica and two without (each run on its own fresh broker)")

@@ -6,28 +6,17 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterator
 
-import pytest
 from mode.utils.logging import setup_logging
 
 from app import console_logging
-
-
-@pytest.fixture
-def root_kept() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_a_terminal_keeps_modes_colored_log() -> None:
     assert console_logging(True) is None
 
 
-def test_a_file_or_pipe_gets_plain_lines_with_modes_fields(root_kept: None) -> None:
+def test_a_file_or_pipe_gets_plain_lines_with_modes_fields(root_kept: logging.Logger) -> None:
     out = io.StringIO()  # not a terminal
     setup_logging(loglevel="INFO", logfile=out, logging_config=console_logging(False))
     handler = logging.getLogger().handlers[0]
@@ -42,7 +31,7 @@ def test_a_file_or_pipe_gets_plain_lines_with_modes_fields(root_kept: None) -> N
     assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ", line), line
 
 
-def test_a_log_file_keeps_modes_own_formatter(root_kept: None, tmp_path: object) -> None:
+def test_a_log_file_keeps_modes_own_formatter(root_kept: logging.Logger, tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "worker.log")
     setup_logging(loglevel="INFO", logfile=path, logging_config=console_logging(False))
     handler = logging.getLogger().handlers[0]

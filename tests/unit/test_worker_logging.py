@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 
 import faust
-import pytest
 from faust.utils.terminal.spinners import SpinnerHandler
 
 from agents.worker import ShopWorker, settle_root_logger
-
-
-@pytest.fixture
-def root_kept() -> Iterator[logging.Logger]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield root
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def worker(loglevel: str) -> ShopWorker:
