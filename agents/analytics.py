@@ -198,7 +198,7 @@ def _write(table: Any, kind: str, source: str, window: Any, topic: str,
     if fresh or raw is None:
         newest = max(fresh or facts, key=lambda f: f.offset)
         row = mark_applied(fold(row, fresh, detailed=True),
-                           Position(topic, newest.offset, newest.event_id))
+                           Position(topic, newest.offset, newest.event_id), before=row)
         raw = _dumps(row)
         table[key] = raw
     return f"{window_key(kind, window[0])}|{source}", raw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from faust.types import StreamT
@@ -9,24 +10,33 @@ from faust.types import StreamT
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
 from agents.topics import inventory_topic
-from app import app
+from app import app, settings
 from models.inventory import INVENTORY_EVENTS, Restock, Stock, apply_inventory_event
 from tables.inventory import stock
-from tables.replay import Position, Send, decide_once
+from tables.replay import Position, Row, Send, decide_once
 
-__all__ = ["keep_stock"]
+__all__ = ["change_stock", "keep_stock"]
 
 
 async def apply_stock_command(event: Any, position: Position) -> None:
     """Apply one inventory command to its sku's stock, once, and send its answers."""
+    await send_all(change_stock(stock, event, position, keep=int(settings.order_ttl)))
+
+
+def change_stock(table: MutableMapping[str, Row], event: Any, position: Position,
+                 *, keep: int) -> list[Send]:
+    """Apply an inventory command to its sku's row in ``table``, once; return its sends.
+
+    ``keep`` is how long the sku's ledger remembers a finished order (models.inventory.Stock).
+    """
     sku: str = event.sku
 
-    def decide(row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Send]]:
-        after, effects = apply_inventory_event(Stock.from_row(sku, row), event)
-        keep = row is not None or isinstance(event, Restock)  # no row for unknown skus
-        return (after.to_row() if keep else None), to_sends(effects)
+    def decide(row: Row | None) -> tuple[Row | None, list[Send]]:
+        after, effects = apply_inventory_event(Stock.from_row(sku, row), event, keep)
+        known = row is not None or isinstance(event, Restock)  # no row for unknown skus
+        return (after.to_row() if known else None), to_sends(effects)
 
-    await send_all(decide_once(stock, sku, position, decide))
+    return decide_once(table, sku, position, decide)
 
 
 @app.agent(inventory_topic, name="inventory.stock")

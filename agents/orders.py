@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Ref
 from models.promotions import PromotionRedeemed, PromotionRefused
 from tables.base import tables_ready
 from tables.orders import open_index, open_orders, orders, orders_by_user, watchers
-from tables.replay import RECENT_IDS, Position, Send, decide_once
+from tables.replay import RECENT_IDS, Position, Row, Send, decide_once
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ __all__ = [
     "expire_overdue_orders",
     "expire_when_asked",
     "index_orders_by_user",
+    "move_order",
     "request_expiry_sweep",
     "run_order_saga",
 ]
@@ -90,24 +91,30 @@ async def apply_order_event(event: Any, position: Position) -> None:
         return
     if not isinstance(event, SAGA_EVENTS):
         return
-    order_id: str = event.order_id
-    now = utcnow()
+    sends, row = move_order(orders, event, position, utcnow())
+    if row is not None:
+        track_deadline(event.order_id, row)
+        watchers.changed(event.order_id, row)
+    await send_all(sends)
 
-    decided: list[dict[str, Any] | None] = []
 
-    def step(row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Send]]:
+def move_order(table: MutableMapping[str, Row], event: Any, position: Position,
+               now: datetime) -> tuple[list[Send], Row | None]:
+    """Apply a saga event to its order's row in ``table``, once; return the sends and the row.
+
+    An order's releases, commits and refunds are asked for by nobody if lost, so its row
+    keeps the sends of all of its recent events (``keep_sends=RECENT_IDS``).
+    """
+    decided: list[Row | None] = []
+
+    def step(row: Row | None) -> tuple[Row | None, list[Send]]:
         decision = decide(Order.from_row(row) if row else None, event, now)
         new_row = decision.order.to_row() if decision.order else None
         decided.append(new_row if new_row is not None else row)
         return new_row, to_sends(decision.effects)
 
-    # An order's releases, commits and refunds are asked for by nobody if lost: keep them all.
-    sends = decide_once(orders, order_id, position, step, keep_sends=RECENT_IDS)
-    row = decided[0] if decided else orders.get(order_id)
-    if row is not None:
-        track_deadline(order_id, row)
-        watchers.changed(order_id, row)
-    await send_all(sends)
+    sends = decide_once(table, event.order_id, position, step, keep_sends=RECENT_IDS)
+    return sends, (decided[0] if decided else table.get(event.order_id))
 
 
 def track_deadline(order_id: str, row: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Inventory: stock per sku and the commands that change it, with its arithmetic as pure rules.
 
 The inventory agent is the single writer of a sku's stock (the ``inventory`` topic is keyed by
-sku). Holds are kept per order, so every command is idempotent by its state: reserving for an
-order that already holds stock, releasing or committing a hold that is gone, change nothing.
+sku). A ledger per order makes every command idempotent by the order's state at the sku, in
+any order of delivery: reserving for an order that holds or bought stock, releasing or
+committing a hold that is gone, returning twice, change nothing (see :class:`Stock`).
 Invariant: ``initial + restocked = available + reserved + sold``, nothing ever negative.
 """
 
@@ -17,7 +18,9 @@ from models.catalog import StockLevelChanged, stock_level
 
 __all__ = [
     "INVENTORY_EVENTS",
+    "LEDGER_KEEP_S",
     "CommitStock",
+    "Entry",
     "ReleaseStock",
     "ReserveStock",
     "Restock",
@@ -27,6 +30,7 @@ __all__ = [
     "StockReserved",
     "apply_inventory_event",
     "commit",
+    "prune",
     "release",
     "reserve",
     "restock",
@@ -98,10 +102,48 @@ class StockRejected(Event):
 
 INVENTORY_EVENTS = event_types(ReserveStock, ReleaseStock, CommitStock, ReturnStock, Restock)
 
+#: How long (seconds of event time) the ledger keeps an order after its last command, unless
+#: told otherwise: the default SHOP_ORDER_TTL.
+LEDGER_KEEP_S = 900
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a sku's stock did for one order: ``quantity`` units in ``state``, last seen ``at``.
+
+    ``at`` is the newest ``occurred_at`` (whole seconds) of the commands for the order that
+    reached the sku; a pruned entry's late duplicate is told by it (see :class:`Stock`).
+    """
+
+    quantity: int
+    state: str
+    at: int
+
+    def to_row(self) -> list[Any]:
+        """Return the entry as stored: ``[quantity, state, at]``."""
+        return [self.quantity, self.state, self.at]
+
+
+#: Entry states: held (reserved) or rejected, then sold, released or returned; at most once
+#: each.
+HELD, REJECTED, SOLD, RELEASED, RETURNED = "held", "rejected", "sold", "released", "returned"
+#: States in which an entry may be pruned once it is old enough (a hold never is).
+PRUNABLE = frozenset({REJECTED, SOLD, RELEASED, RETURNED})
+
 
 @dataclass(frozen=True, slots=True)
 class Stock:
-    """The stock of one sku: counts, and the holds and sales per order."""
+    """The stock of one sku: its counts and the ledger of what it did for each order.
+
+    The ledger makes every command idempotent by the order's state at this sku, whatever order
+    Kafka delivers the commands in: an order's units are held once, then sold, released or
+    returned at most once each (a reserve redelivered after its commit holds nothing, a
+    return that overtakes its commit puts the held units back and the late commit sells
+    nothing). An entry no longer held is pruned once ``keep`` seconds of event time have
+    passed since its order's last command here; ``horizon`` is then the newest ``at`` pruned.
+    A command for an order not in the ledger that occurred at or before the horizon is a late
+    duplicate of a pruned order's and changes nothing.
+    """
 
     sku: str
     initial: int = 0
@@ -109,66 +151,140 @@ class Stock:
     available: int = 0
     reserved: int = 0
     sold: int = 0
-    holds: Mapping[str, int] = field(default_factory=dict)
-    returns: Mapping[str, int] = field(default_factory=dict)
+    ledger: Mapping[str, Entry] = field(default_factory=dict)
+    horizon: int = 0
+    seen: int = 0
+
+    @property
+    def holds(self) -> dict[str, int]:
+        """Return the units held per order."""
+        return {o: e.quantity for o, e in self.ledger.items() if e.state == HELD}
+
+    @property
+    def returns(self) -> dict[str, int]:
+        """Return the units returned per order (those still in the ledger)."""
+        return {o: e.quantity for o, e in self.ledger.items() if e.state == RETURNED}
 
     def to_row(self) -> dict[str, Any]:
         """Return the table row for this stock."""
         return {"sku": self.sku, "initial": self.initial, "restocked": self.restocked,
                 "available": self.available, "reserved": self.reserved, "sold": self.sold,
-                "holds": dict(self.holds), "returns": dict(self.returns)}
+                "ledger": {o: e.to_row() for o, e in self.ledger.items()},
+                "horizon": self.horizon, "seen": self.seen}
 
     @classmethod
     def from_row(cls, sku: str, row: Mapping[str, Any] | None) -> Stock:
         """Return the stock stored in ``row`` (no row: an unknown sku with no stock)."""
         if not row:
             return cls(sku)
+        if "ledger" in row:
+            ledger = {o: Entry(q, state, at) for o, (q, state, at) in row["ledger"].items()}
+        else:  # a row from before the ledger: its holds and returns
+            ledger = {**{o: Entry(q, RETURNED, 0) for o, q in row.get("returns", {}).items()},
+                      **{o: Entry(q, HELD, 0) for o, q in row.get("holds", {}).items()}}
         return cls(sku, row["initial"], row["restocked"], row["available"], row["reserved"],
-                   row["sold"], dict(row["holds"]), dict(row["returns"]))
+                   row["sold"], ledger, row.get("horizon", 0), row.get("seen", 0))
 
     def public(self) -> dict[str, int | str]:
         """Return what the API shows: ``{sku, available, reserved, sold}``."""
         return {"sku": self.sku, "available": self.available, "reserved": self.reserved,
                 "sold": self.sold}
 
+    def is_stale(self, order_id: str, at: int) -> bool:
+        """Return True if a command for ``order_id`` at ``at`` belongs to a pruned order."""
+        return bool(self.horizon) and order_id not in self.ledger and at <= self.horizon
 
-def reserve(stock: Stock, order_id: str, quantity: int) -> tuple[Stock, bool]:
-    """Hold ``quantity`` for ``order_id`` if available; return (stock, reserved?)."""
-    if order_id in stock.holds:
-        return stock, True  # asked again: the answer stands
-    if quantity <= 0 or quantity > stock.available:
+
+def _noted(stock: Stock, order_id: str, entry: Entry, at: int) -> Stock:
+    """Return ``stock`` with the order's ``entry``, seen at ``at``."""
+    entry = replace(entry, at=max(entry.at, at))
+    if stock.ledger.get(order_id) == entry:
+        return stock
+    return replace(stock, ledger={**stock.ledger, order_id: entry})
+
+
+def reserve(stock: Stock, order_id: str, quantity: int, at: int = 0) -> tuple[Stock, bool]:
+    """Hold ``quantity`` for ``order_id`` if available; return (stock, reserved?).
+
+    An order the sku has seen keeps its answer: held or sold is "reserved" (asked again), and
+    rejected, released or returned holds nothing, then or later.
+    """
+    entry = stock.ledger.get(order_id)
+    if entry is not None:
+        return _noted(stock, order_id, entry, at), entry.state in (HELD, SOLD)
+    if stock.is_stale(order_id, at):
         return stock, False
-    holds = {**stock.holds, order_id: quantity}
-    return replace(stock, available=stock.available - quantity,
-                   reserved=stock.reserved + quantity, holds=holds), True
+    if quantity <= 0 or quantity > stock.available:
+        return _noted(stock, order_id, Entry(0, REJECTED, at), at), False
+    held = _noted(stock, order_id, Entry(quantity, HELD, at), at)
+    return replace(held, available=stock.available - quantity,
+                   reserved=stock.reserved + quantity), True
 
 
-def release(stock: Stock, order_id: str) -> Stock:
-    """Give the hold of ``order_id`` back to available stock (none held: no change)."""
-    quantity = stock.holds.get(order_id)
-    if quantity is None:
+def release(stock: Stock, order_id: str, at: int = 0) -> Stock:
+    """Give the hold of ``order_id`` back to available stock (a sale stays sold).
+
+    An order the sku never held for is remembered as released, so that its reservation, if
+    still on its way, holds nothing.
+    """
+    entry = stock.ledger.get(order_id)
+    if entry is None:
+        if stock.is_stale(order_id, at):
+            return stock
+        return _noted(stock, order_id, Entry(0, RELEASED, at), at)
+    if entry.state != HELD:
+        return _noted(stock, order_id, entry, at)
+    released = _noted(stock, order_id, replace(entry, state=RELEASED), at)
+    return replace(released, available=stock.available + entry.quantity,
+                   reserved=stock.reserved - entry.quantity)
+
+
+def commit(stock: Stock, order_id: str, at: int = 0) -> Stock:
+    """Turn the hold of ``order_id`` into a sale (nothing held: no change)."""
+    entry = stock.ledger.get(order_id)
+    if entry is None:
         return stock
-    holds = {k: v for k, v in stock.holds.items() if k != order_id}
-    return replace(stock, available=stock.available + quantity,
-                   reserved=stock.reserved - quantity, holds=holds)
+    if entry.state != HELD:
+        return _noted(stock, order_id, entry, at)
+    sold = _noted(stock, order_id, replace(entry, state=SOLD), at)
+    return replace(sold, reserved=stock.reserved - entry.quantity,
+                   sold=stock.sold + entry.quantity)
 
 
-def commit(stock: Stock, order_id: str) -> Stock:
-    """Turn the hold of ``order_id`` into a sale (none held: no change)."""
-    quantity = stock.holds.get(order_id)
-    if quantity is None:
-        return stock
-    holds = {k: v for k, v in stock.holds.items() if k != order_id}
-    return replace(stock, reserved=stock.reserved - quantity, sold=stock.sold + quantity,
-                   holds=holds)
+def return_sold(stock: Stock, order_id: str, quantity: int, at: int = 0) -> Stock:
+    """Put the units of a cancelled paid order back on the shelf, once per order.
+
+    Sold units go back from sold; held units (the return overtook the order's commit) go back
+    from reserved, and the late commit then sells nothing. An order pruned from the ledger
+    after its sale returns ``quantity`` (at most what is sold).
+    """
+    entry = stock.ledger.get(order_id)
+    if entry is None:
+        if stock.is_stale(order_id, at) or quantity <= 0 or quantity > stock.sold:
+            return stock
+        returned = _noted(stock, order_id, Entry(quantity, RETURNED, at), at)
+        return replace(returned, available=stock.available + quantity,
+                       sold=stock.sold - quantity)
+    if entry.state not in (HELD, SOLD):
+        return _noted(stock, order_id, entry, at)
+    returned = _noted(stock, order_id, replace(entry, state=RETURNED), at)
+    if entry.state == HELD:
+        return replace(returned, available=stock.available + entry.quantity,
+                       reserved=stock.reserved - entry.quantity)
+    return replace(returned, available=stock.available + entry.quantity,
+                   sold=stock.sold - entry.quantity)
 
 
-def return_sold(stock: Stock, order_id: str, quantity: int) -> Stock:
-    """Put ``quantity`` sold to ``order_id`` back to available stock, once per order."""
-    if order_id in stock.returns or quantity <= 0 or quantity > stock.sold:
-        return stock
-    return replace(stock, available=stock.available + quantity, sold=stock.sold - quantity,
-                   returns={**stock.returns, order_id: quantity})
+def prune(stock: Stock, now: int, keep: int) -> Stock:
+    """Forget the orders no longer held whose last command here is over ``keep`` s old."""
+    seen = max(stock.seen, now)
+    old = [o for o, e in stock.ledger.items() if e.state in PRUNABLE and e.at < seen - keep]
+    if not old:
+        return stock if seen == stock.seen else replace(stock, seen=seen)
+    horizon = max(stock.horizon, *(stock.ledger[o].at for o in old))
+    gone = set(old)
+    ledger = {o: e for o, e in stock.ledger.items() if o not in gone}
+    return replace(stock, ledger=ledger, horizon=horizon, seen=seen)
 
 
 def restock(stock: Stock, quantity: int, *, initial: bool = False) -> Stock:
@@ -184,11 +300,18 @@ def restock(stock: Stock, quantity: int, *, initial: bool = False) -> Stock:
                    available=stock.available + quantity)
 
 
-def apply_inventory_event(stock: Stock, event: Event) -> tuple[Stock, list[Effect]]:
-    """Return the stock after ``event`` and what it causes (answers, stock level notices)."""
+def apply_inventory_event(stock: Stock, event: Event,
+                          keep: int = LEDGER_KEEP_S) -> tuple[Stock, list[Effect]]:
+    """Return the stock after ``event`` and what it causes (answers, stock level notices).
+
+    The ledger forgets an order ``keep`` seconds of event time after its last command here
+    (see :class:`Stock`); the orders agent passes SHOP_ORDER_TTL, since an order waits no
+    longer than that for stock and a reservation older than it is for an expired order.
+    """
     effects: list[Effect] = []
+    at = int(event.occurred_at.timestamp())
     if isinstance(event, ReserveStock):
-        after, ok = reserve(stock, event.order_id, event.quantity)
+        after, ok = reserve(stock, event.order_id, event.quantity, at)
         answer: Event = (
             StockReserved.new(order_id=event.order_id, sku=stock.sku, quantity=event.quantity,
                               correlation_id=event.order_id)
@@ -198,15 +321,16 @@ def apply_inventory_event(stock: Stock, event: Event) -> tuple[Stock, list[Effec
         )
         effects.append(Effect("orders", event.order_id, answer))
     elif isinstance(event, ReleaseStock):
-        after = release(stock, event.order_id)
+        after = release(stock, event.order_id, at)
     elif isinstance(event, CommitStock):
-        after = commit(stock, event.order_id)
+        after = commit(stock, event.order_id, at)
     elif isinstance(event, ReturnStock):
-        after = return_sold(stock, event.order_id, event.quantity)
+        after = return_sold(stock, event.order_id, event.quantity, at)
     elif isinstance(event, Restock):
         after = restock(stock, event.quantity, initial=event.initial)
     else:
         return stock, effects
+    after = prune(after, at, keep)
     if isinstance(event, Restock) or stock_level(after.available) != stock_level(stock.available):
         effects.append(Effect("catalog", stock.sku, StockLevelChanged.new(
             sku=stock.sku, level=stock_level(after.available), available=after.available)))

@@ -344,12 +344,11 @@ def _charge_if_ready(order: Order, now: datetime) -> Decision:
 
 def _stock_reserved(order: Order, event: StockReserved, now: datetime) -> Decision:
     if order.status != "placed":
-        if order.status in ACTIVE:
-            return Decision(order)  # a repeated answer
-        # The order ended (rejected, cancelled, expired) before this answer: give it back. Or
-        # it was paid, and a request asked again (a chase, a replay) reached the sku after its
-        # CommitStock and held the stock anew: the release, sent after the commit, frees only
-        # such a hold (the sale stays counted once).
+        if order.status in ACTIVE or order.status in PAID:
+            # A repeated answer: the sku's ledger answers a reservation asked again after the
+            # sale with the sale, and holds nothing anew.
+            return Decision(order)
+        # The order ended (rejected, cancelled, expired) before this answer: give it back.
         return Decision(order, [_inventory(ReleaseStock, event.sku, order.id)])
     return _charge_if_ready(replace(order, reserved=order.reserved | {event.sku}), now)
 

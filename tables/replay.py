@@ -72,14 +72,17 @@ def mark_applied(
     sends: Sequence[Send] | None = None,
     *,
     keep_sends: int = 1,
+    before: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return a copy of ``row`` that records the event at ``position`` as applied.
 
-    ``sends`` are the messages the event caused; the row keeps those of its ``keep_sends`` most
-    recent events that sent anything, to be sent again if such an event is redelivered (see
+    The history (offsets, recent ids, kept sends) is taken from ``before``, the row as it was
+    before the event, when given: rules build their new rows fresh, without it. ``sends`` are
+    the messages the event caused; the row keeps those of its ``keep_sends`` most recent events
+    that sent anything, to be sent again if such an event is redelivered (see
     :func:`decide_once`).
     """
-    applied = row.get("_applied") or {}
+    applied = (before if before is not None else row).get("_applied") or {}
     offsets = dict(applied.get("offsets", {}))
     offsets[position.topic] = max(position.offset, offsets.get(position.topic, -1))
     ids = list(applied.get("ids", ()))
@@ -107,7 +110,7 @@ def update_once(
     row = table.get(key)
     if _skip(table, key, row, position, table_name):
         return False
-    table[key] = mark_applied(update(row), position)
+    table[key] = mark_applied(update(row), position, before=row)
     return True
 
 
@@ -140,7 +143,7 @@ def update_many(
         except Exception as exc:
             failed.append((index, exc))
             continue
-        row = mark_applied(updated, position)
+        row = mark_applied(updated, position, before=row)
         changed = True
     if changed and row is not None:
         table[key] = row
@@ -176,7 +179,7 @@ def decide_once(
         return []
     new_row, sends = decide(row)
     if new_row is not None:
-        table[key] = mark_applied(new_row, position, sends, keep_sends=keep_sends)
+        table[key] = mark_applied(new_row, position, sends, keep_sends=keep_sends, before=row)
     return sends
 
 

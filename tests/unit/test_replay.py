@@ -46,8 +46,9 @@ class Entry:
 
 
 def count_event(row: Row | None) -> Row:
-    """The table update under test: one more event for this key."""
-    return {**(row or {}), "n": (row or {}).get("n", 0) + 1}
+    """The table update under test: one more event for this key, in a row built fresh (as
+    the agents' rules build theirs: the guard, not the update, keeps the row's history)."""
+    return {"n": (row or {}).get("n", 0) + 1}
 
 
 def apply(table: dict[str, Row], entry: Entry) -> bool:

@@ -23,8 +23,7 @@ from collections.abc import Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import pytest
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -498,32 +497,13 @@ class SagaMachine(RuleBasedStateMachine):
             event(f"an order ended {status}")  # --hypothesis-show-statistics shows the spread
 
 
-class InOrderInventorySaga(SagaMachine):
-    """The same, but each sku's inventory commands arrive once and in the order they were sent.
-
-    That is what Kafka's partition order and the agents' replay guard give the inventory agent;
-    orders and payments messages still come in any order and any number of times. Green while
-    the two inventory bugs below make the full machine fail.
-    """
-
-    INVENTORY_IN_ORDER = True
-
-
 SAGA_SETTINGS = settings(max_examples=150, stateful_step_count=40, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
 
-InOrderInventorySaga.TestCase.settings = SAGA_SETTINGS
-TestSagaWithInventoryInOrder = InOrderInventorySaga.TestCase
-
-# The full machine (any inventory command redelivered or overtaken) finds the two limits of
-# the stock rules pinned by the strict-xfail examples below, but only in some runs: a random
-# search makes no strict test, so it is not collected (``__test__``). Set that to True to
-# search by hand; make it a test once the stock rules survive a redelivered or overtaking
-# inventory command.
-SagaMachine.TestCase.settings = settings(
-    SAGA_SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-FullSaga = SagaMachine.TestCase
-FullSaga.__test__ = False
+# Any inventory command redelivered or overtaken: the stock's per-order ledger keeps each
+# order's units held, sold, released and returned at most once each.
+SagaMachine.TestCase.settings = SAGA_SETTINGS
+TestSaga = SagaMachine.TestCase
 
 
 # -- the same shop, step by step -------------------------------------------------------------
@@ -575,7 +555,7 @@ def test_a_cancelled_paid_order_is_refunded_and_its_stock_returned() -> None:
 
 
 def test_a_reservation_redelivered_after_the_sale_holds_nothing() -> None:
-    """The sku holds the stock again, answers "reserved", and the paid order releases it."""
+    """The sku answers "reserved" again from its ledger and holds nothing anew."""
     shop = Shop({"sku-a": 5, "sku-b": 0, "sku-c": 0})
     shop.place("o1", "u-ann", [("sku-a", 2)], "pm_card_ok")
     deliver_all_in_order(shop)
@@ -588,9 +568,6 @@ def test_a_reservation_redelivered_after_the_sale_holds_nothing() -> None:
                                             "sold": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="LIMIT (README, 'Delivery order'): "
-                   "a ReturnStock delivered before the order's "
-                   "CommitStock is dropped; the cancelled order's units stay sold")
 def test_a_return_overtaking_its_commit_still_puts_the_stock_back() -> None:
     shop = Shop({"sku-a": 5, "sku-b": 0, "sku-c": 0})
     shop.place("o1", "u-ann", [("sku-a", 2)], "pm_card_ok")

@@ -1,0 +1,146 @@
+"""The replay guard on the agents' own step functions: rows remember every event they absorbed.
+
+``agents.orders.move_order`` and ``agents.inventory.change_stock`` are what the saga and the
+inventory agents run for each event (with the worker's table; here a dict). Their rules build
+rows fresh, so the guard must carry the row's history across each write: a redelivery of any
+event the row absorbed, on any of its topics, is recognised however many events came after.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.inventory import change_stock
+from agents.orders import move_order
+from models.base import Event, decode_event
+from models.inventory import (
+    INVENTORY_EVENTS,
+    CommitStock,
+    ReleaseStock,
+    ReserveStock,
+    Restock,
+    StockReserved,
+)
+from models.orders import ORDER_EVENTS, OrderLine, OrderPlaced
+from models.payments import PAYMENT_EVENTS, PaymentSucceeded
+from tables.replay import Position, Row, already_applied
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+KEEP = 900
+
+
+class Log:
+    """A topic's log: each append takes the next offset (a duplicate append, a new one)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.entries: list[Event] = []
+
+    def append(self, event: Event) -> Position:
+        self.entries.append(event)
+        return Position(self.topic, len(self.entries) - 1, event.event_id)
+
+
+def placed(order_id: str = "o1", quantity: int = 2) -> OrderPlaced:
+    return OrderPlaced.new(order_id=order_id, user_id="u1",
+                           items=[OrderLine(sku="sku-a", quantity=quantity, unit_price_cents=500)],
+                           subtotal_cents=500 * quantity, discount_cents=0,
+                           total_cents=500 * quantity, payment_method="pm_card_ok")
+
+
+def sent(sends: list[tuple[str, str, str]], topic: str) -> list[Event]:
+    """Return the events of ``sends`` to ``topic``, decoded as the consumers decode them."""
+    types: Any = {**INVENTORY_EVENTS, **ORDER_EVENTS, **PAYMENT_EVENTS}
+    return [decode_event(types, value) for t, _, value in sends if t == topic]
+
+
+def test_an_order_row_recognises_every_event_it_absorbed_across_its_topics() -> None:
+    orders_log, payments_log = Log("orders"), Log("payments")
+    table: dict[str, Row] = {}
+    order = placed()
+    applied: list[tuple[Position, Event]] = []
+
+    def deliver(log: Log, event: Event) -> list[tuple[str, str, str]]:
+        position = log.append(event)
+        applied.append((position, event))
+        return move_order(table, event, position, NOW)[0]
+
+    first_sends = deliver(orders_log, order)
+    assert [e.type for e in sent(first_sends, "inventory")] == ["reserve_stock"]
+    deliver(orders_log, StockReserved.new(order_id="o1", sku="sku-a", quantity=2))
+    deliver(payments_log, PaymentSucceeded.new(order_id="o1", amount_cents=1000,
+                                               charge_id="ch_1"))
+    row = table["o1"]
+    assert row["status"] == "confirmed"
+    for position, _ in applied:
+        assert already_applied(row, position), f"the row forgot {position}"
+
+    # A worker that crashed before committing gets OrderPlaced again: it is recognised, the
+    # row is unchanged, and its kept sends (the reservation) go out again.
+    again, row_after = move_order(table, order, applied[0][0], NOW)
+    assert row_after == row == table["o1"]
+    assert again == first_sends, "the first event's sends are kept after later events"
+
+
+def test_a_sku_sells_an_order_once_whatever_is_redelivered_after_many_others() -> None:
+    """The issue's case: o1 reserves 4 and commits, 20 orders reserve, o1's reserve and commit
+    are appended again (same ids, new offsets), then o1's release: sold stays 4."""
+    log = Log("inventory")
+    table: dict[str, Row] = {}
+
+    def deliver(event: Event) -> list[tuple[str, str, str]]:
+        return change_stock(table, event, log.append(event), keep=KEEP)
+
+    deliver(Restock.new(sku="sku-a", quantity=100))
+    reserve = ReserveStock.new(sku="sku-a", order_id="o1", quantity=4)
+    commit = CommitStock.new(sku="sku-a", order_id="o1")
+    deliver(reserve)
+    deliver(commit)
+    for n in range(20):
+        deliver(ReserveStock.new(sku="sku-a", order_id=f"other-{n}", quantity=1))
+    answers = deliver(reserve)  # the ids ring (16) no longer has it: the ledger answers
+    deliver(commit)
+    deliver(ReleaseStock.new(sku="sku-a", order_id="o1"))
+    row = table["sku-a"]
+    assert (row["available"], row["reserved"], row["sold"]) == (76, 20, 4)
+    assert [e.type for e in sent(answers, "orders")] == ["stock_reserved"], "the answer stands"
+
+
+ORDERS = [f"o{n}" for n in range(6)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_duplicates_appended_at_any_distance_never_change_the_counts(data: st.DataObject) -> None:
+    """Orders reserve, commit or release; any command is appended again, however much later."""
+    log = Log("inventory")
+    table: dict[str, Row] = {}
+    commands: list[Event] = []
+    sold = 0
+
+    def deliver(event: Event) -> None:
+        change_stock(table, event, log.append(event), keep=KEEP)
+
+    deliver(Restock.new(sku="sku-a", quantity=50))
+    for order_id in ORDERS:
+        reserve = ReserveStock.new(sku="sku-a", order_id=order_id, quantity=2)
+        deliver(reserve)
+        commands.append(reserve)
+        end: Event = data.draw(st.sampled_from([
+            CommitStock.new(sku="sku-a", order_id=order_id),
+            ReleaseStock.new(sku="sku-a", order_id=order_id)]))
+        sold += 2 if isinstance(end, CommitStock) else 0
+        deliver(end)
+        commands.append(end)
+        for _ in range(data.draw(st.integers(0, 25))):  # other orders fill the ids ring
+            deliver(Restock.new(sku="sku-a", quantity=1))
+        for duplicate in data.draw(st.lists(st.sampled_from(commands), max_size=6)):
+            deliver(duplicate)
+    row = json.loads(json.dumps(table["sku-a"]))
+    assert (row["reserved"], row["sold"]) == (0, sold)
+    assert row["initial"] + row["restocked"] == row["available"] + row["sold"]
