@@ -13,6 +13,7 @@ derived from the event, so a redelivery is recognisable.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -38,9 +39,9 @@ from models.promotions import (
 )
 from rabbit_bridge.topology import PROMOTIONS_EXCHANGE
 from tables.promotions import promotion_counters, promotions
-from tables.replay import Position, Send, decide_once
+from tables.replay import Position, Row, Send, decide_once
 
-__all__ = ["apply_promotion_windows", "maintain_promotions"]
+__all__ = ["apply_promotion_windows", "count_promotion", "maintain_promotions"]
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +105,19 @@ def promotion_step(row: dict[str, Any] | None,
     return after, sends
 
 
+def count_promotion(table: MutableMapping[str, Row], event: Any,
+                    position: Position) -> list[Send]:
+    """Apply a promotion event to its code's row in ``table``, once; return its sends."""
+    needs_row = (PromotionDeleted, PromotionWindowChecked, ReturnRedemption)
+    if isinstance(event, needs_row) and table.get(event.code) is None:
+        return []
+    return decide_once(table, event.code, position, lambda row: promotion_step(row, event))
+
+
 async def apply_promotion_event(event: Any, position: Position) -> None:
     """Apply one promotion event to its code's row, once; send and announce what changed."""
     code: str = event.code
-    needs_row = (PromotionDeleted, PromotionWindowChecked, ReturnRedemption)
-    if isinstance(event, needs_row) and promotion_counters.get(code) is None:
-        return
-    sends = decide_once(promotion_counters, code, position,
-                        lambda row: promotion_step(row, event))
-    await send_all(sends)
+    await send_all(count_promotion(promotion_counters, event, position))
     row = promotion_counters.get(code)
     if row is None:
         return
