@@ -57,6 +57,9 @@ RETRIES = RetryPolicy(tries=settings.payment_tries, base_backoff=settings.paymen
 
 #: Calls under way or waiting for their time in this process, by (call, order id, attempt).
 _in_flight: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+#: The last try of each pending call whose outcome this process sent, by (call, order id): a
+#: request or a rebalance that comes before that outcome is applied must not make it again.
+_sent_tries: dict[tuple[str, str], int] = {}
 
 
 class PaymentGaveUp(Exception):
@@ -78,6 +81,9 @@ async def apply_payment_event(event: Any, position: Position) -> None:
         else:
             new_row, effects, call = start_call(row, event)
         calls.extend([call] if call else [])
+        if new_row is not None and pending_call(new_row) is None:
+            for kind in ("charge", "refund"):
+                _sent_tries.pop((kind, event.order_id), None)
         return new_row, to_sends(effects)
 
     await send_all(decide_once(payments, event.order_id, position, decide))
@@ -90,7 +96,7 @@ async def apply_payment_event(event: Any, position: Position) -> None:
 def call_provider(call: ProviderCall) -> None:
     """Make ``call`` in the background at its time, unless it is under way here already."""
     key = (call.call, call.order_id, call.attempt)
-    if key in _in_flight:
+    if key in _in_flight or _sent_tries.get(key[:2], -1) >= call.attempt:
         return
     task = asyncio.get_running_loop().create_task(_call(call))
     _in_flight[key] = task
@@ -112,6 +118,7 @@ async def _call(call: ProviderCall) -> None:
         answer = CallFault("error", f"{type(exc).__name__}: {exc}")
     try:
         await payments_topic.send(key=call.order_id, value=answer_of(call, answer).dumps())
+        _sent_tries[(call.call, call.order_id)] = call.attempt
     except Exception:  # the row stays pending: the next request or rebalance calls again
         log.exception("what came of the %s of order %s could not be sent", call.call,
                       call.order_id)
