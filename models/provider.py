@@ -106,16 +106,19 @@ class PaymentProvider(Protocol):
 class SimulatedProvider:
     """A deterministic provider with a ledger: answers depend on the method and the attempt."""
 
-    def __init__(self, slow_seconds: float = 0.5, hang_seconds: float = 3600.0) -> None:
+    def __init__(self, slow_seconds: float = 0.5, hang_seconds: float = 3600.0,
+                 capacity: int = 100_000) -> None:
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
+        #: How many keys the ledger keeps (the oldest go first: a worker runs for weeks).
+        self.capacity = capacity
         #: idempotency key -> the charge or refund made (or being tried) under it.
         self._entries: dict[str, dict[str, Any]] = {}
 
     async def charge(self, idempotency_key: str, amount_cents: int, method: str, *,
                      order_id: str = "") -> Charge:
         """Answer as the method says (see the module); a key already answered answers again."""
-        entry = self._entries.setdefault(idempotency_key, {
+        entry = self._entry(idempotency_key, {
             "kind": "charge", "order_id": order_id or idempotency_key,
             "idempotency_key": idempotency_key, "amount_cents": amount_cents,
             "payment_method": method, "status": "processing", "id": "", "reason": "",
@@ -128,6 +131,14 @@ class SimulatedProvider:
         entry.update(status="succeeded" if charge.ok else "failed", id=charge.charge_id,
                      reason=charge.reason)
         return charge
+
+    def _entry(self, key: str, new: dict[str, Any]) -> dict[str, Any]:
+        """Return the ledger's entry of ``key``, made from ``new`` if it has none."""
+        if key not in self._entries:
+            while len(self._entries) >= self.capacity:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = new
+        return self._entries[key]
 
     async def _charge_now(self, key: str, amount_cents: int, method: str,
                           attempt: int) -> Charge:
@@ -151,7 +162,7 @@ class SimulatedProvider:
     async def refund(self, idempotency_key: str, charge_id: str, amount_cents: int, *,
                      order_id: str = "") -> Refund:
         """Refund a charge this provider made; its method may make the refund fail."""
-        entry = self._entries.setdefault(idempotency_key, {
+        entry = self._entry(idempotency_key, {
             "kind": "refund", "order_id": order_id or idempotency_key.removeprefix("refund:"),
             "idempotency_key": idempotency_key, "amount_cents": amount_cents,
             "charge_id": charge_id, "status": "processing", "id": "", "reason": "",

@@ -79,6 +79,13 @@ async def test_a_key_called_again_answers_the_same_and_makes_no_second_charge(
     assert (charges[0]["attempts"], charges[0]["amount_cents"]) == (calls, amounts[0])
 
 
+async def test_the_ledger_keeps_the_newest_keys_up_to_its_capacity() -> None:
+    provider = SimulatedProvider(capacity=2)
+    for order_id in ("o-1", "o-2", "o-3"):
+        await provider.charge(order_id, 100, "pm_card_ok")
+    assert [len(provider.ledger(o)["charges"]) for o in ("o-1", "o-2", "o-3")] == [0, 1, 1]
+
+
 async def test_a_refund_called_again_refunds_once() -> None:
     provider = quick()
     charge = await provider.charge("o-1", 2500, "pm_card_ok")
