@@ -22,7 +22,9 @@ up and the agent dead-letters the fault's message with the reason:
 
 - a charge that gives up fails: the row is ``failed`` with the reason
   ``provider_unavailable`` and the saga sees ``PaymentFailed(reason="provider_unavailable")``
-  (it releases the stock, the order ends ``payment_failed``);
+  (it releases the stock, the order ends ``payment_failed``); a real provider may still have
+  made a charge whose answer was lost, which is not taken back by itself: the provider's
+  ledger and the dead letter show it to an operator;
 - a refund that gives up, or that the provider refuses, leaves the row ``refund_failed``:
   the money is still charged and an operator settles it by hand. The saga sees nothing more
   (the order keeps its ending, with no refunded cents); a later ``RefundRequested`` changes
