@@ -1,17 +1,21 @@
 """Payments agent: charges and refunds through the provider, once per order, never waiting.
 
 A request marks the order's payment row pending and the provider is called in the background;
-its answer comes back on the payments topic (``ProviderAnswered``, keyed by order id) and
-settles the row, so the row keeps one writer and a slow provider holds up nobody else
-(``models/payments.py``). A call lost with a worker is made again: the saga asks again for
-an order still waiting, and after each rebalance every worker calls again for the pending
-rows it owns.
+what came of the call returns on the payments topic (``ProviderAnswered``, keyed by order id)
+and settles the row, so the row keeps one writer and a slow provider holds up nobody else
+(``models/payments.py``). A call that raised or outlived ``SHOP_PAYMENT_CALL_TIMEOUT`` comes
+back as a fault: the row schedules the next try with backoff, made here when its time comes,
+and after ``SHOP_PAYMENT_TRIES`` the payment gives up and the fault's message is
+dead-lettered. A call lost with a worker is made again: the saga asks again for an order
+still waiting, and after each rebalance every worker calls again for the pending rows it owns
+(at their next try's time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from faust.types import StreamT
@@ -22,6 +26,7 @@ from agents.topics import payments_topic
 from app import app, settings
 from models.payments import (
     PAYMENT_EVENTS,
+    CallFault,
     Charge,
     PaymentProvider,
     PaymentRequested,
@@ -29,6 +34,7 @@ from models.payments import (
     ProviderCall,
     Refund,
     RefundRequested,
+    RetryPolicy,
     SimulatedProvider,
     answer_of,
     finish_call,
@@ -39,40 +45,58 @@ from tables.base import tables_ready
 from tables.payments import payments
 from tables.replay import Position, Send, decide_once
 
-__all__ = ["call_again_after_rebalance", "provider", "settle_payments"]
+__all__ = ["PaymentGaveUp", "call_again_after_rebalance", "provider", "settle_payments"]
 
 log = logging.getLogger(__name__)
 
 #: The payment provider (the built-in simulation until a real one is configured).
 provider: PaymentProvider = SimulatedProvider(slow_seconds=settings.payment_slow_seconds)
 
-#: Calls under way in this process, by (call, order id): one at a time per order.
-_in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
+#: How faulted calls are tried again.
+RETRIES = RetryPolicy(tries=settings.payment_tries, base_backoff=settings.payment_backoff)
+
+#: Calls under way or waiting for their time in this process, by (call, order id, attempt).
+_in_flight: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+#: The last try of each pending call whose outcome this process sent, by (call, order id): a
+#: request or a rebalance that comes before that outcome is applied must not make it again.
+_sent_tries: dict[tuple[str, str], int] = {}
+
+
+class PaymentGaveUp(Exception):
+    """A charge or refund ran out of tries, or its refund was refused: dead-letter it."""
 
 
 async def apply_payment_event(event: Any, position: Position) -> None:
-    """Start a charge or refund, or settle one with the provider's answer, once per event."""
+    """Start a charge or refund, or settle one with what came of it, once per event."""
     if not isinstance(event, PaymentRequested | RefundRequested | ProviderAnswered):
         return  # the outcomes on this topic are for the orders agent
     calls: list[ProviderCall] = []
+    gave_up: list[str] = []
 
     def decide(row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Send]]:
+        call: ProviderCall | None
         if isinstance(event, ProviderAnswered):
-            new_row, effects = finish_call(row, event)
+            new_row, effects, call, why = finish_call(row, event, time.time(), RETRIES)
+            gave_up.extend([why] if why else [])
         else:
             new_row, effects, call = start_call(row, event)
-            calls.extend([call] if call else [])
+        calls.extend([call] if call else [])
+        if new_row is not None and pending_call(new_row) is None:
+            for kind in ("charge", "refund"):
+                _sent_tries.pop((kind, event.order_id), None)
         return new_row, to_sends(effects)
 
     await send_all(decide_once(payments, event.order_id, position, decide))
     for call in calls:
         call_provider(call)
+    if gave_up:
+        raise PaymentGaveUp(gave_up[0])  # for_each_event dead-letters this message
 
 
 def call_provider(call: ProviderCall) -> None:
-    """Make ``call`` in the background, unless the same call is under way here already."""
-    key = (call.call, call.order_id)
-    if key in _in_flight:
+    """Make ``call`` in the background at its time, unless it is under way here already."""
+    key = (call.call, call.order_id, call.attempt)
+    if key in _in_flight or _sent_tries.get(key[:2], -1) >= call.attempt:
         return
     task = asyncio.get_running_loop().create_task(_call(call))
     _in_flight[key] = task
@@ -80,19 +104,32 @@ def call_provider(call: ProviderCall) -> None:
 
 
 async def _call(call: ProviderCall) -> None:
-    answer: Charge | Refund
+    wait = call.not_before - time.time()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    answer: Charge | Refund | CallFault
     try:
-        if call.call == "charge":
-            answer = await provider.charge(call.order_id, call.amount_cents,
-                                           call.payment_method)
-        else:
-            answer = await provider.refund(f"refund:{call.order_id}", call.charge_id,
-                                           call.amount_cents)
-        answered = answer_of(call, answer)
-        await payments_topic.send(key=call.order_id, value=answered.dumps())
+        answer = await asyncio.wait_for(_ask(call), settings.payment_call_timeout)
+    except TimeoutError:
+        answer = CallFault("timeout", f"no answer within {settings.payment_call_timeout} s")
+    except Exception as exc:
+        log.warning("%s of order %s (try %d) failed: %s: %s", call.call, call.order_id,
+                    call.attempt + 1, type(exc).__name__, exc)
+        answer = CallFault("error", f"{type(exc).__name__}: {exc}")
+    try:
+        await payments_topic.send(key=call.order_id, value=answer_of(call, answer).dumps())
+        _sent_tries[(call.call, call.order_id)] = call.attempt
     except Exception:  # the row stays pending: the next request or rebalance calls again
-        log.exception("%s of order %s failed to reach the provider", call.call,
+        log.exception("what came of the %s of order %s could not be sent", call.call,
                       call.order_id)
+
+
+async def _ask(call: ProviderCall) -> Charge | Refund:
+    if call.call == "charge":
+        return await provider.charge(call.order_id, call.amount_cents, call.payment_method,
+                                     order_id=call.order_id)
+    return await provider.refund(f"refund:{call.order_id}", call.charge_id, call.amount_cents,
+                                 order_id=call.order_id)
 
 
 @app.agent(payments_topic, name="payments.charges")

@@ -57,6 +57,9 @@ class Settings:
     environment: str = "development"
     order_ttl: float = 900.0
     payment_slow_seconds: float = 0.5
+    payment_call_timeout: float = 10.0
+    payment_tries: int = 5
+    payment_backoff: float = 0.5
     support_first_response_target: float = 3600.0
     access_token_ttl: float = 900.0
     refresh_token_ttl: float = 14 * 24 * 3600.0
@@ -309,7 +312,17 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("order_ttl", "SHOP_ORDER_TTL", _seconds(1, 7 * 24 * 3600),
          "Seconds an order may wait for stock and payment before it expires."),
     Spec("payment_slow_seconds", "SHOP_PAYMENT_SLOW_SECONDS", _seconds(0, 60),
-         "How long the simulated provider takes to answer pm_card_slow."),
+         "How long the simulated provider takes to answer pm_card_slow and "
+         "pm_card_declined_late."),
+    Spec("payment_call_timeout", "SHOP_PAYMENT_CALL_TIMEOUT", _seconds(0.05, 300),
+         "Seconds a charge or refund may wait for the provider before the try counts as "
+         "failed (and is tried again)."),
+    Spec("payment_tries", "SHOP_PAYMENT_TRIES", _int_between(1, 20),
+         "Tries of a charge or refund the provider fails to answer before the payment is "
+         "dead-lettered (a charge then fails as provider_unavailable)."),
+    Spec("payment_backoff", "SHOP_PAYMENT_BACKOFF", _seconds(0.01, 60),
+         "Seconds before the second try of a failed charge or refund; each next wait is "
+         "twice the last."),
     Spec("support_first_response_target", "SHOP_SUPPORT_FIRST_RESPONSE_TARGET",
          _seconds(1, 30 * 24 * 3600),
          "Seconds a support ticket may wait for its first response before it is a breach."),

@@ -1,46 +1,77 @@
-"""Payments: the events of a charge and a refund, and the provider behind them.
+"""Payments: the events of a charge and a refund, the payment row, and its retries.
 
 Charges and refunds are idempotent by order id: the provider gets the order id as the
-idempotency key, and the payments agent keeps one payment row per order, so a replayed
-``PaymentRequested`` never charges twice.
+idempotency key (``refund:<order id>`` for the refund), and the payments agent keeps one
+payment row per order, so a replayed ``PaymentRequested`` never charges twice.
 
 A provider may take seconds to answer, and the payments agent must not wait for it: one slow
 charge would hold every payment behind it. So a request marks the row ``charging`` (or
-``refunding``) and the agent calls the provider in the background (:func:`start_call`); the
-answer comes back to the payments topic as ``ProviderAnswered`` and settles the row
-(:func:`finish_call`). A call lost with a worker is made again for a pending row (the saga
-asks again, and a worker that takes over pending rows calls again), which the provider's
-idempotency makes harmless. Payment methods are provider tokens, never card
-numbers. ``SimulatedProvider`` knows ``pm_card_ok``, ``pm_card_declined``,
-``pm_card_insufficient_funds`` and ``pm_card_slow``; a real provider implements
-:class:`PaymentProvider`.
+``refunding``) and the agent calls the provider in the background (:func:`start_call`); what
+came of the call returns to the payments topic as ``ProviderAnswered`` and settles the row
+(:func:`finish_call`).
+
+A call that got no answer (the provider raised, or did not answer within the call timeout)
+is a fault, tried again; an answer (a charge, a decline, a refund, a refused refund) is
+final and never tried again. The row keeps the retry state, so that a crash, a rebalance or
+a duplicate delivery neither loses nor multiplies tries: ``attempts`` (the faulted tries of
+the pending call), ``next_try_at`` (epoch seconds before which the next try is not made)
+and ``last_error``. A fault answers for one try (``ProviderAnswered.attempt``): a fault of
+any other try changes nothing. After the n-th fault the next try waits
+``base_backoff * 2 ** (n - 1)`` (:func:`backoff`); after ``tries`` faults the payment gives
+up and the agent dead-letters the fault's message with the reason:
+
+- a charge that gives up fails: the row is ``failed`` with the reason
+  ``provider_unavailable`` and the saga sees ``PaymentFailed(reason="provider_unavailable")``
+  (it releases the stock, the order ends ``payment_failed``); a real provider may still have
+  made a charge whose answer was lost, which is not taken back by itself: the provider's
+  ledger and the dead letter show it to an operator;
+- a refund that gives up, or that the provider refuses, leaves the row ``refund_failed``:
+  the money is still charged and an operator settles it by hand. The saga sees nothing more
+  (the order keeps its ending, with no refunded cents); a later ``RefundRequested`` changes
+  nothing, so no redelivery starts the tries over.
+
+A call lost with a worker is made again for a pending row (the saga asks again, and a worker
+that takes over pending rows calls again), which the provider's idempotency makes harmless.
+Payment methods are provider tokens, never card numbers (``models/provider.py`` lists the
+simulated provider's, and the faults they stand for).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 from models.base import Effect, Event, event_types
+from models.provider import (
+    PAYMENT_METHODS,
+    Charge,
+    PaymentProvider,
+    ProviderUnavailable,
+    Refund,
+    SimulatedProvider,
+)
 
 __all__ = [
     "PAYMENT_EVENTS",
     "PAYMENT_METHODS",
+    "CallFault",
     "Charge",
+    "Finished",
     "PaymentFailed",
     "PaymentProvider",
     "PaymentRequested",
     "PaymentSucceeded",
     "ProviderAnswered",
     "ProviderCall",
+    "ProviderUnavailable",
     "Refund",
     "RefundRequested",
     "Refunded",
+    "RetryPolicy",
     "SimulatedProvider",
     "answer_of",
+    "backoff",
     "decide_payment",
     "finish_call",
     "needs_provider",
@@ -48,9 +79,8 @@ __all__ = [
     "start_call",
 ]
 
-#: The payment methods the simulated provider knows.
-PAYMENT_METHODS = ("pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds",
-                   "pm_card_slow")
+#: The reason of a charge that gave up after its last try.
+PROVIDER_UNAVAILABLE = "provider_unavailable"
 
 
 class PaymentRequested(Event):
@@ -96,7 +126,12 @@ class Refunded(Event):
 
 
 class ProviderAnswered(Event):
-    """The provider answered a charge or a refund that the payments agent made for an order."""
+    """What came of a charge or refund the payments agent made for an order.
+
+    ``fault`` is empty for an answer (``ok`` says which), else ``"error"`` (the provider
+    raised) or ``"timeout"`` (no answer in time), with the error in ``reason``; ``attempt``
+    is the try it answers for (0 for the first).
+    """
 
     event_type = "provider_answered"
     order_id: str
@@ -106,6 +141,8 @@ class ProviderAnswered(Event):
     charge_id: str = ""
     refund_id: str = ""
     reason: str = ""
+    fault: str = ""
+    attempt: int = 0
 
 
 PAYMENT_EVENTS = event_types(PaymentRequested, PaymentSucceeded, PaymentFailed,
@@ -113,17 +150,56 @@ PAYMENT_EVENTS = event_types(PaymentRequested, PaymentSucceeded, PaymentFailed,
 
 #: Rows waiting for the provider's answer.
 PENDING = frozenset({"charging", "refunding"})
+#: Rows whose order was charged (a repeated charge request answers PaymentSucceeded).
+CHARGED = frozenset({"succeeded", "refunding", "refunded", "refund_failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a faulted call is tried, and how long the first wait between tries is."""
+
+    tries: int = 5
+    base_backoff: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderCall:
-    """A call to make to the provider for an order: a charge or a refund."""
+    """A call to make to the provider for an order: a charge or a refund.
+
+    ``attempt`` counts the tries before it that faulted; ``not_before`` is the epoch second
+    before which it is not made (0: at once).
+    """
 
     call: str
     order_id: str
     amount_cents: int
     payment_method: str = ""
     charge_id: str = ""
+    attempt: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallFault:
+    """A call that got no answer: ``kind`` is "error" (it raised) or "timeout"."""
+
+    kind: str
+    error: str = ""
+
+
+class Finished(NamedTuple):
+    """The row after what came of a call, the events to send, the next try, and why the
+    payment gave up ("" unless it did: then the agent dead-letters it)."""
+
+    row: dict[str, Any] | None
+    effects: list[Effect]
+    retry: ProviderCall | None = None
+    gave_up: str = ""
+
+
+def backoff(policy: RetryPolicy, faults: int) -> float:
+    """Return the seconds to wait before the next try after ``faults`` faulted tries."""
+    return policy.base_backoff * 2 ** max(faults - 1, 0)
 
 
 def start_call(row: Mapping[str, Any] | None,
@@ -131,25 +207,29 @@ def start_call(row: Mapping[str, Any] | None,
     """Return the row after a request, the events it causes, and the provider call to make.
 
     A new charge or refund marks the row pending and asks for the call; a request for a
-    pending row asks for the call again (it may have been lost with a worker; the provider is
-    idempotent); a settled row answers with its stored outcome, as :func:`decide_payment`.
+    pending row asks for its next try again (it may have been lost with a worker; the
+    provider is idempotent); a settled row answers with its stored outcome, as
+    :func:`decide_payment`; a ``refund_failed`` row waits for an operator.
     """
     if isinstance(event, PaymentRequested):
         if row is None:
             pending = {"order_id": event.order_id, "amount_cents": event.amount_cents,
                        "payment_method": event.payment_method, "status": "charging",
-                       "charge_id": "", "reason": "", "refunded_cents": 0, "refund_id": ""}
+                       "charge_id": "", "reason": "", "refunded_cents": 0, "refund_id": "",
+                       **_fresh_tries()}
             return pending, [], _call_for(pending)
         if row["status"] == "charging":
             return dict(row), [], _call_for(row)
     if isinstance(event, RefundRequested) and row is not None:
         if needs_provider(row, event):
-            pending = {**row, "status": "refunding"}
+            pending = {**row, "status": "refunding", **_fresh_tries()}
             return pending, [], _call_for(pending)
         if row["status"] == "refunding":
             return dict(row), [], _call_for(row)
-        if row["status"] == "charging":
-            return dict(row), [], None  # the charge's answer comes first; the saga asks again
+        if row["status"] in ("charging", "refund_failed"):
+            # charging: the charge's answer comes first and the saga asks again;
+            # refund_failed: dead-lettered, for an operator.
+            return dict(row), [], None
     new_row, effects = decide_payment(row, event, None)
     return new_row, effects, None
 
@@ -159,31 +239,47 @@ def pending_call(row: Mapping[str, Any]) -> ProviderCall | None:
     return _call_for(row) if row.get("status") in PENDING else None
 
 
+def _fresh_tries() -> dict[str, Any]:
+    return {"attempts": 0, "next_try_at": 0.0, "last_error": ""}
+
+
 def _call_for(row: Mapping[str, Any]) -> ProviderCall:
+    attempt, not_before = int(row.get("attempts", 0)), float(row.get("next_try_at", 0.0))
     if row["status"] == "charging":
         return ProviderCall("charge", row["order_id"], row["amount_cents"],
-                            payment_method=row.get("payment_method", ""))
+                            payment_method=row.get("payment_method", ""), attempt=attempt,
+                            not_before=not_before)
     return ProviderCall("refund", row["order_id"], row["amount_cents"],
-                        charge_id=row["charge_id"])
+                        charge_id=row["charge_id"], attempt=attempt, not_before=not_before)
 
 
-def answer_of(call: ProviderCall, answer: Charge | Refund) -> ProviderAnswered:
-    """Return the event that carries the provider's ``answer`` to ``call``."""
+def answer_of(call: ProviderCall, answer: Charge | Refund | CallFault) -> ProviderAnswered:
+    """Return the event that carries what came of ``call``: the provider's answer, or a fault."""
+    if isinstance(answer, CallFault):
+        ok, reason, fault = False, answer.error, answer.kind
+    else:
+        ok, reason, fault = answer.ok, answer.reason, ""
     return ProviderAnswered.new(
-        order_id=call.order_id, call=call.call, amount_cents=call.amount_cents, ok=answer.ok,
+        order_id=call.order_id, call=call.call, amount_cents=call.amount_cents, ok=ok,
         charge_id=answer.charge_id if isinstance(answer, Charge) else "",
         refund_id=answer.refund_id if isinstance(answer, Refund) else "",
-        reason=answer.reason, correlation_id=call.order_id)
+        reason=reason, fault=fault, attempt=call.attempt, correlation_id=call.order_id)
 
 
-def finish_call(row: Mapping[str, Any] | None,
-                answered: ProviderAnswered) -> tuple[dict[str, Any] | None, list[Effect]]:
-    """Return the row settled by the provider's answer, and the outcome to announce.
+def finish_call(row: Mapping[str, Any] | None, answered: ProviderAnswered, now: float = 0.0,
+                policy: RetryPolicy = RetryPolicy()) -> Finished:
+    """Return what the provider's answer (or a fault at epoch second ``now``) makes of the row.
 
-    An answer for a row that is not waiting for it (settled already: a second call's answer,
-    or a redelivery) changes nothing.
+    An answer settles the pending row; a fault schedules the next try, or gives up after the
+    last (see the module). What comes for a row that is not waiting for it (settled already:
+    a second call's answer, a redelivery, a fault of another try) changes nothing.
     """
-    if answered.call == "charge" and row is not None and row["status"] == "charging":
+    if row is None or row["status"] != {"charge": "charging",
+                                        "refund": "refunding"}.get(answered.call):
+        return Finished(dict(row) if row else None, [])
+    if answered.fault:
+        return _after_fault(row, answered, now, policy)
+    if answered.call == "charge":
         request = PaymentRequested(type=PaymentRequested.event_type,
                                    event_id=answered.event_id,
                                    occurred_at=answered.occurred_at,
@@ -193,76 +289,43 @@ def finish_call(row: Mapping[str, Any] | None,
         charge = Charge(answered.ok, charge_id=answered.charge_id, reason=answered.reason)
         settled, effects = decide_payment(None, request, charge)
         assert settled is not None
-        return {**settled, "payment_method": row.get("payment_method", "")}, effects
-    if answered.call == "refund" and row is not None and row["status"] == "refunding":
-        if not answered.ok:
-            raise RuntimeError(f"refund of order {answered.order_id} failed: "
-                               f"{answered.reason}")
-        refund = RefundRequested.new(order_id=answered.order_id)
-        return decide_payment({**row, "status": "succeeded"}, refund,
-                              Refund(True, refund_id=answered.refund_id))
-    return (dict(row) if row else None), []
+        return Finished({**settled, "payment_method": row.get("payment_method", ""),
+                         **_tries_of(row)}, effects)
+    if not answered.ok:
+        failed = {**row, "status": "refund_failed", "next_try_at": 0.0,
+                  "last_error": answered.reason}
+        return Finished(failed, [], None, f"refund of order {answered.order_id} refused by "
+                                          f"the provider: {answered.reason}")
+    refund = RefundRequested.new(order_id=answered.order_id)
+    refunded, effects = decide_payment({**row, "status": "succeeded"}, refund,
+                                       Refund(True, refund_id=answered.refund_id))
+    return Finished(refunded, effects)
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """A provider's answer to a charge: its id if it succeeded, else why not."""
-
-    ok: bool
-    charge_id: str = ""
-    reason: str = ""
+def _tries_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"attempts": row.get("attempts", 0), "next_try_at": 0.0,
+            "last_error": row.get("last_error", "")}
 
 
-@dataclass(frozen=True, slots=True)
-class Refund:
-    """A provider's answer to a refund."""
-
-    ok: bool
-    refund_id: str = ""
-    reason: str = ""
-
-
-class PaymentProvider(Protocol):
-    """What ShopStream needs of a payment provider; both calls must be idempotent by key."""
-
-    async def charge(self, idempotency_key: str, amount_cents: int, method: str) -> Charge:
-        """Charge ``amount_cents`` with ``method``; the same key never charges twice."""
-        ...
-
-    async def refund(self, idempotency_key: str, charge_id: str, amount_cents: int) -> Refund:
-        """Refund ``amount_cents`` of ``charge_id``; the same key never refunds twice."""
-        ...
-
-
-class SimulatedProvider:
-    """A deterministic provider: the answer depends only on the method and the key."""
-
-    def __init__(self, slow_seconds: float = 0.5) -> None:
-        self.slow_seconds = slow_seconds
-
-    async def charge(self, idempotency_key: str, amount_cents: int, method: str) -> Charge:
-        """Answer as the method says; ``pm_card_slow`` succeeds after ``slow_seconds``."""
-        if method == "pm_card_slow":
-            await asyncio.sleep(self.slow_seconds)
-        elif method == "pm_card_declined":
-            return Charge(False, reason="card_declined")
-        elif method == "pm_card_insufficient_funds":
-            return Charge(False, reason="insufficient_funds")
-        elif method != "pm_card_ok":
-            return Charge(False, reason="unknown_payment_method")
-        if amount_cents < 0:
-            return Charge(False, reason="invalid_amount")
-        return Charge(True, charge_id="ch_" + _digest(idempotency_key))
-
-    async def refund(self, idempotency_key: str, charge_id: str, amount_cents: int) -> Refund:
-        """Refund any charge this provider made."""
-        if not charge_id.startswith("ch_"):
-            return Refund(False, reason="unknown_charge")
-        return Refund(True, refund_id="re_" + _digest(idempotency_key))
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
+def _after_fault(row: Mapping[str, Any], answered: ProviderAnswered, now: float,
+                 policy: RetryPolicy) -> Finished:
+    """Return the row after a faulted try: the next try scheduled, or the payment given up."""
+    attempts = int(row.get("attempts", 0))
+    if answered.attempt != attempts:
+        return Finished(dict(row), [])  # another try's fault, counted already
+    faults = attempts + 1
+    error = f"{answered.fault}: {answered.reason}" if answered.reason else answered.fault
+    if faults < policy.tries:
+        waiting = {**row, "attempts": faults, "next_try_at": now + backoff(policy, faults),
+                   "last_error": error}
+        return Finished(waiting, [], _call_for(waiting))
+    gave_up = (f"{answered.call} of order {answered.order_id} gave up after {faults} "
+               f"tries: {error}")
+    ended = {**row, "attempts": faults, "next_try_at": 0.0, "last_error": error}
+    if answered.call == "refund":
+        return Finished({**ended, "status": "refund_failed"}, [], None, gave_up)
+    failed = {**ended, "status": "failed", "reason": PROVIDER_UNAVAILABLE}
+    return Finished(failed, [_outcome(failed)], None, gave_up)
 
 
 def decide_payment(
@@ -308,7 +371,7 @@ def needs_provider(row: Mapping[str, Any] | None, event: Event) -> bool:
 def _outcome(row: Mapping[str, Any]) -> Effect:
     order_id = row["order_id"]
     event: Event
-    if row["status"] in ("succeeded", "refunded"):
+    if row["status"] in CHARGED:
         event = PaymentSucceeded.new(order_id=order_id, amount_cents=row["amount_cents"],
                                      charge_id=row["charge_id"], correlation_id=order_id)
     else:

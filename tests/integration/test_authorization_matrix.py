@@ -68,6 +68,7 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
         Row("GET", "/api/orders/{order_id}", OWNED_BY_B, values=order_b),
         Row("GET", "/api/payments/{order_id}", OWNED_BY_A, values=order_a),
         Row("GET", "/api/payments/{order_id}", OWNED_BY_B, values=order_b),
+        Row("GET", "/api/admin/payments/{order_id}/provider", ADMIN_ONLY, values=order_a),
         Row("GET", "/api/users/{user_id}", OWNED_BY_A, values={"user_id": "user_a"}),
         Row("GET", "/api/users/{user_id}", OWNED_BY_B, values={"user_id": "user_b"}),
         Row("GET", "/api/users/me", SIGNED_IN),

@@ -45,6 +45,10 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_CORS_ORIGINS": "shop.example.com"}, "SHOP_CORS_ORIGINS"),
     ({"SHOP_ORDER_TTL": "soon"}, "SHOP_ORDER_TTL"),
     ({"SHOP_PAYMENT_SLOW_SECONDS": "-1"}, "SHOP_PAYMENT_SLOW_SECONDS"),
+    ({"SHOP_PAYMENT_CALL_TIMEOUT": "0"}, "SHOP_PAYMENT_CALL_TIMEOUT"),
+    ({"SHOP_PAYMENT_TRIES": "0"}, "SHOP_PAYMENT_TRIES"),
+    ({"SHOP_PAYMENT_TRIES": "2.5"}, "SHOP_PAYMENT_TRIES"),
+    ({"SHOP_PAYMENT_BACKOFF": "soon"}, "SHOP_PAYMENT_BACKOFF"),
     ({"SHOP_SUPPORT_FIRST_RESPONSE_TARGET": "0"}, "SHOP_SUPPORT_FIRST_RESPONSE_TARGET"),
     ({"SHOP_HEARTBEAT_INTERVAL": "0.1"}, "SHOP_HEARTBEAT_INTERVAL"),
     ({"SHOP_COMMIT_INTERVAL": "0"}, "SHOP_COMMIT_INTERVAL"),
@@ -93,6 +97,16 @@ def test_defaults() -> None:
     assert settings.log_level == "INFO"
     assert (settings.session_timeout, settings.heartbeat_interval) == (6.0, 1.5)
     assert settings.environment == "development"
+
+
+def test_the_payment_retry_defaults_and_values() -> None:
+    settings = Settings()
+    assert (settings.payment_call_timeout, settings.payment_tries, settings.payment_backoff) == (
+        10.0, 5, 0.5)
+    custom = Settings.from_env({"SHOP_PAYMENT_CALL_TIMEOUT": "0.5", "SHOP_PAYMENT_TRIES": "3",
+                                "SHOP_PAYMENT_BACKOFF": "0.1"})
+    assert (custom.payment_call_timeout, custom.payment_tries, custom.payment_backoff) == (
+        0.5, 3, 0.1)
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
