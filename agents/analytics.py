@@ -195,7 +195,7 @@ def _write(table: Any, kind: str, source: str, window: Any, topic: str,
     fresh = [fact for fact in facts if fact.offset > last]
     if len(fresh) < len(facts):
         REPLAYS_SKIPPED.labels(table.name).inc(len(facts) - len(fresh))
-    if fresh or raw is None:
+    if fresh or raw is None or len(fresh) < len(facts):  # a replay writes again: see replay._skip
         newest = max(fresh or facts, key=lambda f: f.offset)
         row = mark_applied(fold(row, fresh, detailed=True),
                            Position(topic, newest.offset, newest.event_id), before=row)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, NamedTuple
 
 from faust.types import StreamT
 
@@ -43,9 +44,10 @@ from models.payments import (
 )
 from tables.base import tables_ready
 from tables.payments import payments
-from tables.replay import Position, Send, decide_once
+from tables.replay import Position, Row, Send, decide_once
 
-__all__ = ["PaymentGaveUp", "call_again_after_rebalance", "provider", "settle_payments"]
+__all__ = ["PaymentGaveUp", "PaymentStep", "call_again_after_rebalance", "provider",
+           "settle_payment", "settle_payments"]
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +72,48 @@ async def apply_payment_event(event: Any, position: Position) -> None:
     """Start a charge or refund, or settle one with what came of it, once per event."""
     if not isinstance(event, PaymentRequested | RefundRequested | ProviderAnswered):
         return  # the outcomes on this topic are for the orders agent
+    step = settle_payment(payments, event, position, time.time(), RETRIES)
+    row = payments.get(event.order_id)
+    if row is not None and pending_call(row) is None:
+        for kind in ("charge", "refund"):
+            _sent_tries.pop((kind, event.order_id), None)
+    await send_all(step.sends)
+    for call in step.calls:
+        call_provider(call)
+    if step.gave_up:
+        raise PaymentGaveUp(step.gave_up)  # for_each_event dead-letters this message
+
+
+class PaymentStep(NamedTuple):
+    """What a payment event made of its row: messages to send, calls to make, and why the
+    payment gave up ("" unless it did)."""
+
+    sends: list[Send]
+    calls: list[ProviderCall]
+    gave_up: str
+
+
+def settle_payment(table: MutableMapping[str, Row], event: Any, position: Position,
+                   now: float, policy: RetryPolicy) -> PaymentStep:
+    """Apply a payment request or what came of a call to the order's row in ``table``, once.
+
+    ``now`` (epoch seconds) times the next try of a faulted call.
+    """
     calls: list[ProviderCall] = []
     gave_up: list[str] = []
 
-    def decide(row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Send]]:
+    def decide(row: Row | None) -> tuple[Row | None, list[Send]]:
         call: ProviderCall | None
         if isinstance(event, ProviderAnswered):
-            new_row, effects, call, why = finish_call(row, event, time.time(), RETRIES)
+            new_row, effects, call, why = finish_call(row, event, now, policy)
             gave_up.extend([why] if why else [])
         else:
             new_row, effects, call = start_call(row, event)
         calls.extend([call] if call else [])
-        if new_row is not None and pending_call(new_row) is None:
-            for kind in ("charge", "refund"):
-                _sent_tries.pop((kind, event.order_id), None)
         return new_row, to_sends(effects)
 
-    await send_all(decide_once(payments, event.order_id, position, decide))
-    for call in calls:
-        call_provider(call)
-    if gave_up:
-        raise PaymentGaveUp(gave_up[0])  # for_each_event dead-letters this message
+    sends = decide_once(table, event.order_id, position, decide)
+    return PaymentStep(sends, calls, gave_up[0] if gave_up else "")
 
 
 def call_provider(call: ProviderCall) -> None:

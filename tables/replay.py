@@ -136,7 +136,7 @@ def update_many(
             assert row is not None
             if _offset_is_new(row, position):
                 row = mark_applied(row, position)
-                changed = True
+            changed = True  # written again: see _skip
             continue
         try:
             updated = update(row)
@@ -198,10 +198,12 @@ def _skip(table: MutableMapping[str, Row], key: str, row: Row | None, position: 
         return False
     REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
     assert row is not None
-    if _offset_is_new(row, position):
-        # A duplicate append (same id, new offset): remember the offset too, so that a
-        # redelivery of it is still skipped once its id has left the ring.
-        table[key] = mark_applied(row, position)
+    # Written again all the same. A duplicate append (same id, new offset) marks its offset
+    # too, so that a redelivery of it is still skipped once its id has left the ring. A
+    # redelivery rewrites the row as it is: the worker that wrote it may have died before
+    # the row's changelog record left, keeping it only in its local store, and a worker that
+    # takes the partition over later restores the changelog alone.
+    table[key] = mark_applied(row, position) if _offset_is_new(row, position) else row
     return True
 
 
