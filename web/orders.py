@@ -194,7 +194,8 @@ class ListQuery(BaseModel):
                                       "key and body places it once and answers 202 with the "
                                       "same id; the same key with another body answers 422 "
                                       "(idempotency_key_reused); 409 "
-                                      "(idempotency_key_in_progress): not settled yet, retry"})
+                                      "(idempotency_key_in_progress): the key's first "
+                                      "request is still being processed, retry"})
 class OrdersView(ShopView):
     """A customer's orders, newest first (GET), and placing an order (POST)."""
 

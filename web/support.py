@@ -115,7 +115,8 @@ async def check_own_order(order_id: str, caller: Identity, request: Request) -> 
                                       "same key and body opens it once and answers 201 with "
                                       "the ticket; the same key with another body answers 422 "
                                       "(idempotency_key_reused); 409 "
-                                      "(idempotency_key_in_progress): not settled yet, retry"})
+                                      "(idempotency_key_in_progress): the key's first "
+                                      "request is still being processed, retry"})
 class TicketsView(ShopView):
     """The caller's tickets (GET) and opening a ticket (POST)."""
 
