@@ -17,9 +17,12 @@ late charge refunded).
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import faust
 
@@ -64,7 +67,9 @@ __all__ = [
     "chase",
     "decide",
     "index_order",
+    "key_reuse",
     "refusal",
+    "request_digest",
 ]
 
 #: Statuses in which the saga is still working on the order.
@@ -97,6 +102,8 @@ class OrderPlaced(Event):
     total_cents: int
     payment_method: str
     promotion_code: str | None = None
+    #: The fingerprint of the request that placed it (``request_digest``), "" if unknown.
+    request_digest: str = ""
 
 
 class CancelRequested(Event):
@@ -198,6 +205,8 @@ class Order:
     reason: str = ""
     #: The promotion code's redemption: "" (no code), pending, redeemed, refused, returned.
     promotion_state: str = ""
+    #: The fingerprint of the request that placed it, to tell a retry from a reused key.
+    request_digest: str = ""
 
     @property
     def skus(self) -> list[str]:
@@ -215,7 +224,7 @@ class Order:
             "history": [{"status": s, "at": at} for s, at in self.history],
             "reserved": sorted(self.reserved), "charged_cents": self.charged_cents,
             "refunded_cents": self.refunded_cents, "reason": self.reason,
-            "promotion_state": self.promotion_state,
+            "promotion_state": self.promotion_state, "request_digest": self.request_digest,
         }
 
     @classmethod
@@ -228,7 +237,7 @@ class Order:
             row["payment_method"], row["promotion_code"],
             tuple((h["status"], h["at"]) for h in row["history"]),
             frozenset(row["reserved"]), row["charged_cents"], row["refunded_cents"],
-            row["reason"], row.get("promotion_state", ""),
+            row["reason"], row.get("promotion_state", ""), row.get("request_digest", ""),
         )
 
 
@@ -299,6 +308,7 @@ def _placed(order: Order | None, event: OrderPlaced, now: datetime) -> Decision:
         event.subtotal_cents, event.discount_cents, event.total_cents, event.payment_method,
         event.promotion_code, (("placed", now.isoformat()),),
         promotion_state="pending" if event.promotion_code else "",
+        request_digest=event.request_digest,
     )
     reserve = [
         Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=placed.id, quantity=qty,
@@ -487,3 +497,25 @@ _HANDLERS: dict[type[Event], Any] = {
     PromotionRedeemed: _promotion_redeemed,
     PromotionRefused: _promotion_refused,
 }
+
+
+def request_digest(body: Mapping[str, Any]) -> str:
+    """Return a request body's fingerprint: the SHA-256 of its canonical JSON.
+
+    ``body`` is the validated body as JSON values, so neither whitespace nor the order of
+    its keys changes the fingerprint; the order of a list's items does.
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def key_reuse(stored: str | None, digest: str) -> Literal["new", "same", "other"]:
+    """Return what a request with an Idempotency-Key finds under its key.
+
+    ``stored`` is the digest kept with what the key made (None: nothing yet): "new" (nothing
+    yet), "same" (a retry of the same body) or "other" (the key was used with another body).
+    A row kept without a digest is taken as "same": nothing tells it apart from a retry.
+    """
+    if stored is None:
+        return "new"
+    return "same" if stored in ("", digest) else "other"

@@ -61,6 +61,8 @@ class TicketOpened(Event):
     subject: str
     body: str
     order_id: str | None = None
+    #: The fingerprint of the request that opened it (``models.orders.request_digest``).
+    request_digest: str = ""
 
 
 class TicketAssigned(Event):
@@ -179,6 +181,8 @@ class Ticket:
     resolution: str | None = None
     comments: tuple[Comment, ...] = ()
     history: tuple[Step, ...] = ()
+    #: The fingerprint of the request that opened it, to tell a retry from a reused key.
+    request_digest: str = ""
 
     @property
     def event_ids(self) -> frozenset[str]:
@@ -186,7 +190,7 @@ class Ticket:
         return frozenset(step.event_id for step in self.history)
 
     def to_row(self) -> dict[str, Any]:
-        """Return the table row (also the API's ticket document)."""
+        """Return the table row (the API's ticket document once ``_`` keys are dropped)."""
         return {
             "id": self.id, "user_id": self.user_id, "subject": self.subject,
             "body": self.body, "order_id": self.order_id, "status": self.status,
@@ -197,6 +201,7 @@ class Ticket:
                           "body": c.body, "at": c.at} for c in self.comments],
             "history": [{"action": s.action, "at": s.at, "by": s.by, "role": s.role,
                          "event_id": s.event_id} for s in self.history],
+            "_request_digest": self.request_digest,
         }
 
     @classmethod
@@ -210,6 +215,7 @@ class Ticket:
                   for c in row["comments"]),
             tuple(Step(s["action"], s["at"], s["by"], s["role"], s["event_id"])
                   for s in row["history"]),
+            row.get("_request_digest", ""),
         )
 
 
@@ -266,7 +272,7 @@ def decide(ticket: Ticket | None, event: Event) -> Decision:
         at = event.occurred_at.isoformat()
         opened = Ticket(event.ticket_id, event.actor_id, event.subject, event.body,
                         event.order_id, OPEN, at, at,
-                        history=(_step(event, "opened"),))
+                        history=(_step(event, "opened"),), request_digest=event.request_digest)
         return Decision(opened, [_changed(opened, "opened", event)])
     action = _ACTIONS.get(type(event))
     if ticket is None or action is None or event.event_id in ticket.event_ids:

@@ -16,6 +16,8 @@ from aiohttp import web
 __all__ = [
     "ApiError",
     "BadRequest",
+    "KeyInProgress",
+    "KeyReused",
     "NotFound",
     "error_answer",
     "error_body",
@@ -68,6 +70,23 @@ class NotFound(ApiError):
 
     status = 404
     code = "not_found"
+
+
+class KeyReused(ApiError):
+    """The Idempotency-Key was used before with another request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class KeyInProgress(ApiError):
+    """The request with this Idempotency-Key is still being processed; retry shortly."""
+
+    status = 409
+    code = "idempotency_key_in_progress"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 def error_body(status: int, message: str, *, code: str | None = None,

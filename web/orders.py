@@ -2,7 +2,9 @@
 
 An order is read and changed on the worker that owns its key (``app.table_route``), where
 ``?wait=N`` can wait for the orders agent to move it. Placing it needs no owner: the API
-prices it from this worker's copy of the catalog and puts ``OrderPlaced`` on the topic.
+prices it from this worker's copy of the catalog and puts ``OrderPlaced`` on the topic; but
+an order placed with an ``Idempotency-Key`` is placed on the owner of its id, which can tell
+a retry from a reused key (see ``OrdersView.post``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from models.orders import (
     OrderLine,
     OrderPlaced,
     ShipRequested,
+    key_reuse,
     refusal,
+    request_digest,
 )
 from models.promotions import PromotionError, discount_for, normalise_code
 from tables.catalog import catalog
@@ -35,7 +39,7 @@ from tables.payments import payments
 from tables.promotions import promotions
 from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import ApiError, NotFound
+from web.errors import ApiError, KeyInProgress, KeyReused, NotFound
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
 from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
@@ -44,6 +48,9 @@ from web.views import ShopView
 __all__ = ["OrderIn"]
 
 MAX_WAIT_S = 30.0
+#: How long a keyed order waits for its row to learn whose body won the key (well below the
+#: router's forwarding timeout).
+KEYED_WAIT_S = 5.0
 ORDER_IDS = uuid.UUID("6f1b3c1e-3c1d-4e55-9a59-6b7c1f0e2d11")  # namespace of order ids
 
 
@@ -118,10 +125,41 @@ def promotion_discount(code: str, lines: list[OrderLine], user_id: str) -> int:
 
 
 def order_id_for(caller: Identity, idempotency_key: str | None) -> str:
-    """Return the order id: the same for a retried request with the same Idempotency-Key."""
+    """Return the order id: the same for a retried request with the same Idempotency-Key.
+
+    The key is the caller's own: the same key from two customers names two orders.
+    """
     if idempotency_key:
         return uuid.uuid5(ORDER_IDS, f"{caller.user_id}\n{idempotency_key}").hex
     return uuid.uuid4().hex
+
+
+async def send_order(request: Request, caller: Identity, body: OrderIn, order_id: str,
+                     digest: str) -> None:
+    """Price the order (or refuse it, 422) and put ``OrderPlaced`` on the topic."""
+    lines, subtotal = price(body)
+    code = normalise_code(body.promotion_code) if body.promotion_code else None
+    discount = promotion_discount(code, lines, caller.user_id) if code else 0
+    placed = OrderPlaced.new(
+        order_id=order_id, user_id=caller.user_id, items=lines, subtotal_cents=subtotal,
+        discount_cents=discount, total_cents=subtotal - discount,
+        payment_method=body.payment_method, promotion_code=code, request_digest=digest,
+        correlation_id=request_id(request) or order_id)
+    await (await orders_topic.send(key=order_id, value=placed.dumps()))
+
+
+async def row_after(order_id: str, change: asyncio.Future[dict[str, Any]],
+                    seconds: float) -> dict[str, Any] | None:
+    """Return the order's row once it exists (``change`` watches it), or None after ``seconds``."""
+    row = orders.get(order_id)
+    if row is not None:
+        watchers.forget(order_id, change)
+        return row
+    try:
+        return await asyncio.wait_for(change, seconds)
+    except TimeoutError:
+        watchers.forget(order_id, change)
+        return orders.get(order_id)
 
 
 async def wait_until_settled(order_id: str, seconds: float) -> dict[str, Any] | None:
@@ -151,7 +189,13 @@ class ListQuery(BaseModel):
           summary="The caller's orders, newest first (admins may name ?user_id=).")
 @endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=202,
           response=OrderAccepted, summary="Place an order (customer or admin).",
-          headers={"Idempotency-Key": "retries with the same key place the order once"})
+          errors=(409, 422, 503),
+          headers={"Idempotency-Key": "the caller's key for this order: a retry with the same "
+                                      "key and body places it once and answers 202 with the "
+                                      "same id; the same key with another body answers 422 "
+                                      "(idempotency_key_reused); 409 "
+                                      "(idempotency_key_in_progress): the key's first "
+                                      "request is still being processed, retry"})
 class OrdersView(ShopView):
     """A customer's orders, newest first (GET), and placing an order (POST)."""
 
@@ -173,18 +217,54 @@ class OrdersView(ShopView):
         return await router.on_owner(orders_by_user.name, user_id, self.web, request, local)
 
     async def post(self, request: Request) -> Response:
+        """Place an order (customer or admin).
+
+        With an ``Idempotency-Key`` the order's id derives from the caller and the key, and
+        the request is answered by the worker that owns that id, which keeps the digest of
+        the body (``request_digest``) with the order. An order already there with the same
+        digest is a retry: 202 with its id, as the first request was answered, and nothing
+        is sent again. With another digest the key was reused: 422. No order yet: it is
+        priced and sent, and the request waits (up to ``KEYED_WAIT_S``) for the row, since
+        requests with the same key in flight together all send and the saga keeps the first
+        ``OrderPlaced`` only; whoever finds another digest in the row lost the race (422).
+        No row by then: 409, retry with the same key and body.
+        """
         caller = require(request, "customer", "admin")
         body = await read_body(request, OrderIn)
-        lines, subtotal = price(body)
-        code = normalise_code(body.promotion_code) if body.promotion_code else None
-        discount = promotion_discount(code, lines, caller.user_id) if code else 0
-        order_id = order_id_for(caller, request.headers.get("Idempotency-Key"))
-        placed = OrderPlaced.new(
-            order_id=order_id, user_id=caller.user_id, items=lines, subtotal_cents=subtotal,
-            discount_cents=discount, total_cents=subtotal - discount,
-            payment_method=body.payment_method, promotion_code=code,
-            correlation_id=request_id(request) or order_id)
-        await (await orders_topic.send(key=order_id, value=placed.dumps()))
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            order_id = order_id_for(caller, None)
+            await send_order(request, caller, body, order_id, "")
+            return self.accepted(order_id)
+        order_id = order_id_for(caller, key)
+        digest = request_digest(body.model_dump(mode="json"))
+
+        async def once() -> Response:
+            row = orders.get(order_id)
+            if row is None:
+                change = watchers.watch(order_id)
+                try:
+                    await send_order(request, caller, body, order_id, digest)
+                except BaseException:
+                    watchers.forget(order_id, change)
+                    raise
+                row = await row_after(order_id, change, KEYED_WAIT_S)
+            found = key_reuse(None if row is None else row.get("request_digest", ""), digest)
+            if found == "other":
+                raise KeyReused("this Idempotency-Key placed an order with another body; "
+                                "use a new key for a new order",
+                                details=[{"field": "Idempotency-Key",
+                                          "problem": f"used for order {order_id}"}])
+            if found == "new":
+                raise KeyInProgress("the order of this Idempotency-Key is still being placed; "
+                                    "retry with the same key and body")
+            return self.accepted(order_id)
+
+        router = cast(ShopRouter, app.router)
+        return await router.on_owner(orders.name, order_id, self.web, request, once)
+
+    def accepted(self, order_id: str) -> Response:
+        """Return the answer of a placed order: 202, its id and its ``Location``."""
         headers = {"Location": f"/api/orders/{order_id}"}
         return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
 

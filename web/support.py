@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from agents.topics import support_topic
 from app import app
 from models.base import Event
+from models.orders import key_reuse, request_digest
 from models.support import (
     Ticket,
     TicketAssigned,
@@ -36,7 +37,7 @@ from models.support_board import UNASSIGNED
 from tables.routing import ShopRouter
 from tables.support import ticket_index, ticket_watchers, tickets
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import ApiError, NotFound
+from web.errors import ApiError, KeyInProgress, KeyReused, NotFound
 from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
 from web.openapi import endpoint
@@ -54,6 +55,9 @@ from web.views import ShopView
 __all__ = ["public_ticket"]
 
 MAX_WAIT_S = 30.0
+#: How long a keyed ticket waits for its row to learn whose body won the key (well below the
+#: router's forwarding timeout).
+KEYED_WAIT_S = 5.0
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
 
 
@@ -105,9 +109,14 @@ async def check_own_order(order_id: str, caller: Identity, request: Request) -> 
           errors=(503,), summary="Tickets, newest first: a customer's own; support and "
                                  "admins see all (filters status, assignee).")
 @endpoint("POST", "/api/support/tickets", body=TicketIn, roles=("customer", "admin"),
-          status=201, response=TicketOut, errors=(503,),
+          status=201, response=TicketOut, errors=(409, 422, 503),
           summary="Open a ticket, optionally about one of the caller's own orders.",
-          headers={"Idempotency-Key": "retries with the same key open the ticket once"})
+          headers={"Idempotency-Key": "the caller's key for this ticket: a retry with the "
+                                      "same key and body opens it once and answers 201 with "
+                                      "the ticket; the same key with another body answers 422 "
+                                      "(idempotency_key_reused); 409 "
+                                      "(idempotency_key_in_progress): the key's first "
+                                      "request is still being processed, retry"})
 class TicketsView(ShopView):
     """The caller's tickets (GET) and opening a ticket (POST)."""
 
@@ -132,20 +141,71 @@ class TicketsView(ShopView):
         return await router.on_owner(ticket_index.name, "all", self.web, request, local)
 
     async def post(self, request: Request) -> Response:
+        """Open a ticket, optionally about one of the caller's own orders.
+
+        With an ``Idempotency-Key`` the rule of ``POST /api/orders``: the ticket's id derives
+        from the caller and the key, the owner of that id answers and keeps the body's digest
+        with the ticket. The same digest is a retry: 201 with the ticket as it is now, nothing
+        sent again; another digest: 422. No ticket yet: it is sent and the request waits (up
+        to ``KEYED_WAIT_S``) for the row, where the first ``TicketOpened`` of the key wins and
+        the others find another digest (422). No row by then: 409, retry with the same key.
+        """
         caller = require(request, "customer", "admin")
         body = await read_body(request, TicketIn)
-        if body.order_id:
-            await check_own_order(body.order_id, caller, request)
-        ticket_id = ticket_id_for(caller, request.headers.get("Idempotency-Key"))
-        opened = TicketOpened.new(
-            ticket_id=ticket_id, actor_id=caller.user_id, actor_role=role_of(caller.roles),
-            subject=body.subject, body=body.body, order_id=body.order_id,
-            correlation_id=request_id(request) or ticket_id)
-        await (await support_topic.send(key=ticket_id, value=opened.dumps()))
-        ticket = decide(None, opened).ticket
-        assert ticket is not None
-        return self.json(ticket.to_row(), status=201,
-                         headers={"Location": f"/api/support/tickets/{ticket_id}"})
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            ticket_id = ticket_id_for(caller, None)
+            ticket = decide(None, await open_ticket(request, caller, body, ticket_id, "")).ticket
+            assert ticket is not None
+            return self.opened(public_ticket(ticket.to_row()))
+        ticket_id = ticket_id_for(caller, key)
+        digest = request_digest(body.model_dump(mode="json"))
+
+        async def once() -> Response:
+            row = tickets.get(ticket_id)
+            if row is None:
+                change = ticket_watchers.watch(ticket_id)
+                try:
+                    await open_ticket(request, caller, body, ticket_id, digest)
+                except BaseException:
+                    ticket_watchers.forget(ticket_id, change)
+                    raise
+                row = tickets.get(ticket_id)
+                if row is None:
+                    row = await applied(ticket_id, change, KEYED_WAIT_S) or tickets.get(ticket_id)
+                else:
+                    ticket_watchers.forget(ticket_id, change)
+            found = key_reuse(None if row is None else row.get("_request_digest", ""), digest)
+            if found == "other":
+                raise KeyReused("this Idempotency-Key opened a ticket with another body; "
+                                "use a new key for a new ticket",
+                                details=[{"field": "Idempotency-Key",
+                                          "problem": f"used for ticket {ticket_id}"}])
+            if row is None:
+                raise KeyInProgress("the ticket of this Idempotency-Key is still being "
+                                    "opened; retry with the same key and body")
+            return self.opened(public_ticket(row))
+
+        router = cast(ShopRouter, app.router)
+        return await router.on_owner(tickets.name, ticket_id, self.web, request, once)
+
+    def opened(self, ticket: dict[str, Any]) -> Response:
+        """Return the answer of an opened ticket: 201, the ticket and its ``Location``."""
+        return self.json(ticket, status=201,
+                         headers={"Location": f"/api/support/tickets/{ticket['id']}"})
+
+
+async def open_ticket(request: Request, caller: Identity, body: TicketIn, ticket_id: str,
+                      digest: str) -> TicketOpened:
+    """Check the order it is about (422 if not the caller's), send ``TicketOpened``, return it."""
+    if body.order_id:
+        await check_own_order(body.order_id, caller, request)
+    opened = TicketOpened.new(
+        ticket_id=ticket_id, actor_id=caller.user_id, actor_role=role_of(caller.roles),
+        subject=body.subject, body=body.body, order_id=body.order_id, request_digest=digest,
+        correlation_id=request_id(request) or ticket_id)
+    await (await support_topic.send(key=ticket_id, value=opened.dumps()))
+    return opened
 
 
 def visible_ticket(caller: Identity, ticket_id: str) -> Ticket:
@@ -166,7 +226,7 @@ class TicketView(ShopView):
     @app.table_route(table=tickets, match_info="ticket_id")  # type: ignore[arg-type]
     async def get(self, request: Request, ticket_id: str) -> Response:
         caller = require(request)
-        return self.json(visible_ticket(caller, ticket_id).to_row())
+        return self.json(public_ticket(visible_ticket(caller, ticket_id).to_row()))
 
 
 async def applied(ticket_id: str, change: asyncio.Future[dict[str, Any]],
@@ -202,7 +262,7 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
             row = await applied(ticket_id, change, wait) if wait else None
             if row is None:
                 ticket_watchers.forget(ticket_id, change)
-                return self.json(ticket.to_row(), status=202)
+                return self.json(public_ticket(ticket.to_row()), status=202)
             return self.json(public_ticket(row))
 
     ActionView.__name__ = f"{action.title()}TicketView"

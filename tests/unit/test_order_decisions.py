@@ -527,7 +527,7 @@ orders = st.builds(
     promotion_code=st.none() | texts,
     history=st.lists(st.tuples(st.sampled_from(STATUSES), times), max_size=5).map(tuple),
     reserved=st.frozensets(texts, max_size=4), charged_cents=st.integers(0, 10**8),
-    refunded_cents=st.integers(0, 10**8), reason=texts,
+    refunded_cents=st.integers(0, 10**8), reason=texts, request_digest=texts,
 )
 
 
