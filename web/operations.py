@@ -1,4 +1,5 @@
-"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka and RabbitMQ ready).
+"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka, RabbitMQ and the first
+admin ready).
 
 ``/metrics`` is Faust's Prometheus sensor, set up in ``app.py``.
 """
@@ -10,14 +11,16 @@ from typing import Any, cast
 from faust.tables.recovery import Recovery
 from faust.web import Request, Response
 
-from app import app, publisher, rabbit
+from app import app, publisher, rabbit, settings
 from tables.base import tables_ready
+from tables.routing import ShopRouter, Unavailable
+from tables.users import emails
 from web.views import ShopView
 
 __all__ = ["partitions_not_fetched", "readiness"]
 
 
-def readiness() -> dict[str, Any]:
+async def readiness() -> dict[str, Any]:
     """Return whether this worker can serve, with detail per dependency."""
     recovery = cast(Recovery, app.tables.recovery)  # type: ignore[attr-defined]
     kafka_ready = tables_ready(app)
@@ -37,8 +40,25 @@ def readiness() -> dict[str, Any]:
     degraded = rabbit.was_connected and not rabbit.is_connected
     if degraded:
         rabbitmq["degraded"] = True
-    ready = kafka_ready and (rabbit.is_connected or degraded)
-    return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq}
+    admin = await first_admin_ready() if kafka_ready else False
+    ready = kafka_ready and admin and (rabbit.is_connected or degraded)
+    return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq, "first_admin": admin}
+
+
+async def first_admin_ready() -> bool:
+    """Return False while the admin named by SHOP_ADMIN_EMAIL cannot log in yet.
+
+    The worker that owns the address's ``emails`` row answers its logins, and says so only
+    once the row is there; a deploy that waits for its workers' ``/ready`` then logs in.
+    Any other worker only routes the login there.
+    """
+    if not (settings.admin_email and settings.admin_password):
+        return True
+    try:
+        owner = await cast(ShopRouter, app.router).owner_url(emails.name, settings.admin_email)
+    except Unavailable:
+        return False
+    return owner is not None or emails.get(settings.admin_email) is not None
 
 
 def partitions_not_fetched() -> dict[str, str]:
@@ -72,8 +92,9 @@ class Health(ShopView):
 
 @app.page("/ready")
 class Ready(ShopView):
-    """The worker has its Kafka assignment and has reached RabbitMQ (503 if not)."""
+    """The worker has its Kafka assignment, has reached RabbitMQ and, if it answers the first
+    admin's logins, has the admin's row (503 if not)."""
 
     async def get(self, request: Request) -> Response:
-        detail = readiness()
+        detail = await readiness()
         return self.json(detail, status=200 if detail["ready"] else 503)

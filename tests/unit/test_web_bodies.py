@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from web.bodies import read_body
+from web.bodies import UNSTORABLE, read_body
 from web.errors import error_middleware
 
 
@@ -78,3 +80,39 @@ async def test_deeply_nested_json_is_a_client_error(client: TestClient) -> None:
     finally:
         logging.getLogger("web.errors").disabled = False
     assert response.status in (400, 413, 422)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"name": "x", "lines": [{"sku": "a", "quantity": ' + b"9" * 5000 + b"}]}",
+    b'{"name": "x", "lines": [{"sku": "a", "quantity": 1e999}]}',
+    b'{"name": "x", "lines": [{"sku": "a", "quantity": -1e999}]}',
+], ids=["an integer past the digit limit", "a float past a double", "its negative"])
+async def test_a_number_nothing_can_store_is_a_400(client: TestClient, data: bytes) -> None:
+    response = await client.post("/cart", data=data,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x1b[31mred", "tab\x0bvertical", "del\x7f"])
+async def test_text_with_a_control_character_is_a_422_naming_the_field(
+        client: TestClient, text: str) -> None:
+    response = await client.post("/cart", json={"name": "ok",
+                                                "lines": [{"sku": text, "quantity": 1}]})
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["details"] == [{"field": "lines.0.sku",
+                                 "problem": "contains a control character"}]
+
+
+async def test_free_text_keeps_tabs_and_newlines(client: TestClient) -> None:
+    body = {"name": "line one\n\tline two\r\n", "lines": [{"sku": "a", "quantity": 1}]}
+    response = await client.post("/cart", json=body)
+    assert response.status == 200
+
+
+@given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
+def test_unstorable_is_exactly_the_c0_controls_but_whitespace_and_del(text: str) -> None:
+    allowed = {"\t", "\n", "\r"}
+    bad = any((ord(c) < 0x20 and c not in allowed) or c == "\x7f" for c in text)
+    assert bool(UNSTORABLE.search(text)) == bad
