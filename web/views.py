@@ -1,5 +1,8 @@
 """The base of every ShopStream view: errors in the one JSON shape, counted with their status.
 
+A row that is not restored yet is not a row that does not exist: while the worker's tables
+are recovering or a rebalance is under way, a view's 404 is answered 503 with Retry-After.
+
 Faust's ``View`` answers its own errors (a method the view does not have, for one) as
 ``{"error": "..."}``, and counts any other exception as a 500 in ``/metrics`` before the
 error middleware turns it into a 4xx. ``ShopView`` answers both in the shop's error shape
@@ -16,13 +19,25 @@ from faust.utils import json as faust_json
 from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
+from tables.base import tables_ready
 from web.errors import ApiError, error_response
 
-__all__ = ["ShopView"]
+__all__ = ["NotRestored", "ShopView"]
 
 #: Faust's JSON encoder (datetimes, UUIDs, records), made once instead of once a response.
 _ENCODER = faust_json.JSONEncoder(separators=(",", ":"),
                                   **faust_json._JSON_DEFAULT_KWARGS)
+
+
+class NotRestored(ApiError):
+    """A row was not found while this worker's tables are being restored or reassigned."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("this worker is restoring or taking over its tables, so the row may "
+                         "exist; retry in a second", headers={"Retry-After": "1"})
 
 
 class ShopView(View):
@@ -39,6 +54,8 @@ class ShopView(View):
         try:
             response = await method(cast(Request, request), **(request.match_info or {}))
         except ApiError as exc:
+            if exc.status == 404 and not tables_ready(app):
+                exc = NotRestored()
             response = cast(Response, error_response(
                 exc.status, exc.message, code=exc.code, details=exc.details,
                 headers=exc.headers))

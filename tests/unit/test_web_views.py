@@ -235,3 +235,14 @@ async def test_a_shop_view_answers_json_as_faust_encodes_it(client: TestClient) 
     assert response.status == 201
     assert response.content_type == "application/json" and response.charset == "utf-8"
     assert response.text == faust_json.dumps(value)
+
+
+async def test_a_row_not_found_before_the_tables_are_restored_is_a_503(
+        client: TestClient) -> None:
+    """This worker never recovered its tables: a missing row may exist, so no 404."""
+    response = await client.get("/api/products/no-such-sku")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    error = await error_of(response)
+    assert error["code"] == "unavailable"
+    assert "restoring" in error["message"]
