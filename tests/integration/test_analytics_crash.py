@@ -134,6 +134,8 @@ async def test_counts_are_exact_across_a_crash_and_on_every_worker(
         assert sum(takeover.skipped.values()) > 0, (
             "the survivor read again what the victim had taken and not committed, and "
             "skipped it", takeover)
+        # The long commit interval was for the kill: restarted, it commits as the survivor.
+        victim.env["SHOP_COMMIT_INTERVAL"] = "0.5"
         await asyncio.to_thread(workers.restart(victim).wait_ready, 120.0)
         await wait_exact(http, victim.url, expected)  # the restarted worker, complete too
         await asyncio.sleep(2.0)  # a late double count would show by now

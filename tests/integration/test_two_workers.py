@@ -145,6 +145,8 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     # B comes back with its data dir and rejoins; reads through either worker are exact and
     # each key is answered by its owner.
     restarted_at = time.monotonic()
+    # The long commit interval was for the kill: restarted, it commits as a worker does.
+    del b.env["SHOP_COMMIT_INTERVAL"]
     await asyncio.to_thread(workers.restart(b).wait_ready)
     async with aiohttp.ClientSession(headers=ADMIN) as http:
         for worker in (a, b):
