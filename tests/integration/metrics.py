@@ -72,6 +72,26 @@ class Takeover:
         return cls(topic, sample(text, "shop_partitions_taken_over_total", topic=topic),
                    samples_by(text, "shop_replays_skipped_total", "table"))
 
+    @classmethod
+    async def after(cls, http: aiohttp.ClientSession, url: str, before: Takeover,
+                    within: float = 60.0) -> Takeover:
+        """Wait until the worker at ``url`` has taken partitions of ``before.topic`` over and
+        skipped replays since ``before``; return what it did since (fail after ``within``
+        seconds)."""
+        deadline = time.monotonic() + within
+        done = Takeover(before.topic, 0.0, {})
+        while not (done.taken_over > 0 and done.skipped):
+            assert time.monotonic() < deadline, (
+                f"{url} has not taken {before.topic} partitions over and skipped replays "
+                f"within {within:.0f} s: {done.describe()}")
+            await asyncio.sleep(0.2)
+            text = await metrics_of(http, url)
+            if text:
+                done = cls(before.topic,
+                           sample(text, "shop_partitions_taken_over_total", topic=before.topic),
+                           samples_by(text, "shop_replays_skipped_total", "table")).since(before)
+        return done
+
     def since(self, before: Takeover) -> Takeover:
         """Return what happened between ``before`` and this reading."""
         return Takeover(self.topic, self.taken_over - before.taken_over,
