@@ -95,7 +95,8 @@ async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactor
         assert (await get_json(http, activity + "session-http"))[1]["events"] == 3
         await wait_for_json(http, activity + "session-late", events_are(CRASHED_ON))
         skipped = await replays_skipped(http, worker.url, at_least=CRASHED_ON, within=30)
-        print(f"replays skipped after the crash: {skipped:.0f} of {CRASHED_ON} uncommitted")
+        print(f"replays skipped after the crash: {skipped:.0f} ({CRASHED_ON} events were taken "
+              "and not committed just before it)")
         assert skipped > 0, "the uncommitted events were read again, and skipped"
         assert (await get_json(http, activity + "session-late"))[1]["events"] == CRASHED_ON
 
