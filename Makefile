@@ -26,7 +26,8 @@ test: install chromium
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install
+# test_analytics_pages drives Chromium too.
+test-integration: install chromium
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 test-e2e: install chromium

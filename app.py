@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import CollectionT, TransportT
+from faust.types import TP, CollectionT, TransportT
 from faust.types.web import ViewDecorator
 
 from config import ConfigError, Settings
@@ -108,6 +108,15 @@ class ShopApp(faust.App):
         if self.conf.stream_wait_empty:
             logger.info("Wait for streams...")
             await wait_for_streams(consumer, wait_limit(self.conf.broker_session_timeout))
+
+    def _update_assignment(self, assigned: set[TP]) -> tuple[set[TP], set[TP]]:
+        """Take the new assignment as Faust does, and count it (agents/rebalance.py)."""
+        from agents.rebalance import count_assignment
+
+        previous = self._assignment
+        revoked, newly_assigned = super()._update_assignment(assigned)
+        count_assignment(previous, assigned)
+        return revoked, newly_assigned
 
     def _on_autodiscovery_error(self, name: str) -> None:
         """Stop the worker: a layer module that fails to import is a bug, not a warning."""

@@ -23,6 +23,11 @@ Two details matter under load:
 - The deadline stays below the group's session timeout: a worker that holds a rebalance up
   longer is dropped from the group while it still works, its partitions go to another
   worker, and what it writes meanwhile races the new owner's writes on the changelogs.
+
+Taking partitions on is counted too (:func:`count_assignment`): the partitions a worker holds,
+per topic, and those it was given in a rebalance after its first assignment, i.e. taken over
+from a member that left or moved to it. A crash test reads them on ``/metrics`` to prove the
+survivor took the dead worker's partitions over.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import logging
 from typing import Any
 
 from faust.transport.consumer import Consumer
-from prometheus_client import Counter
+from faust.types import TP
+from prometheus_client import Counter, Gauge
 
-__all__ = ["GAVE_UP", "WAIT_EMPTY_S", "not_acknowledged", "wait_for_streams", "wait_limit"]
+__all__ = ["ASSIGNED", "GAVE_UP", "TAKEN_OVER", "WAIT_EMPTY_S", "count_assignment",
+           "not_acknowledged", "wait_for_streams", "wait_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,27 @@ WAIT_EMPTY_S = 10.0
 
 GAVE_UP = Counter("shop_rebalance_waits_given_up_total",
                   "Rebalances in which the worker stopped waiting for unacknowledged messages")
+
+
+ASSIGNED = Gauge("shop_partitions_assigned",
+                 "Partitions assigned to this worker (active and standby), by topic",
+                 ["topic"])
+TAKEN_OVER = Counter("shop_partitions_taken_over_total",
+                     "Partitions this worker was given in a rebalance after its first "
+                     "assignment (taken over from another member), by topic", ["topic"])
+
+
+def count_assignment(previous: set[TP] | None, assigned: set[TP]) -> None:
+    """Count a new assignment: set ``ASSIGNED`` per topic (0 for a topic no longer held) and,
+    unless this is the worker's first assignment (``previous`` is None), add the partitions
+    it did not hold before to ``TAKEN_OVER``. A first assignment is not a take-over: the
+    worker held nothing before it, whoever did."""
+    for topic in {tp.topic for tp in (previous or set()) | assigned}:
+        ASSIGNED.labels(topic).set(sum(1 for tp in assigned if tp.topic == topic))
+    if previous is None:
+        return
+    for tp in assigned - previous:
+        TAKEN_OVER.labels(tp.topic).inc()
 
 
 def wait_limit(session_timeout: float) -> float:

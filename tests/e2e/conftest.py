@@ -57,8 +57,12 @@ def browser() -> Iterator[Any]:
     """Launch headless Chromium from the Debian package ``chromium``."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' "
-                    "(apt-get install -y chromium; `make test` does it)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
+                    "(apt-get install -y chromium; `make test` does it)", pytrace=False)
+    try:
+        from playwright import sync_api as playwright_api
+    except ImportError as exc:  # a browser test that cannot run fails: never a silent pass
+        pytest.fail(f"Playwright is missing ({exc}): install the test extras "
+                    "(pip install -e '.[test]'; `make test` does it)", pytrace=False)
     # Assertions wait up to 15 s (Playwright's default is 5 s; a loaded 2-core machine).
     playwright_api.expect.set_options(timeout=15_000)
     with playwright_api.sync_playwright() as playwright:

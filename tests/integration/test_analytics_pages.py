@@ -34,9 +34,15 @@ async def text_of(page: Any, selector: str) -> str:
 
 
 async def test_dashboard_and_table_pages_update_live(workers: WorkerFactory) -> None:
+    # A browser test that cannot run fails: never a silent pass.
     if not HAVE_CHROMIUM:
-        pytest.skip("no /usr/bin/chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
+        pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' "
+                    "(apt-get install -y chromium; `make test` does it)", pytrace=False)
+    try:
+        from playwright import async_api as playwright_api
+    except ImportError as exc:
+        pytest.fail(f"Playwright is missing ({exc}): install the test extras "
+                    "(pip install -e '.[test]'; `make test` does it)", pytrace=False)
     worker = workers.start("w1")
     await asyncio.to_thread(worker.wait_ready)
     token = ADMIN["Authorization"].removeprefix("Bearer ")

@@ -2,13 +2,16 @@
 stopped and started again in the same run.
 
 Orders keep coming through whichever worker answers (retried with the same Idempotency-Key);
-every fifth uses a promotion code, whose redemptions are announced on RabbitMQ. The kill comes
-1 s into placing them, then RabbitMQ is stopped for 3 s, so the saga and the failover of b's
-partitions to a run through the outage; b is started again 7 s after its death. Afterwards
-every order has settled, nothing is oversold or held, stock is conserved, the money adds up,
-no customer was notified twice of the same thing, every redemption was announced once (a
-duplicate delivery carries the same message id), and both workers answer every keyed read
-the same. The workers use a RabbitMQ node of this test's own (see tests/integration/rabbit.py).
+every fifth uses a promotion code, whose redemptions are announced on RabbitMQ. b commits
+rarely, and the kill comes 1 s into placing them, once b has written order rows, so it always
+hits uncommitted work. Then RabbitMQ is stopped for 3 s, so the saga and the failover of b's
+partitions to a run through the outage. b is started again only once a has taken its
+partitions over and its guards have skipped replayed events (both asserted; 7 s after b's
+death at the earliest). Afterwards every order has settled, nothing is oversold or held,
+stock is conserved, the money adds up, no customer was notified twice of the same thing,
+every redemption was announced once (a duplicate delivery carries the same message id), and
+both workers answer every keyed read the same. The workers use a RabbitMQ node of this
+test's own (see tests/integration/rabbit.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ import pytest
 
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import records_of_key
+from tests.integration.metrics import (
+    VICTIM_COMMIT_INTERVAL,
+    Takeover,
+    kill_once_working,
+    sample,
+)
 from tests.integration.rabbit import PrivateRabbit, bind_promotion_events, promotion_messages
 from tests.integration.saga import place_many, settled_state, shop_state
 from tests.integration.shop import ADMIN, Shop, customer, is_settled
@@ -52,7 +61,10 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
 ) -> None:
     await bind_promotion_events(private_rabbit.url)
     a = workers.start("a", SHOP_RABBIT_URL=private_rabbit.url, SHOP_LOG_COMMITS="on")
-    b = workers.start("b", SHOP_RABBIT_URL=private_rabbit.url, SHOP_LOG_COMMITS="on")
+    # b commits rarely: what it processes before the kill is all uncommitted, so a reads it
+    # again and the guards must skip it (asserted below).
+    b = workers.start("b", SHOP_RABBIT_URL=private_rabbit.url, SHOP_LOG_COMMITS="on",
+                      SHOP_COMMIT_INTERVAL=VICTIM_COMMIT_INTERVAL)
     await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -71,9 +83,15 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
             place_many([shop_a, shop_b], list(SKUS), ORDERS, CUSTOMERS, random.Random(11),
                        in_flight=20, promotion=(CODE, EVERY)))
         await asyncio.sleep(1.0)
-        b.kill()
+        on_a: list[Takeover] = []
+
+        async def read_a() -> None:
+            on_a.append(await Takeover.read(http, a.url, "orders"))
+
+        written = await kill_once_working(http, b, orders_written, before_kill=read_a)
         killed = time.monotonic()
-        print("killed b while orders were being placed")
+        print(f"killed b while orders were being placed, after it had written {written:.0f} "
+              "order rows (none of their events committed)")
         await asyncio.to_thread(private_rabbit.stop_app)
         print(f"RabbitMQ stopped at {time.monotonic() - started:.1f} s")
         # A worker keeps serving through the outage (what it publishes waits in the outbox).
@@ -82,9 +100,16 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
         await asyncio.sleep(3.0)
         await asyncio.to_thread(private_rabbit.start_app)
         print(f"RabbitMQ started again at {time.monotonic() - started:.1f} s")
-        # b comes back once the group has noticed its death (the 6 s session timeout): a
-        # member rejoining under its old self's shadow only makes the rebalance longer.
+        # b comes back once the group has noticed its death (the 6 s session timeout) and a
+        # has taken its partitions over and skipped replayed events: a member rejoining under
+        # its old self's shadow only makes the rebalance longer, and may get its partitions
+        # back with no take-over (a's skips would then be duplicates the new b sends).
         await asyncio.sleep(max(0.0, killed + 7.0 - time.monotonic()))
+        took = await Takeover.after(http, a.url, on_a[0])
+        print(f"a {time.monotonic() - killed:.1f} s after the kill: {took.describe()}")
+        assert took.taken_over > 0 and took.skipped  # (Takeover.after waits for both)
+        # The long commit interval was for the kill: the restarted b commits as a worker does.
+        del b.env["SHOP_COMMIT_INTERVAL"]
         await asyncio.to_thread(workers.restart(b).wait_ready, 120.0)
         print(f"b ready again at {time.monotonic() - started:.1f} s")
         placed = await placing
@@ -101,6 +126,8 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
             statuses[order["status"]] = statuses.get(order["status"], 0) + 1
         print(f"{len(placed)} orders settled after the kill: {statuses}")
         assert statuses.get("confirmed", 0) > 0
+        takeover = (await Takeover.read(http, a.url, "orders")).since(on_a[0])
+        print(f"a since the kill: {takeover.describe()}")
 
         # Every order with the code was redeemed and announced once, across the kill and the
         # outage: distinct message ids, one per order.
@@ -127,6 +154,12 @@ async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
 
         # The restarted worker answers the same for every order and sku (routed reads).
         assert await shop_state(shop_b, placed, list(SKUS)) == state
+
+
+def orders_written(metrics: str) -> float:
+    """Return the order rows a worker has written (its saga is at work)."""
+    return sample(metrics, "shop_table_operations_total", table="table.orders",
+                  operation="keys_updated")
 
 
 async def _explain_unsettled(workers: WorkerFactory, shops: list[Shop],

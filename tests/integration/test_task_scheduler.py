@@ -17,6 +17,7 @@ import pytest
 from models.base import utcnow
 from models.tasks import ATTEMPT_HEADER, TASK_HEADER
 from rabbit_bridge.tasks import PERIOD_HEADER
+from rabbit_bridge.topology import TASKS_EXCHANGE, declare_exchange
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.rabbit import PrivateRabbit
 from tests.integration.shop import ADMIN, Shop
@@ -125,29 +126,93 @@ async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
 
 async def test_a_rabbitmq_outage_loses_no_scheduled_task(workers: WorkerFactory,
                                                          private_rabbit: PrivateRabbit) -> None:
+    # Every period the leader publishes is copied to a queue of the test's own, bound before
+    # the worker starts: the set of periods published, outage and outbox included.
+    await tap_published_runs(private_rabbit.url, EXPIRE_ORDERS)
+    # Two periods a second: some wait in the outbox during the outage, and the runs the
+    # outbox releases at once stay within the runs a worker remembers (RECENT_RUNS).
     worker = workers.start("w1", SHOP_RABBIT_URL=private_rabbit.url,
-                           SHOP_TASK_EXPIRE_ORDERS_EVERY="0.25")
+                           SHOP_TASK_EXPIRE_ORDERS_EVERY="0.5")
     await asyncio.to_thread(worker.wait_ready)
     async with aiohttp.ClientSession() as http:
         shop = Shop(http, worker.url)
 
         async def expire_orders() -> dict[str, Any]:
             _, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
-            return next(t for t in body["tasks"] if t["name"] == "expire-orders")
+            return next(t for t in body["tasks"] if t["name"] == EXPIRE_ORDERS)
 
-        await eventually(lambda: _done(expire_orders, 2))
-        private_rabbit.stop_app()
-        await asyncio.sleep(3.0)  # the leader keeps publishing: into the outbox
-        _, ready = await shop.call("GET", "/ready")
-        kept = ready["rabbitmq"]["outbox_depth"]
-        private_rabbit.start_app()
-        await eventually(lambda: _outbox_empty(shop), 60)
-        published = (await expire_orders())["published_here"]["periods"]
-        task = await eventually(lambda: _done(expire_orders, published), 60)
-        print(f"outage: {kept} task messages kept in the outbox; {published} periods "
-              f"published, {task['done']} runs done, {task['stale']} stale")
+        done: set[str] = set()
+        watching = asyncio.create_task(_watch_runs(expire_orders, done))
+        try:
+            await eventually(lambda: _done(expire_orders, 2))
+            private_rabbit.stop_app()
+            await asyncio.sleep(3.0)  # the leader keeps publishing: into the outbox
+            _, ready = await shop.call("GET", "/ready")
+            kept = ready["rabbitmq"]["outbox_depth"]
+            private_rabbit.start_app()
+            await eventually(lambda: _outbox_empty(shop), 60)
+            published = await published_periods(private_rabbit.url)
+
+            async def all_ran() -> bool:
+                return published <= done
+
+            try:
+                await eventually(all_ran, 60)
+            except AssertionError:
+                raise AssertionError(f"periods published and never run: "
+                                     f"{sorted(published - done)}") from None
+        finally:
+            watching.cancel()
+        since = await published_periods(private_rabbit.url)
+        task = await expire_orders()
+        print(f"outage: {kept} task messages kept in the outbox; {len(published)} periods "
+              f"published, every one run ({len(done)} periods run so far, "
+              f"{len(since)} published since), {task['stale']} stale")
         assert kept > 0
+        assert {period for period in done if period in published} == published
+        assert done <= published | since, f"runs of periods never published: {done - published}"
         assert task["failures"] == 0 and task["dead"] == 0
+
+
+TAP = "test.expire-orders-published"
+EXPIRE_ORDERS = "expire-orders"
+
+
+async def tap_published_runs(url: str, task: str) -> None:
+    """Declare a durable queue that keeps a copy of every run of ``task`` published."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await declare_exchange(channel, TASKS_EXCHANGE)
+        queue = await channel.declare_queue(TAP, durable=True)
+        await queue.bind(exchange, task)
+
+
+async def published_periods(url: str) -> set[str]:
+    """Take every run the tap holds; return their periods (message ids)."""
+    found: set[str] = set()
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(TAP, durable=True)
+        while (message := await queue.get(fail=False)) is not None:
+            await message.ack()
+            assert message.message_id
+            found.add(message.message_id)
+    return found
+
+
+async def _watch_runs(read: Callable[[], Awaitable[dict[str, Any]]], done: set[str]) -> None:
+    """Add the periods of the task's runs done to ``done``, as the worker shows its recent
+    runs (polled often: it remembers only its last RECENT_RUNS)."""
+    while True:
+        try:
+            task = await read()
+        except (aiohttp.ClientError, TimeoutError, StopIteration, KeyError):
+            task = {}
+        done.update(run["run"] for run in task.get("recent_runs", ())
+                    if run["outcome"] == "done")
+        await asyncio.sleep(0.1)
 
 
 async def _done(read: Callable[[], Awaitable[dict[str, Any]]], at_least: int) -> Any:

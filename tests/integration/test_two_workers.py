@@ -2,7 +2,9 @@
 
 Events flow to the analytics topic while worker B is killed mid-stream. A takes over B's
 partitions, replays what B had processed but not committed, and must not count it twice
-(the replay guard in tables/replay.py). Keyed reads are answered through either worker
+(the replay guard in tables/replay.py). B commits rarely and dies only once it has written
+rows, so the kill always hits uncommitted work: the test asserts that A took partitions over
+and that its guard skipped replayed events. Keyed reads are answered through either worker
 (routed with ``table_route`` to the owner). B restarts and rejoins.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-import re
 import time
 from collections import Counter
 
@@ -24,6 +25,13 @@ from scripts.devstack import Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.http import get_json, wait_for_json
 from tests.integration.kafka import produce, records_of_key
+from tests.integration.metrics import (
+    VICTIM_COMMIT_INTERVAL,
+    WRITES_OUT_S,
+    Takeover,
+    kill_once_working,
+    sample,
+)
 from tests.integration.shop import ADMIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
@@ -32,6 +40,8 @@ SESSIONS = [f"session-{n:03d}" for n in range(48)]
 EVENTS = 3000
 BATCH = 100
 PAUSE_S = 0.1  # about 1,000 events/s: B is mid-stream when it dies
+#: The table whose skipped replays prove the kill hit uncommitted work (its metric label).
+SESSION_ACTIVITY = "session-activity"
 
 
 def event_bytes(session_id: str) -> bytes:
@@ -40,19 +50,20 @@ def event_bytes(session_id: str) -> bytes:
                    session_id=session_id).dumps()
 
 
-async def produce_steadily(bootstrap: str, expected: Counter[str], killed: asyncio.Event,
-                           kill_after: int, kill: object) -> None:
-    """Produce EVENTS events in batches; call ``kill()`` once ``kill_after`` are out."""
+async def produce_steadily(bootstrap: str, expected: Counter[str]) -> None:
+    """Produce EVENTS events in batches, about 1,000 a second."""
     sent = 0
     while sent < EVENTS:
         batch = [SESSIONS[(sent + i) % len(SESSIONS)] for i in range(BATCH)]
         await produce(bootstrap, "analytics", [(s, event_bytes(s)) for s in batch])
         expected.update(batch)
         sent += len(batch)
-        if sent >= kill_after and not killed.is_set():
-            kill()  # type: ignore[operator]
-            killed.set()
         await asyncio.sleep(PAUSE_S)
+
+
+def events_taken(metrics: str) -> float:
+    """Return the tracking events a worker's analytics agent has taken (rows written)."""
+    return sample(metrics, "shop_analytics_window_events_total")
 
 
 async def all_exact(http: aiohttp.ClientSession, worker: Worker,
@@ -82,17 +93,12 @@ async def settled(http: aiohttp.ClientSession, worker: Worker, expected: Counter
             await asyncio.sleep(0.5)
 
 
-def replays_skipped(metrics: str) -> float:
-    """Return shop_replays_skipped_total for the session-activity table from /metrics text."""
-    match = re.search(r'shop_replays_skipped_total\{table="[^"]*session-activity"\} (\S+)',
-                      metrics)
-    return float(match.group(1)) if match else 0.0
-
-
 async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     workers: WorkerFactory,
 ) -> None:
-    a, b = workers.start("a"), workers.start("b")
+    # B commits rarely: what it processes before the kill is all uncommitted, so A reads it
+    # again and the guard must skip it (the test asserts it did).
+    a, b = workers.start("a"), workers.start("b", SHOP_COMMIT_INTERVAL=VICTIM_COMMIT_INTERVAL)
     await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
     # Both joined one group: wait until both report ready after the last rebalance.
     async with aiohttp.ClientSession(headers=ADMIN) as http:
@@ -102,16 +108,15 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
 
     async with aiohttp.ClientSession(headers=ADMIN) as http:
         before_kill = (await get_json(http, f"{a.url}/ready"))[1]["kafka"]["assigned_partitions"]
+        on_a = await Takeover.read(http, a.url, "analytics")
 
-    expected: Counter[str] = Counter()
-    killed = asyncio.Event()
-    killed_at: list[float] = []
-
-    def kill_b() -> None:
-        b.kill()
-        killed_at.append(time.monotonic())
-
-    await produce_steadily(workers.broker.bootstrap, expected, killed, EVENTS // 3, kill_b)
+        expected: Counter[str] = Counter()
+        producing = asyncio.create_task(produce_steadily(workers.broker.bootstrap, expected))
+        # B dies mid-stream, once it has written rows of events it has not committed.
+        taken = await kill_once_working(http, b, events_taken)
+        killed_at = [time.monotonic()]
+        print(f"killed B {WRITES_OUT_S} s after it had taken {taken:.0f} events (none committed)")
+        await producing
     assert sum(expected.values()) == EVENTS
 
     async with aiohttp.ClientSession(headers=ADMIN) as http:
@@ -130,13 +135,18 @@ async def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
             raise
         print(f"all {len(SESSIONS)} sessions exact through A "
               f"{time.monotonic() - killed_at[0]:.1f} s after the kill")
-        async with http.get(f"{a.url}/metrics") as response:
-            skipped = replays_skipped(await response.text())
-        print(f"replayed events skipped by the guard on A: {skipped:.0f}")
+        takeover = (await Takeover.read(http, a.url, "analytics")).since(on_a)
+        print(f"A after the failover: {takeover.describe()}")
+        assert takeover.taken_over > 0, "A took B's partitions over"
+        assert sum(n for table, n in takeover.skipped.items()
+                   if table.endswith(SESSION_ACTIVITY)) > 0, (
+            "A read again what B had processed and not committed, and skipped it", takeover)
 
     # B comes back with its data dir and rejoins; reads through either worker are exact and
     # each key is answered by its owner.
     restarted_at = time.monotonic()
+    # The long commit interval was for the kill: restarted, it commits as a worker does.
+    del b.env["SHOP_COMMIT_INTERVAL"]
     await asyncio.to_thread(workers.restart(b).wait_ready)
     async with aiohttp.ClientSession(headers=ADMIN) as http:
         for worker in (a, b):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -21,9 +22,13 @@ from models.base import new_event_id, utcnow
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.http import get_json, wait_for_json
 from tests.integration.kafka import consume_until, produce
+from tests.integration.metrics import VICTIM_COMMIT_INTERVAL, WRITES_OUT_S, metrics_of, sample
 from tests.integration.shop import ADMIN
 
 pytestmark = pytest.mark.integration
+
+#: Events the worker has taken, uncommitted, when it crashes.
+CRASHED_ON = 40
 
 
 def tracked(session_id: str, kind: str = "page_view") -> bytes:
@@ -39,7 +44,9 @@ def events_are(n: int) -> Callable[[int, Any], bool]:
 
 
 async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactory) -> None:
-    worker = workers.start("w1")
+    # The worker commits rarely, so that the events it takes just before the crash below
+    # are uncommitted and read again after it (a clean stop commits).
+    worker = workers.start("w1", SHOP_COMMIT_INTERVAL=VICTIM_COMMIT_INTERVAL)
     startup = await asyncio.to_thread(worker.wait_ready)
     print(f"worker start-to-ready: {startup:.2f} s")
     bootstrap = workers.broker.bootstrap
@@ -70,8 +77,15 @@ async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactor
         assert (await get_json(http, activity + "session-raw"))[1]["events"] == 50
         assert (await get_json(http, activity + "session-http"))[1]["events"] == 3
 
+        # Events taken but not committed when the worker crashes: read again after it.
+        await produce(bootstrap, "analytics",
+                      [("session-late", tracked("session-late")) for _ in range(CRASHED_ON)])
+        await wait_for_json(http, activity + "session-late", events_are(CRASHED_ON))
+        await asyncio.sleep(WRITES_OUT_S)  # the row's writes reach the changelog
+
     # A crash that loses the data dir: the rows come back from the changelog alone, complete
-    # (Tansu's wrong end offset would stop the restore one batch short without the fix).
+    # (Tansu's wrong end offset would stop the restore one batch short without the fix), and
+    # the uncommitted events read again are skipped, not counted twice.
     worker.kill()
     shutil.rmtree(worker.datadir)
     await asyncio.to_thread(workers.restart(worker).wait_ready)
@@ -79,6 +93,25 @@ async def test_events_reach_the_table_and_survive_restarts(workers: WorkerFactor
         status, row, _ = await wait_for_json(http, activity + "session-raw", events_are(50))
         assert (status, row["events"]) == (200, 50)
         assert (await get_json(http, activity + "session-http"))[1]["events"] == 3
+        await wait_for_json(http, activity + "session-late", events_are(CRASHED_ON))
+        skipped = await replays_skipped(http, worker.url, at_least=CRASHED_ON, within=30)
+        print(f"replays skipped after the crash: {skipped:.0f} ({CRASHED_ON} events were taken "
+              "and not committed just before it)")
+        assert skipped > 0, "the uncommitted events were read again, and skipped"
+        assert (await get_json(http, activity + "session-late"))[1]["events"] == CRASHED_ON
+
+
+async def replays_skipped(http: aiohttp.ClientSession, url: str, *, at_least: int,
+                          within: float) -> float:
+    """Return the session-activity replays the worker skipped, once ``at_least`` or after
+    ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        skipped = sample(await metrics_of(http, url), "shop_replays_skipped_total",
+                         table="session-activity")
+        if skipped >= at_least or time.monotonic() > deadline:
+            return skipped
+        await asyncio.sleep(0.2)
 
 
 async def test_a_malformed_event_is_dead_lettered_and_the_agent_carries_on(

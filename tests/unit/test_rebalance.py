@@ -7,8 +7,10 @@ import logging
 from dataclasses import dataclass, field
 
 import pytest
+from faust.types import TP
+from prometheus_client import REGISTRY
 
-from agents.rebalance import GAVE_UP, wait_for_streams, wait_limit
+from agents.rebalance import GAVE_UP, count_assignment, wait_for_streams, wait_limit
 
 
 @dataclass(eq=False)
@@ -78,3 +80,28 @@ async def test_a_message_acknowledged_after_its_commit_does_not_hold_the_rebalan
 def test_the_wait_ends_well_inside_the_session_timeout() -> None:
     assert wait_limit(6.0) == 3.0  # the other half: commit and rejoin before being dropped
     assert wait_limit(60.0) == 10.0
+
+
+def _sample(name: str, topic: str) -> float:
+    return REGISTRY.get_sample_value(name, {"topic": topic}) or 0.0
+
+
+def test_partitions_given_after_the_first_assignment_count_as_taken_over() -> None:
+    topic = "assign-test"
+    taken = _sample("shop_partitions_taken_over_total", topic)
+    mine, theirs = {TP(topic, 0), TP(topic, 1)}, {TP(topic, 2), TP(topic, 3)}
+
+    count_assignment(None, mine)  # joining the group: nothing taken over
+    assert _sample("shop_partitions_assigned", topic) == 2
+    assert _sample("shop_partitions_taken_over_total", topic) == taken
+
+    count_assignment(mine, mine | theirs)  # the other member left
+    assert _sample("shop_partitions_assigned", topic) == 4
+    assert _sample("shop_partitions_taken_over_total", topic) == taken + 2
+
+    count_assignment(mine | theirs, mine)  # it came back: given up, nothing taken
+    assert _sample("shop_partitions_assigned", topic) == 2
+    assert _sample("shop_partitions_taken_over_total", topic) == taken + 2
+
+    count_assignment(mine, set())  # a topic no longer held reads 0
+    assert _sample("shop_partitions_assigned", topic) == 0
