@@ -194,7 +194,7 @@ def _write(table: Any, kind: str, source: str, window: Any, topic: str,
     last = ((row or {}).get("_applied") or {}).get("offsets", {}).get(topic, -1)
     fresh = [fact for fact in facts if fact.offset > last]
     if len(fresh) < len(facts):
-        REPLAYS_SKIPPED.labels(table.name).inc(len(facts) - len(fresh))
+        REPLAYS_SKIPPED.labels(table.name, "replay").inc(len(facts) - len(fresh))
     if fresh or raw is None or len(fresh) < len(facts):  # a replay writes again: see replay._skip
         newest = max(fresh or facts, key=lambda f: f.offset)
         row = mark_applied(fold(row, fresh, detailed=True),
@@ -364,7 +364,7 @@ def merge_window(window: str, parts: dict[str, tuple[int, bytes]]) -> None:
             offsets[source] = offset
             changed = True
         else:
-            REPLAYS_SKIPPED.labels(rollup_sources.name).inc()
+            REPLAYS_SKIPPED.labels(rollup_sources.name, "replay").inc()
     partials = {}
     for source in offsets:
         stored = rollup_sources.get(f"{window}|{source}")

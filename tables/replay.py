@@ -33,8 +33,10 @@ __all__ = [
 
 REPLAYS_SKIPPED = Counter(
     "shop_replays_skipped_total",
-    "Redelivered or duplicate events a table row had already absorbed",
-    ["table"],
+    "Events a table row had already absorbed: redelivered (reason=replay: an offset the row "
+    "has seen, after a crash or a rebalance) or appended again (reason=duplicate: a known "
+    "event id at a new offset)",
+    ["table", "reason"],
 )
 
 Row = dict[str, Any]
@@ -132,8 +134,8 @@ def update_many(
     failed: list[tuple[int, Exception]] = []
     for index, (position, update) in enumerate(updates):
         if already_applied(row, position):
-            REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
             assert row is not None
+            _count_skip(table, table_name, row, position)
             if _offset_is_new(row, position):
                 row = mark_applied(row, position)
             changed = True  # written again: see _skip
@@ -196,8 +198,8 @@ def _skip(table: MutableMapping[str, Row], key: str, row: Row | None, position: 
     """Return True if ``row`` already has the event (and count it as skipped)."""
     if not already_applied(row, position):
         return False
-    REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?")).inc()
     assert row is not None
+    _count_skip(table, table_name, row, position)
     # Written again all the same. A duplicate append (same id, new offset) marks its offset
     # too, so that a redelivery of it is still skipped once its id has left the ring. A
     # redelivery rewrites the row as it is: the worker that wrote it may have died before
@@ -205,6 +207,12 @@ def _skip(table: MutableMapping[str, Row], key: str, row: Row | None, position: 
     # takes the partition over later restores the changelog alone.
     table[key] = mark_applied(row, position) if _offset_is_new(row, position) else row
     return True
+
+
+def _count_skip(table: MutableMapping[str, Row], table_name: str, row: Row,
+                position: Position) -> None:
+    reason = "duplicate" if _offset_is_new(row, position) else "replay"
+    REPLAYS_SKIPPED.labels(table_name or getattr(table, "name", "?"), reason).inc()
 
 
 def _offset_is_new(row: Mapping[str, Any], position: Position) -> bool:

@@ -70,7 +70,7 @@ class Takeover:
         text = await metrics_of(http, url)
         assert text, f"{url}/metrics did not answer"
         return cls(topic, sample(text, "shop_partitions_taken_over_total", topic=topic),
-                   samples_by(text, "shop_replays_skipped_total", "table"))
+                   samples_by(text, "shop_replays_skipped_total", "table", reason="replay"))
 
     @classmethod
     async def after(cls, http: aiohttp.ClientSession, url: str, before: Takeover,
@@ -89,7 +89,8 @@ class Takeover:
             if text:
                 done = cls(before.topic,
                            sample(text, "shop_partitions_taken_over_total", topic=before.topic),
-                           samples_by(text, "shop_replays_skipped_total", "table")).since(before)
+                           samples_by(text, "shop_replays_skipped_total", "table",
+                                      reason="replay")).since(before)
         return done
 
     def since(self, before: Takeover) -> Takeover:

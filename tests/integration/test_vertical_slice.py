@@ -108,7 +108,7 @@ async def replays_skipped(http: aiohttp.ClientSession, url: str, *, at_least: in
     deadline = time.monotonic() + within
     while True:
         skipped = sample(await metrics_of(http, url), "shop_replays_skipped_total",
-                         table="session-activity")
+                         table="session-activity", reason="replay")
         if skipped >= at_least or time.monotonic() > deadline:
             return skipped
         await asyncio.sleep(0.2)

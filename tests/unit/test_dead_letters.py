@@ -51,8 +51,9 @@ def dead_letters_total(stage: str, topic: str = "analytics", agent: str = AGENT)
 
 
 def replays_skipped() -> float:
-    labels = {"table": "session-activity"}
-    return REGISTRY.get_sample_value("shop_replays_skipped_total", labels) or 0.0
+    return sum(REGISTRY.get_sample_value("shop_replays_skipped_total",
+                                         {"table": "session-activity", "reason": why}) or 0.0
+               for why in ("replay", "duplicate"))
 
 
 def letters(send: AsyncMock) -> list[DeadLetter]:
