@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agents.inventory import change_stock
 from agents.orders import move_order
+from agents.payments import settle_payment
 from models.base import Event, decode_event
 from models.inventory import (
     INVENTORY_EVENTS,
@@ -27,7 +28,14 @@ from models.inventory import (
     StockReserved,
 )
 from models.orders import ORDER_EVENTS, OrderLine, OrderPlaced
-from models.payments import PAYMENT_EVENTS, PaymentSucceeded
+from models.payments import (
+    PAYMENT_EVENTS,
+    Charge,
+    PaymentRequested,
+    PaymentSucceeded,
+    RetryPolicy,
+    answer_of,
+)
 from tables.replay import Position, Row, already_applied
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -144,3 +152,21 @@ def test_duplicates_appended_at_any_distance_never_change_the_counts(data: st.Da
     row = json.loads(json.dumps(table["sku-a"]))
     assert (row["reserved"], row["sold"]) == (0, sold)
     assert row["initial"] + row["restocked"] == row["available"] + row["sold"]
+
+
+def test_a_payment_row_recognises_its_request_and_its_answer() -> None:
+    payments_log = Log("payments")
+    table: dict[str, Row] = {}
+    request = PaymentRequested.new(order_id="o1", amount_cents=1000, payment_method="pm_card_ok")
+    first = payments_log.append(request)
+    step = settle_payment(table, request, first, 0.0, RetryPolicy())
+    assert [call.call for call in step.calls] == ["charge"]
+    answer = answer_of(step.calls[0], Charge(True, charge_id="ch_1"))
+    second = payments_log.append(answer)
+    outcome = settle_payment(table, answer, second, 0.0, RetryPolicy())
+    assert [e.type for e in sent(outcome.sends, "payments")] == ["payment_succeeded"]
+    row = table["o1"]
+    assert row["status"] == "succeeded"
+    assert already_applied(row, first) and already_applied(row, second)
+    again = settle_payment(table, request, first, 0.0, RetryPolicy())
+    assert again.calls == [] and table["o1"] == row, "a redelivered request charges nothing"
