@@ -33,16 +33,23 @@ REMEMBERED_IDS = 50_000
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
-    """Which records a reader wants: a service, a level and above, a time, a substring."""
+    """Which records a reader wants: a service, a level and above, a time, a substring, the
+    request that caused them, their correlation id (an order's, for the saga)."""
 
     service: str | None = None
     level: str | None = None
     since: datetime | None = None
     q: str | None = None
+    request_id: str | None = None
+    correlation_id: str | None = None
 
     def matches(self, entry: dict[str, Any]) -> bool:
         """Return True if ``entry`` passes every filter that is set."""
         if self.service and entry.get("service") != self.service:
+            return False
+        if self.request_id and entry.get("request_id") != self.request_id:
+            return False
+        if self.correlation_id and entry.get("correlation_id") != self.correlation_id:
             return False
         if self.level and level_number(str(entry.get("level", ""))) < level_number(self.level):
             return False

@@ -44,7 +44,8 @@ Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class LogQuery(BaseModel):
-    """Which log records: a service, a level and above, since a time, a substring."""
+    """Which log records: a service, a level and above, since a time, a substring, a request,
+    a correlation id."""
 
     service: str | None = Field(default=None, pattern=r"^[a-z0-9_-]{1,64}$",
                                 description="the service (e.g. orders, users, admin)")
@@ -52,6 +53,11 @@ class LogQuery(BaseModel):
     since: datetime | None = Field(default=None, description="ISO time (UTC if no offset)")
     q: str | None = Field(default=None, min_length=1, max_length=200,
                           description="a substring of the message (any case)")
+    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+                                   description="the records of one request (X-Request-Id)")
+    correlation_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="the records of one correlation id (an order's id, for the saga)")
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT, description="most records, newest first")
 
     @field_validator("level", mode="before")
@@ -64,7 +70,8 @@ class LogQuery(BaseModel):
         since = self.since
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        return LogFilter(service=self.service, level=self.level, since=since, q=self.q)
+        return LogFilter(service=self.service, level=self.level, since=since, q=self.q,
+                         request_id=self.request_id, correlation_id=self.correlation_id)
 
 
 class AlertQuery(BaseModel):

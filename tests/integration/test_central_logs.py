@@ -93,6 +93,10 @@ async def test_a_views_record_reaches_the_central_log_with_its_request_id(
         assert len((await search(shop, f"q={other}&service=admin", 3))["items"]) == 3
         assert (await search(shop, f"q={other}&service=orders", 0))["items"] == []
         assert len((await search(shop, f"q={other}&limit=1", 1))["items"]) == 1
+        # One request's records, by its request id.
+        traced = await log_test_record(shop, f"{other} traced", "WARNING")
+        [only] = (await search(shop, f"request_id={traced}", 1))["items"]
+        assert only["request_id"] == traced and "traced" in only["message"]
         status, _ = await shop.call("GET", "/api/admin/logs?level=loud", headers=ADMIN)
         assert status == 422
 

@@ -120,6 +120,12 @@ def test_filters() -> None:
     assert LogFilter(q="CoRd 7").matches(entry(7))
     assert not LogFilter(q="record 8").matches(entry(7))
     assert not LogFilter(since=base).matches({"time": "not a time"})
+    traced = {**entry(9), "request_id": "req-1", "correlation_id": "order-1"}
+    assert LogFilter(request_id="req-1").matches(traced)
+    assert not LogFilter(request_id="req-2").matches(traced)
+    assert not LogFilter(request_id="req-1").matches(entry(9))
+    assert LogFilter(correlation_id="order-1", request_id="req-1").matches(traced)
+    assert not LogFilter(correlation_id="order-2").matches(traced)
 
 
 def test_the_query_model_reads_levels_in_any_case_and_naive_times_as_utc() -> None:
