@@ -16,6 +16,7 @@ from aiohttp import web
 __all__ = [
     "ApiError",
     "BadRequest",
+    "Conflict",
     "KeyInProgress",
     "KeyReused",
     "NotFound",
@@ -70,6 +71,14 @@ class NotFound(ApiError):
 
     status = 404
     code = "not_found"
+
+
+class Conflict(ApiError):
+    """The resource exists already, or its state does not allow the change; the message
+    says which."""
+
+    status = 409
+    code = "conflict"
 
 
 class KeyReused(ApiError):

@@ -39,7 +39,7 @@ from tables.payments import payments
 from tables.promotions import promotions
 from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import ApiError, KeyInProgress, KeyReused, NotFound
+from web.errors import Conflict, KeyInProgress, KeyReused, NotFound
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
 from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
@@ -53,12 +53,6 @@ MAX_WAIT_S = 30.0
 KEYED_WAIT_S = 5.0
 ORDER_IDS = uuid.UUID("6f1b3c1e-3c1d-4e55-9a59-6b7c1f0e2d11")  # namespace of order ids
 
-
-class Conflict(ApiError):
-    """The order is in a state that does not allow this."""
-
-    status = 409
-    code = "conflict"
 
 
 class LineIn(BaseModel):

@@ -14,7 +14,7 @@ from models.inventory import Restock, Stock
 from tables.catalog import catalog
 from tables.inventory import stock
 from web.bodies import read_body, read_query
-from web.errors import ApiError, NotFound
+from web.errors import Conflict, NotFound
 from web.identity import require
 from web.openapi import InventoryOut, ProductOut, ProductPage, RestockOut, endpoint
 from web.views import ShopView
@@ -23,12 +23,6 @@ __all__ = ["ProductIn", "ProductPatch", "RestockIn"]
 
 SKU = r"^[A-Z0-9][A-Z0-9-]{2,31}$"
 
-
-class Conflict(ApiError):
-    """The resource exists already (or is in a state that forbids the change)."""
-
-    status = 409
-    code = "conflict"
 
 
 class ProductIn(BaseModel):

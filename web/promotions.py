@@ -27,7 +27,7 @@ from models.promotions import (
 )
 from tables.promotions import promotions
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import ApiError, NotFound
+from web.errors import Conflict, NotFound
 from web.identity import Identity, identity, require
 from web.openapi import endpoint
 from web.views import ShopView
@@ -39,12 +39,6 @@ VISIBLE_WITHIN_S = 5.0
 CODE = r"^[A-Za-z0-9_-]{3,32}$"
 CATEGORY = r"^[a-z0-9-]{1,64}$"
 
-
-class Conflict(ApiError):
-    """The code exists already."""
-
-    status = 409
-    code = "conflict"
 
 
 class PromotionRules(BaseModel):

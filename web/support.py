@@ -37,7 +37,7 @@ from models.support_board import UNASSIGNED
 from tables.routing import ShopRouter
 from tables.support import ticket_index, ticket_watchers, tickets
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import ApiError, KeyInProgress, KeyReused, NotFound
+from web.errors import Conflict, KeyInProgress, KeyReused, NotFound
 from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
 from web.openapi import endpoint
@@ -60,12 +60,6 @@ MAX_WAIT_S = 30.0
 KEYED_WAIT_S = 5.0
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
 
-
-class Conflict(ApiError):
-    """The ticket is in a state that does not allow this."""
-
-    status = 409
-    code = "conflict"
 
 
 class WaitQuery(BaseModel):

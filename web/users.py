@@ -28,7 +28,7 @@ from models.users import (
 from tables.routing import ShopRouter, Unavailable
 from tables.users import email_watchers, emails, user_watchers, users, wait_for
 from web.bodies import read_body
-from web.errors import ApiError, NotFound
+from web.errors import Conflict, NotFound
 from web.identity import may_see, require
 from web.middleware import request_id
 from web.openapi import UserOut, endpoint
@@ -44,12 +44,6 @@ CUSTOMER_ROLES = ["customer"]
 #: How long a read of one's own profile waits for a just-registered user's row.
 NEW_USER_WAIT_S = 3.0
 
-
-class Conflict(ApiError):
-    """The e-mail address is taken."""
-
-    status = 409
-    code = "conflict"
 
 
 def _password(value: str) -> str:
