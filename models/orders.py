@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -63,11 +63,13 @@ __all__ = [
     "OrderLine",
     "OrderPlaced",
     "OrderUpdate",
+    "PricingError",
     "ShipRequested",
     "chase",
     "decide",
     "index_order",
     "key_reuse",
+    "price_order",
     "refusal",
     "request_digest",
 ]
@@ -482,6 +484,40 @@ def _notice(order: Order) -> Effect:
         order_id=order.id, user_id=order.user_id, status=order.status,
         total_cents=order.total_cents, reason=order.reason)
     return Effect("orders", order.id, notice)
+
+
+#: Most units of one product an order may hold.
+MAX_UNITS = 100
+
+
+class PricingError(ValueError):
+    """The order cannot be priced; ``problems`` name each sku at fault."""
+
+    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+def price_order(lines: Iterable[tuple[str, int]],
+                catalog: Mapping[str, Mapping[str, Any] | None]) -> tuple[list[OrderLine], int]:
+    """Return the lines (sku, quantity) priced from ``catalog`` rows, the same skus merged,
+    and the subtotal; raise PricingError for an unknown sku or too many of one."""
+    quantities: dict[str, int] = {}
+    for sku, quantity in lines:
+        quantities[sku] = quantities.get(sku, 0) + quantity
+    unknown = [sku for sku in quantities if "name" not in (catalog.get(sku) or {})]
+    if unknown:
+        raise PricingError("the order names products that do not exist",
+                           [{"field": "items.sku", "problem": f"unknown sku {sku}"}
+                            for sku in unknown])
+    too_many = [sku for sku, qty in quantities.items() if qty > MAX_UNITS]
+    if too_many:
+        raise PricingError(f"at most {MAX_UNITS} of one product per order",
+                           [{"field": "items.quantity", "problem": sku} for sku in too_many])
+    priced = [OrderLine(sku=sku, quantity=qty,
+                        unit_price_cents=(catalog.get(sku) or {})["price_cents"])
+              for sku, qty in quantities.items()]
+    return priced, sum(line.quantity * line.unit_price_cents for line in priced)
 
 
 _HANDLERS: dict[type[Event], Any] = {

@@ -27,8 +27,10 @@ from models.orders import (
     Order,
     OrderLine,
     OrderPlaced,
+    PricingError,
     ShipRequested,
     key_reuse,
+    price_order,
     refusal,
     request_digest,
 )
@@ -85,22 +87,10 @@ def public_order(row: dict[str, Any]) -> dict[str, Any]:
 
 def price(body: OrderIn) -> tuple[list[OrderLine], int]:
     """Return the order's lines priced from the catalog (same skus merged) and the subtotal."""
-    quantities: dict[str, int] = {}
-    for line in body.items:
-        quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
-    unknown = [sku for sku in quantities if "name" not in (catalog.get(sku) or {})]
-    if unknown:
-        raise Unprocessable("the order names products that do not exist",
-                            details=[{"field": "items.sku", "problem": f"unknown sku {sku}"}
-                                     for sku in unknown])
-    too_many = [sku for sku, qty in quantities.items() if qty > 100]
-    if too_many:
-        raise Unprocessable("at most 100 of one product per order",
-                            details=[{"field": "items.quantity", "problem": sku}
-                                     for sku in too_many])
-    lines = [OrderLine(sku=sku, quantity=qty, unit_price_cents=catalog[sku]["price_cents"])
-             for sku, qty in quantities.items()]
-    return lines, sum(line.quantity * line.unit_price_cents for line in lines)
+    try:
+        return price_order(((line.sku, line.quantity) for line in body.items), catalog)
+    except PricingError as exc:
+        raise Unprocessable(str(exc), details=exc.problems) from None
 
 
 def promotion_discount(code: str, lines: list[OrderLine], user_id: str) -> int:
