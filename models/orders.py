@@ -51,6 +51,7 @@ from models.promotions import (
 
 __all__ = [
     "ACTIVE",
+    "MAX_UNITS",
     "ORDER_EVENTS",
     "SETTLED",
     "CancelRequested",
