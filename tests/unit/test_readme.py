@@ -35,3 +35,21 @@ def test_no_page_narrates_a_day() -> None:
     dated = re.compile(r"\b20\d\d-\d\d-\d\d\b")
     for page in [README, *DOCS.glob("*.md")]:
         assert not dated.findall(page.read_text()), f"{page.name} tells what happened on a day"
+
+
+def test_the_first_order_is_five_commands_against_the_shop_of_make_run() -> None:
+    from tests.integration.launcher import first_order_commands
+
+    commands = first_order_commands(README.read_text())
+    assert len(commands) == 5
+    assert all("localhost:6066" in command for command in commands)
+
+
+def test_every_product_of_the_demo_catalog_has_its_picture() -> None:
+    import json
+
+    catalog = json.loads((ROOT / "scripts" / "demo_catalog.json").read_text())
+    products = catalog["products"] if isinstance(catalog, dict) else catalog
+    missing = [p["image_url"] for p in products
+               if not (ROOT / "web" / p["image_url"].lstrip("/")).is_file()]
+    assert missing == []
