@@ -91,8 +91,9 @@ async function sameCategory(item, signal) {
 async function popularOr(item, sku, signal) {
   const popular = await api("/api/reports/popular", { signal }).catch(() => ({ items: [] }));
   const products = await productsOf((popular.items || []).map((i) => i.sku).filter((s) => s !== sku), signal);
-  if (products.length) return products;
-  return (await sameCategory(item, signal)).filter((p) => p.sku !== sku).reverse().slice(0, 6);
+  if (products.length) return { products, title: "Popular right now" };
+  const more = (await sameCategory(item, signal)).filter((p) => p.sku !== sku).reverse().slice(0, 6);
+  return { products: more, title: "You may also like" };
 }
 
 export async function product(main, { sku }, signal) {
@@ -137,10 +138,7 @@ export async function product(main, { sku }, signal) {
     rest.push(api(`/api/recommendations/${encodeURIComponent(me.sub)}`, { signal }).then(async (answer) => {
       let products = await productsOf(answer.items.map((i) => i.sku).filter((s) => s !== sku), signal);
       let title = "Recommended for you";
-      if (!products.length) {
-        products = await popularOr(item, sku, signal);
-        title = "Popular right now";
-      }
+      if (!products.length) ({ products, title } = await popularOr(item, sku, signal));
       if (products.length) fill(recommended, h("h2", {}, title), h("div", { class: "grid" }, products.map(productCard)));
     }).catch(() => {}));
   }
