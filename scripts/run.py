@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.demo_catalog == "on":
             seed_demo_catalog(env)
         shoppers = start_shoppers(workers[0].url, settings.demo_shoppers, env, run_dir)
-        announce(seconds, workers[0].url, env, rabbit_url, settings, shoppers is not None,
-                 run_dir)
+        announce(seconds, [worker.url for worker in workers], env, rabbit_url, settings,
+                 shoppers is not None, run_dir)
         while not stopping and all(w.process is not None and w.process.poll() is None
                                    for w in workers):
             time.sleep(0.2)
@@ -190,13 +190,16 @@ def start_shoppers(url: str, seconds: float, env: Mapping[str, str],
             start_new_session=True, preexec_fn=exit_with_parent)
 
 
-def announce(seconds: float, url: str, env: Mapping[str, str], rabbit_url: str,
+def announce(seconds: float, urls: list[str], env: Mapping[str, str], rabbit_url: str,
              settings: Settings, shoppers: bool, run_dir: Path) -> None:
     """Print where the shop is, and how to sign in to its console."""
+    url = urls[0]
     say(f"ShopStream is ready in {seconds:.1f} s")
     say(f"  storefront      {url}/")
     say(f"  console         {url}/admin")
     say(f"  live analytics  {url}/analytics")
+    if urls[1:]:
+        say(f"  other workers   {'  '.join(urls[1:])}")
     if env.get("SHOP_ADMIN_EMAIL") == DEV_ADMIN_EMAIL:
         say(f"  admin           {DEV_ADMIN_EMAIL} / {DEV_ADMIN_PASSWORD} (development only)")
     elif settings.admin_email:
