@@ -68,6 +68,9 @@ def free_port() -> int:
 def preferred_port(port: int) -> int:
     """Return ``port`` if it can be bound on 127.0.0.1 right now, otherwise a free one."""
     with socket.socket() as sock:
+        # As the servers bind (Tansu, aiohttp): connections of a run that just stopped, still
+        # in TIME_WAIT, do not make the port taken; only a listening socket does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

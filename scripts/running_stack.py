@@ -65,6 +65,7 @@ def use_running_stack_for_commands(argv: list[str] = sys.argv) -> None:
     A worker is left alone: one started by hand with the default data dir would bring table
     data of another broker to the launcher's fresh one.
     """
-    program = Path(argv[0]).name if argv else ""
-    if program in ("faust", "__main__.py") and "worker" not in argv[1:]:
+    program = Path(argv[0]) if argv else Path()
+    is_faust = program.name == "faust" or program.parent.name == "faust"  # or python -m faust
+    if is_faust and "worker" not in argv[1:]:
         use_running_stack()

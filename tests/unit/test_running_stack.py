@@ -50,6 +50,7 @@ def test_a_worker_started_by_hand_is_left_alone(monkeypatch: object) -> None:
     before = os.environ.get("SHOP_KAFKA_URL")
     use_running_stack_for_commands(["/venv/bin/faust", "-A", "app", "worker", "-l", "info"])
     use_running_stack_for_commands(["/venv/bin/pytest", "tests"])
+    use_running_stack_for_commands(["/repo/bench/__main__.py", "--only", "http"])
     assert os.environ.get("SHOP_KAFKA_URL") == before
 
 
