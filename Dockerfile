@@ -1,5 +1,5 @@
 # A ShopStream worker image: the project installed from this checkout, run as the worker.
-# docker-compose.yml builds it; every setting comes from SHOP_* variables (README: Settings).
+# docker-compose.yml builds it; every setting comes from SHOP_* variables (docs/configuration.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -17,8 +17,10 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $(STAMP)
 	@echo "[shopstream] installed"
 
+# WORKERS=2 starts two workers that share the partitions.
+WORKERS ?= 1
 run: install
-	$(PY) -m scripts.run
+	WORKERS=$(WORKERS) $(PY) -m scripts.run
 
 test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)

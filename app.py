@@ -2,7 +2,7 @@
 
 Wiring only: settings -> app, discovery of the layers, services, web middleware.
 Run it with ``faust -A app worker -l info``; every setting comes from ``SHOP_*`` variables
-(see ``config/settings.py`` and the README).
+(see ``config/settings.py`` and docs/configuration.md).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def print_saga_figures(saturated: PhaseResult, latency: PhaseResult) -> None:
           f"p99 {latency.extra['p99_ms']} ms (goal p99 < 250 ms)")
 
 
-#: Writes of an order's own rows in the saga of DESIGN.md, at the least: its row when placed,
+#: Writes of an order's own rows in the saga of docs/design.md, at the least: its row when placed,
 #: reserved and confirmed, and its payment. No batching across orders can share them.
 ORDER_OWN_WRITES = 4
 

@@ -1,8 +1,9 @@
 """ShopStream settings: one frozen object built from ``SHOP_*`` environment variables.
 
 Every setting is typed, documented and bound to one variable (see ``SETTINGS`` below and the
-settings table in the README). ``Settings.from_env()`` validates them all at start and raises
-:class:`ConfigError` naming the first bad variable; tests build their own ``Settings(...)``.
+settings table in docs/configuration.md). ``Settings.from_env()`` validates them all at start
+and raises :class:`ConfigError` naming the first bad variable; tests build their own
+``Settings(...)``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Settings:
     task_popularity_every: float = 300.0
     task_daily_report_cron: str = "5 0 * * *"
     analytics_grace: float = 300.0
+    demo_catalog: str = "on"
+    demo_shoppers: float = 20.0
 
     @property
     def canonical_url(self) -> str:
@@ -348,6 +351,10 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("analytics_grace", "SHOP_ANALYTICS_GRACE", _seconds(0, 24 * 3600),
          "Seconds a tracked event may reach the broker after it happened and still count in "
          "the windows of its time (later: counted as late only)."),
+    Spec("demo_catalog", "SHOP_DEMO_CATALOG", _one_of("on", "off"),
+         "'on': make run loads the demo catalog at start (idempotent); 'off': an empty shop."),
+    Spec("demo_shoppers", "SHOP_DEMO_SHOPPERS", _seconds(0, 3600),
+         "Seconds of simulated shoppers make run lets loose once the shop is ready (0: none)."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )

@@ -2,7 +2,7 @@
 
 ``decide(order, event, now)`` returns the order after ``event`` and the commands and
 notices it causes (``Effect``: a topic, a key and an event). The orders agent applies it to
-the orders table and sends the effects; nothing here does I/O. The machine (DESIGN.md):
+the orders table and sends the effects; nothing here does I/O. The machine (docs/design.md):
 
     placed -> (reserve each sku) -> reserved -> (charge) -> confirmed -> shipped -> delivered
        \\-> rejected (any sku short: release the others)

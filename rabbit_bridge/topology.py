@@ -1,4 +1,4 @@
-"""The RabbitMQ names of the shop (DESIGN.md) and declaring them.
+"""The RabbitMQ names of the shop (docs/design.md) and declaring them.
 
 Exchanges are declared by whoever publishes to them (the publisher, at every (re)connect);
 queues by their consumers. Everything is durable: it outlives a RabbitMQ restart.

@@ -31,6 +31,8 @@ __all__ = [
     "ensure_rabbitmq",
     "exit_with_parent",
     "free_port",
+    "preferred_port",
+    "start_mail_sink",
     "start_tansu",
     "start_worker",
 ]
@@ -61,6 +63,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def preferred_port(port: int) -> int:
+    """Return ``port`` if it can be bound on 127.0.0.1 right now, otherwise a free one."""
+    with socket.socket() as sock:
+        # As the servers bind (Tansu, aiohttp): connections of a run that just stopped, still
+        # in TIME_WAIT, do not make the port taken; only a listening socket does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -141,6 +156,28 @@ def start_tansu(port: int | None = None, log_path: Path | None = None) -> Broker
         broker.stop()
         raise
     return broker
+
+
+# -- Mail ----------------------------------------------------------------------------------
+
+
+def start_mail_sink(maildir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start an SMTP server on a free 127.0.0.1 port that keeps every mail in ``maildir``
+    (aiosmtpd's Mailbox handler); return its ``SHOP_SMTP_URL`` and its process."""
+    port = free_port()
+    maildir.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+         "-c", "aiosmtpd.handlers.Mailbox", str(maildir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=exit_with_parent)
+    try:
+        wait_for(lambda: process.poll() is None and port_open("127.0.0.1", port), 15,
+                 f"the mail sink accepting on 127.0.0.1:{port} (is aiosmtpd installed?)")
+    except BaseException:
+        _terminate(process)
+        raise
+    return f"smtp://127.0.0.1:{port}", process
 
 
 # -- RabbitMQ ------------------------------------------------------------------------------
@@ -247,7 +284,9 @@ class Worker:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 out = stack.enter_context(open(self.log_path, "ab"))
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info"],
+                # On a person's terminal Faust's banner is start-up detail too (-q).
+                [sys.executable, "-m", "faust", "-A", "app",
+                 *(["-q"] if self.log_path is None else []), "worker", "-l", "info"],
                 cwd=ROOT,
                 env={**_without_shop_settings(os.environ), **self.env},
                 stdout=out,
@@ -348,3 +387,4 @@ def running_tansu() -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+

@@ -33,8 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.catalog import ProductSaved
 from models.inventory import Restock
+from scripts.running_stack import use_running_stack_for_commands
 
 __all__ = ["CatalogProduct", "SeedError", "load_catalog", "register_seed"]
+
+# app.py imports this module before it reads the settings, so this is where a command run
+# beside ``make run`` (seed, simulate, send) learns where its broker listens.
+use_running_stack_for_commands()
 
 #: The catalog shipped with the project.
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")

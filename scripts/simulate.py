@@ -26,6 +26,7 @@ import faust
 from faust.cli import option
 
 from scripts.load_stats import Tally
+from scripts.running_stack import read_running_stack
 from scripts.seed import ExitStatusCommand
 from scripts.traffic import (
     Action,
@@ -294,6 +295,18 @@ async def run_simulation(url: str, *, users: int, rate: float, duration: float, 
         return run.tally
 
 
+def default_url(canonical_url: str) -> str:
+    """Return SHOP_WEB_CANONICAL_URL if set, else the first worker of ``make run``'s stack,
+    else ``canonical_url`` (this machine's default worker)."""
+    if os.environ.get("SHOP_WEB_CANONICAL_URL"):
+        return canonical_url
+    stack = read_running_stack()
+    workers = stack.get("workers") if stack else None
+    if isinstance(workers, list) and workers:
+        return str(workers[0])
+    return canonical_url
+
+
 def register_simulate(app: faust.App) -> None:
     """Add the ``simulate`` command to ``app``'s command line (``faust -A app simulate``)."""
 
@@ -304,7 +317,8 @@ def register_simulate(app: faust.App) -> None:
                help="Actions a second (open loop)."),
         option("--duration", type=click.FloatRange(0.1), default=30.0, show_default=True,
                help="Seconds to run."),
-        option("--url", default=None, help="Worker URL (default: SHOP_WEB_CANONICAL_URL)."),
+        option("--url", default=None, help="Worker URL (default: SHOP_WEB_CANONICAL_URL, "
+               "else the worker make run started)."),
         option("--seed", type=int, default=None, help="Seed of the customers' choices."),
         option("--concurrency", type=click.IntRange(1, 10_000), default=32,
                show_default=True, help="Most actions in flight at once."),
@@ -314,7 +328,7 @@ def register_simulate(app: faust.App) -> None:
                                duration: float, url: str | None, seed: int | None,
                                concurrency: int) -> None:
         """Drive realistic customer traffic through a worker's HTTP API."""
-        target = url or cast(Any, self.app).shop_settings.canonical_url
+        target = url or default_url(cast(Any, self.app).shop_settings.canonical_url)
         try:
             await run_simulation(target, users=users, rate=rate, duration=duration,
                            concurrency=concurrency, seed=seed, out=self.stdout)

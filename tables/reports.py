@@ -20,6 +20,6 @@ sales = app.Table("sales", key_type=str, partitions=1,
 
 #: The same rows without bookkeeping, on every worker, for the views. A copy, never read to
 #: update: a global table re-applies its changelog on the writer too, so a read-modify-write
-#: of it can start from an older row (see the README's promotions).
+#: of it can start from an older row (see docs/services.md, "Promotions").
 reports = app.GlobalTable("reports", key_type=str, partitions=1, recovery_buffer_size=1,
                           help="A copy of the sales table on every worker, for reading.")

@@ -6,7 +6,8 @@ real worker on a real Tansu broker and RabbitMQ, shared by the journeys.
   tests/e2e. Package scope, not session: Playwright's sync API keeps an event loop running
   while it is open, and the asyncio tests of the other packages cannot run beside it.
 - ``pages``: a factory of browser pages that record console errors and uncaught exceptions
-  (each test asserts there were none) and save screenshots under ``SCREENSHOTS``.
+  (each test asserts there were none), the requests that failed or were answered with an
+  error status, and save screenshots under ``SCREENSHOTS``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Tab:
     page: Any
     name: str
     errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)
     too_wide: list[str] = field(default_factory=list)
 
@@ -119,6 +121,10 @@ def pages(browser: Any) -> Iterator[Any]:
         tab.page.on("console", lambda message: message.type == "error" and tab.errors.append(
             f"console: {message.text} ({message.location.get('url', '')})"))
         tab.page.on("pageerror", lambda error: tab.errors.append(f"pageerror: {error}"))
+        tab.page.on("requestfailed", lambda request: tab.failed.append(
+            f"{request.method} {request.url}: {request.failure}"))
+        tab.page.on("response", lambda response: response.status >= 400 and tab.failed.append(
+            f"{response.request.method} {response.url}: {response.status}"))
         return tab
 
     yield open_tab

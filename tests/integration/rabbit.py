@@ -2,7 +2,7 @@
 
 Stopping the machine's RabbitMQ would break every other test and developer using it, so an
 outage test gets its own node: the Debian ``rabbitmq-server`` started with its own node name,
-ports and folders (``../shared/RECIPES.md``), about 5 s to start.
+ports and folders, about 5 s to start.
 ``rabbitmqctl stop_app`` / ``start_app`` then make the outage.
 """
 

@@ -126,7 +126,7 @@ async def settled_state(shop: Shop, placed: Sequence[tuple[str, str]],
 
 def check_invariants(state: dict[str, Any], initial: Mapping[str, int],
                      restocked: Mapping[str, int]) -> None:
-    """Assert the saga's invariants (DESIGN.md) on a settled shop."""
+    """Assert the saga's invariants (docs/design.md) on a settled shop."""
     orders, payments, stock = state["orders"], state["payments"], state["stock"]
     assert all(o["status"] not in ("placed", "reserved") for o in orders.values())
     sold: Counter[str] = Counter()

@@ -20,6 +20,8 @@ GOOD_SECRET = "x" * 32
 #: One or more invalid values per variable, with the variable the error must name.
 BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_WEB_PORT": "0"}, "SHOP_WEB_PORT"),
+    ({"SHOP_DEMO_CATALOG": "yes"}, "SHOP_DEMO_CATALOG"),
+    ({"SHOP_DEMO_SHOPPERS": "-1"}, "SHOP_DEMO_SHOPPERS"),
     ({"SHOP_WEB_PORT": "abc"}, "SHOP_WEB_PORT"),
     ({"SHOP_WEB_PORT": "70000"}, "SHOP_WEB_PORT"),
     ({"SHOP_WEB_PORT": "80.5"}, "SHOP_WEB_PORT"),
@@ -259,3 +261,11 @@ def test_importing_the_app_with_a_bad_setting_prints_one_line_naming_it() -> Non
     assert len(lines) == 1, result.stderr
     assert "SHOP_WEB_PORT" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_the_configuration_page_lists_every_setting_and_no_other() -> None:
+    import re
+
+    page = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `(SHOP_[A-Z_]+)` \|", page, re.MULTILINE))
+    assert documented == {spec.variable for spec in SETTINGS}

@@ -82,6 +82,20 @@ async function productsOf(skus, signal) {
   return found.filter((p) => p && p.name);
 }
 
+async function sameCategory(item, signal) {
+  const page = await api(`/api/products?category=${encodeURIComponent(item.category)}&per_page=7`, { signal });
+  return page.items || [];
+}
+
+// The best sellers; before anything sold, the first products of the category.
+async function popularOr(item, sku, signal) {
+  const popular = await api("/api/reports/popular", { signal }).catch(() => ({ items: [] }));
+  const products = await productsOf((popular.items || []).map((i) => i.sku).filter((s) => s !== sku), signal);
+  if (products.length) return { products, title: "Popular right now" };
+  const more = (await sameCategory(item, signal)).filter((p) => p.sku !== sku).reverse().slice(0, 6);
+  return { products: more, title: "You may also like" };
+}
+
 export async function product(main, { sku }, signal) {
   sku = decodeURIComponent(sku);
   const item = await api(`/api/products/${encodeURIComponent(sku)}`, { signal });
@@ -107,16 +121,25 @@ export async function product(main, { sku }, signal) {
           },
         }, h("div", {}, quantity), h("button", { type: "submit", disabled: item.stock_level === "out_of_stock" }, "Add to cart")))),
     similar, recommended);
+  // A shop with no history yet has no co-occurrences and no behaviour to go on: these
+  // sections then show the category's products and the popular ones rather than nothing.
   const rest = [];
   rest.push(api(`/api/products/${encodeURIComponent(sku)}/similar`, { signal }).then(async (answer) => {
-    const products = await productsOf(answer.items.map((i) => i.sku).filter((s) => s !== sku), signal);
-    if (products.length) fill(similar, h("h2", {}, "Customers also viewed"), h("div", { class: "grid" }, products.map(productCard)));
+    let products = await productsOf(answer.items.map((i) => i.sku).filter((s) => s !== sku), signal);
+    let title = "Customers also viewed";
+    if (!products.length) {
+      products = (await sameCategory(item, signal)).filter((p) => p.sku !== sku).slice(0, 6);
+      title = `More in ${item.category}`;
+    }
+    if (products.length) fill(similar, h("h2", {}, title), h("div", { class: "grid" }, products.map(productCard)));
   }).catch(() => {}));
   const me = claims();
   if (me) {
     rest.push(api(`/api/recommendations/${encodeURIComponent(me.sub)}`, { signal }).then(async (answer) => {
-      const products = await productsOf(answer.items.map((i) => i.sku).filter((s) => s !== sku), signal);
-      if (products.length) fill(recommended, h("h2", {}, "Recommended for you"), h("div", { class: "grid" }, products.map(productCard)));
+      let products = await productsOf(answer.items.map((i) => i.sku).filter((s) => s !== sku), signal);
+      let title = "Recommended for you";
+      if (!products.length) ({ products, title } = await popularOr(item, sku, signal));
+      if (products.length) fill(recommended, h("h2", {}, title), h("div", { class: "grid" }, products.map(productCard)));
     }).catch(() => {}));
   }
   await Promise.all(rest);
