@@ -256,11 +256,12 @@ def return_sold(stock: Stock, order_id: str, quantity: int, at: int = 0) -> Stoc
 
     Sold units go back from sold; held units (the return overtook the order's commit) go back
     from reserved, and the late commit then sells nothing. An order pruned from the ledger
-    after its sale returns ``quantity`` (at most what is sold).
+    after its sale returns ``quantity``, at most what was sold to orders no longer in it.
     """
     entry = stock.ledger.get(order_id)
     if entry is None:
-        if stock.is_stale(order_id, at) or quantity <= 0 or quantity > stock.sold:
+        forgotten = stock.sold - sum(e.quantity for e in stock.ledger.values() if e.state == SOLD)
+        if stock.is_stale(order_id, at) or quantity <= 0 or quantity > forgotten:
             return stock
         returned = _noted(stock, order_id, Entry(quantity, RETURNED, at), at)
         return replace(returned, available=stock.available + quantity,

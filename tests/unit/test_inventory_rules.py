@@ -89,8 +89,9 @@ def test_any_sequence_of_commands_keeps_the_stock_whole(
             stock = return_sold(stock, who, quantity)
             if state in ("held", "sold"):
                 ledger[who] = (q, "returned")
-            elif not state and 0 < quantity <= sold_before:
-                ledger[who] = (quantity, "returned")  # sold before the ledger forgot it
+            elif not state and 0 < quantity <= sold_before - sum(
+                    q for q, s in ledger.values() if s == "sold"):
+                ledger[who] = (quantity, "returned")  # sold to an order the ledger forgot
         else:
             initial_again = who == "True" and stock.initial > 0
             stock = restock(stock, quantity, initial=who == "True")
@@ -209,6 +210,14 @@ def test_a_return_of_an_order_not_in_the_ledger_is_bounded_by_what_is_sold(
         quantity: int) -> None:
     sold = commit(reserve(stocked(10), "o1", 4)[0], "o1")
     assert return_sold(sold, "o-forgotten", quantity) is sold
+
+
+def test_a_forgotten_order_returns_no_more_than_was_sold_to_forgotten_orders() -> None:
+    """An order not in the ledger cannot take back units still sold to one that is."""
+    sold = commit(reserve(stocked(1), "o1", 1)[0], "o1")
+    assert return_sold(sold, "o-unknown", 1) is sold
+    back = return_sold(sold, "o1", 1)
+    assert (back.available, back.sold) == (1, 0)
 
 
 def test_a_reservation_repeated_after_the_sale_holds_nothing() -> None:
