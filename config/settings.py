@@ -71,6 +71,9 @@ class Settings:
     task_popularity_every: float = 300.0
     task_daily_report_cron: str = "5 0 * * *"
     analytics_grace: float = 300.0
+    store_memory_mb: float = 64.0
+    store_write_buffers_mb: float = 32.0
+    store_write_buffer_mb: float = 1.0
 
     @property
     def canonical_url(self) -> str:
@@ -119,6 +122,18 @@ class Settings:
             raise ConfigError(
                 "SHOP_ADMIN_PASSWORD" if self.admin_email else "SHOP_ADMIN_EMAIL",
                 "SHOP_ADMIN_EMAIL and SHOP_ADMIN_PASSWORD must be set together (or neither)",
+            )
+        if self.store_write_buffers_mb > self.store_memory_mb:
+            raise ConfigError(
+                "SHOP_STORE_WRITE_BUFFERS_MB",
+                f"must be at most SHOP_STORE_MEMORY_MB ({self.store_memory_mb} MB): the "
+                f"memtables are charged to that cache, got {self.store_write_buffers_mb} MB",
+            )
+        if self.store_write_buffer_mb > self.store_write_buffers_mb:
+            raise ConfigError(
+                "SHOP_STORE_WRITE_BUFFER_MB",
+                f"must be at most SHOP_STORE_WRITE_BUFFERS_MB ({self.store_write_buffers_mb} "
+                f"MB), got {self.store_write_buffer_mb} MB",
             )
         if self.heartbeat_interval * 3 > self.session_timeout + 1e-9:  # 1.1 * 3 > 3.3 in floats
             raise ConfigError(
@@ -348,6 +363,16 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("analytics_grace", "SHOP_ANALYTICS_GRACE", _seconds(0, 24 * 3600),
          "Seconds a tracked event may reach the broker after it happened and still count in "
          "the windows of its time (later: counted as late only)."),
+    Spec("store_memory_mb", "SHOP_STORE_MEMORY_MB", _between(float, 8.0, 65536.0, "MB"),
+         "MB of the one RocksDB block cache all table stores of a worker share; their "
+         "memtables are charged to it too (docs/memory.md)."),
+    Spec("store_write_buffers_mb", "SHOP_STORE_WRITE_BUFFERS_MB",
+         _between(float, 1.0, 65536.0, "MB"),
+         "MB all memtables of a worker's stores may hold before a written store is flushed "
+         "(at most SHOP_STORE_MEMORY_MB)."),
+    Spec("store_write_buffer_mb", "SHOP_STORE_WRITE_BUFFER_MB",
+         _between(float, 0.0625, 1024.0, "MB"),
+         "MB of one store's memtable (two at most per store; a worker holds ~120 stores)."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )
