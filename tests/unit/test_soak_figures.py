@@ -21,6 +21,8 @@ def test_the_summary_takes_start_middle_end_and_idle() -> None:
     assert (figures["rss_start_mb"], figures["rss_middle_mb"], figures["rss_end_mb"],
             figures["rss_idle_mb"], figures["rss_peak_mb"]) == (100, 200, 210, 150, 210)
     assert figures["last_half_growth_pct"] == 5.0
+    assert (figures["beyond_stores_middle_mb"], figures["beyond_stores_end_mb"]) == (188, 198)
+    assert figures["last_half_growth_beyond_stores_pct"] == 5.3
     assert figures["memtables_end_mb"] == 10.0 and figures["block_cache_idle_mb"] == 12.0
 
 
