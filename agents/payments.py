@@ -61,7 +61,11 @@ RETRIES = RetryPolicy(tries=settings.payment_tries, base_backoff=settings.paymen
 _in_flight: dict[tuple[str, str, int], asyncio.Task[None]] = {}
 #: The last try of each pending call whose outcome this process sent, by (call, order id): a
 #: request or a rebalance that comes before that outcome is applied must not make it again.
+#: An entry goes when the outcome is applied here; one applied by another worker (the order's
+#: partition moved) would stay, so the oldest are forgotten past SENT_TRIES_LIMIT: by then
+#: their outcomes were applied long ago.
 _sent_tries: dict[tuple[str, str], int] = {}
+SENT_TRIES_LIMIT = 10_000
 
 
 class PaymentGaveUp(Exception):
@@ -141,10 +145,20 @@ async def _call(call: ProviderCall) -> None:
         answer = CallFault("error", f"{type(exc).__name__}: {exc}")
     try:
         await payments_topic.send(key=call.order_id, value=answer_of(call, answer).dumps())
-        _sent_tries[(call.call, call.order_id)] = call.attempt
+        note_sent_try(call.call, call.order_id, call.attempt)
     except Exception:  # the row stays pending: the next request or rebalance calls again
         log.exception("what came of the %s of order %s could not be sent", call.call,
                       call.order_id)
+
+
+def note_sent_try(kind: str, order_id: str, attempt: int) -> None:
+    """Remember that the outcome of try ``attempt`` of a call was sent, the oldest forgotten
+    past SENT_TRIES_LIMIT."""
+    key = (kind, order_id)
+    _sent_tries.pop(key, None)  # to the end: the newest
+    _sent_tries[key] = attempt
+    while len(_sent_tries) > SENT_TRIES_LIMIT:
+        del _sent_tries[next(iter(_sent_tries))]
 
 
 async def _ask(call: ProviderCall) -> Charge | Refund:

@@ -10,7 +10,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from bench.saga import measure_saga
 from bench.scaling import GOAL as SCALING_GOAL
 from bench.scaling import measure_analytics_scaling, measure_scaling
 from bench.shop_agent import measure_shop_agent
+from bench.soak import add_soak_arguments, print_soak_figures, soak_arguments, soak_phase
 from scripts.devstack import Broker, StackError, start_tansu
 
 RAW_TOPIC = "bench-raw-events"
@@ -65,6 +66,11 @@ class Options:
     tracking_events: int = 200_000
     scaling_rounds: int = 3
     http_rounds: int = 3
+    soak_seconds: float = 600.0
+    soak_idle_seconds: float = 60.0
+    soak_users: int = 40
+    soak_rate: float = 60.0
+    soak_settings: tuple[tuple[str, str], ...] = ()
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -92,11 +98,14 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "on the tracking events; medians (default 3; --quick 1)")
     parser.add_argument("--http-rounds", type=int, help="rounds of the HTTP reads, each "
                         "endpoint loaded in turn in each round; medians (default 3; --quick 1)")
-    parser.add_argument("--only", choices=["http", "saga", "logs"], help="run just this phase "
+    parser.add_argument("--only", choices=["http", "saga", "logs", "soak"],
+                        help="run just this phase "
                         "(http: the HTTP reads against the bare handler; saga: the raw "
                         "producer, then the order saga; logs: centralized logging against raw "
-                        "aio-pika, and a view's p99 with shipping off and on; writes only "
+                        "aio-pika, and a view's p99 with shipping off and on; soak: one worker "
+                        "under simulate, its memory over time (only run alone); writes only "
                         "--json if given)")
+    add_soak_arguments(parser)
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the results to PATH")
     parser.add_argument("--rabbit-url", default=os.environ.get("SHOP_RABBIT_URL",
@@ -125,11 +134,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
     http_rounds = args.http_rounds or (1 if args.quick else 3)
     if min(log_records, log_requests, tracking_events, scaling_rounds, http_rounds) < 1:
         parser.error("message counts and rounds must be at least 1")
+    soak = soak_arguments(parser, args)
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
                    http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs,
                    log_records=log_records, log_requests=log_requests, only=args.only,
                    tracking_events=tracking_events, scaling_rounds=scaling_rounds,
-                   http_rounds=http_rounds)
+                   http_rounds=http_rounds, **soak)
 
 
 async def http_phase(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -184,7 +194,8 @@ async def saga_only(options: Options, broker: Broker, workdir: Path) -> list[Pha
 
 
 #: The phases ``--only`` runs alone.
-PHASES = {"http": http_phase, "saga": saga_only, "logs": logs_phase}
+PHASES: dict[str, Callable[[Options, Broker, Path], Awaitable[list[PhaseResult]]]] = {
+    "http": http_phase, "saga": saga_only, "logs": logs_phase, "soak": soak_phase}
 
 
 async def until_sigterm(run: Awaitable[list[PhaseResult]]) -> list[PhaseResult]:
@@ -323,11 +334,17 @@ def main(argv: list[str] | None = None) -> int:
             say(f"logs kept in {workdir}")
     if options.only is not None:
         print()
+        settings: dict[str, object]
         if options.only == "http":
             print_http_table(results)
             settings = {"http_requests": options.http_requests,
                         "http_concurrency": HTTP_CONCURRENCY,
                         "http_rounds": options.http_rounds}
+        elif options.only == "soak":
+            print_soak_figures(results[0])
+            settings = {"soak_seconds": options.soak_seconds,
+                        "soak_idle_seconds": options.soak_idle_seconds,
+                        "soak_users": options.soak_users, "soak_rate": options.soak_rate}
         elif options.only == "saga":
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])

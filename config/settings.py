@@ -74,6 +74,9 @@ class Settings:
     analytics_grace: float = 300.0
     demo_catalog: str = "on"
     demo_shoppers: float = 20.0
+    store_memory_mb: float = 64.0
+    store_write_buffers_mb: float = 32.0
+    store_write_buffer_mb: float = 1.0
 
     @property
     def canonical_url(self) -> str:
@@ -122,6 +125,18 @@ class Settings:
             raise ConfigError(
                 "SHOP_ADMIN_PASSWORD" if self.admin_email else "SHOP_ADMIN_EMAIL",
                 "SHOP_ADMIN_EMAIL and SHOP_ADMIN_PASSWORD must be set together (or neither)",
+            )
+        if self.store_write_buffers_mb > self.store_memory_mb:
+            raise ConfigError(
+                "SHOP_STORE_WRITE_BUFFERS_MB",
+                f"must be at most SHOP_STORE_MEMORY_MB ({self.store_memory_mb} MB): the "
+                f"memtables are charged to that cache, got {self.store_write_buffers_mb} MB",
+            )
+        if self.store_write_buffer_mb > self.store_write_buffers_mb:
+            raise ConfigError(
+                "SHOP_STORE_WRITE_BUFFER_MB",
+                f"must be at most SHOP_STORE_WRITE_BUFFERS_MB ({self.store_write_buffers_mb} "
+                f"MB), got {self.store_write_buffer_mb} MB",
             )
         if self.heartbeat_interval * 3 > self.session_timeout + 1e-9:  # 1.1 * 3 > 3.3 in floats
             raise ConfigError(
@@ -355,6 +370,16 @@ SETTINGS: tuple[Spec, ...] = (
          "'on': make run loads the demo catalog at start (idempotent); 'off': an empty shop."),
     Spec("demo_shoppers", "SHOP_DEMO_SHOPPERS", _seconds(0, 3600),
          "Seconds of simulated shoppers make run lets loose once the shop is ready (0: none)."),
+    Spec("store_memory_mb", "SHOP_STORE_MEMORY_MB", _between(float, 8.0, 65536.0, "MB"),
+         "MB of the one RocksDB block cache all table stores of a worker share; their "
+         "memtables are charged to it too (docs/memory.md)."),
+    Spec("store_write_buffers_mb", "SHOP_STORE_WRITE_BUFFERS_MB",
+         _between(float, 1.0, 65536.0, "MB"),
+         "MB all memtables of a worker's stores may hold before a written store is flushed "
+         "(at most SHOP_STORE_MEMORY_MB)."),
+    Spec("store_write_buffer_mb", "SHOP_STORE_WRITE_BUFFER_MB",
+         _between(float, 0.0625, 1024.0, "MB"),
+         "MB of one store's memtable (two at most per store; a worker holds ~120 stores)."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )

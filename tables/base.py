@@ -20,6 +20,9 @@ its own earlier records after its newer local writes: its copy briefly goes back
 admin's deleted promotion code was redeemable again a moment after the DELETE answered 200).
 :class:`ShopGlobalTable` does not apply a changelog record that is older than this worker's
 own latest write of the same key (:class:`OwnWrites`).
+
+Every store of a worker shares one block cache and one write-buffer budget
+(``tables/store_memory.py``), sized by the ``SHOP_STORE_*`` settings.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from faust.types.stores import StoreT
 from faust.types.tuples import FutureMessage
 from yarl import URL
 
+from config.settings import Settings
 from tables import heap
+from tables.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
 
 __all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
            "tables_ready"]
@@ -47,7 +52,15 @@ R = TypeVar("R")  # what OwnWrites holds back: a changelog event
 
 
 class ShopRocksDBStore(RocksDBStore):
-    """Faust's RocksDB store, collecting garbage only when a partition was really closed."""
+    """Faust's RocksDB store, on the worker's shared memory budget, collecting garbage only
+    when a partition was really closed."""
+
+    def __init__(self, url: str | URL, app: AppT, table: CollectionT, **kwargs: Any) -> None:
+        super().__init__(url, app, table, **kwargs)
+        self.memory = store_memory(app)
+        self.rocksdb_options = ShopRocksDBOptions(self.memory, **(self.options or {}),
+                                                  use_rocksdict=self.use_rocksdict)
+        self.memory.add_store(self)
 
     def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
         """Forget the revoked partitions' databases (closed once nothing refers to them)."""
@@ -63,6 +76,15 @@ class ShopRocksDBStore(RocksDBStore):
     async def stop(self) -> None:
         """Forget every database (closed as the worker exits; no collection needed)."""
         self._dbs.clear()
+
+
+def store_memory(app: AppT) -> StoreMemory:
+    """Return the memory budget of ``app``'s stores, sized by its settings (the defaults for
+    an app without the shop's settings)."""
+    settings: Settings = getattr(app, "shop_settings", None) or Settings()
+    return shared_memory(int(settings.store_memory_mb * MB),
+                         int(settings.store_write_buffers_mb * MB),
+                         int(settings.store_write_buffer_mb * MB))
 
 
 class RawStrKeys:

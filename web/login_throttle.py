@@ -3,6 +3,11 @@
 A login is checked on the worker that owns the e-mail key, so every attempt on an account
 meets the same throttle. After ``free_failures`` failures a key waits 1 s, then 2, 4, ...
 up to 15 min before the next attempt; a success clears the account's count.
+
+The counts are bounded: past ``limit`` keys, those whose last failure is older than the
+longest lock-out go, and if failures from more keys than that came within it (a spray of
+addresses), the keys that failed least recently go too, down to three quarters of ``limit``
+(so the pruning is not redone on every failure).
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ class LoginThrottle:
     """Failed-login counts and lock-outs by key (an account, an address)."""
 
     def __init__(self, free_failures: int = 5, base_s: float = 1.0, max_s: float = 900.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, limit: int = 10_000) -> None:
         self.free_failures, self.base_s, self.max_s = free_failures, base_s, max_s
+        self.limit = limit
         self.clock = clock
         self._failures: dict[str, tuple[int, float, float]] = {}  # key: (count, until, last)
 
@@ -50,9 +56,18 @@ class LoginThrottle:
                 lock = min(self.max_s, self.base_s * 2 ** (count - self.free_failures - 1))
                 until = now + lock
             self._failures[key] = (count, until, now)
-        if len(self._failures) > 10_000:
-            self._failures = {k: v for k, v in self._failures.items()
-                              if now - v[2] < self.max_s}
+        if len(self._failures) > self.limit:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        kept = {k: v for k, v in self._failures.items() if now - v[2] < self.max_s}
+        if len(kept) > self.limit * 3 // 4:
+            newest = sorted(kept.items(), key=lambda item: item[1][2])[-(self.limit * 3 // 4):]
+            kept = dict(newest)
+        self._failures = kept
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def succeeded(self, key: str) -> None:
         """Clear the count of ``key`` (the account that just logged in)."""

@@ -9,6 +9,9 @@ monitor keeps a per-event dict; together they cost a bare agent a quarter of its
 same names with the labelled children looked up once, and the bookkeeping Faust itself reads
 (``stream_inbound_time`` for its livelock check, the counters of its ``/stats``).
 
+``shop_store_*`` gauges report what the worker's RocksDB stores hold in memory, read when
+``/metrics`` is scraped (:class:`StoreMemoryCollector`; tables/store_memory.py).
+
 ``shop_http_latency`` records each web request's latency in ms (Faust's own sensor records
 the time since the request's end, about 0).
 """
@@ -24,8 +27,54 @@ from faust.sensors.prometheus import PrometheusMonitor
 from faust.types import TP, AppT, CollectionT, EventT, Message, StreamT
 from faust.types.transports import ProducerT
 from faust.types.tuples import PendingMessage, RecordMetadata
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-__all__ = ["ShopMonitor"]
+from tables.store_memory import current_memory
+
+__all__ = ["ShopMonitor", "StoreMemoryCollector"]
+
+#: Each gauge of the stores' memory: its name, its help and the figure it reports.
+STORE_GAUGES = (
+    ("shop_store_databases", "RocksDB databases (table partitions) open in this worker",
+     "stores"),
+    ("shop_store_memtables_bytes", "Bytes in the memtables of all stores "
+     "(rocksdb.cur-size-all-mem-tables, summed)", "memtables"),
+    ("shop_store_table_readers_bytes", "Bytes of SST readers held outside the block cache "
+     "(rocksdb.estimate-table-readers-mem, summed)", "table_readers"),
+    ("shop_store_block_cache_bytes", "Bytes used in the block cache the stores share "
+     "(memtables charged to it included)", "block_cache"),
+    ("shop_store_block_cache_pinned_bytes", "Bytes pinned in the shared block cache",
+     "block_cache_pinned"),
+    ("shop_store_write_buffers_bytes", "Bytes the shared write-buffer budget counts",
+     "write_buffers"),
+)
+
+
+class StoreMemoryCollector(Collector):
+    """The ``shop_store_*`` gauges, read from the stores when scraped (none before a store
+    is opened)."""
+
+    def collect(self) -> Any:
+        """Yield one gauge per figure of the stores' memory."""
+        memory = current_memory()
+        if memory is None:
+            return
+        figures = memory.figures()
+        for name, help_text, field in STORE_GAUGES:
+            yield GaugeMetricFamily(name, help_text, value=getattr(figures, field))
+
+
+_store_collector: StoreMemoryCollector | None = None
+
+
+def register_store_collector() -> None:
+    """Serve the ``shop_store_*`` gauges in the default registry (``/metrics``), once."""
+    global _store_collector
+    if _store_collector is None:
+        _store_collector = StoreMemoryCollector()
+        REGISTRY.register(_store_collector)
 
 
 class ShopMonitor(PrometheusMonitor):
@@ -33,6 +82,7 @@ class ShopMonitor(PrometheusMonitor):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        register_store_collector()
         self._status_counters: dict[int, tuple[HTTPStatus, Any]] = {}
         self._table_reads: dict[str, Any] = {}
         self._table_writes: dict[str, Any] = {}

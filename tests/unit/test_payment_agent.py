@@ -106,3 +106,22 @@ async def test_a_try_waits_for_its_time(sent: AsyncMock, provider: SimulatedProv
     await settle()
     assert len(waits) == 1 and 59 < waits[0] <= 60
     assert len(answers(sent)) == 1
+
+
+def test_the_tries_sent_are_forgotten_oldest_first_past_the_limit(sent: AsyncMock) -> None:
+    with patch.object(agent, "SENT_TRIES_LIMIT", 3):
+        for n in range(5):
+            agent.note_sent_try("charge", f"o-{n}", 0)
+        agent.note_sent_try("charge", "o-2", 1)  # noted again: the newest now
+        agent.note_sent_try("refund", "o-9", 0)
+    assert list(agent._sent_tries) == [("charge", "o-4"), ("charge", "o-2"), ("refund", "o-9")]
+    assert agent._sent_tries[("charge", "o-2")] == 1
+
+
+async def test_a_call_is_in_flight_only_while_it_runs(sent: AsyncMock,
+                                                      provider: SimulatedProvider) -> None:
+    for n in range(20):
+        agent.call_provider(dataclasses.replace(CALL, order_id=f"o-{n}"))
+    assert len(agent._in_flight) == 20
+    await settle()
+    assert agent._in_flight == {} and len(agent._sent_tries) == 20

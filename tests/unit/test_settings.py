@@ -67,6 +67,9 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_TASK_POPULARITY_EVERY": "0.5"}, "SHOP_TASK_POPULARITY_EVERY"),
     ({"SHOP_TASK_DAILY_REPORT_CRON": "daily"}, "SHOP_TASK_DAILY_REPORT_CRON"),
     ({"SHOP_ANALYTICS_GRACE": "-1"}, "SHOP_ANALYTICS_GRACE"),
+    ({"SHOP_STORE_MEMORY_MB": "4"}, "SHOP_STORE_MEMORY_MB"),
+    ({"SHOP_STORE_WRITE_BUFFERS_MB": "lots"}, "SHOP_STORE_WRITE_BUFFERS_MB"),
+    ({"SHOP_STORE_WRITE_BUFFER_MB": "0"}, "SHOP_STORE_WRITE_BUFFER_MB"),
     ({"SHOP_ADMIN_EMAIL": "not-an-email", "SHOP_ADMIN_PASSWORD": "long enough"},
      "SHOP_ADMIN_EMAIL"),
     ({"SHOP_ADMIN_EMAIL": "a@example.com", "SHOP_ADMIN_PASSWORD": "short"},
@@ -78,6 +81,10 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
       "SHOP_PASSWORD_HASH_COST": "light"}, "SHOP_PASSWORD_HASH_COST"),
     ({"SHOP_SESSION_TIMEOUT": "6", "SHOP_HEARTBEAT_INTERVAL": "2.5"}, "SHOP_HEARTBEAT_INTERVAL"),
     ({"SHOP_ENVIRONMENT": "production"}, "SHOP_JWT_SECRET"),
+    ({"SHOP_STORE_MEMORY_MB": "16", "SHOP_STORE_WRITE_BUFFERS_MB": "32"},
+     "SHOP_STORE_WRITE_BUFFERS_MB"),
+    ({"SHOP_STORE_WRITE_BUFFERS_MB": "4", "SHOP_STORE_WRITE_BUFFER_MB": "8"},
+     "SHOP_STORE_WRITE_BUFFER_MB"),
     ({"SHOP_ENVIRONMENT": "production", "SHOP_JWT_SECRET": DEV_JWT_SECRET}, "SHOP_JWT_SECRET"),
 ]
 
@@ -109,6 +116,16 @@ def test_the_payment_retry_defaults_and_values() -> None:
                                 "SHOP_PAYMENT_BACKOFF": "0.1"})
     assert (custom.payment_call_timeout, custom.payment_tries, custom.payment_backoff) == (
         0.5, 3, 0.1)
+
+
+def test_the_store_memory_defaults_and_values() -> None:
+    settings = Settings()
+    assert (settings.store_memory_mb, settings.store_write_buffers_mb,
+            settings.store_write_buffer_mb) == (64.0, 32.0, 1.0)
+    custom = Settings.from_env({"SHOP_STORE_MEMORY_MB": "128", "SHOP_STORE_WRITE_BUFFERS_MB":
+                                "128", "SHOP_STORE_WRITE_BUFFER_MB": "0.5"})
+    assert (custom.store_memory_mb, custom.store_write_buffers_mb,
+            custom.store_write_buffer_mb) == (128.0, 128.0, 0.5)
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
