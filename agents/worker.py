@@ -5,9 +5,8 @@ spinner while it starts, turned by a handler on the root logger that counts ever
 get every record, Faust sets the root logger to DEBUG, and leaves it there. From then on every
 ``log.debug`` in aiokafka, Faust and mode builds a ``LogRecord`` and hands it to the root's
 handlers, only for them to drop it: aiokafka logs each message it sends and each request it
-reads. Measured here, a bare Faust agent took 85-125 µs an event at ``-l warn`` against
-71-73 µs at ``-l info``, and with a table write an event 335-385 µs against 237-263 µs; the
-shop's saga spent 9.9 ms of CPU an order against 8.9 ms.
+reads: a bare agent's event and the saga's order cost measurably more CPU at ``-l warn``
+than at ``-l info`` (docs/benchmarks.md).
 
 :class:`ShopWorker` keeps the spinner for the start-up and, once the worker has started, takes
 its handler off the root logger and gives the root logger the level the worker was started

@@ -1,11 +1,10 @@
 """The worker's heap: what lives as long as the worker is kept out of full collections.
 
 A started worker holds ~130,000 container objects (Faust, aiokafka, aiohttp, the tables and
-views). CPython's full collection walks every one of them; on this machine that took
-50-120 ms, and the event loop stood still meanwhile. At 1,400 requests/s such a pause every
-half minute or so put the p99 of a whole 3-second round at 50-110 ms. Nearly all of those
-objects live as long as the worker, so once it is ready they are frozen (``gc.freeze``):
-full collections then walk only what came after, 2-13 ms here.
+views). CPython's full collection walks every one of them, tens of milliseconds with the
+event loop standing still, which shows in the p99 of a busy worker's requests. Nearly all of
+those objects live as long as the worker, so once it is ready they are frozen
+(``gc.freeze``): full collections then walk only what came after.
 
 Frozen objects are still freed by reference counting; only garbage *cycles* among them wait.
 The one place that relies on the cycle collector, a revoked partition's RocksDB handle that

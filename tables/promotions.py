@@ -4,8 +4,8 @@
 and written only by the promotions agent on the worker that owns that partition, so each
 redemption is counted against the row as the previous one left it. A global table is no place
 for counting: every worker, the writer included, also applies the global table's changelog,
-and an older record applied after a newer local write undoes it (measured: a code limited to
-10 was redeemed 19 times). ``promotions`` is that global copy, for reading anywhere: the order
+and an older record applied after a newer local write undoes it (a limited code would be
+redeemed past its limit). ``promotions`` is that global copy, for reading anywhere: the order
 API prices a code with it, the views list it.
 """
 

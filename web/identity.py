@@ -88,7 +88,7 @@ def _revoked_before(user_id: str) -> str | None:
 @cache
 def _revocations() -> Any:
     """Return the revocations table (imported late: the app must exist before its tables;
-    once: an import statement on every request cost ~1 µs)."""
+    once, not on every request)."""
     from tables.users import revocations
 
     return revocations

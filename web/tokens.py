@@ -59,8 +59,8 @@ class InvalidToken(ApiError):
 
 @cache
 def _settings() -> Settings:
-    """Return the app's settings (imported late, so tests need no app; once: an import
-    statement on every request cost ~2 µs)."""
+    """Return the app's settings (imported late, so tests need no app; once, not on every
+    request)."""
     from app import settings
 
     return settings
