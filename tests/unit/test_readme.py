@@ -26,9 +26,13 @@ def test_every_link_of_the_readme_and_the_docs_leads_to_a_file() -> None:
 
 
 def test_nothing_points_outside_the_repository() -> None:
+    """Every page or path a page names is a file of the repository (a reader has no other)."""
+    named = re.compile(r"(?:\.\./)+[\w./-]+|[\w./-]+\.md\b")
     for page in [README, *DOCS.glob("*.md")]:
-        text = page.read_text()
-        assert "../shared" not in text and "DESIGN.md" not in text, page.name
+        for target in named.findall(page.read_text()):
+            here = [(base / target).resolve() for base in (page.parent, ROOT)]
+            assert any(p.is_relative_to(ROOT) and p.exists() for p in here), (
+                f"{page.name} names {target}, which is not in the repository")
 
 
 def test_no_page_narrates_a_day() -> None:
