@@ -15,7 +15,6 @@ import json
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from tables.replay import Position, Row, Send
 
@@ -104,7 +103,6 @@ class Agent:
     position: dict[tuple[str, int], int] = field(default_factory=dict)
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     buffer: list[Send] = field(default_factory=list)
-    handled: int = 0
 
     def ready(self) -> list[tuple[str, int]]:
         """Return the partitions with a message to read next."""
@@ -118,7 +116,6 @@ class Agent:
         self.position[tp] = offset + 1
         value = json.loads(message.value)
         self.buffer.extend(self.handle(message, Position(tp[0], offset, value["event_id"])))
-        self.handled += 1
 
     def produce(self, sends: Iterable[Send]) -> None:
         """Put messages in the producer's buffer (sent at the next flush)."""
@@ -142,7 +139,3 @@ class Agent:
         self.position = dict(self.committed)
         self.table.lose_unflushed(taken_over=taken_over)
 
-
-def decoded(message: Message) -> dict[str, Any]:
-    """Return a message's JSON value."""
-    return dict(json.loads(message.value))
