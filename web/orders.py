@@ -29,7 +29,6 @@ from models.orders import (
     OrderPlaced,
     PricingError,
     ShipRequested,
-    key_reuse,
     price_order,
     refusal,
     request_digest,
@@ -41,7 +40,8 @@ from tables.payments import payments
 from tables.promotions import promotions
 from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import Conflict, KeyInProgress, KeyReused, NotFound
+from web.errors import Conflict, NotFound
+from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
 from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
@@ -50,9 +50,8 @@ from web.views import ShopView
 __all__ = ["OrderIn"]
 
 MAX_WAIT_S = 30.0
-#: How long a keyed order waits for its row to learn whose body won the key (well below the
-#: router's forwarding timeout).
-KEYED_WAIT_S = 5.0
+#: Keyed orders: the first ``OrderPlaced`` of a key wins.
+KEYED_ORDERS = Keyed(orders, watchers, "request_digest", "order", "placed")
 ORDER_IDS = uuid.UUID("6f1b3c1e-3c1d-4e55-9a59-6b7c1f0e2d11")  # namespace of order ids
 
 
@@ -132,20 +131,6 @@ async def send_order(request: Request, caller: Identity, body: OrderIn, order_id
     await (await orders_topic.send(key=order_id, value=placed.dumps()))
 
 
-async def row_after(order_id: str, change: asyncio.Future[dict[str, Any]],
-                    seconds: float) -> dict[str, Any] | None:
-    """Return the order's row once it exists (``change`` watches it), or None after ``seconds``."""
-    row = orders.get(order_id)
-    if row is not None:
-        watchers.forget(order_id, change)
-        return row
-    try:
-        return await asyncio.wait_for(change, seconds)
-    except TimeoutError:
-        watchers.forget(order_id, change)
-        return orders.get(order_id)
-
-
 async def wait_until_settled(order_id: str, seconds: float) -> dict[str, Any] | None:
     """Return the order once it is settled, or as it is when ``seconds`` have passed."""
     deadline = time.monotonic() + seconds
@@ -208,10 +193,7 @@ class OrdersView(ShopView):
         the body (``request_digest``) with the order. An order already there with the same
         digest is a retry: 202 with its id, as the first request was answered, and nothing
         is sent again. With another digest the key was reused: 422. No order yet: it is
-        priced and sent, and the request waits (up to ``KEYED_WAIT_S``) for the row, since
-        requests with the same key in flight together all send and the saga keeps the first
-        ``OrderPlaced`` only; whoever finds another digest in the row lost the race (422).
-        No row by then: 409, retry with the same key and body.
+        priced and sent, and the first ``OrderPlaced`` of the key wins (web/idempotency.py).
         """
         caller = require(request, "customer", "admin")
         body = await read_body(request, OrderIn)
@@ -224,24 +206,8 @@ class OrdersView(ShopView):
         digest = request_digest(body.model_dump(mode="json"))
 
         async def once() -> Response:
-            row = orders.get(order_id)
-            if row is None:
-                change = watchers.watch(order_id)
-                try:
-                    await send_order(request, caller, body, order_id, digest)
-                except BaseException:
-                    watchers.forget(order_id, change)
-                    raise
-                row = await row_after(order_id, change, KEYED_WAIT_S)
-            found = key_reuse(None if row is None else row.get("request_digest", ""), digest)
-            if found == "other":
-                raise KeyReused("this Idempotency-Key placed an order with another body; "
-                                "use a new key for a new order",
-                                details=[{"field": "Idempotency-Key",
-                                          "problem": f"used for order {order_id}"}])
-            if found == "new":
-                raise KeyInProgress("the order of this Idempotency-Key is still being placed; "
-                                    "retry with the same key and body")
+            await first_of_key(KEYED_ORDERS, order_id, digest,
+                               lambda: send_order(request, caller, body, order_id, digest))
             return self.accepted(order_id)
 
         router = cast(ShopRouter, app.router)

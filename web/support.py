@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from agents.topics import support_topic
 from app import app
 from models.base import Event
-from models.orders import key_reuse, request_digest
+from models.orders import request_digest
 from models.support import (
     Ticket,
     TicketAssigned,
@@ -37,7 +37,8 @@ from models.support_board import UNASSIGNED
 from tables.routing import ShopRouter
 from tables.support import ticket_index, ticket_watchers, tickets
 from web.bodies import Unprocessable, read_body, read_query
-from web.errors import Conflict, KeyInProgress, KeyReused, NotFound
+from web.errors import Conflict, NotFound
+from web.idempotency import Keyed, first_of_key
 from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
 from web.openapi import endpoint
@@ -55,9 +56,8 @@ from web.views import ShopView
 __all__ = ["public_ticket"]
 
 MAX_WAIT_S = 30.0
-#: How long a keyed ticket waits for its row to learn whose body won the key (well below the
-#: router's forwarding timeout).
-KEYED_WAIT_S = 5.0
+#: Keyed tickets: the first ``TicketOpened`` of a key wins.
+KEYED_TICKETS = Keyed(tickets, ticket_watchers, "_request_digest", "ticket", "opened")
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
 
 
@@ -140,9 +140,8 @@ class TicketsView(ShopView):
         With an ``Idempotency-Key`` the rule of ``POST /api/orders``: the ticket's id derives
         from the caller and the key, the owner of that id answers and keeps the body's digest
         with the ticket. The same digest is a retry: 201 with the ticket as it is now, nothing
-        sent again; another digest: 422. No ticket yet: it is sent and the request waits (up
-        to ``KEYED_WAIT_S``) for the row, where the first ``TicketOpened`` of the key wins and
-        the others find another digest (422). No row by then: 409, retry with the same key.
+        sent again; another digest: 422. No ticket yet: it is sent, and the first
+        ``TicketOpened`` of the key wins (web/idempotency.py).
         """
         caller = require(request, "customer", "admin")
         body = await read_body(request, TicketIn)
@@ -156,28 +155,9 @@ class TicketsView(ShopView):
         digest = request_digest(body.model_dump(mode="json"))
 
         async def once() -> Response:
-            row = tickets.get(ticket_id)
-            if row is None:
-                change = ticket_watchers.watch(ticket_id)
-                try:
-                    await open_ticket(request, caller, body, ticket_id, digest)
-                except BaseException:
-                    ticket_watchers.forget(ticket_id, change)
-                    raise
-                row = tickets.get(ticket_id)
-                if row is None:
-                    row = await applied(ticket_id, change, KEYED_WAIT_S) or tickets.get(ticket_id)
-                else:
-                    ticket_watchers.forget(ticket_id, change)
-            found = key_reuse(None if row is None else row.get("_request_digest", ""), digest)
-            if found == "other":
-                raise KeyReused("this Idempotency-Key opened a ticket with another body; "
-                                "use a new key for a new ticket",
-                                details=[{"field": "Idempotency-Key",
-                                          "problem": f"used for ticket {ticket_id}"}])
-            if row is None:
-                raise KeyInProgress("the ticket of this Idempotency-Key is still being "
-                                    "opened; retry with the same key and body")
+            row = await first_of_key(
+                KEYED_TICKETS, ticket_id, digest,
+                lambda: open_ticket(request, caller, body, ticket_id, digest))
             return self.opened(public_ticket(row))
 
         router = cast(ShopRouter, app.router)
