@@ -75,7 +75,7 @@ def distinct_messages(events: Sequence[EventT]) -> list[EventT]:
     """Return ``events`` without a second copy of a message (same topic, partition, offset).
 
     A batch can hold a message twice: the consumer reads a partition again from its committed
-    offset after a rebalance (agents/consumer.py) while copies read before are still in the
+    offset after a rebalance (runtime/consumer.py) while copies read before are still in the
     stream's buffer. The replay guard skips a copy when each event is its own update of a row,
     but not when a batch folds a message's events into one update (a pack's events of one
     session) or counts what has no id of its own (an order's lines in the windows). The copy

@@ -1,4 +1,4 @@
-"""Freezing the worker's long-lived heap once it is ready (see ``tables/heap.py``).
+"""Freezing the worker's long-lived heap once it is ready (see ``runtime/heap.py``).
 
 Frozen when the tables are recovered and no rebalance is under way, and again after every
 rebalance (a rebalance that closed a partition thawed the heap to release its handles; one
@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from app import app
-from tables import heap
-from tables.base import tables_ready
+from runtime import heap
+from runtime.tables import tables_ready
 
 __all__ = ["freeze_when_ready"]
 

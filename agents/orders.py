@@ -45,7 +45,7 @@ from models.orders import (
 )
 from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Refunded
 from models.promotions import PromotionRedeemed, PromotionRefused
-from tables.base import tables_ready
+from runtime.tables import tables_ready
 from tables.orders import open_index, open_orders, orders, orders_by_user, watchers
 from tables.replay import RECENT_IDS, Position, Row, Send, decide_once
 

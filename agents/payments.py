@@ -42,7 +42,7 @@ from models.payments import (
     pending_call,
     start_call,
 )
-from tables.base import tables_ready
+from runtime.tables import tables_ready
 from tables.payments import payments
 from tables.replay import Position, Row, Send, decide_once
 

@@ -43,7 +43,7 @@ from models.support_board import (
     queue_key,
     sla_after,
 )
-from tables.base import tables_ready
+from runtime.tables import tables_ready
 from tables.replay import Position, Send, decide_once, update_once
 from tables.support import (
     FEED_RING,

@@ -92,7 +92,7 @@ def _start_worker(broker: Broker, target: int, workdir: Path, mode: str,
     At ``-l info``, as the shop's workers run here: at Faust's default (``-l warn``) its
     start-up spinner leaves the root logger at DEBUG for good, and every debug call in
     aiokafka and Faust then builds a record (an event cost 85-125 µs instead of 71-73 µs;
-    the shop's workers fix it, :mod:`agents.worker`, a bare app does not)."""
+    the shop's workers fix it, :mod:`runtime.worker`, a bare app does not)."""
     web_port = free_port()
     name = "faust-bench" if mode == "count" else f"faust-bench-{mode}"
     datadir = workdir / name / "data"

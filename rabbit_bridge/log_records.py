@@ -31,7 +31,7 @@ __all__ = [
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 #: Layers of the shop's own code: ``<layer>.<domain>`` loggers belong to service ``<domain>``.
-SHOP_LAYERS = frozenset({"agents", "tables", "web", "models", "config", "rabbit_bridge",
+SHOP_LAYERS = frozenset({"agents", "tables", "web", "models", "config", "rabbit_bridge", "runtime",
                          "scripts"})
 
 #: Loggers never shipped: the bridge itself and its AMQP client (shipping would feed itself).

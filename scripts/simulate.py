@@ -328,7 +328,7 @@ def register_simulate(app: faust.App) -> None:
                                duration: float, url: str | None, seed: int | None,
                                concurrency: int) -> None:
         """Drive realistic customer traffic through a worker's HTTP API."""
-        target = url or default_url(cast(Any, self.app).shop_settings.canonical_url)
+        target = url or default_url(cast(Any, self.app).settings.canonical_url)
         try:
             await run_simulation(target, users=users, rate=rate, duration=duration,
                            concurrency=concurrency, seed=seed, out=self.stdout)

@@ -24,6 +24,7 @@ from web.errors import NotFound
 from web.identity import identity, require
 from web.middleware import request_id
 from web.openapi import TrackingAccepted, endpoint
+from web.routing import route_to_owner
 from web.views import ShopView
 
 __all__ = ["TrackingBatch"]
@@ -81,7 +82,7 @@ class TrackingView(ShopView):
 class SessionActivityView(ShopView):
     """The activity of one browsing session (admin)."""
 
-    @app.table_route(table=session_activity, match_info="session_id")  # type: ignore[arg-type]
+    @route_to_owner(session_activity, match_info="session_id")
     async def get(self, request: Request, session_id: str) -> Response:
         require(request, "admin")
         row = session_activity.get(session_id)

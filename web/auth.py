@@ -9,7 +9,7 @@ sessions; a refresh replaces its token through the users agent, so a token is us
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -17,13 +17,13 @@ from pydantic import BaseModel, Field
 from agents.topics import users_topic
 from app import app, settings
 from models.users import SessionEnded, SessionRotated, SessionStarted, normalise_email
-from tables.routing import ShopRouter
 from tables.users import emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.identity import Forbidden
 from web.login_throttle import LoginThrottle
 from web.middleware import CLIENT_ADDRESS, is_forwarded
 from web.openapi import LoggedOut, TokensOut, endpoint
+from web.routing import on_owner
 from web.tokens import (
     InvalidToken,
     hash_password,
@@ -59,11 +59,6 @@ class RefreshIn(BaseModel):
     """A refresh token from login or from the last refresh."""
 
     refresh_token: str = Field(max_length=200)
-
-
-def router() -> ShopRouter:
-    """Return the app's router."""
-    return cast(ShopRouter, app.router)
 
 
 def token_answer(access_token: str, refresh_token: str) -> dict[str, Any]:
@@ -129,7 +124,7 @@ class LoginView(ShopView):
             access = issue_access_token(row["user_id"], row["roles"])
             return self.json(token_answer(access, refresh.text))
 
-        return await router().on_owner(emails.name, email, self.web, request, local)
+        return await on_owner(emails.name, email, request, local)
 
 
 @app.page("/api/auth/refresh")
@@ -169,7 +164,7 @@ class RefreshView(ShopView):
             access = issue_access_token(user_id, row["roles"])
             return self.json(token_answer(access, refresh.text))
 
-        return await router().on_owner(users.name, user_id, self.web, request, local)
+        return await on_owner(users.name, user_id, request, local)
 
 
 @app.page("/api/auth/logout")
@@ -191,4 +186,4 @@ class LogoutView(ShopView):
                 await (await users_topic.send(key=user_id, value=ended.dumps()))
             return self.json({"status": "logged_out"})
 
-        return await router().on_owner(users.name, user_id, self.web, request, local)
+        return await on_owner(users.name, user_id, request, local)

@@ -43,7 +43,7 @@ __all__ = [
 
 SERVED_BY = "X-Served-By"
 REQUEST_ID_HEADER = "X-Request-Id"
-FORWARDED_BY = "X-Shop-Forwarded-By"  # set by tables/routing.ShopRouter on forwarded reads
+FORWARDED_BY = "X-Shop-Forwarded-By"  # set by web/routing.forward on forwarded reads
 FORWARD_PROOF = "X-Shop-Forward-Proof"  # HMAC of FORWARDED_BY with the shared secret
 CLIENT_ADDRESS = "X-Shop-Client-Address"  # the caller's address, on a forwarded request
 

@@ -8,7 +8,7 @@ alerts row (key ``admins``), read from the worker that owns that key.
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field, StrictBool
@@ -18,12 +18,12 @@ from app import app, settings
 from models.inbox import preferences, public_item
 from models.notifications import NotificationRead, PreferencesSet
 from tables.notifications import inboxes
-from tables.routing import ShopRouter
 from web.bodies import read_body, read_query
 from web.errors import NotFound
 from web.identity import Forbidden, require
 from web.middleware import forwarding_headers
 from web.openapi import endpoint
+from web.routing import on_owner, owner_url
 from web.views import ShopView
 
 __all__ = ["NotificationOut", "NotificationPage", "PreferencesIn", "admin_alerts"]
@@ -86,10 +86,6 @@ class ReadOut(BaseModel):
     read: bool
 
 
-def _router() -> ShopRouter:
-    return cast(ShopRouter, app.router)
-
-
 def listing(row: dict[str, Any] | None, query: ListQuery) -> dict[str, Any]:
     """Return the page of ``row``'s notifications ``query`` asks for, newest first."""
     items = list(reversed((row or {}).get("items", [])))
@@ -101,7 +97,7 @@ def listing(row: dict[str, Any] | None, query: ListQuery) -> dict[str, Any]:
 
 async def admin_alerts(request: Request, limit: int) -> dict[str, Any] | None:
     """Return the admins' alerts as the worker that owns them has them (None: unreachable)."""
-    owner = await _router().owner_url(inboxes.name, ADMINS)
+    owner = await owner_url(inboxes.name, ADMINS)
     if owner is None:
         page = listing(inboxes.get(ADMINS), ListQuery(limit=limit))
         return {"items": page["items"], "unread": page["unread"]}
@@ -136,7 +132,7 @@ class NotificationsView(ShopView):
             async def alerts() -> Response:
                 return self.json(listing(inboxes.get(ADMINS), query))
 
-            return await _router().on_owner(inboxes.name, ADMINS, self.web, request, alerts)
+            return await on_owner(inboxes.name, ADMINS, request, alerts)
 
         async def local() -> Response:
             page = listing(inboxes.get(caller.user_id), query)
@@ -144,7 +140,7 @@ class NotificationsView(ShopView):
                 page["alerts"] = await admin_alerts(request, query.limit)
             return self.json(page)
 
-        return await _router().on_owner(inboxes.name, caller.user_id, self.web, request, local)
+        return await on_owner(inboxes.name, caller.user_id, request, local)
 
 
 @app.page("/api/notifications/{notification_id}/read")
@@ -166,7 +162,7 @@ class ReadView(ShopView):
             await (await notifications_topic.send(key=caller.user_id, value=read.dumps()))
             return self.json({"id": notification_id, "read": True}, status=202)
 
-        return await _router().on_owner(inboxes.name, caller.user_id, self.web, request, local)
+        return await on_owner(inboxes.name, caller.user_id, request, local)
 
 
 @app.page("/api/notifications/preferences")
@@ -184,7 +180,7 @@ class PreferencesView(ShopView):
         async def local() -> Response:
             return self.json(preferences(inboxes.get(caller.user_id)))
 
-        return await _router().on_owner(inboxes.name, caller.user_id, self.web, request, local)
+        return await on_owner(inboxes.name, caller.user_id, request, local)
 
     async def put(self, request: Request) -> Response:
         caller = require(request)

@@ -26,12 +26,12 @@ from pydantic import BaseModel, Field
 from app import app, settings
 from models.inbox import newer_than, public_item
 from tables.notifications import inbox_watchers, inboxes
-from tables.routing import ShopRouter, Unavailable
 from web.bodies import read_query
 from web.identity import require
 from web.middleware import forwarding_headers, is_forwarded
 from web.notifications import NotificationOut
 from web.openapi import endpoint
+from web.routing import Unavailable, owner_url
 from web.streams import track_stream
 from web.support_stream import NotAcceptable
 from web.views import ShopView
@@ -73,8 +73,7 @@ class NotificationStreamView(ShopView):
         if "text/event-stream" not in request.headers.get("Accept", ""):
             raise NotAcceptable("this is a stream of server-sent events: send "
                                 "'Accept: text/event-stream' (as EventSource does)")
-        router = cast(ShopRouter, app.router)
-        owner = await router.owner_url(inboxes.name, caller.user_id)
+        owner = await owner_url(inboxes.name, caller.user_id)
         if owner is not None and not is_forwarded(request):
             return await relay(request, str(owner))
         return await serve(request, caller.user_id, start_after(request, query), query.wait)
@@ -109,7 +108,7 @@ async def serve(request: Request, user_id: str, after: int | None, seconds: floa
 
 async def _still_owner(user_id: str) -> bool:
     try:
-        return await cast(ShopRouter, app.router).owner_url(inboxes.name, user_id) is None
+        return await owner_url(inboxes.name, user_id) is None
     except Exception:
         return False
 

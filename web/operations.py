@@ -12,9 +12,9 @@ from faust.tables.recovery import Recovery
 from faust.web import Request, Response
 
 from app import app, publisher, rabbit, settings
-from tables.base import tables_ready
-from tables.routing import ShopRouter, Unavailable
+from runtime.tables import tables_ready
 from tables.users import emails
+from web.routing import Unavailable, owner_url
 from web.views import ShopView
 
 __all__ = ["partitions_not_fetched", "readiness"]
@@ -55,7 +55,7 @@ async def first_admin_ready() -> bool:
     if not (settings.admin_email and settings.admin_password):
         return True
     try:
-        owner = await cast(ShopRouter, app.router).owner_url(emails.name, settings.admin_email)
+        owner = await owner_url(emails.name, settings.admin_email)
     except Unavailable:
         return False
     return owner is not None or emails.get(settings.admin_email) is not None

@@ -38,13 +38,13 @@ from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
 from tables.payments import payments
 from tables.promotions import promotions
-from tables.routing import ShopRouter
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import Conflict, NotFound
 from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
 from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
+from web.routing import on_owner, owner_url, route_to_owner
 from web.views import ShopView
 
 __all__ = ["OrderIn"]
@@ -172,7 +172,6 @@ class OrdersView(ShopView):
         caller = require(request)
         query = read_query(request, ListQuery)
         user_id = query.user_id if caller.is_admin and query.user_id else caller.user_id
-        router = cast(ShopRouter, app.router)
 
         async def local() -> Response:
             entries = (orders_by_user.get(user_id) or {}).get("orders", [])
@@ -183,7 +182,7 @@ class OrdersView(ShopView):
             return self.json({"items": [item for item in items if item], "total": len(entries),
                               "page": query.page, "per_page": query.per_page})
 
-        return await router.on_owner(orders_by_user.name, user_id, self.web, request, local)
+        return await on_owner(orders_by_user.name, user_id, request, local)
 
     async def post(self, request: Request) -> Response:
         """Place an order (customer or admin).
@@ -210,8 +209,7 @@ class OrdersView(ShopView):
                                lambda: send_order(request, caller, body, order_id, digest))
             return self.accepted(order_id)
 
-        router = cast(ShopRouter, app.router)
-        return await router.on_owner(orders.name, order_id, self.web, request, once)
+        return await on_owner(orders.name, order_id, request, once)
 
     def accepted(self, order_id: str) -> Response:
         """Return the answer of a placed order: 202, its id and its ``Location``."""
@@ -226,7 +224,7 @@ class OrdersView(ShopView):
 class OrderView(ShopView):
     """One order with its history (owner or admin); ``?wait=N`` waits for it to settle."""
 
-    @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
+    @route_to_owner(orders, match_info="order_id")
     async def get(self, request: Request, order_id: str) -> Response:
         caller = require(request)
         wait = read_query(request, WaitQuery).wait
@@ -243,7 +241,7 @@ class OrderView(ShopView):
 
 async def current_order(order_id: str, request: Request) -> dict[str, Any] | None:
     """Return an order as its owner worker has it now (None if it is not there yet)."""
-    owner = await cast(ShopRouter, app.router).owner_url(orders.name, order_id)
+    owner = await owner_url(orders.name, order_id)
     if owner is None:
         row = orders.get(order_id)
         return public_order(row) if row else None
@@ -259,7 +257,7 @@ def order_action(action: str, roles: tuple[str, ...], make: type[Event]) -> type
     """Return the view of ``POST /api/orders/{id}/<action>``."""
 
     class ActionView(ShopView):
-        @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
+        @route_to_owner(orders, match_info="order_id")
         async def post(self, request: Request, order_id: str) -> Response:
             caller = require(request, *roles)
             row = orders.get(order_id)
@@ -311,7 +309,7 @@ app.page("/api/orders/{order_id}/deliver")(endpoint(
 class PaymentView(ShopView):
     """The payment of an order (owner or admin)."""
 
-    @app.table_route(table=payments, match_info="order_id")  # type: ignore[arg-type]
+    @route_to_owner(payments, match_info="order_id")
     async def get(self, request: Request, order_id: str) -> Response:
         caller = require(request)
         order = orders.get(order_id)  # same key, same partitions: on this worker too

@@ -25,6 +25,7 @@ from tables.payments import payments
 from web.errors import NotFound
 from web.identity import require
 from web.openapi import endpoint
+from web.routing import route_to_owner
 from web.views import ShopView
 
 __all__ = ["ProviderLedgerOut", "provider_ledger"]
@@ -82,7 +83,7 @@ def provider_ledger(order_id: str) -> dict[str, Any] | None:
 class ProviderLedgerView(ShopView):
     """The provider's charges and refunds of an order, with its payment row (admin)."""
 
-    @app.table_route(table=payments, match_info="order_id")  # type: ignore[arg-type]
+    @route_to_owner(payments, match_info="order_id")
     async def get(self, request: Request, order_id: str) -> Response:
         require(request, "admin")
         found = provider_ledger(order_id)

@@ -17,6 +17,7 @@ from web.bodies import read_body, read_query
 from web.errors import Conflict, NotFound
 from web.identity import require
 from web.openapi import InventoryOut, ProductOut, ProductPage, RestockOut, endpoint
+from web.routing import route_to_owner
 from web.views import ShopView
 
 __all__ = ["ProductIn", "ProductPatch", "RestockIn"]
@@ -157,7 +158,7 @@ class RestockView(ShopView):
 class InventoryView(ShopView):
     """The exact stock of a sku (admin), from the worker that owns it."""
 
-    @app.table_route(table=stock, match_info="sku")  # type: ignore[arg-type]
+    @route_to_owner(stock, match_info="sku")
     async def get(self, request: Request, sku: str) -> Response:
         require(request, "admin")
         row = stock.get(sku)

@@ -26,6 +26,7 @@ from web.bodies import read_query
 from web.errors import NotFound
 from web.identity import may_see, require
 from web.openapi import endpoint
+from web.routing import route_to_owner
 from web.views import ShopView
 
 __all__ = ["LimitQuery", "RecommendationsOut", "ScoredItem", "SimilarOut"]
@@ -70,7 +71,7 @@ def scored(items: list[tuple[str, float]]) -> list[dict[str, object]]:
 class RecommendationsView(ShopView):
     """Recommended products for a user, never one they bought (self or admin)."""
 
-    @app.table_route(table=user_behaviour, match_info="user_id")  # type: ignore[arg-type]
+    @route_to_owner(user_behaviour, match_info="user_id")
     async def get(self, request: Request, user_id: str) -> Response:
         caller = require(request)
         if not may_see(caller, user_id):

@@ -34,7 +34,6 @@ from models.support import (
     role_of,
 )
 from models.support_board import UNASSIGNED
-from tables.routing import ShopRouter
 from tables.support import ticket_index, ticket_watchers, tickets
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import Conflict, NotFound
@@ -43,6 +42,7 @@ from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
 from web.openapi import endpoint
 from web.orders import current_order
+from web.routing import on_owner, route_to_owner
 from web.support_models import (
     AssignIn,
     CommentIn,
@@ -131,8 +131,7 @@ class TicketsView(ShopView):
             return self.json({"items": page, "total": len(rows), "page": query.page,
                               "per_page": query.per_page})
 
-        router = cast(ShopRouter, app.router)
-        return await router.on_owner(ticket_index.name, "all", self.web, request, local)
+        return await on_owner(ticket_index.name, "all", request, local)
 
     async def post(self, request: Request) -> Response:
         """Open a ticket, optionally about one of the caller's own orders.
@@ -160,8 +159,7 @@ class TicketsView(ShopView):
                 lambda: open_ticket(request, caller, body, ticket_id, digest))
             return self.opened(public_ticket(row))
 
-        router = cast(ShopRouter, app.router)
-        return await router.on_owner(tickets.name, ticket_id, self.web, request, once)
+        return await on_owner(tickets.name, ticket_id, request, once)
 
     def opened(self, ticket: dict[str, Any]) -> Response:
         """Return the answer of an opened ticket: 201, the ticket and its ``Location``."""
@@ -197,7 +195,7 @@ def visible_ticket(caller: Identity, ticket_id: str) -> Ticket:
 class TicketView(ShopView):
     """One ticket with its comments and history (its owner, support, admin)."""
 
-    @app.table_route(table=tickets, match_info="ticket_id")  # type: ignore[arg-type]
+    @route_to_owner(tickets, match_info="ticket_id")
     async def get(self, request: Request, ticket_id: str) -> Response:
         caller = require(request)
         return self.json(public_ticket(visible_ticket(caller, ticket_id).to_row()))
@@ -217,7 +215,7 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
     """Return the view of ``POST /api/support/tickets/{id}/<action>``."""
 
     class ActionView(ShopView):
-        @app.table_route(table=tickets, match_info="ticket_id")  # type: ignore[arg-type]
+        @route_to_owner(tickets, match_info="ticket_id")
         async def post(self, request: Request, ticket_id: str) -> Response:
             caller = require(request)
             ticket = visible_ticket(caller, ticket_id)

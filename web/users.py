@@ -8,7 +8,7 @@ puts a ``ClaimEmail`` on ``user-emails`` and waits for the e-mails agent to deci
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field, field_validator
@@ -25,13 +25,13 @@ from models.users import (
     password_problem,
     public_user,
 )
-from tables.routing import ShopRouter, Unavailable
 from tables.users import email_watchers, emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.errors import Conflict, NotFound
 from web.identity import may_see, require
 from web.middleware import request_id
 from web.openapi import UserOut, endpoint
+from web.routing import Unavailable, on_owner, route_to_owner
 from web.tokens import hash_password
 from web.views import ShopView
 
@@ -83,11 +83,6 @@ class ProfileIn(BaseModel):
         return None if value is None else _password(value)
 
 
-def router() -> ShopRouter:
-    """Return the app's router."""
-    return cast(ShopRouter, app.router)
-
-
 @app.page("/api/users")
 @endpoint("POST", "/api/users", body=RegisterIn, status=201, response=UserOut,
           errors=(409, 503))
@@ -100,7 +95,7 @@ class RegisterView(ShopView):
         async def local() -> Response:
             return await self._register(request, body)
 
-        return await router().on_owner(emails.name, body.email, self.web, request, local)
+        return await on_owner(emails.name, body.email, request, local)
 
     async def _register(self, request: Request, body: RegisterIn) -> Response:
         if body.email in emails:
@@ -170,7 +165,7 @@ class MeView(ShopView):
         async def local() -> Response:
             return self.json(public_user(await own_row(caller.user_id)))
 
-        return await router().on_owner(users.name, caller.user_id, self.web, request, local)
+        return await on_owner(users.name, caller.user_id, request, local)
 
     async def patch(self, request: Request) -> Response:
         caller = require(request)
@@ -189,7 +184,7 @@ class MeView(ShopView):
                     user_id)
             return self.json(public_user(row))
 
-        return await router().on_owner(users.name, caller.user_id, self.web, request, local)
+        return await on_owner(users.name, caller.user_id, request, local)
 
 
 @app.page("/api/users/{user_id}")
@@ -197,7 +192,7 @@ class MeView(ShopView):
 class UserView(ShopView):
     """One user (the user themself or an admin)."""
 
-    @app.table_route(table=users, match_info="user_id")  # type: ignore[arg-type]
+    @route_to_owner(users, match_info="user_id")
     async def get(self, request: Request, user_id: str) -> Response:
         caller = require(request)
         if not may_see(caller, user_id):
@@ -214,7 +209,7 @@ class UserView(ShopView):
 class DeactivateView(ShopView):
     """Deactivate a user (admin): no more logins; their refresh tokens stop working."""
 
-    @app.table_route(table=users, match_info="user_id")  # type: ignore[arg-type]
+    @route_to_owner(users, match_info="user_id")
     async def post(self, request: Request, user_id: str) -> Response:
         caller = require(request, "admin")
         row = users.get(user_id)

@@ -19,7 +19,7 @@ from faust.utils import json as faust_json
 from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
-from tables.base import tables_ready
+from runtime.tables import tables_ready
 from web.errors import ApiError, error_response
 
 __all__ = ["NotRestored", "ShopView"]
@@ -42,6 +42,9 @@ class NotRestored(ApiError):
 
 class ShopView(View):
     """A Faust view whose errors have the shop's JSON error shape."""
+
+    #: The web server (runtime/web.py) routes requests to :meth:`dispatch` itself.
+    dispatch_directly = True
 
     async def dispatch(self, request: Any) -> Any:
         """Call the handler of the request's method; answer errors in the one shape."""

@@ -80,7 +80,7 @@ class WorkerFactory:
                      ) -> list[str]:
         """Return what each worker's log says of ``topic[partition]`` around ``offset``: the
         commits that went past it (logged with SHOP_LOG_COMMITS=on) and the consumer's
-        guards at work on that partition (agents/consumer.py)."""
+        guards at work on that partition (runtime/consumer.py)."""
         name = f"{topic}[{partition}]"
         span = re.compile(re.escape(name) + r" (None|\d+)->(\d+)")
         trail: list[str] = []

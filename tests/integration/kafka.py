@@ -64,7 +64,7 @@ async def records_of_key(bootstrap: str, topics: Iterable[str], key: str,
     are keyed by their source topic).
 
     Reads each topic's partitions from the beginning to their end offsets (as Tansu reports
-    them, and a little past: see agents/tansu_compat.py).
+    them, and a little past: see runtime/tansu_compat.py).
     """
     wanted = key.encode()
     by_value = set(mentioning)

@@ -1,7 +1,7 @@
 """A worker's ``/metrics`` read by the crash tests: proof that a kill hit uncommitted work.
 
 A crash test asserts that the survivor took the dead worker's partitions over
-(``shop_partitions_taken_over_total``, agents/rebalance.py) and that its replay guard skipped
+(``shop_partitions_taken_over_total``, runtime/rebalance.py) and that its replay guard skipped
 the events the dead worker had processed but not committed (``shop_replays_skipped_total``,
 tables/replay.py), and arranges both: the victim commits rarely (``SHOP_COMMIT_INTERVAL``) and
 is killed only once it has written rows (:func:`kill_once_working`).

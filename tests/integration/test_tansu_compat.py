@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
-from agents.tansu_compat import true_end_offsets
+from runtime.tansu_compat import true_end_offsets
 from scripts.devstack import Broker
 
 pytestmark = pytest.mark.integration

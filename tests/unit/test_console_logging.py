@@ -9,7 +9,7 @@ import re
 
 from mode.utils.logging import setup_logging
 
-from app import console_logging
+from runtime.app import console_logging
 
 
 def test_a_terminal_keeps_modes_colored_log() -> None:

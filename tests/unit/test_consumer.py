@@ -1,4 +1,4 @@
-"""The consumer commits an offset only once its event was handled (agents/consumer.py).
+"""The consumer commits an offset only once its event was handled (runtime/consumer.py).
 
 It never hands a record over ahead of the next offset, never counts the acknowledgement of a
 message of an earlier generation, and never commits past an unhandled committed offset.
@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from agents.consumer import (
+from runtime.consumer import (
     SEEK_BACK_LIMIT,
     ShopConsumer,
     committable_run,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tables import heap
+from runtime import heap
 
 
 class Node:

@@ -7,7 +7,7 @@ import json
 from unittest.mock import patch
 
 from rabbit_bridge.consumer import RecentIds
-from tables.base import ReadCache
+from runtime.tables import ReadCache
 from tables.notifications import InboxWatchers
 from tables.orders import OrderWatchers
 from web.login_throttle import LoginThrottle

@@ -1,4 +1,4 @@
-"""The worker's sensor keeps Faust's Prometheus metrics (web/monitor.py)."""
+"""The worker's sensor keeps Faust's Prometheus metrics (runtime/monitor.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from faust.sensors.prometheus import FaustMetrics
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from web.monitor import ShopMonitor
+from runtime.monitor import ShopMonitor
 
 
 def monitor_and_registry() -> tuple[ShopMonitor, CollectorRegistry]:

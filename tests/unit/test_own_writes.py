@@ -1,4 +1,4 @@
-"""tables/base.OwnWrites: a global table's writer never applies its own older changelog
+"""runtime/tables.OwnWrites: a global table's writer never applies its own older changelog
 records over its newer writes, and still ends where the changelog ends."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.base import OwnWrites
+from runtime.tables import OwnWrites
 
 KEYS = (b"a", b"b")
 

@@ -1,4 +1,4 @@
-"""The producer buffer's flush waits for every buffered message (agents/transport.py).
+"""The producer buffer's flush waits for every buffered message (runtime/transport.py).
 
 A commit trusts the flush: offsets are committed once it returns. Faust's own buffer gives up
 after 0.1 s without progress, so a slow send (a loaded machine, a broker that answers late)
@@ -14,7 +14,7 @@ from typing import Any
 
 from faust.transport.producer import ProducerBuffer
 
-from agents.transport import DrainingProducerBuffer
+from runtime.transport import DrainingProducerBuffer
 
 SEND_S = 0.25
 

@@ -1,4 +1,4 @@
-"""Giving partitions up: the wait for unacknowledged messages is bounded (agents/rebalance)."""
+"""Giving partitions up: the wait for unacknowledged messages is bounded (runtime/rebalance)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from faust.types import TP
 from prometheus_client import REGISTRY
 
-from agents.rebalance import GAVE_UP, count_assignment, wait_for_streams, wait_limit
+from runtime.rebalance import GAVE_UP, count_assignment, wait_for_streams, wait_limit
 
 
 @dataclass(eq=False)
@@ -54,7 +54,7 @@ async def test_a_message_never_acknowledged_does_not_hold_the_rebalance_for_ever
     held = Message("orders", 2, 407)
     consumer = Consumer(None, {held, Message("orders", 2, 408)})
     before = GAVE_UP._value.get()
-    with caplog.at_level(logging.WARNING, logger="agents.rebalance"):
+    with caplog.at_level(logging.WARNING, logger="runtime.rebalance"):
         assert not await wait_for_streams(consumer, within=0.05,  # type: ignore[arg-type]
                                           poll=0.005)
     assert consumer.commits >= 1 and consumer.final_commits == 1, (

@@ -1,4 +1,4 @@
-"""tables/base.py: tables store str keys as raw UTF-8, the same bytes the topics carry."""
+"""runtime/tables.py: tables store str keys as raw UTF-8, the same bytes the topics carry."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from agents.topics import analytics_topic, dead_letters_topic
 from app import app
+from runtime.tables import RawStrKeys, ShopTable
 from tables.analytics import public_view, session_activity
-from tables.base import RawStrKeys, ShopTable
 
 
 def test_the_app_builds_every_table_as_a_shop_table() -> None:
@@ -45,7 +45,7 @@ def test_a_rocksdb_table_collects_garbage_only_when_it_closes_a_partition(
 
     from faust.types import TP
 
-    from tables.base import ShopRocksDBStore
+    from runtime.tables import ShopRocksDBStore
 
     store = session_activity._new_store_by_url("rocksdb://")
     assert isinstance(store, ShopRocksDBStore)
@@ -76,8 +76,8 @@ def _table_on(monkeypatch: Any, rows: dict[bytes, bytes]) -> tuple[Any, _Countin
     """Return session_activity reading ``rows`` through a counting store (no broker)."""
     import faust
 
-    from tables import base
-    from tables.base import READ_CACHE_SIZE, ReadCache
+    from runtime import tables as base
+    from runtime.tables import READ_CACHE_SIZE, ReadCache
 
     store = session_activity._new_store_by_url("rocksdb://")
     counting = _CountingStore(rows)
@@ -140,7 +140,7 @@ def test_changelog_records_rebalances_and_resets_forget_every_read(monkeypatch: 
 
 
 def test_reads_within_an_agents_event_always_read_the_store(monkeypatch: Any) -> None:
-    from tables import base
+    from runtime import tables as base
 
     table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
     monkeypatch.setattr(base, "current_event", lambda: object())
@@ -150,7 +150,7 @@ def test_reads_within_an_agents_event_always_read_the_store(monkeypatch: Any) ->
 
 
 def test_the_read_cache_forgets_the_oldest_key_first() -> None:
-    from tables.base import _UNKNOWN, ReadCache
+    from runtime.tables import _UNKNOWN, ReadCache
 
     cache = ReadCache(2)
     cache.put("a", b"1")

@@ -7,8 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tables.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
-from web.monitor import StoreMemoryCollector
+from runtime.monitor import StoreMemoryCollector
+from runtime.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
 
 
 class _Store:
@@ -66,7 +66,7 @@ def test_the_process_keeps_one_budget_for_the_same_sizes() -> None:
 def test_metrics_report_the_stores_figures(tmp_path: Path, monkeypatch: Any) -> None:
     memory = StoreMemory(8 * MB, 2 * MB, MB // 4)
     _fill(memory, tmp_path, stores=3, rows=3_000)
-    monkeypatch.setattr("web.monitor.current_memory", lambda: memory)
+    monkeypatch.setattr("runtime.monitor.current_memory", lambda: memory)
     registry = CollectorRegistry()
     registry.register(StoreMemoryCollector())
     text = generate_latest(registry).decode()

@@ -8,7 +8,7 @@ import logging
 import faust
 from faust.utils.terminal.spinners import SpinnerHandler
 
-from agents.worker import ShopWorker, settle_root_logger
+from runtime.worker import ShopWorker, settle_root_logger
 
 
 def worker(loglevel: str) -> ShopWorker:
@@ -73,17 +73,17 @@ def record(name: str, level: int, message: str, pathname: str = "shop.py") -> lo
 
 
 def test_the_console_keeps_state_changes_and_errors_and_drops_start_up_detail() -> None:
-    from agents.worker import StartupDetails
+    from runtime.worker import StartupDetails
 
     shown = StartupDetails().filter
-    assert shown(record("agents.worker", logging.INFO, "worker ready in 5.0 s: 207 partitions"))
-    assert shown(record("agents.consumer", logging.INFO, "consumer: committed orders[1] 3->4"))
+    assert shown(record("runtime.worker", logging.INFO, "worker ready in 5.0 s: 207 partitions"))
+    assert shown(record("runtime.consumer", logging.INFO, "consumer: committed orders[1] 3->4"))
     assert shown(record("faust.tables.recovery", logging.WARNING, "a warning"))
     assert shown(record("aiokafka", logging.ERROR, "an error"))
     assert not shown(record("faust.tables.recovery", logging.INFO, "Highwater for active ..."))
     assert not shown(record("aiokafka.consumer", logging.INFO, "Joined group 'shopstream'"))
     assert not shown(record("rabbit_bridge.connection", logging.INFO, "[^--Rabbit]: Starting..."))
-    assert not shown(record("tables.base", logging.INFO, "opening partition 1 for gen id 0",
+    assert not shown(record("runtime.tables", logging.INFO, "opening partition 1 for gen id 0",
                             pathname="/venv/lib/faust/stores/rocksdb.py"))
     assert not shown(record("rabbit_bridge.consumer", logging.INFO,
                             "consuming RabbitMQ queue logs.central"))

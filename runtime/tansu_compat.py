@@ -29,8 +29,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, server_list
 from faust.types import TP
 from faust.types.transports import ConsumerT
 
-from agents.consumer import ShopConsumer
-from agents.transport import ShopTransport
+from runtime.consumer import ShopConsumer
+from runtime.transport import ShopTransport
 
 __all__ = ["TansuTransport", "true_end_offsets"]
 
@@ -117,6 +117,6 @@ class TansuConsumer(ShopConsumer):
 
 
 class TansuTransport(ShopTransport):
-    """The shop's transport (agents/transport.py) for the Tansu broker."""
+    """The shop's transport (runtime/transport.py) for the Tansu broker."""
 
     Consumer: ClassVar[type[ConsumerT]] = TansuConsumer

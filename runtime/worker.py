@@ -36,7 +36,7 @@ __all__ = ["ShopWorker", "StartupDetails", "settle_root_logger"]
 log = logging.getLogger(__name__)
 
 #: Loggers of the shop's own code: their INFO records are the shop's to keep or not.
-SHOP_LOGGERS = ("app", "agents", "tables", "web", "rabbit_bridge", "models", "config",
+SHOP_LOGGERS = ("app", "agents", "tables", "web", "rabbit_bridge", "models", "config", "runtime",
                 "scripts")
 
 #: Where the libraries' own records come from, whichever logger they use (a store subclassed

@@ -10,7 +10,7 @@ same names with the labelled children looked up once, and the bookkeeping Faust 
 (``stream_inbound_time`` for its livelock check, the counters of its ``/stats``).
 
 ``shop_store_*`` gauges report what the worker's RocksDB stores hold in memory, read when
-``/metrics`` is scraped (:class:`StoreMemoryCollector`; tables/store_memory.py).
+``/metrics`` is scraped (:class:`StoreMemoryCollector`; runtime/store_memory.py).
 
 ``shop_http_latency`` records each web request's latency in ms (Faust's own sensor records
 the time since the request's end, about 0).
@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from tables.store_memory import current_memory
+from runtime.store_memory import current_memory
 
 __all__ = ["ShopMonitor", "StoreMemoryCollector"]
 

@@ -273,7 +273,7 @@ class ShopConsumer(Consumer):
 
     @cached_property
     def _log_commits(self) -> bool:
-        settings = getattr(self.app, "shop_settings", None)
+        settings = getattr(self.app, "settings", None)
         return settings is not None and settings.log_commits == "on"
 
     def _withhold(self, tp: TP, committed: int, first_acked: int) -> None:

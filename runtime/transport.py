@@ -1,5 +1,5 @@
 """Faust's aiokafka transport with a producer buffer whose flush really waits (and the
-consumer of :mod:`agents.consumer`).
+consumer of :mod:`runtime.consumer`).
 
 Every table write sends its changelog record through Faust's producer buffer (``send_soon``),
 and at-least-once rests on one promise: before a consumer offset is committed, the
@@ -17,7 +17,7 @@ loaded two-core machine).
 the Kafka client, and ``flush`` waits until everything put before it was called has been
 handed over (then Faust's producer flush waits for the client's own batches). Messages put
 while a flush waits do not hold it up, so a busy agent cannot starve a commit.
-Used with every broker (``ShopApp._new_transport``); :mod:`agents.tansu_compat` builds on it.
+Used with every broker (``ShopApp._new_transport``); :mod:`runtime.tansu_compat` builds on it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from faust.types.tuples import FutureMessage
 from mode import Service
 from prometheus_client import Counter
 
-from agents.consumer import ShopConsumer
+from runtime.consumer import ShopConsumer
 
 __all__ = ["DrainingProducerBuffer", "ShopProducer", "ShopTransport"]
 

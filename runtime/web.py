@@ -3,8 +3,9 @@
 - No ``aiohttp_cors``: Faust's driver sets it up at start whether or not any route uses it,
   and it then runs a response-prepare signal on every answer. The gateway
   (``web/middleware.py``) answers CORS for the shop, from ``SHOP_CORS_ORIGINS``.
-- A :class:`~web.views.ShopView` route calls the view's ``dispatch`` directly: Faust wraps
-  each view in a coroutine that awaits ``View.__call__``, which awaits ``dispatch``.
+- A view whose class sets ``dispatch_directly`` (``web/views.py``, ``ShopView``) is routed to
+  its ``dispatch`` directly: Faust wraps each view in a coroutine that awaits
+  ``View.__call__``, which awaits ``dispatch``.
 
 Routes of other handlers (Faust's own views, if enabled) keep Faust's wrapping.
 """
@@ -12,7 +13,7 @@ Routes of other handlers (Faust's own views, if enabled) keep Faust's wrapping.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
@@ -36,8 +37,6 @@ class ShopWeb(AiohttpWeb):
         return _NoCors()
 
     def _wrap_into_asyncdef(self, handler: Callable) -> Callable:
-        from web.views import ShopView
-
-        if isinstance(handler, ShopView):
-            return handler.dispatch
+        if getattr(handler, "dispatch_directly", False):
+            return cast(Callable, cast(Any, handler).dispatch)
         return super()._wrap_into_asyncdef(handler)

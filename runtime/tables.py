@@ -13,7 +13,7 @@ every rebalance, 1-2.5 s on this machine, inside the time the group allows a mem
 rejoin; and as many again at every shutdown. :class:`ShopRocksDBStore` collects only when a
 table really closed a partition (a handle is released by reference counting as soon as the
 store forgets it; the collection is for the rare cycle, and thaws the heap frozen at start-up:
-``tables/heap.py``), and not at all on stop.
+``runtime/heap.py``), and not at all on stop.
 
 A global table's changelog is read by every worker, the writer included, so the writer applies
 its own earlier records after its newer local writes: its copy briefly goes back in time (an
@@ -22,7 +22,7 @@ admin's deleted promotion code was redeemable again a moment after the DELETE an
 own latest write of the same key (:class:`OwnWrites`).
 
 Every store of a worker shares one block cache and one write-buffer budget
-(``tables/store_memory.py``), sized by the ``SHOP_STORE_*`` settings.
+(``runtime/store_memory.py``), sized by the ``SHOP_STORE_*`` settings.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from faust.types.tuples import FutureMessage
 from yarl import URL
 
 from config.settings import Settings
-from tables import heap
-from tables.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
+from runtime import heap
+from runtime.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
 
 __all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
            "tables_ready"]
@@ -81,7 +81,7 @@ class ShopRocksDBStore(RocksDBStore):
 def store_memory(app: AppT) -> StoreMemory:
     """Return the memory budget of ``app``'s stores, sized by its settings (the defaults for
     an app without the shop's settings)."""
-    settings: Settings = getattr(app, "shop_settings", None) or Settings()
+    settings: Settings = getattr(app, "settings", None) or Settings()
     return shared_memory(int(settings.store_memory_mb * MB),
                          int(settings.store_write_buffers_mb * MB),
                          int(settings.store_write_buffer_mb * MB))
