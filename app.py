@@ -1,8 +1,11 @@
 """ShopStream: one Faust app whose agents are the shop's services.
 
-Wiring only: settings -> app, discovery of the layers, services, web middleware.
-Run it with ``faust -A app worker -l info``; every setting comes from ``SHOP_*`` variables
-(see ``config/settings.py`` and docs/configuration.md).
+The app only: settings -> the Faust app. Run it with ``faust -A app worker -l info``; every
+setting comes from ``SHOP_*`` variables (see ``config/settings.py`` and
+docs/configuration.md). Every module of the layers imports ``app`` from here, and this module
+imports none of them: Faust's autodiscovery loads them at worker start (and for every
+``faust -A app`` command), ``wiring.py`` among them, which makes the services
+(``app.services``) and registers the commands.
 """
 
 from __future__ import annotations
@@ -13,28 +16,25 @@ import sys
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from config import ConfigError, Settings
-from rabbit_bridge.central_logs import CentralLogs
-from rabbit_bridge.connection import RabbitConnection
-from rabbit_bridge.log_shipping import LogShipping
-from rabbit_bridge.mail import MailSender, PromotionMail
-from rabbit_bridge.publisher import RabbitPublisher
-from rabbit_bridge.task_handlers import shop_task_workers
+from config.running_stack import use_running_stack_for_commands
 from runtime.app import ShopApp, console_logging, lean_monitor
-from scripts.seed import register_seed
-from scripts.simulate import register_simulate
 
-__all__ = ["app", "central_logs", "log_shipping", "publisher", "rabbit", "settings",
-           "task_workers"]
+__all__ = ["LAYERS", "ShopApp", "app", "create_app", "load_settings"]
 
-#: The layers whose modules declare agents, tables, views and services.
-LAYERS = ["agents", "tables", "web", "rabbit_bridge"]
+#: What Faust's autodiscovery loads at worker start and for every command: the layers whose
+#: modules declare agents, tables and views, and the wiring of the services and commands.
+LAYERS = ["agents", "tables", "web", "rabbit_bridge", "wiring"]
 
 #: Loggers of ShopStream's own code, set to SHOP_LOG_LEVEL.
 SHOP_LOGGERS = ["app", *LAYERS, "models", "config", "runtime"]
 
 
 def load_settings() -> Settings:
-    """Read the settings, or stop with one line naming the variable to fix."""
+    """Read the settings, or stop with one line naming the variable to fix.
+
+    A command run beside ``make run`` (seed, simulate, send) first learns where its broker
+    listens (config/running_stack.py)."""
+    use_running_stack_for_commands()
     try:
         return Settings.from_env()
     except ConfigError as exc:
@@ -42,12 +42,8 @@ def load_settings() -> Settings:
 
 
 def create_app(settings: Settings) -> ShopApp:
-    """Build the Faust app from ``settings`` (the layers are discovered at worker start)."""
-    from web.identity import rate_key
-    from web.middleware import gateway, install_request_id_logging
-
-    install_request_id_logging()
-
+    """Build the Faust app from ``settings`` (the layers are discovered at worker start;
+    ``web/server.py`` adds the web middleware)."""
     shop = ShopApp(
         settings.app_id,
         broker=settings.kafka_url,
@@ -78,12 +74,7 @@ def create_app(settings: Settings) -> ShopApp:
         web_in_thread=False,
         web_router_enabled=False,
         web_tables_enabled=False,
-        web_application_options={"middlewares": [
-            # served_by, request ids, CORS, rate limits and the error shape, in one
-            gateway(settings.canonical_url, settings.cors_origins, settings.rate_limit,
-                    settings.rate_burst, rate_key),
-        ],
-                                 "client_max_size": 1024 * 1024},
+        web_application_options={"client_max_size": 1024 * 1024},
     )
     shop.settings = settings
     return shop
@@ -96,20 +87,3 @@ for name in SHOP_LOGGERS:
 app = create_app(settings)
 setup_prometheus_sensors(app, name_prefix="shop")
 app.monitor = lean_monitor(app.monitor)
-rabbit = RabbitConnection(settings.rabbit_url)
-app.add_dependency(rabbit)
-publisher = RabbitPublisher(rabbit, settings.datadir / "outbox.sqlite3")
-app.add_dependency(publisher)
-log_shipping = LogShipping(publisher, worker=settings.canonical_url, level=settings.log_level,
-                           enabled=settings.log_shipping == "on")
-app.add_dependency(log_shipping)
-central_logs = CentralLogs(rabbit, settings.datadir / "logs")
-app.add_dependency(central_logs)
-register_seed(app)
-register_simulate(app)
-task_workers = shop_task_workers(settings, rabbit, publisher)
-app.add_dependency(task_workers)
-mail_sender = MailSender(rabbit, publisher, settings.smtp_url)
-app.add_dependency(mail_sender)
-promotion_mail = PromotionMail(rabbit)
-app.add_dependency(promotion_mail)

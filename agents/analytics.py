@@ -66,7 +66,7 @@ from agents.dead_letters import dead_letter
 from agents.order_notices import Failures, reads_order_notices
 from agents.recommendations import forward_tracked
 from agents.topics import analytics_topic, shop_topic
-from app import app, settings
+from app import app
 from models.analytics import (
     COUNTERS,
     HOP_SIZE,
@@ -277,7 +277,7 @@ async def absorb_batch(events: Sequence[EventT]) -> int:
 
     Return how many tracking events it decoded.
     """
-    grace = settings.analytics_grace
+    grace = app.settings.analytics_grace
     by_partition: dict[int, list[TrackedEvent]] = defaultdict(list)
     for event in events:  # each message once (ready_batches drops a second copy)
         by_partition[event.message.partition].extend(await decode_tracked(event))

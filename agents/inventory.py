@@ -10,7 +10,7 @@ from faust.types import StreamT
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
 from agents.topics import inventory_topic
-from app import app, settings
+from app import app
 from models.inventory import INVENTORY_EVENTS, Restock, Stock, apply_inventory_event
 from tables.inventory import stock
 from tables.replay import Position, Row, Send, decide_once
@@ -20,7 +20,7 @@ __all__ = ["change_stock", "keep_stock"]
 
 async def apply_stock_command(event: Any, position: Position) -> None:
     """Apply one inventory command to its sku's stock, once, and send its answers."""
-    await send_all(change_stock(stock, event, position, keep=int(settings.order_ttl)))
+    await send_all(change_stock(stock, event, position, keep=int(app.settings.order_ttl)))
 
 
 def change_stock(table: MutableMapping[str, Row], event: Any, position: Position,

@@ -21,6 +21,7 @@ that partition (rows keep their partition, so a worker owning several does each 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC
@@ -34,7 +35,7 @@ from agents.dead_letters import for_each_event
 from agents.order_notices import Failures, each_notice, reads_order_notices
 from agents.sending import send_all, to_rabbit
 from agents.support import support_feed_topic
-from agents.topics import notifications_topic, users_topic
+from agents.topics import ensure_declared, notifications_topic, users_topic
 from app import app
 from models.base import Event, utcnow
 from models.inbox import (
@@ -67,10 +68,12 @@ from tables.notifications import inbox_watchers, inboxes
 from tables.replay import Position, Send, decide_once
 
 __all__ = [
+    "broadcast_promotion",
     "decide_notifications",
     "decide_support_notifications",
     "keep_inboxes",
     "request_broadcast",
+    "send_admin_alert",
     "send_weekly_digest",
 ]
 
@@ -188,6 +191,23 @@ async def request_broadcast(make: Any, **fields: Any) -> int:
         await notifications_topic.send(key=f"broadcast-{partition}", partition=partition,
                                        value=broadcast.dumps())
     return partitions
+
+
+async def broadcast_promotion(*, code: str, title: str, body: str, source_id: str) -> int:
+    """Ask every partition to mail a promotion that opened (the promotion mail service's
+    ``broadcast``, rabbit_bridge/mail.py); return how many partitions were asked."""
+    return await request_broadcast(PromotionBroadcast, code=code, title=title, body=body,
+                                   source_id=source_id)
+
+
+async def send_admin_alert(alert: dict[str, Any]) -> None:
+    """Put an ``admin_alert`` event (of an ERROR log record) on the notifications topic, keyed
+    ``admins`` (the central logs' ``send_alert``, rabbit_bridge/central_logs.py)."""
+    # The central logs consume before Faust creates the app's topics (seen: 'notifications'
+    # auto-created with 4 partitions against its table's 8, every notification of that
+    # worker dead-lettered).
+    await ensure_declared(notifications_topic)
+    await notifications_topic.send(key="admins", value=json.dumps(alert).encode())
 
 
 @app.crontab("0 8 * * 1", timezone=UTC, on_leader=True)

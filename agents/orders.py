@@ -24,7 +24,7 @@ from agents.batches import fold_batches
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
 from agents.topics import inventory_topic, order_saga_topics, orders_topic, user_orders_topic
-from app import app, settings
+from app import app
 from models.base import utcnow
 from models.inventory import StockRejected, StockReserved
 from models.orders import (
@@ -122,7 +122,7 @@ def track_deadline(order_id: str, row: dict[str, Any]) -> None:
     if row["status"] in ACTIVE:
         placed_at = row["history"][0]["at"]
         deadline = (datetime.fromisoformat(placed_at)
-                    + timedelta(seconds=settings.order_ttl)).isoformat()
+                    + timedelta(seconds=app.settings.order_ttl)).isoformat()
         if order_id not in open_orders:
             open_orders[order_id] = deadline
         open_index.note(order_id, deadline, row["history"][-1]["at"])

@@ -24,7 +24,7 @@ from faust.types import StreamT
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
 from agents.topics import payments_topic
-from app import app, settings
+from app import app
 from models.payments import (
     PAYMENT_EVENTS,
     CallFault,
@@ -52,10 +52,10 @@ __all__ = ["PaymentGaveUp", "PaymentStep", "call_again_after_rebalance", "provid
 log = logging.getLogger(__name__)
 
 #: The payment provider (the built-in simulation until a real one is configured).
-provider: PaymentProvider = SimulatedProvider(slow_seconds=settings.payment_slow_seconds)
+provider: PaymentProvider = SimulatedProvider(slow_seconds=app.settings.payment_slow_seconds)
 
 #: How faulted calls are tried again.
-RETRIES = RetryPolicy(tries=settings.payment_tries, base_backoff=settings.payment_backoff)
+RETRIES = RetryPolicy(tries=app.settings.payment_tries, base_backoff=app.settings.payment_backoff)
 
 #: Calls under way or waiting for their time in this process, by (call, order id, attempt).
 _in_flight: dict[tuple[str, str, int], asyncio.Task[None]] = {}
@@ -136,9 +136,9 @@ async def _call(call: ProviderCall) -> None:
         await asyncio.sleep(wait)
     answer: Charge | Refund | CallFault
     try:
-        answer = await asyncio.wait_for(_ask(call), settings.payment_call_timeout)
+        answer = await asyncio.wait_for(_ask(call), app.settings.payment_call_timeout)
     except TimeoutError:
-        answer = CallFault("timeout", f"no answer within {settings.payment_call_timeout} s")
+        answer = CallFault("timeout", f"no answer within {app.settings.payment_call_timeout} s")
     except Exception as exc:
         log.warning("%s of order %s (try %d) failed: %s: %s", call.call, call.order_id,
                     call.attempt + 1, type(exc).__name__, exc)

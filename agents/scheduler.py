@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from app import app, publisher, settings, task_workers
+from app import app
 from models.base import utcnow
 from models.tasks import DAILY_REPORT, EXPIRE_ORDERS, POPULARITY, PROMOTION_WINDOWS, next_run
 from rabbit_bridge.tasks import publish_run
@@ -28,7 +28,9 @@ published: dict[str, dict[str, Any]] = {}
 def publish_task(name: str) -> str:
     """Publish the run of task ``name`` for the current period; return its message id."""
     now = utcnow()
-    period = publish_run(publisher, task_workers.tasks[name], now, by=settings.canonical_url)
+    services = app.services
+    period = publish_run(services.publisher, services.task_workers.tasks[name], now,
+                         by=app.settings.canonical_url)
     mine = published.setdefault(name, {"count": 0, "periods": 0, "last_period": None,
                                        "last_published_at": None})
     mine["count"] += 1
@@ -44,29 +46,29 @@ def schedule_report() -> dict[str, dict[str, Any]]:
     return {name: {"schedule": task.schedule, "description": task.description,
                    "next_run": next_run(task, now).isoformat(),
                    "published_here": published.get(name)}
-            for name, task in task_workers.tasks.items()}
+            for name, task in app.services.task_workers.tasks.items()}
 
 
-@app.timer(settings.task_expire_orders_every, on_leader=True, name="scheduler.expire-orders")
+@app.timer(app.settings.task_expire_orders_every, on_leader=True, name="scheduler.expire-orders")
 async def schedule_expire_orders() -> None:
     """Publish the expire-orders task."""
     publish_task(EXPIRE_ORDERS)
 
 
-@app.timer(settings.task_promotion_windows_every, on_leader=True,
+@app.timer(app.settings.task_promotion_windows_every, on_leader=True,
            name="scheduler.promotion-windows")
 async def schedule_promotion_windows() -> None:
     """Publish the promotion-windows task."""
     publish_task(PROMOTION_WINDOWS)
 
 
-@app.timer(settings.task_popularity_every, on_leader=True, name="scheduler.popularity")
+@app.timer(app.settings.task_popularity_every, on_leader=True, name="scheduler.popularity")
 async def schedule_popularity() -> None:
     """Publish the popularity task."""
     publish_task(POPULARITY)
 
 
-@app.crontab(settings.task_daily_report_cron, timezone=UTC, on_leader=True)
+@app.crontab(app.settings.task_daily_report_cron, timezone=UTC, on_leader=True)
 async def schedule_daily_report() -> None:
     """Publish the daily-report task (for the previous day)."""
     publish_task(DAILY_REPORT)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agents.topics import TOPICS
-from app import publisher
+from app import app
 from models.base import Effect
 from rabbit_bridge.outbox import OutgoingMessage
 from tables.replay import Send
@@ -44,4 +44,4 @@ async def send_all(sends: Iterable[Send]) -> None:
                                            time.time(), {}))
         else:
             await TOPICS[topic].send(key=key, value=value.encode())
-    publisher.publish_durable(durable)
+    app.services.publisher.publish_durable(durable)

@@ -30,7 +30,7 @@ from faust.types import TP, StreamT
 from agents.dead_letters import for_each_event
 from agents.sending import TOPICS, to_sends
 from agents.topics import shop_topic, support_topic
-from app import app, settings
+from app import app
 from models.base import event_types, utcnow
 from models.support import SUPPORT_EVENTS, Ticket, TicketChanged, decide
 from models.support_board import (
@@ -149,7 +149,7 @@ async def watch_first_responses() -> None:
     if not tables_ready(app) or not owns_board():
         return
     clock = time.monotonic()
-    target = settings.support_first_response_target
+    target = app.settings.support_first_response_target
     for ticket_id, waited in overdue(support_board.get("sla"), utcnow(), target):
         if clock - _announced.get(ticket_id, -60.0) < 30.0:
             continue

@@ -20,7 +20,7 @@ from faust.types import StreamT
 from agents.dead_letters import for_each_event
 from agents.sending import send_all, to_sends
 from agents.topics import revocations_topic, user_emails_topic, users_topic
-from app import app, settings
+from app import app
 from models.base import Event, utcnow
 from models.users import (
     EMAIL_EVENTS,
@@ -31,11 +31,11 @@ from models.users import (
     LoginChanged,
     apply_user_event,
     decide_claim,
+    hash_password,
     revoked_before,
 )
 from tables.replay import Position, Send, decide_once, update_once
 from tables.users import email_watchers, emails, revocations, user_watchers, users
-from web.tokens import hash_password
 
 __all__ = [
     "admin_user_id",
@@ -113,10 +113,12 @@ def admin_user_id(email: str) -> str:
 @app.task
 async def register_first_admin() -> None:
     """Claim SHOP_ADMIN_EMAIL for the first admin, if set (a taken address is left alone)."""
-    if not (settings.admin_email and settings.admin_password):
+    if not (app.settings.admin_email and app.settings.admin_password):
         return
+    settings = app.settings
     email = settings.admin_email
-    password_hash = await hash_password(settings.admin_password)
+    password_hash = await hash_password(settings.admin_password,
+                                        cost=settings.password_hash_cost)
     claim = ClaimEmail.new(email=email, user_id=admin_user_id(email), name="Administrator",
                            password_hash=password_hash, roles=["admin", "customer"],
                            correlation_id="first-admin")

@@ -133,7 +133,7 @@ async def measure_shipping(url: str, records: int, workdir: Path) -> PhaseResult
     rabbit = RabbitConnection(url)
     publisher = RabbitPublisher(rabbit, folder / "outbox.sqlite3")
     shipping = LogShipping(publisher, worker="http://bench")
-    central = CentralLogs(rabbit, folder / "store", send_alerts=False)
+    central = CentralLogs(rabbit, folder / "store")  # no send_alert: alerts go nowhere
     logger = logging.getLogger("web.bench")
     logger.propagate, logger.level = False, logging.INFO
     for service in (rabbit, publisher, shipping, central):

@@ -260,6 +260,8 @@ def _origins(raw: str) -> frozenset[str]:
 
 
 def _cron(raw: str) -> str:
+    # Imported when a crontab setting is read, not with the settings: croniter is slow to
+    # import, and every process that reads the settings (the launcher, the tests) would pay.
     from croniter import croniter
 
     if not croniter.is_valid(raw):

@@ -13,9 +13,14 @@ Only password hashes travel on topics, never passwords.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from models.base import Effect, Event, event_types
 
@@ -37,10 +42,12 @@ __all__ = [
     "UserRegistered",
     "apply_user_event",
     "decide_claim",
+    "hash_password",
     "normalise_email",
     "password_problem",
     "public_user",
     "revoked_before",
+    "verify_password",
 ]
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -269,3 +276,33 @@ def _login_changed(row: Row, cause: Event) -> Effect:
 def public_user(row: Row) -> Row:
     """Return a user row as the API shows it (no hash, no sessions)."""
     return {k: row[k] for k in ("id", "email", "name", "roles", "created_at", "active")}
+
+
+# -- Passwords ------------------------------------------------------------------------------
+# Hashing is CPU work of the users domain (registration, password changes, the first admin),
+# done in a thread so the event loop goes on meanwhile.
+
+
+@cache
+def _hasher(cost: str) -> PasswordHasher:
+    if cost == "light":  # tests: about a millisecond a hash
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+async def hash_password(password: str, *, cost: str) -> str:
+    """Return the argon2id hash of ``password`` at ``cost`` (SHOP_PASSWORD_HASH_COST),
+    computed in a thread."""
+    return await asyncio.to_thread(_hasher(cost).hash, password)
+
+
+def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def verify_password(password_hash: str, password: str, *, cost: str) -> bool:
+    """Return True if ``password`` matches ``password_hash`` (checked in a thread)."""
+    return await asyncio.to_thread(_verify, _hasher(cost), password_hash, password)

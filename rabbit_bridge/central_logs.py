@@ -12,8 +12,9 @@ is under way go in the next one. A record stored before (same ``event_id``; for 
 it came, its last record's, which is its message id) is acknowledged and not stored again.
 
 An ERROR or CRITICAL record is an alert: it stays in the store (``GET /api/admin/alerts``
-reads the alerts back) and an ``admin_alert`` event goes to the Kafka ``notifications``
-topic, keyed ``admins``, for the notifications service.
+reads the alerts back) and its ``admin_alert`` event is handed to ``send_alert``, given by
+``wiring.py``: the notifications agent's ``send_admin_alert`` puts it on the Kafka
+``notifications`` topic, keyed ``admins``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,14 +81,16 @@ class CentralLogs(Service):
 
     def __init__(self, connection: RabbitConnection, folder: Path, *, queue: str = LOGS_QUEUE,
                  binding: str = "#", max_bytes: int = 4 * 1024 * 1024, keep: int = 5,
-                 send_alerts: bool = True, **kwargs: Any) -> None:
+                 send_alert: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.folder = folder
         self.queue_name = queue
         self.binding = binding
         self.max_bytes = max_bytes
         self.keep = keep
-        self.send_alerts = send_alerts
+        #: Where each alert's ``admin_alert`` event goes (None: nowhere).
+        self.send_alert = send_alert
         self.store: LogStore | None = None
         #: Records stored by this service since it started (duplicates not counted).
         self.stored = 0
@@ -196,21 +200,15 @@ class CentralLogs(Service):
     def _raise_alerts(self, batch: list[dict[str, Any]]) -> None:
         threshold = level_number(ALERT_LEVEL)
         alerts = [e for e in batch if level_number(str(e.get("level", ""))) >= threshold]
-        if alerts and self.send_alerts:
+        if alerts and self.send_alert is not None:
             task = asyncio.create_task(self._send_alerts(alerts))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _send_alerts(self, alerts: list[dict[str, Any]]) -> None:
-        from agents.topics import ensure_declared, notifications_topic  # late: need the app
-
-        # This consumer starts before Faust creates the app's topics (seen: 'notifications'
-        # auto-created with 4 partitions against its table's 8, every notification of that
-        # worker dead-lettered).
+        assert self.send_alert is not None
         for entry in alerts:
             try:
-                await ensure_declared(notifications_topic)
-                await notifications_topic.send(
-                    key="admins", value=json.dumps(admin_alert(entry)).encode())
+                await self.send_alert(admin_alert(entry))
                 ALERTS.labels("sent").inc()
             except Exception as exc:
                 ALERTS.labels("failed").inc()

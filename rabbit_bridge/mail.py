@@ -15,8 +15,9 @@ A mail is sent at most once per worker: the sender remembers the ids it sent (bo
 of the consumer's message-id memory, and retries carry their own message ids (``<id>#n``).
 
 Promotion mail starts here too: :class:`PromotionMail` consumes ``promotion.activated`` from
-``shop.promotions`` (its own queue, one delivery per activation across workers) and asks every
-partition of the notifications topic to mail its opted-in users.
+``shop.promotions`` (its own queue, one delivery per activation across workers) and hands it
+to ``broadcast`` (given by ``wiring.py``: the notifications agent asks every partition of the
+notifications topic to mail its opted-in users).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import asyncio
 import json
 import logging
 import smtplib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aio_pika import ExchangeType
@@ -41,9 +42,18 @@ from rabbit_bridge.consumer import QueueConsumer, RecentIds
 from rabbit_bridge.publisher import RabbitPublisher
 from rabbit_bridge.topology import NOTIFICATIONS_QUEUE, PROMOTIONS_EXCHANGE, declare_exchange
 
-__all__ = ["MAIL_DEAD_QUEUE", "MailSender", "PromotionMail", "declare_mail", "retry_queue"]
+__all__ = ["MAIL_DEAD_QUEUE", "Broadcast", "MailSender", "PromotionMail", "declare_mail",
+           "retry_queue"]
 
 log = logging.getLogger(__name__)
+
+
+class Broadcast(Protocol):
+    """Ask for a promotion's mail to every opted-in user; return how many partitions were
+    asked (the notifications agent's ``broadcast_promotion``)."""
+
+    def __call__(self, *, code: str, title: str, body: str, source_id: str) -> Awaitable[int]:
+        ...
 
 MAILS = Counter("shop_mail_total", "Notification mail by kind and outcome "
                 "(sent, retry, dead, duplicate)", ["kind", "outcome"])
@@ -157,8 +167,9 @@ async def declare_promotion_mail(channel: AbstractChannel) -> AbstractQueue:
 class PromotionMail(Service):
     """Turns each promotion.activated into a mail broadcast to every notifications partition."""
 
-    def __init__(self, connection: RabbitConnection, **kwargs: Any) -> None:
+    def __init__(self, connection: RabbitConnection, broadcast: Broadcast, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.broadcast = broadcast
         self.consumer = QueueConsumer(connection, name=PROMOTION_MAIL_QUEUE, prefetch=4,
                                       declare=declare_promotion_mail, handle=self.announce,
                                       requeue_on_error=True)
@@ -169,15 +180,12 @@ class PromotionMail(Service):
 
     async def announce(self, message: AbstractIncomingMessage) -> None:
         """Ask every partition of the notifications topic to mail the promotion."""
-        from agents.notifications import request_broadcast  # late: the agents need the app
-        from models.notifications import PromotionBroadcast
-
         news = json.loads(message.body)
         promotion = dict(news.get("promotion") or {})
         title, text = promotion_text(promotion)
         try:
-            count = await request_broadcast(
-                PromotionBroadcast, code=str(news["code"]), title=title, body=text,
+            count = await self.broadcast(
+                code=str(news["code"]), title=title, body=text,
                 source_id=str(news.get("event_id") or message.message_id))
         except Exception:
             await asyncio.sleep(1.0)  # requeued: not at once

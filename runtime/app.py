@@ -6,7 +6,7 @@ rebalance handling (each in its module of this package; see runtime/README.md).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import TP, TransportT
@@ -19,6 +19,9 @@ from runtime.rebalance import count_assignment, wait_for_streams, wait_limit
 from runtime.tansu_compat import TansuTransport
 from runtime.transport import ShopTransport
 from runtime.web import ShopWeb
+
+if TYPE_CHECKING:  # the type only: the services are made above every layer (wiring.py)
+    from rabbit_bridge.services import Services
 
 __all__ = ["PLAIN_FORMAT", "ShopApp", "console_logging", "lean_monitor"]
 
@@ -42,7 +45,10 @@ class ShopApp(faust.App):
     """The Faust app, on the shop's transport (runtime/transport.py: a producer flush that
     drains), with Tansu's corrections when ``SHOP_KAFKA_COMPAT=tansu``."""
 
+    #: The settings the app was made from (``SHOP_*``).
     settings: Settings
+    #: The worker's services (RabbitMQ, publisher, logs, tasks, mail), made by ``wiring.py``.
+    services: Services
 
     def _new_transport(self) -> TransportT:
         if self.settings.is_tansu:

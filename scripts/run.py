@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from config import ConfigError, Settings
+from config.running_stack import STACK_FILE, write_running_stack
 from scripts.devstack import (
     ROOT,
     Broker,
@@ -35,7 +36,6 @@ from scripts.devstack import (
     start_worker,
     stop_rabbitmq,
 )
-from scripts.running_stack import STACK_FILE, write_running_stack
 
 RUN_DIR = ROOT / "var" / "run"
 

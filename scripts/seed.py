@@ -6,8 +6,7 @@ For every product of the JSON file (default ``scripts/demo_catalog.json``) it se
 products (the file wins over edits) and leaves every stock as it is: a product's initial stock
 is set once. ``--dry-run`` only validates the file.
 
-app.py registers the command with :func:`register_seed`; this module imports neither ``app``
-nor ``agents`` at import time (they import ``app``), so app.py may import it first.
+``wiring.py`` registers the command with :func:`register_seed`.
 """
 
 from __future__ import annotations
@@ -31,15 +30,11 @@ from faust.transport.drivers.aiokafka import server_list
 from faust.types import AppT, TopicT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agents.topics import catalog_topic, inventory_topic
 from models.catalog import ProductSaved
 from models.inventory import Restock
-from scripts.running_stack import use_running_stack_for_commands
 
 __all__ = ["CatalogProduct", "SeedError", "load_catalog", "register_seed"]
-
-# app.py imports this module before it reads the settings, so this is where a command run
-# beside ``make run`` (seed, simulate, send) learns where its broker listens.
-use_running_stack_for_commands()
 
 #: The catalog shipped with the project.
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
@@ -220,9 +215,6 @@ async def send_catalog(products: Sequence[CatalogProduct], catalog: TopicT,
 async def seed_kafka(app: AppT, products: Sequence[CatalogProduct],
                      progress: ProgressBar) -> Summary:
     """Start the app's producer, create the topics if needed, send, flush and stop."""
-    # Imported here: agents.topics imports app, which imports this module.
-    from agents.topics import catalog_topic, inventory_topic
-
     await wait_for_kafka(app)
     producer = app.producer
     try:

@@ -7,8 +7,8 @@ open-loop: an action is due every ``1/rate`` seconds whether or not earlier ones
 at most ``--concurrency`` run at once and a due action with no room is shed (counted). A
 progress line is printed every second and a summary table at the end (``scripts/load_stats``).
 
-app.py registers the command with :func:`register_simulate`; like the seed, this module does
-not import ``app`` (it needs only HTTP).
+``wiring.py`` registers the command with :func:`register_simulate`; this module needs only
+HTTP.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import click
 import faust
 from faust.cli import option
 
+from config.running_stack import read_running_stack
 from scripts.load_stats import Tally
-from scripts.running_stack import read_running_stack
 from scripts.seed import ExitStatusCommand
 from scripts.traffic import (
     Action,

@@ -1,7 +1,7 @@
 """Admin operations over the central log: ``/api/admin/logs``, ``/api/admin/alerts``.
 
 Every worker consumes a share of the one ``logs.central`` queue into its own store
-(rabbit_bridge/central_logs.py), so a read asks every worker of the cluster — the URLs
+(rabbit_bridge/app.services.central_logs.py), so a read asks every worker of the cluster — the URLs
 Faust's assignor knows — with a short timeout, and merges the answers newest first. A worker
 that does not answer is named in ``workers`` (``complete`` is then false), never a 5xx. A
 forwarded request (from another worker, proven by its HMAC) is answered from this worker's
@@ -22,7 +22,7 @@ import aiohttp
 from faust.web import Request, Response
 from pydantic import BaseModel, Field, field_validator
 
-from app import app, central_logs, settings
+from app import app
 from rabbit_bridge.central_logs import ALERT_LEVEL
 from rabbit_bridge.log_records import level_number
 from rabbit_bridge.log_store import LogFilter
@@ -170,7 +170,7 @@ def _normal(url: str) -> str:
 
 async def _ask(url: str, request: Request) -> tuple[list[dict[str, Any]], WorkerAnswer]:
     headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-    headers.update(forwarding_headers(str(app.conf.canonical_url), settings.jwt_secret))
+    headers.update(forwarding_headers(str(app.conf.canonical_url), app.settings.jwt_secret))
     headers[REQUEST_ID_HEADER] = request_id(request)
     target = url + str(request.rel_url)
     try:
@@ -190,11 +190,11 @@ async def _ask(url: str, request: Request) -> tuple[list[dict[str, Any]], Worker
 
 async def gather_records(request: Request, chosen: LogFilter, limit: int) -> dict[str, Any]:
     """Return a LogPage of the records matching ``chosen`` from every worker."""
-    own = await central_logs.read(chosen, limit)
+    own = await app.services.central_logs.read(chosen, limit)
     answers = [own]
-    workers = [WorkerAnswer(url=cluster_urls()[0], ok=central_logs.store is not None,
-                            count=len(own),
-                            error=None if central_logs.store is not None else "no store")]
+    stored = app.services.central_logs.store is not None
+    workers = [WorkerAnswer(url=cluster_urls()[0], ok=stored, count=len(own),
+                            error=None if stored else "no store")]
     if not is_forwarded(request):
         asked = await asyncio.gather(*(_ask(url, request) for url in cluster_urls()[1:]))
         for items, answer in asked:

@@ -19,7 +19,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import dead_letters_topic
-from app import app, settings
+from app import app
 from config.checks import kafka_hosts
 from web.bodies import read_query
 from web.identity import require
@@ -69,7 +69,7 @@ class DeadLetterPage(BaseModel):
 
 
 def _bootstrap() -> list[str]:
-    return [f"{host}:{port}" for host, port in kafka_hosts(settings.kafka_url)]
+    return [f"{host}:{port}" for host, port in kafka_hosts(app.settings.kafka_url)]
 
 
 async def recent_dead_letters(query: DeadLetterQuery) -> dict[str, Any]:

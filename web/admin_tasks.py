@@ -14,7 +14,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.scheduler import schedule_report
-from app import app, task_workers
+from app import app
 from web.identity import require
 from web.openapi import endpoint
 from web.views import ShopView
@@ -78,12 +78,12 @@ class TasksOut(BaseModel):
 
 async def tasks_overview() -> dict[str, Any]:
     """Return every task's schedule, queue depths, and this worker's counts and runs."""
-    depths = await task_workers.depths()
+    depths = await app.services.task_workers.depths()
     schedules = schedule_report()
-    runs = task_workers.report()
+    runs = app.services.task_workers.report()
     return {"scope": SCOPE, "tasks": [
         {"name": name, **schedules[name], **runs[name], **depths[name]}
-        for name in task_workers.tasks]}
+        for name in app.services.task_workers.tasks]}
 
 
 @app.page("/api/admin/tasks")

@@ -15,7 +15,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import users_topic
-from app import app, settings
+from app import app
 from models.users import SessionEnded, SessionRotated, SessionStarted, normalise_email
 from tables.users import emails, user_watchers, users, wait_for
 from web.bodies import read_body
@@ -64,12 +64,12 @@ class RefreshIn(BaseModel):
 def token_answer(access_token: str, refresh_token: str) -> dict[str, Any]:
     """Return the body of a login or refresh answer."""
     return {"access_token": access_token, "refresh_token": refresh_token,
-            "token_type": "bearer", "expires_in": int(settings.access_token_ttl)}
+            "token_type": "bearer", "expires_in": int(app.settings.access_token_ttl)}
 
 
 def refresh_expiry() -> str:
     """Return when a refresh token issued now expires (ISO, UTC)."""
-    return (datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl)).isoformat()
+    return (datetime.now(UTC) + timedelta(seconds=app.settings.refresh_token_ttl)).isoformat()
 
 
 async def _check_password(row: dict[str, Any] | None, password: str) -> bool:

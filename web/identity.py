@@ -8,12 +8,12 @@ token is a 401. Views use :func:`identity`, :func:`require` and :func:`may_see` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
 from faust.web import Request
 
+from tables.users import revocations
 from web.errors import ApiError
 from web.tokens import verify_access_token
 
@@ -81,17 +81,8 @@ def identity(request: Request) -> Identity:
 
 
 def _revoked_before(user_id: str) -> str | None:
-    row = _revocations().get(user_id)
+    row = revocations.get(user_id)
     return row["before"] if row else None
-
-
-@cache
-def _revocations() -> Any:
-    """Return the revocations table (imported late: the app must exist before its tables;
-    once, not on every request)."""
-    from tables.users import revocations
-
-    return revocations
 
 
 def require(request: Request, *roles: str) -> Identity:

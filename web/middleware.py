@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from app import app
 from web.errors import Handler, error_answer, error_response
 
 __all__ = [
@@ -79,9 +80,7 @@ def is_forwarded(request: web.Request | Any, secret: str | None = None) -> bool:
     if not by:
         return False
     if secret is None:
-        from app import settings  # late: the app's shared secret
-
-        secret = settings.jwt_secret
+        secret = app.settings.jwt_secret
     return hmac.compare_digest(request.headers.get(FORWARD_PROOF, ""), _proof(by, secret))
 
 

@@ -14,7 +14,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field, StrictBool
 
 from agents.topics import notifications_topic
-from app import app, settings
+from app import app
 from models.inbox import preferences, public_item
 from models.notifications import NotificationRead, PreferencesSet
 from tables.notifications import inboxes
@@ -103,7 +103,7 @@ async def admin_alerts(request: Request, limit: int) -> dict[str, Any] | None:
         return {"items": page["items"], "unread": page["unread"]}
     headers = {k: v for k, v in request.headers.items()
                if k.lower().startswith("x-") or k.lower() == "authorization"}
-    headers.update(forwarding_headers(str(app.conf.canonical_url), settings.jwt_secret))
+    headers.update(forwarding_headers(str(app.conf.canonical_url), app.settings.jwt_secret))
     url = f"{str(owner).rstrip('/')}/api/notifications?scope=admins&limit={limit}"
     try:
         async with app.http_client.get(url, headers=headers) as answer:

@@ -23,7 +23,7 @@ from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
-from app import app, settings
+from app import app
 from models.inbox import newer_than, public_item
 from tables.notifications import inbox_watchers, inboxes
 from web.bodies import read_query
@@ -117,7 +117,7 @@ async def relay(request: Request, owner: str) -> Response:
     """Relay the stream from the worker that owns the caller's key, as it comes."""
     incoming = cast(aioweb.Request, request)
     headers = {k: incoming.headers[k] for k in _RELAYED if k in incoming.headers}
-    headers.update(forwarding_headers(str(app.conf.canonical_url), settings.jwt_secret))
+    headers.update(forwarding_headers(str(app.conf.canonical_url), app.settings.jwt_secret))
     url = f"{owner.rstrip('/')}{incoming.path_qs}"
     timeout = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=None)
     out: aioweb.StreamResponse | None = None

@@ -11,7 +11,7 @@ from typing import Any, cast
 from faust.tables.recovery import Recovery
 from faust.web import Request, Response
 
-from app import app, publisher, rabbit, settings
+from app import app
 from runtime.tables import tables_ready
 from tables.users import emails
 from web.routing import Unavailable, owner_url
@@ -32,6 +32,7 @@ async def readiness() -> dict[str, Any]:
     if kafka_ready:
         kafka["assigned_partitions"] = len(app.consumer.assignment())
         kafka["partitions_not_fetched"] = partitions_not_fetched()
+    rabbit, publisher = app.services.rabbit, app.services.publisher
     rabbitmq: dict[str, Any] = {
         "ready": rabbit.is_connected, "error": rabbit.last_error,
         "outbox_depth": publisher.outbox_depth, "pending": publisher.pending}
@@ -52,13 +53,13 @@ async def first_admin_ready() -> bool:
     once the row is there; a deploy that waits for its workers' ``/ready`` then logs in.
     Any other worker only routes the login there.
     """
-    if not (settings.admin_email and settings.admin_password):
+    if not (app.settings.admin_email and app.settings.admin_password):
         return True
     try:
-        owner = await owner_url(emails.name, settings.admin_email)
+        owner = await owner_url(emails.name, app.settings.admin_email)
     except Unavailable:
         return False
-    return owner is not None or emails.get(settings.admin_email) is not None
+    return owner is not None or emails.get(app.settings.admin_email) is not None
 
 
 def partitions_not_fetched() -> dict[str, str]:

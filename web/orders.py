@@ -18,7 +18,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import orders_topic
-from app import app, settings
+from app import app
 from models.base import Event, utcnow
 from models.orders import (
     SETTLED,
@@ -247,7 +247,7 @@ async def current_order(order_id: str, request: Request) -> dict[str, Any] | Non
         return public_order(row) if row else None
     headers = {k: v for k, v in request.headers.items()
                if k.lower().startswith("x-") or k.lower() == "authorization"}
-    headers.update(forwarding_headers(str(app.conf.canonical_url), settings.jwt_secret))
+    headers.update(forwarding_headers(str(app.conf.canonical_url), app.settings.jwt_secret))
     async with app.http_client.get(f"{str(owner).rstrip('/')}/api/orders/{order_id}",
                                    headers=headers) as answer:
         return cast(dict[str, Any], await answer.json()) if answer.status == 200 else None

@@ -23,7 +23,7 @@ from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
-from app import app, settings
+from app import app
 from models.base import utcnow
 from models.support_board import sla_figures
 from tables.support import feed_entries, support_dashboard
@@ -89,7 +89,7 @@ hub = FeedHub()
 def current_figures() -> dict[str, Any]:
     """Return the SLA figures as this worker's dashboard copy has them now."""
     return sla_figures(support_dashboard.get("sla"), utcnow(),
-                       settings.support_first_response_target)
+                       app.settings.support_first_response_target)
 
 
 @app.page("/api/support/sla")

@@ -5,7 +5,8 @@
   is accepted (``alg: none`` and every other algorithm are refused).
 - :func:`new_refresh_token` / :func:`parse_refresh_token`: an opaque
   ``<user id>.<token id>.<secret>``; the server keeps only the SHA-256 of the secret.
-- :func:`hash_password` / :func:`verify_password`: argon2id in a thread, never on the loop.
+- :func:`hash_password` / :func:`verify_password`: argon2id in a thread, never on the loop
+  (``models/users.py``), at the cost the settings name.
 
 The functions take the secret, lifetimes and time as arguments (defaults from the app's
 settings), so tests drive them without a clock or an app.
@@ -13,7 +14,6 @@ settings), so tests drive them without a clock or an app.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
@@ -26,10 +26,9 @@ from functools import cache
 from typing import NamedTuple
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from config import Settings
+from models import users
 from web.errors import ApiError
 
 __all__ = [
@@ -59,11 +58,13 @@ class InvalidToken(ApiError):
 
 @cache
 def _settings() -> Settings:
-    """Return the app's settings (imported late, so tests need no app; once, not on every
-    request)."""
-    from app import settings
+    """Return the app's settings, the defaults of the functions below."""
+    # Imported when first needed, not with this module: the benchmarks, the recommendation
+    # evaluation and the tests sign tokens with secrets of their own, without building the
+    # worker's Faust app.
+    from app import app
 
-    return settings
+    return app.settings
 
 
 def issue_access_token(user_id: str, roles: Iterable[str], *, secret: str | None = None,
@@ -171,29 +172,15 @@ def same_secret(stored_hash: str, presented_hash: str) -> bool:
 # -- Passwords ------------------------------------------------------------------------------
 
 
-@cache
-def _hasher(cost: str) -> PasswordHasher:
-    if cost == "light":  # tests: about a millisecond a hash
-        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    return PasswordHasher()
-
-
 def _cost(cost: str | None) -> str:
     return cost if cost is not None else _settings().password_hash_cost
 
 
 async def hash_password(password: str, *, cost: str | None = None) -> str:
-    """Return the argon2id hash of ``password`` (computed in a thread)."""
-    return await asyncio.to_thread(_hasher(_cost(cost)).hash, password)
-
-
-def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
-    try:
-        return hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    """Return the argon2id hash of ``password`` at the settings' cost (models/users.py)."""
+    return await users.hash_password(password, cost=_cost(cost))
 
 
 async def verify_password(password_hash: str, password: str, *, cost: str | None = None) -> bool:
-    """Return True if ``password`` matches ``password_hash`` (checked in a thread)."""
-    return await asyncio.to_thread(_verify, _hasher(_cost(cost)), password_hash, password)
+    """Return True if ``password`` matches ``password_hash`` (models/users.py)."""
+    return await users.verify_password(password_hash, password, cost=_cost(cost))

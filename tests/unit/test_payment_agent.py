@@ -69,8 +69,8 @@ async def test_a_call_that_raises_is_a_fault_of_its_try(sent: AsyncMock,
 
 async def test_a_call_past_the_timeout_is_a_timeout_fault(sent: AsyncMock,
                                                           provider: SimulatedProvider) -> None:
-    quick = dataclasses.replace(agent.settings, payment_call_timeout=0.05)
-    with patch.object(agent, "settings", quick):
+    quick = dataclasses.replace(agent.app.settings, payment_call_timeout=0.05)
+    with patch.object(agent.app, "settings", quick):
         agent.call_provider(dataclasses.replace(CALL, payment_method="pm_card_timeout"))
         await settle()
     [answered] = answers(sent)

@@ -1,5 +1,5 @@
 """What ``make run`` starts, and how the commands beside it find it (scripts/run.py,
-scripts/running_stack.py), without starting anything."""
+config/running_stack.py), without starting anything."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import socket
 from pathlib import Path
 
 from config import Settings
-from scripts.devstack import preferred_port
-from scripts.run import DEV_ADMIN_EMAIL, _development_admin
-from scripts.running_stack import (
+from config.running_stack import (
     read_running_stack,
     use_running_stack,
     use_running_stack_for_commands,
     write_running_stack,
 )
+from scripts.devstack import preferred_port
+from scripts.run import DEV_ADMIN_EMAIL, _development_admin
 
 STACK = {"kafka_url": "kafka://127.0.0.1:19092", "kafka_compat": "tansu",
          "rabbit_url": "amqp://guest:guest@127.0.0.1:5672/", "workers": ["http://127.0.0.1:6066"]}

@@ -147,7 +147,9 @@ def test_log_records_carry_the_request_id() -> None:
 
 
 async def test_only_a_proven_forward_skips_the_rate_limit(gateway: TestClient) -> None:
-    from app import settings
+    from app import app
+
+    settings = app.settings
 
     claimed = {"X-Caller": "d", "X-Shop-Forwarded-By": "http://worker-2:6066"}
     statuses = [(await gateway.get("/api/who", headers=claimed)).status for _ in range(4)]
@@ -258,7 +260,9 @@ async def test_the_gateway_answers_cors_preflights_for_allowed_origins_only(
 
 
 async def test_the_gateway_skips_the_limit_only_for_a_proven_forward(fused: TestClient) -> None:
-    from app import settings
+    from app import app
+
+    settings = app.settings
 
     claimed = {"X-Caller": "d", "X-Shop-Forwarded-By": "http://worker-2:6066"}
     statuses = [(await fused.get("/api/who", headers=claimed)).status for _ in range(4)]

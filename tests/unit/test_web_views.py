@@ -25,7 +25,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.topics import analytics_topic
-from app import app, settings
+from app import app
 from models.analytics import Tracked, tracked_items
 from models.base import event_from_data, json_object
 from web.analytics import MAX_BATCH
@@ -76,7 +76,7 @@ async def test_health_answers_ok_and_names_the_worker(client: TestClient) -> Non
     response = await client.get("/health")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
-    assert response.headers[SERVED_BY] == settings.canonical_url
+    assert response.headers[SERVED_BY] == app.settings.canonical_url
 
 
 async def test_ready_is_503_until_kafka_and_rabbitmq_are_ready(client: TestClient) -> None:
@@ -95,7 +95,7 @@ async def test_an_unknown_route_is_the_json_404(client: TestClient) -> None:
     assert await error_of(response) == {
         "code": "not_found", "message": "no route for /api/nothing-here", "details": None,
     }
-    assert response.headers[SERVED_BY] == settings.canonical_url
+    assert response.headers[SERVED_BY] == app.settings.canonical_url
 
 
 async def test_a_wrong_method_is_the_json_405(client: TestClient) -> None:
