@@ -51,9 +51,11 @@ chromium:
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
+# ruff, mypy, then the import contracts of setup.cfg (layers import downward only)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache
