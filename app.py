@@ -43,7 +43,9 @@ def load_settings() -> Settings:
 
 def create_app(settings: Settings) -> ShopApp:
     """Build the Faust app from ``settings`` (the layers are discovered at worker start;
-    ``web/server.py`` adds the web middleware)."""
+    ``web/server.py`` adds the web middleware), with the shop's loggers at its log level."""
+    for name in SHOP_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
     shop = ShopApp(
         settings.app_id,
         broker=settings.kafka_url,
@@ -77,13 +79,9 @@ def create_app(settings: Settings) -> ShopApp:
         web_application_options={"client_max_size": 1024 * 1024},
     )
     shop.settings = settings
+    setup_prometheus_sensors(shop, name_prefix="shop")
+    shop.monitor = lean_monitor(shop.monitor)
     return shop
 
 
-settings = load_settings()
-for name in SHOP_LOGGERS:
-    logging.getLogger(name).setLevel(settings.log_level)
-
-app = create_app(settings)
-setup_prometheus_sensors(app, name_prefix="shop")
-app.monitor = lean_monitor(app.monitor)
+app = create_app(load_settings())
