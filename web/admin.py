@@ -205,7 +205,6 @@ async def gather_records(request: Request, chosen: LogFilter, limit: int) -> dic
             "complete": all(w.ok for w in workers)}
 
 
-@app.page("/api/admin/logs")
 @endpoint("GET", "/api/admin/logs", query=LogQuery, response=LogPage, roles=("admin",))
 class LogsView(ShopView):
     """The central log, newest first, from every worker of the cluster."""
@@ -217,7 +216,6 @@ class LogsView(ShopView):
         return self.json(await gather_records(request, query.chosen(), query.limit))
 
 
-@app.page("/api/admin/alerts")
 @endpoint("GET", "/api/admin/alerts", query=AlertQuery, response=LogPage, roles=("admin",))
 class AlertsView(ShopView):
     """The latest alerts: ERROR and CRITICAL log records, newest first."""
@@ -230,7 +228,6 @@ class AlertsView(ShopView):
                                               query.limit))
 
 
-@app.page("/api/admin/logs/test")
 @endpoint("POST", "/api/admin/logs/test", body=TestRecordIn, response=TestRecordOut,
           status=202, roles=("admin",))
 class TestRecordView(ShopView):

@@ -132,7 +132,6 @@ def _matches(letter: dict[str, Any], query: DeadLetterQuery) -> bool:
             and (query.source_topic is None or letter.get("source_topic") == query.source_topic))
 
 
-@app.page("/api/admin/dead-letters")
 @endpoint("GET", "/api/admin/dead-letters", query=DeadLetterQuery, response=DeadLetterPage,
           roles=("admin",))
 class DeadLettersView(ShopView):

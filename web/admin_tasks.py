@@ -86,7 +86,6 @@ async def tasks_overview() -> dict[str, Any]:
         for name in app.services.task_workers.tasks]}
 
 
-@app.page("/api/admin/tasks")
 @endpoint("GET", "/api/admin/tasks", roles=("admin",), response=TasksOut)
 class AdminTasksView(ShopView):
     """The task scheduler: per task its schedule, next run, queue depths, failures, runs."""

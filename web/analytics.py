@@ -15,7 +15,6 @@ from faust.web import Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from agents.tracking import collector
-from app import app
 from models.analytics import Tracked
 from models.base import new_event_id, utcnow
 from tables.analytics import public_view, session_activity
@@ -49,7 +48,6 @@ class TrackingBatch(BaseModel):
     events: list[TrackedIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-@app.page("/api/events")
 @endpoint("POST", "/api/events", body=TrackingBatch, status=202, response=TrackingAccepted)
 class TrackingView(ShopView):
     """Accept tracked behaviours (202) once they are on the analytics topic."""
@@ -77,7 +75,6 @@ class TrackingView(ShopView):
         return self.json({"accepted": len(events)}, status=202)
 
 
-@app.page("/api/analytics/sessions/{session_id}")
 @endpoint("GET", "/api/analytics/sessions/{session_id}", roles=("admin",), errors=(503,))
 class SessionActivityView(ShopView):
     """The activity of one browsing session (admin)."""

@@ -22,7 +22,6 @@ from typing import Any, Literal
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
-from app import app
 from models.analytics import (
     HOP_SIZE,
     MINUTE,
@@ -170,7 +169,6 @@ async def off_loop(read: Callable[..., dict[str, Any]], window: str, *args: Any)
     return await asyncio.to_thread(read, window, *args)
 
 
-@app.page("/api/analytics/summary")
 @endpoint("GET", "/api/analytics/summary", query=SummaryQuery, roles=("admin",),
           response=SummaryOut)
 class SummaryView(ShopView):
@@ -182,7 +180,6 @@ class SummaryView(ShopView):
         return self.json(await off_loop(current_summary, window))
 
 
-@app.page("/api/analytics/products/top")
 @endpoint("GET", "/api/analytics/products/top", query=TopQuery, roles=("admin",),
           response=TopOut)
 class TopProductsView(ShopView):
@@ -250,7 +247,6 @@ def table_rows(name: str) -> dict[str, Any]:
     return {"name": name, "description": description, "columns": columns, "rows": out}
 
 
-@app.page("/api/analytics/tables/{name}")
 @endpoint("GET", "/api/analytics/tables/{name}", roles=("admin",), response=TableOut,
           errors=(404,))
 class AnalyticsTableView(ShopView):

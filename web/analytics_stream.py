@@ -20,7 +20,6 @@ from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
-from app import app
 from web.analytics_figures import SummaryOut, current_summary
 from web.bodies import read_query
 from web.identity import require
@@ -42,7 +41,6 @@ class AnalyticsStreamQuery(BaseModel):
     wait: float = Field(default=3600.0, gt=0, le=24 * 3600.0)
 
 
-@app.page("/api/analytics/stream")
 @endpoint("GET", "/api/analytics/stream", query=AnalyticsStreamQuery, roles=("admin",),
           response=SummaryOut, errors=(406,),
           summary="The live 10-minute analytics summary (server-sent events 'summary').")

@@ -92,7 +92,6 @@ def client_address(request: Request) -> str:
     return str(getattr(request, "remote", "") or "?")
 
 
-@app.page("/api/auth/login")
 @endpoint("POST", "/api/auth/login", body=LoginIn, response=TokensOut, errors=(401, 403, 429))
 class LoginView(ShopView):
     """Log in: an access token and a refresh token; 401 for a wrong e-mail or password."""
@@ -127,7 +126,6 @@ class LoginView(ShopView):
         return await on_owner(emails.name, email, request, local)
 
 
-@app.page("/api/auth/refresh")
 @endpoint("POST", "/api/auth/refresh", body=RefreshIn, response=TokensOut, errors=(401,))
 class RefreshView(ShopView):
     """Swap a refresh token for new tokens; the old refresh token stops working."""
@@ -167,7 +165,6 @@ class RefreshView(ShopView):
         return await on_owner(users.name, user_id, request, local)
 
 
-@app.page("/api/auth/logout")
 @endpoint("POST", "/api/auth/logout", body=RefreshIn, response=LoggedOut, errors=(401,))
 class LogoutView(ShopView):
     """Revoke a refresh token (an unknown or already revoked one is fine too)."""

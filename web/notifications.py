@@ -115,7 +115,6 @@ async def admin_alerts(request: Request, limit: int) -> dict[str, Any] | None:
     return {"items": page["items"], "unread": page["unread"]}
 
 
-@app.page("/api/notifications")
 @endpoint("GET", "/api/notifications", query=ListQuery, roles=(), response=NotificationPage,
           errors=(503,), summary="The caller's notifications, newest first, and the unread "
                                  "count (admins also get the admins' alerts).")
@@ -143,7 +142,6 @@ class NotificationsView(ShopView):
         return await on_owner(inboxes.name, caller.user_id, request, local)
 
 
-@app.page("/api/notifications/{notification_id}/read")
 @endpoint("POST", "/api/notifications/{notification_id}/read", roles=(), status=202,
           response=ReadOut, errors=(404, 503),
           summary="Mark one of the caller's notifications as read.")
@@ -165,7 +163,6 @@ class ReadView(ShopView):
         return await on_owner(inboxes.name, caller.user_id, request, local)
 
 
-@app.page("/api/notifications/preferences")
 @endpoint("GET", "/api/notifications/preferences", roles=(), response=PreferencesOut,
           errors=(503,), summary="The caller's mail preferences.")
 @endpoint("PUT", "/api/notifications/preferences", roles=(), body=PreferencesIn, status=202,

@@ -59,7 +59,6 @@ def start_after(request: Request, query: StreamQuery) -> int | None:
     return query.after
 
 
-@app.page("/api/notifications/stream")
 @endpoint("GET", "/api/notifications/stream", query=StreamQuery, roles=(),
           response=NotificationOut, errors=(406, 503),
           summary="The caller's notifications as server-sent events (the id is the "

@@ -1,9 +1,10 @@
 """The OpenAPI 3.1 document of the HTTP API, built from declarations next to the views.
 
 Each view declares its operations with :func:`endpoint` (a class decorator, or a call on the
-view class where the view is made by a factory)::
+view class where the view is made by a factory), which also registers the view at its path
+on the app's web server (``app.page``): the path is written once, and the route and the
+document cannot disagree::
 
-    @app.page("/api/products")
     @endpoint("GET", "/api/products", query=ListingQuery, response=ProductList)
     @endpoint("POST", "/api/products", body=ProductIn, roles=("admin",), status=202)
     class ProductsView(ShopView):
@@ -257,6 +258,10 @@ def endpoint(method: str, path: str, *, body: type[BaseModel] | None = None,
         handler = getattr(view, method.lower(), None)
         own_doc = handler.__doc__ if handler is not None and handler.__doc__ else None
         view_doc = view.__doc__ if view.__doc__ not in (None, ShopView.__doc__) else None
+        served = view.__dict__.get("view_path")
+        if served is not None and served != path:
+            raise ValueError(f"{view.__qualname__} is served at {served}, not {path}: "
+                             "one view class per path")
         found = ENDPOINTS.get((method, path))
         if found is not None and found.view != view.__qualname__:
             raise ValueError(f"{method} {path} is declared twice ({found.view}, "
@@ -268,6 +273,8 @@ def endpoint(method: str, path: str, *, body: type[BaseModel] | None = None,
             body=body, query=query, response=response, status=status, roles=roles,
             errors=tuple(errors), headers=dict(headers or {}), view=view.__qualname__,
             also=more)
+        if served is None:
+            app.page(path)(view)  # the view's route, once for all its methods
         return view
 
     return declare
@@ -387,7 +394,6 @@ def document(endpoints: Iterable[Endpoint] | None = None) -> dict[str, Any]:
     }
 
 
-@app.page("/api/openapi.json")
 @endpoint("GET", "/api/openapi.json")
 class OpenApiView(ShopView):
     """The OpenAPI 3.1 document of this API."""

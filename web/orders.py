@@ -153,7 +153,6 @@ class ListQuery(BaseModel):
     per_page: int = Field(default=20, ge=1, le=50)
 
 
-@app.page("/api/orders")
 @endpoint("GET", "/api/orders", query=ListQuery, roles=(), response=OrderPage, errors=(503,),
           summary="The caller's orders, newest first (admins may name ?user_id=).")
 @endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=202,
@@ -217,7 +216,6 @@ class OrdersView(ShopView):
         return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
 
 
-@app.page("/api/orders/{order_id}")
 @endpoint("GET", "/api/orders/{order_id}", query=WaitQuery, roles=(), response=OrderOut,
           errors=(503,), also={202: "?wait=N ran out before the order settled: the order as "
                                     "it is now"})
@@ -289,22 +287,21 @@ async def _wait_for_change(order_id: str, before: dict[str, Any],
         return orders.get(order_id) or before
 
 
-app.page("/api/orders/{order_id}/cancel")(endpoint(
+endpoint(
     "POST", "/api/orders/{order_id}/cancel", query=WaitQuery, roles=("customer", "admin"),
     status=202, response=OrderOut, errors=(409, 503),
     summary="Cancel an order (owner or admin); a charged order is refunded.")(
-        order_action("cancel", ("customer", "admin"), CancelRequested)))
-app.page("/api/orders/{order_id}/ship")(endpoint(
+        order_action("cancel", ("customer", "admin"), CancelRequested))
+endpoint(
     "POST", "/api/orders/{order_id}/ship", query=WaitQuery, roles=("admin",), status=202,
     response=OrderOut, errors=(409, 503), summary="Ship a confirmed order (admin).")(
-        order_action("ship", ("admin",), ShipRequested)))
-app.page("/api/orders/{order_id}/deliver")(endpoint(
+        order_action("ship", ("admin",), ShipRequested))
+endpoint(
     "POST", "/api/orders/{order_id}/deliver", query=WaitQuery, roles=("admin",), status=202,
     response=OrderOut, errors=(409, 503), summary="Mark a shipped order delivered (admin).")(
-        order_action("deliver", ("admin",), DeliverRequested)))
+        order_action("deliver", ("admin",), DeliverRequested))
 
 
-@app.page("/api/payments/{order_id}")
 @endpoint("GET", "/api/payments/{order_id}", roles=(), errors=(503,))
 class PaymentView(ShopView):
     """The payment of an order (owner or admin)."""

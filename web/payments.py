@@ -20,7 +20,6 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.payments import provider
-from app import app
 from tables.payments import payments
 from web.errors import NotFound
 from web.identity import require
@@ -77,7 +76,6 @@ def provider_ledger(order_id: str) -> dict[str, Any] | None:
     return {**ledger, "payment": payment}
 
 
-@app.page("/api/admin/payments/{order_id}/provider")
 @endpoint("GET", "/api/admin/payments/{order_id}/provider", roles=("admin",),
           response=ProviderLedgerOut, errors=(503,))
 class ProviderLedgerView(ShopView):

@@ -8,7 +8,6 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import catalog_topic, inventory_topic
-from app import app
 from models.catalog import ProductSaved, choose_listing
 from models.inventory import Restock, Stock
 from tables.catalog import catalog
@@ -82,7 +81,6 @@ async def save_product(fields: dict[str, Any]) -> None:
     await (await catalog_topic.send(key=saved.sku, value=saved.dumps()))
 
 
-@app.page("/api/products")
 @endpoint("GET", "/api/products", query=ListingQuery, response=ProductPage,
           summary="List the catalog with availability (anyone).")
 @endpoint("POST", "/api/products", body=ProductIn, roles=("admin",), status=202,
@@ -111,7 +109,6 @@ class ProductsView(ShopView):
         return self.json({**fields, "stock_level": None}, status=202)
 
 
-@app.page("/api/products/{sku}")
 @endpoint("GET", "/api/products/{sku}", response=ProductOut,
           summary="Read one product (anyone).")
 @endpoint("PATCH", "/api/products/{sku}", body=ProductPatch, roles=("admin",), status=202,
@@ -136,7 +133,6 @@ class ProductView(ShopView):
         return self.json(public_product(fields), status=202)
 
 
-@app.page("/api/inventory/{sku}/restock")
 @endpoint("POST", "/api/inventory/{sku}/restock", body=RestockIn, roles=("admin",),
           status=202, response=RestockOut)
 class RestockView(ShopView):
@@ -152,7 +148,6 @@ class RestockView(ShopView):
         return self.json({"sku": sku, "quantity": body.quantity}, status=202)
 
 
-@app.page("/api/inventory/{sku}")
 @endpoint("GET", "/api/inventory/{sku}", roles=("admin",), response=InventoryOut,
           errors=(503,))
 class InventoryView(ShopView):

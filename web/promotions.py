@@ -16,7 +16,6 @@ from faust.web import Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
 from agents.topics import promotions_topic
-from app import app
 from models.base import Event, utcnow
 from models.promotions import (
     PromotionDeleted,
@@ -162,7 +161,6 @@ def _iso(at: datetime | str) -> str:
     return at.astimezone(utcnow().tzinfo).isoformat()
 
 
-@app.page("/api/promotions")
 @endpoint("GET", "/api/promotions", query=ListQuery, response=PromotionList,
           summary="List the active promotions (anyone; admins see every code and its use).")
 @endpoint("POST", "/api/promotions", body=PromotionIn, roles=("admin",), status=201,
@@ -197,7 +195,6 @@ class PromotionsView(ShopView):
                          status=201 if shown else 202, headers=headers)
 
 
-@app.page("/api/promotions/{code}")
 @endpoint("GET", "/api/promotions/{code}", response=PromotionOut,
           summary="Read a promotion (anyone while it is active; admins: any).")
 @endpoint("PATCH", "/api/promotions/{code}", body=PromotionPatch, roles=("admin",),

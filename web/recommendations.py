@@ -18,7 +18,6 @@ from __future__ import annotations
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
-from app import app
 from models.recommendations import recent_skus, recommend, similar
 from tables.catalog import catalog
 from tables.recommendations import POPULAR, item_key, item_model, user_behaviour
@@ -64,7 +63,6 @@ def scored(items: list[tuple[str, float]]) -> list[dict[str, object]]:
     return [{"sku": sku, "score": score} for sku, score in items]
 
 
-@app.page("/api/recommendations/{user_id}")
 @endpoint("GET", "/api/recommendations/{user_id}", query=LimitQuery, roles=(),
           response=RecommendationsOut, errors=(404, 503),
           summary="Recommended products for a user (self or admin).")
@@ -85,7 +83,6 @@ class RecommendationsView(ShopView):
         return self.json({"user_id": user_id, "items": scored(items)})
 
 
-@app.page("/api/products/{sku}/similar")
 @endpoint("GET", "/api/products/{sku}/similar", query=LimitQuery, response=SimilarOut,
           errors=(404,), summary="Products seen together with a product (anyone).")
 class SimilarView(ShopView):

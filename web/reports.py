@@ -13,7 +13,6 @@ from datetime import date, timedelta
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
-from app import app
 from models.base import utcnow
 from models.reports import day_totals
 from tables.reports import reports
@@ -66,7 +65,6 @@ class PopularOut(BaseModel):
     items: list[PopularProduct]
 
 
-@app.page("/api/admin/reports/daily")
 @endpoint("GET", "/api/admin/reports/daily", roles=("admin",), query=DailyReportQuery,
           response=DailyReportOut, errors=(404,))
 class DailyReportView(ShopView):
@@ -85,7 +83,6 @@ class DailyReportView(ShopView):
         return self.json({k: v for k, v in report.items() if not k.startswith("_")})
 
 
-@app.page("/api/reports/popular")
 @endpoint("GET", "/api/reports/popular", response=PopularOut)
 class PopularProductsView(ShopView):
     """The popular products (most units confirmed over the last days), best first."""

@@ -18,7 +18,6 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import support_topic
-from app import app
 from models.base import Event
 from models.orders import request_digest
 from models.support import (
@@ -98,7 +97,6 @@ async def check_own_order(order_id: str, caller: Identity, request: Request) -> 
             {"field": "order_id", "problem": f"no order {order_id!r} of yours"}])
 
 
-@app.page("/api/support/tickets")
 @endpoint("GET", "/api/support/tickets", query=ListQuery, roles=(), response=TicketPage,
           errors=(503,), summary="Tickets, newest first: a customer's own; support and "
                                  "admins see all (filters status, assignee).")
@@ -189,7 +187,6 @@ def visible_ticket(caller: Identity, ticket_id: str) -> Ticket:
     return ticket
 
 
-@app.page("/api/support/tickets/{ticket_id}")
 @endpoint("GET", "/api/support/tickets/{ticket_id}", roles=(), response=TicketOut,
           errors=(503,))
 class TicketView(ShopView):
@@ -265,8 +262,8 @@ _ACTIONS: dict[str, tuple[str, type[BaseModel] | None, tuple[str, ...], str]] = 
 
 for _path, (_action, _body, _roles, _summary) in _ACTIONS.items():
     _route = f"/api/support/tickets/{{ticket_id}}/{_path}"
-    app.page(_route)(endpoint(
+    endpoint(
         "POST", _route, body=_body, query=WaitQuery, roles=_roles, response=TicketOut,
         errors=(409, 503), summary=_summary,
         also={202: "?wait ran out before the support agent applied it: the ticket as it "
-                   "is now"})(ticket_action(_action, _body)))
+                   "is now"})(ticket_action(_action, _body))

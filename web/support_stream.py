@@ -92,7 +92,6 @@ def current_figures() -> dict[str, Any]:
                        app.settings.support_first_response_target)
 
 
-@app.page("/api/support/sla")
 @endpoint("GET", "/api/support/sla", roles=("support", "admin"), response=SlaOut)
 class SlaView(ShopView):
     """Support SLA figures: first response and resolution times, open tickets by age."""
@@ -130,7 +129,6 @@ def _last_event_id(request: Request) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-@app.page("/api/support/stream")
 @endpoint("GET", "/api/support/stream", query=StreamQuery, roles=("support", "admin"),
           response=FeedOut, errors=(406,),
           summary="The live support dashboard (server-sent events): new tickets, comments, "

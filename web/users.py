@@ -14,7 +14,6 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from agents.topics import user_emails_topic, users_topic
-from app import app
 from models.base import Event
 from models.users import (
     ClaimEmail,
@@ -83,7 +82,6 @@ class ProfileIn(BaseModel):
         return None if value is None else _password(value)
 
 
-@app.page("/api/users")
 @endpoint("POST", "/api/users", body=RegisterIn, status=201, response=UserOut,
           errors=(409, 503))
 class RegisterView(ShopView):
@@ -151,7 +149,6 @@ async def own_row(user_id: str) -> dict[str, Any]:
     return row
 
 
-@app.page("/api/users/me")
 @endpoint("GET", "/api/users/me", roles=(), response=UserOut, errors=(404, 503),
           summary="The caller's own profile.")
 @endpoint("PATCH", "/api/users/me", body=ProfileIn, roles=(), response=UserOut,
@@ -187,7 +184,6 @@ class MeView(ShopView):
         return await on_owner(users.name, caller.user_id, request, local)
 
 
-@app.page("/api/users/{user_id}")
 @endpoint("GET", "/api/users/{user_id}", roles=(), response=UserOut, errors=(503,))
 class UserView(ShopView):
     """One user (the user themself or an admin)."""
@@ -203,7 +199,6 @@ class UserView(ShopView):
         return self.json(public_user(row))
 
 
-@app.page("/api/users/{user_id}/deactivate")
 @endpoint("POST", "/api/users/{user_id}/deactivate", roles=("admin",), response=UserOut,
           errors=(503,))
 class DeactivateView(ShopView):

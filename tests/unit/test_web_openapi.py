@@ -237,3 +237,25 @@ def test_also_takes_only_other_success_statuses() -> None:
 
 def test_a_waited_on_order_still_open_is_documented_as_202(doc: dict[str, Any]) -> None:
     assert "202" in doc["paths"]["/api/orders/{order_id}"]["get"]["responses"]
+
+
+def test_every_declared_path_is_the_route_of_its_view() -> None:
+    """@endpoint registers the route too: each declared path is served by the view declared."""
+    app.discover()
+    assert len(ENDPOINTS) > 40
+    routes = {(route.method, route.resource.canonical)
+              for route in app.web.web_app.router.routes() if route.resource is not None}
+    for (method, path), _ in ENDPOINTS.items():
+        assert (method, path) in routes or ("*", path) in routes, f"{method} {path} not served"
+
+
+def test_a_view_class_is_served_at_one_path() -> None:
+    from web.openapi import endpoint
+    from web.views import ShopView
+
+    class Elsewhere(ShopView):
+        view_path = "/api/elsewhere"  # as if registered there already
+
+    with pytest.raises(ValueError, match="one view class per path"):
+        endpoint("GET", "/api/other-place")(Elsewhere)
+    assert ("GET", "/api/other-place") not in ENDPOINTS
