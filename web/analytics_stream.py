@@ -18,12 +18,12 @@ import time
 
 from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
-from pydantic import BaseModel, Field
 
 from web.analytics_figures import SummaryOut, current_summary
 from web.bodies import read_query
 from web.identity import require
 from web.openapi import endpoint
+from web.queries import StreamQuery
 from web.streams import track_stream
 from web.support_stream import NotAcceptable
 from web.views import ShopView
@@ -35,13 +35,7 @@ CHECK_S = 1.0
 KEEPALIVE_S = 15.0
 
 
-class AnalyticsStreamQuery(BaseModel):
-    """``?wait=N``: seconds to keep the stream open (then it ends; clients reconnect)."""
-
-    wait: float = Field(default=3600.0, gt=0, le=24 * 3600.0)
-
-
-@endpoint("GET", "/api/analytics/stream", query=AnalyticsStreamQuery, roles=("admin",),
+@endpoint("GET", "/api/analytics/stream", query=StreamQuery, roles=("admin",),
           response=SummaryOut, errors=(406,),
           summary="The live 10-minute analytics summary (server-sent events 'summary').")
 class AnalyticsStreamView(ShopView):
@@ -49,7 +43,7 @@ class AnalyticsStreamView(ShopView):
 
     async def get(self, request: Request) -> Response:
         require(request, "admin")
-        seconds = read_query(request, AnalyticsStreamQuery).wait
+        seconds = read_query(request, StreamQuery).wait
         if "text/event-stream" not in request.headers.get("Accept", ""):
             raise NotAcceptable("this is a stream of server-sent events: send "
                                 "'Accept: text/event-stream'")

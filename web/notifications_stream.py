@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web as aioweb
 from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app import app
 from models.inbox import newer_than, public_item
@@ -31,12 +31,13 @@ from web.identity import require
 from web.middleware import forwarding_headers, is_forwarded
 from web.notifications import NotificationOut
 from web.openapi import endpoint
+from web.queries import StreamQuery
 from web.routing import Unavailable, owner_url
 from web.streams import track_stream
 from web.support_stream import NotAcceptable
 from web.views import ShopView
 
-__all__ = ["NotificationStreamView", "StreamQuery"]
+__all__ = ["NotificationStreamQuery", "NotificationStreamView"]
 
 #: How often an idle stream checks that this worker still owns the caller's key (s).
 OWNER_CHECK_S = 5.0
@@ -44,14 +45,13 @@ OWNER_CHECK_S = 5.0
 _RELAYED = ("Authorization", "Accept", "Last-Event-ID", "X-Request-ID")
 
 
-class StreamQuery(BaseModel):
+class NotificationStreamQuery(StreamQuery):
     """``?wait=N``: seconds to keep the stream open; ``?after=N``: start after that id."""
 
-    wait: float = Field(default=3600.0, gt=0, le=24 * 3600.0)
     after: int | None = Field(default=None, ge=0)
 
 
-def start_after(request: Request, query: StreamQuery) -> int | None:
+def start_after(request: Request, query: NotificationStreamQuery) -> int | None:
     """Return the id to start after: ``Last-Event-ID``, else ``?after``, else None (now)."""
     raw = request.headers.get("Last-Event-ID", "").strip()
     if raw.isdigit():
@@ -59,7 +59,7 @@ def start_after(request: Request, query: StreamQuery) -> int | None:
     return query.after
 
 
-@endpoint("GET", "/api/notifications/stream", query=StreamQuery, roles=(),
+@endpoint("GET", "/api/notifications/stream", query=NotificationStreamQuery, roles=(),
           response=NotificationOut, errors=(406, 503),
           summary="The caller's notifications as server-sent events (the id is the "
                   "notification's seq; reconnect with Last-Event-ID).")
@@ -68,7 +68,7 @@ class NotificationStreamView(ShopView):
 
     async def get(self, request: Request) -> Response:
         caller = require(request)
-        query = read_query(request, StreamQuery)
+        query = read_query(request, NotificationStreamQuery)
         if "text/event-stream" not in request.headers.get("Accept", ""):
             raise NotAcceptable("this is a stream of server-sent events: send "
                                 "'Accept: text/event-stream' (as EventSource does)")

@@ -44,12 +44,12 @@ from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
 from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
+from web.queries import WaitQuery
 from web.routing import on_owner, owner_url, route_to_owner
 from web.views import ShopView
 
 __all__ = ["OrderIn"]
 
-MAX_WAIT_S = 30.0
 #: Keyed orders: the first ``OrderPlaced`` of a key wins.
 KEYED_ORDERS = Keyed(orders, watchers, "request_digest", "order", "placed")
 ORDER_IDS = uuid.UUID("6f1b3c1e-3c1d-4e55-9a59-6b7c1f0e2d11")  # namespace of order ids
@@ -69,12 +69,6 @@ class OrderIn(BaseModel):
     items: list[LineIn] = Field(min_length=1, max_length=50)
     promotion_code: str | None = Field(default=None, max_length=64)
     payment_method: str = Field(pattern=r"^pm_[a-z0-9_]{1,60}$")
-
-
-class WaitQuery(BaseModel):
-    """``?wait=N``: seconds to wait for the order to settle (confirmed or ended)."""
-
-    wait: float = Field(default=0, ge=0, le=MAX_WAIT_S)
 
 
 def public_order(row: dict[str, Any]) -> dict[str, Any]:

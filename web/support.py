@@ -41,6 +41,7 @@ from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
 from web.openapi import endpoint
 from web.orders import current_order
+from web.queries import MAX_WAIT_S, WaitQuery
 from web.routing import on_owner, route_to_owner
 from web.support_models import (
     AssignIn,
@@ -54,15 +55,15 @@ from web.views import ShopView
 
 __all__ = ["public_ticket"]
 
-MAX_WAIT_S = 30.0
 #: Keyed tickets: the first ``TicketOpened`` of a key wins.
 KEYED_TICKETS = Keyed(tickets, ticket_watchers, "_request_digest", "ticket", "opened")
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
 
 
 
-class WaitQuery(BaseModel):
-    """``?wait=N``: seconds to wait for the support agent to apply the change."""
+class TicketWaitQuery(WaitQuery):
+    """``?wait=N``: seconds to wait for the support agent to apply the change (5 unless
+    given)."""
 
     wait: float = Field(default=5.0, ge=0, le=MAX_WAIT_S)
 
@@ -217,7 +218,7 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
             caller = require(request)
             ticket = visible_ticket(caller, ticket_id)
             body = await read_body(request, body_model) if body_model else None
-            wait = read_query(request, WaitQuery).wait
+            wait = read_query(request, TicketWaitQuery).wait
             role = role_of(caller.roles)
             assignee = getattr(body, "assignee", None)
             assignee = caller.user_id if assignee == "me" else assignee
@@ -263,7 +264,7 @@ _ACTIONS: dict[str, tuple[str, type[BaseModel] | None, tuple[str, ...], str]] = 
 for _path, (_action, _body, _roles, _summary) in _ACTIONS.items():
     _route = f"/api/support/tickets/{{ticket_id}}/{_path}"
     endpoint(
-        "POST", _route, body=_body, query=WaitQuery, roles=_roles, response=TicketOut,
+        "POST", _route, body=_body, query=TicketWaitQuery, roles=_roles, response=TicketOut,
         errors=(409, 503), summary=_summary,
         also={202: "?wait ran out before the support agent applied it: the ticket as it "
                    "is now"})(ticket_action(_action, _body))

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp_sse import EventSourceResponse
 from faust.web import Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from app import app
 from models.base import utcnow
@@ -31,6 +31,7 @@ from web.bodies import read_query
 from web.errors import ApiError
 from web.identity import require
 from web.openapi import endpoint
+from web.queries import StreamQuery
 from web.streams import track_stream
 from web.support_models import SlaOut
 from web.views import ShopView
@@ -106,12 +107,6 @@ class NotAcceptable(ApiError):
 
     status = 406
     code = "not_acceptable"
-
-
-class StreamQuery(BaseModel):
-    """``?wait=N``: seconds to keep the stream open (then it ends; EventSource reconnects)."""
-
-    wait: float = Field(default=3600.0, gt=0, le=24 * 3600.0)
 
 
 class FeedOut(BaseModel):
