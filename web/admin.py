@@ -195,7 +195,7 @@ async def gather_records(request: Request, chosen: LogFilter, limit: int) -> dic
     stored = app.services.central_logs.store is not None
     workers = [WorkerAnswer(url=cluster_urls()[0], ok=stored, count=len(own),
                             error=None if stored else "no store")]
-    if not is_forwarded(request):
+    if not is_forwarded(request, app.settings.jwt_secret):
         asked = await asyncio.gather(*(_ask(url, request) for url in cluster_urls()[1:]))
         for items, answer in asked:
             answers.append(items)

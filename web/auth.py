@@ -87,7 +87,7 @@ throttle = LoginThrottle()
 
 def client_address(request: Request) -> str:
     """Return the caller's address (as the first worker saw it, if the request was forwarded)."""
-    if is_forwarded(request):
+    if is_forwarded(request, app.settings.jwt_secret):
         return request.headers.get(CLIENT_ADDRESS, "?")
     return str(getattr(request, "remote", "") or "?")
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from aiohttp import web
 
-from app import app
 from web.errors import Handler, error_answer, error_response
 
 __all__ = [
@@ -74,13 +73,11 @@ def forwarding_headers(canonical_url: str, secret: str) -> dict[str, str]:
     return {FORWARDED_BY: canonical_url, FORWARD_PROOF: _proof(canonical_url, secret)}
 
 
-def is_forwarded(request: web.Request | Any, secret: str | None = None) -> bool:
+def is_forwarded(request: web.Request | Any, secret: str) -> bool:
     """Return True if ``request`` was forwarded by another worker (not a client's claim)."""
     by = request.headers.get(FORWARDED_BY)
     if not by:
         return False
-    if secret is None:
-        secret = app.settings.jwt_secret
     return hmac.compare_digest(request.headers.get(FORWARD_PROOF, ""), _proof(by, secret))
 
 
@@ -162,13 +159,13 @@ class TokenBuckets:
 
 
 def rate_limited(request: web.Request, buckets: TokenBuckets,
-                 caller: Callable[[Any], str]) -> web.Response | None:
+                 caller: Callable[[Any], str], secret: str) -> web.Response | None:
     """Take a token for the caller of an /api request; return the 429 answer if it has none.
 
     Requests outside /api and requests proven forwarded by another worker (already counted
-    there) are not limited.
+    there, proven with the shared ``secret``) are not limited.
     """
-    if not request.path.startswith("/api/") or is_forwarded(request):
+    if not request.path.startswith("/api/") or is_forwarded(request, secret):
         return None
     wait = buckets.take(caller(request), time.monotonic())
     if not wait:
@@ -178,13 +175,14 @@ def rate_limited(request: web.Request, buckets: TokenBuckets,
         headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
-def rate_limits(rate: float, burst: float, caller: Callable[[Any], str]) -> Middleware:
+def rate_limits(rate: float, burst: float, caller: Callable[[Any], str],
+                secret: str) -> Middleware:
     """Return middleware limiting each caller (``caller(request)``) on /api to ``rate``/s."""
     buckets = TokenBuckets(rate, burst)
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return rate_limited(request, buckets, caller) or await handler(request)
+        return rate_limited(request, buckets, caller, secret) or await handler(request)
 
     return limit
 
@@ -234,11 +232,11 @@ def cors(origins: frozenset[str]) -> Middleware:
 
 
 def gateway(canonical_url: str, origins: frozenset[str], rate: float, burst: float,
-            caller: Callable[[Any], str]) -> Middleware:
+            caller: Callable[[Any], str], secret: str) -> Middleware:
     """Return the one middleware of the API gateway.
 
     It behaves as ``served_by(canonical_url)``, ``request_ids``, ``cors(origins)``,
-    ``rate_limits(rate, burst, caller)`` and ``error_middleware`` in that order: every
+    ``rate_limits(rate, burst, caller, secret)`` and ``error_middleware`` in that order: every
     answer (errors, 429s and preflights included) carries the request id and X-Served-By,
     CORS headers for allowed origins, and every error has the one JSON shape.
     """
@@ -257,7 +255,8 @@ def gateway(canonical_url: str, origins: frozenset[str], rate: float, burst: flo
                 response: web.StreamResponse = web.Response(status=204)
             else:
                 try:
-                    response = rate_limited(request, buckets, caller) or await handler(request)
+                    response = (rate_limited(request, buckets, caller, secret)
+                                or await handler(request))
                 except Exception as exc:
                     answer = error_answer(request, exc)
                     if answer is None:

@@ -73,7 +73,7 @@ class NotificationStreamView(ShopView):
             raise NotAcceptable("this is a stream of server-sent events: send "
                                 "'Accept: text/event-stream' (as EventSource does)")
         owner = await owner_url(inboxes.name, caller.user_id)
-        if owner is not None and not is_forwarded(request):
+        if owner is not None and not is_forwarded(request, app.settings.jwt_secret):
             return await relay(request, str(owner))
         return await serve(request, caller.user_id, start_after(request, query), query.wait)
 

@@ -71,7 +71,7 @@ async def on_owner(table_name: str, key: K, request: Request,
                    local: Callable[[], Awaitable[Response]]) -> Response:
     """Answer ``request`` on the worker that owns ``key``: here with ``local()``, or there."""
     owner = await owner_url(table_name, key)
-    if owner is None or is_forwarded(request):
+    if owner is None or is_forwarded(request, app.settings.jwt_secret):
         # Here; or another worker thought we own the key (ownership is moving): answer
         # here rather than forward again.
         return await local()

@@ -26,7 +26,7 @@ def install_gateway() -> None:
     if not any(getattr(m, "shop_gateway", False) for m in middlewares):
         settings = app.settings
         middleware = gateway(settings.canonical_url, settings.cors_origins, settings.rate_limit,
-                             settings.rate_burst, rate_key)
+                             settings.rate_burst, rate_key, settings.jwt_secret)
         middleware.shop_gateway = True  # type: ignore[attr-defined]
         middlewares.append(cast(Any, middleware))
 

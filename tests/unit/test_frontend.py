@@ -88,7 +88,8 @@ def test_templates_and_static_files_are_package_data() -> None:
 
 async def test_static_files_pass_the_gateway_without_the_api_rate_limit() -> None:
     application = web.Application(middlewares=[
-        gateway("http://w1", frozenset(), rate=1.0, burst=1.0, caller=lambda _: "one")])
+        gateway("http://w1", frozenset(), rate=1.0, burst=1.0, caller=lambda _: "one",
+                secret="test-secret")])
     application.router.add_static("/static/", STATIC_DIR)
     async with TestClient(TestServer(application)) as client:
         for _ in range(5):  # far over the burst of 1: static files are not /api

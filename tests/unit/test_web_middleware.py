@@ -26,6 +26,8 @@ from web.middleware import (
 )
 
 WORKER = "http://worker-1.internal:6066"
+#: The workers' shared secret in these tests (a forward is proven with it).
+SECRET = "test-secret-shared-by-the-workers"
 
 
 async def plain(request: web.Request) -> web.Response:
@@ -87,7 +89,8 @@ async def who_am_i(request: web.Request) -> web.Response:
 async def gateway() -> AsyncIterator[TestClient]:
     app = web.Application(middlewares=[
         request_ids, cors(frozenset({"https://shop.example.com"})),
-        rate_limits(2.0, 3.0, lambda request: request.headers.get("X-Caller", "anonymous")),
+        rate_limits(2.0, 3.0, lambda request: request.headers.get("X-Caller", "anonymous"),
+                    SECRET),
         error_middleware])
     app.router.add_get("/api/who", who_am_i)
     app.router.add_post("/api/who", who_am_i)
@@ -147,15 +150,11 @@ def test_log_records_carry_the_request_id() -> None:
 
 
 async def test_only_a_proven_forward_skips_the_rate_limit(gateway: TestClient) -> None:
-    from app import app
-
-    settings = app.settings
-
     claimed = {"X-Caller": "d", "X-Shop-Forwarded-By": "http://worker-2:6066"}
     statuses = [(await gateway.get("/api/who", headers=claimed)).status for _ in range(4)]
     assert statuses[-1] == 429, "a client's own claim to be a worker changes nothing"
     proven = {"X-Caller": "d",
-              **forwarding_headers("http://worker-2:6066", settings.jwt_secret)}
+              **forwarding_headers("http://worker-2:6066", SECRET)}
     statuses = [(await gateway.get("/api/who", headers=proven)).status for _ in range(6)]
     assert statuses == [200] * 6
 
@@ -175,7 +174,7 @@ async def broken(request: web.Request) -> web.Response:
 async def fused() -> AsyncIterator[TestClient]:
     app = web.Application(middlewares=[shop_gateway(
         WORKER, frozenset({"https://shop.example.com"}), 2.0, 3.0,
-        lambda request: request.headers.get("X-Caller", "anonymous"))])
+        lambda request: request.headers.get("X-Caller", "anonymous"), SECRET)])
     app.router.add_get("/api/who", who_am_i)
     app.router.add_get("/api/forwarded", forwarded)
     app.router.add_get("/api/streamed", streamed)
@@ -260,14 +259,10 @@ async def test_the_gateway_answers_cors_preflights_for_allowed_origins_only(
 
 
 async def test_the_gateway_skips_the_limit_only_for_a_proven_forward(fused: TestClient) -> None:
-    from app import app
-
-    settings = app.settings
-
     claimed = {"X-Caller": "d", "X-Shop-Forwarded-By": "http://worker-2:6066"}
     statuses = [(await fused.get("/api/who", headers=claimed)).status for _ in range(4)]
     assert statuses[-1] == 429
     proven = {"X-Caller": "d",
-              **forwarding_headers("http://worker-2:6066", settings.jwt_secret)}
+              **forwarding_headers("http://worker-2:6066", SECRET)}
     statuses = [(await fused.get("/api/who", headers=proven)).status for _ in range(6)]
     assert statuses == [200] * 6
