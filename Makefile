@@ -58,4 +58,4 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache .import_linter_cache

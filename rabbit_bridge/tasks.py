@@ -23,7 +23,7 @@ The attempt number travels in the ``x-attempt`` header, the run's id (``<task>:<
 in ``x-period``; attempt ``n`` has the message id ``<period>#n``, so a duplicate of the same
 attempt is skipped by the consumer while the retries themselves are not. The retry copy is
 confirmed (or safe in the publisher's outbox) before the failed delivery is acknowledged.
-Handlers are idempotent (see ``rabbit_bridge/task_handlers.py``), because a delivery can
+Handlers are idempotent (see ``agents/task_handlers.py``), because a delivery can
 be repeated after a worker restart.
 
 Counts and the last run of each task are kept per worker, in memory (also in ``/metrics``:
