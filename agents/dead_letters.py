@@ -107,12 +107,13 @@ def request_held(event: EventT, record: Event, agent: str,
     request_token = REQUEST_ID.set(request_id)
     subject_token = SUBJECT.set(subject_of(record))
     try:
-        event_steps.info(
-            "%s handled %s from %s[%s]@%s", agent, record.type, message.topic,
-            message.partition, message.offset,
-            extra={"trace": {"kind": "event", "agent": agent, "topic": message.topic,
-                             "partition": message.partition, "offset": message.offset,
-                             "type": record.type, "event_id": record.event_id}})
+        if event_steps.isEnabledFor(logging.INFO):
+            event_steps.info(
+                "%s handled %s from %s[%s]@%s", agent, record.type, message.topic,
+                message.partition, message.offset,
+                extra={"trace": {"kind": "event", "agent": agent, "topic": message.topic,
+                                 "partition": message.partition, "offset": message.offset,
+                                 "type": record.type, "event_id": record.event_id}})
         yield
     finally:
         SUBJECT.reset(subject_token)
