@@ -110,7 +110,7 @@ def subject_ids(record: logging.LogRecord) -> list[tuple[str, str]]:
     """Return the (field, id) pairs of what ``record`` is about: its own ``order_id``,
     ``ticket_id``, ``user_id`` attributes, else those of the event being handled then."""
     attributes = record.__dict__  # a dict look-up: this runs for every record shipped
-    subject = attributes.get("subject") or ()
+    subject = attributes.get("shop_subject") or ()
     named = []
     for index, field in enumerate(SUBJECT_FIELDS):
         value = attributes.get(field) or (subject[index] if index < len(subject) else "")

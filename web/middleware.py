@@ -123,7 +123,7 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def install_request_id_logging() -> None:
     """Give every log record a ``request_id`` attribute (empty outside requests) and a
-    ``subject`` (what the event being handled is about: models.tracing.SUBJECT)."""
+    ``shop_subject`` (what the event being handled is about: models.tracing.SUBJECT)."""
     factory = logging.getLogRecordFactory()
     if getattr(factory, "shop_request_id", False):
         return
@@ -131,7 +131,7 @@ def install_request_id_logging() -> None:
     def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         record.request_id = REQUEST_ID.get()
-        record.subject = SUBJECT.get()
+        record.shop_subject = SUBJECT.get()
         return record
 
     record_with_request_id.shop_request_id = True  # type: ignore[attr-defined]

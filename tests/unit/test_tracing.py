@@ -115,7 +115,7 @@ async def test_an_event_a_request_caused_is_handled_with_its_id_and_logged_as_a_
                           "topic": "inventory", "partition": 2, "offset": 40,
                           "type": "reserve_stock", "event_id": traced.event_id}
     holding = [r for r in caplog.records if r.name == "agents.inventory"]
-    assert [(r.request_id, r.subject) for r in holding] == [  # type: ignore[attr-defined]
+    assert [(r.request_id, r.shop_subject) for r in holding] == [  # type: ignore[attr-defined]
         ("req-1", ("o-9", "", "")), ("", NO_SUBJECT)]
     entry = log_entry(holding[0], holding[0].getMessage(), "w1")
     assert (entry["request_id"], entry["order_id"]) == ("req-1", "o-9")
@@ -131,7 +131,7 @@ def test_the_shippers_json_says_what_the_entry_says_with_ids_and_trace(
         order_id: str, ticket_id: str, subject: tuple[str, str, str],
         trace: dict[str, Any] | None) -> None:
     made = logging.LogRecord("trace.events", logging.INFO, __file__, 1, "step", (), None)
-    made.request_id, made.subject = "r-1", subject  # type: ignore[attr-defined]
+    made.request_id, made.shop_subject = "r-1", subject  # type: ignore[attr-defined]
     if order_id:
         made.order_id = order_id  # type: ignore[attr-defined]
     if ticket_id:
