@@ -21,7 +21,7 @@ from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from models.tracing import SUBJECT_FIELDS, TRACE_LOGGER
+from models.tracing import NO_SUBJECT, SUBJECT_FIELDS, TRACE_LOGGER
 
 __all__ = [
     "BRIDGE_LOGGERS",
@@ -177,10 +177,13 @@ def log_json(record: logging.LogRecord, message: str, worker: str,
         f'"message":{_quote(message)},"request_id":{_quote(str(request_id))},'
         f'"correlation_id":{_quote(str(correlation_id))},"worker":{worker},'
         f'"exception":{_quote(_exception(record))}')
+    attributes = record.__dict__
+    if (attributes.get("shop_subject", NO_SUBJECT) is NO_SUBJECT and "trace" not in attributes
+            and "order_id" not in attributes and "ticket_id" not in attributes
+            and "user_id" not in attributes):
+        return key, fixed + "}"  # most records: nothing more to look at
     named = subject_ids(record)
     trace = _trace(record)
-    if not named and trace is None:
-        return key, fixed + "}"
     extra = "".join(f",{_quote(field)}:{_quote(value)}" for field, value in named)
     if trace is not None:
         extra += f',"trace":{json.dumps(trace, default=str, separators=(",", ":"))}'
