@@ -93,10 +93,16 @@ async def test_a_views_record_reaches_the_central_log_with_its_request_id(
         assert len((await search(shop, f"q={other}&service=admin", 3))["items"]) == 3
         assert (await search(shop, f"q={other}&service=orders", 0))["items"] == []
         assert len((await search(shop, f"q={other}&limit=1", 1))["items"]) == 1
-        # One request's records, by its request id.
+        # One request's records, by its request id: the view's, and the gateway's step.
         traced = await log_test_record(shop, f"{other} traced", "WARNING")
-        [only] = (await search(shop, f"request_id={traced}", 1))["items"]
-        assert only["request_id"] == traced and "traced" in only["message"]
+        records = (await search(shop, f"request_id={traced}", 2))["items"]
+        assert sorted(r["logger"] for r in records) == ["trace.http", "web.admin"]
+        assert all(r["request_id"] == traced for r in records)
+        [only] = [r for r in records if r["logger"] == "web.admin"]
+        assert "traced" in only["message"]
+        [step] = [r for r in records if r["logger"] == "trace.http"]
+        assert (step["service"], step["level"]) == ("trace", "INFO")
+        assert step["trace"]["path"] == "/api/admin/logs/test" and step["trace"]["status"] == 202
         status, _ = await shop.call("GET", "/api/admin/logs?level=loud", headers=ADMIN)
         assert status == 422
 
