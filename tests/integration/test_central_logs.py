@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from models.tracing import REQUEST_ID_HEADER
 from scripts.devstack import Broker, Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import consume_until
@@ -120,10 +121,15 @@ async def test_a_views_record_reaches_the_central_log_with_its_request_id(
         assert status == 200
         assert error["event_id"] in [a["event_id"] for a in alerts["items"]]
         assert all(a["level"] in ("ERROR", "CRITICAL") for a in alerts["items"])
+        # ... and a step of its request's trace: the alert carried the request id on.
+        handled = (await search(shop, f"request_id={error['request_id']}&q=admin_alert", 1))
+        assert handled["items"][0]["trace"]["type"] == "admin_alert"
     notices = await consume_until(broker.bootstrap, "notifications", 1, within=20)
     events = [json.loads(n.value) for n in notices]
     assert any(e["type"] == "admin_alert" and e["event_id"] == error["event_id"]
                for e in events), events
+    assert any(dict(n.headers or ()).get(REQUEST_ID_HEADER) == error["request_id"].encode()
+               for n in notices), [n.headers for n in notices]
     assert {n.key for n in notices} == {b"admins"}
 
 

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import AsyncMock, patch
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.dead_letters import for_each_event
+from agents.sending import send_all, to_rabbit
 from agents.topics import orders_topic
 from models.inventory import ReserveStock
 from models.tracing import (
@@ -30,6 +32,7 @@ from models.tracing import (
     subject_of,
     timeline,
 )
+from rabbit_bridge.consumer import QueueConsumer
 from rabbit_bridge.log_records import log_entry, log_json, ships
 from rabbit_bridge.log_store import LogFilter
 from tables.replay import Position
@@ -212,3 +215,28 @@ def test_missing_topics_are_named() -> None:
     wanted = {"orders": 8, "catalog": 1}
     assert missing_topics({"orders": 8, "catalog": 1, "other": 3}, wanted) == []
     assert missing_topics({"orders": 4}, wanted) == ["catalog", "orders"]
+
+
+async def test_rabbitmq_messages_carry_the_request_id_and_their_consumers_hold_it() -> None:
+    published: list[Any] = []
+    token = REQUEST_ID.set("req-9")
+    try:
+        with patch("agents.sending.publisher.publish_durable", side_effect=published.extend):
+            await send_all([to_rabbit("", "shop.notifications", "mail-1", {"id": "mail-1"})])
+    finally:
+        REQUEST_ID.reset(token)
+    [message] = published
+    assert message.headers == {REQUEST_ID_HEADER: "req-9"}
+
+    held: list[str] = []
+
+    async def handle(_: Any) -> None:
+        held.append(REQUEST_ID.get())
+
+    consumer = QueueConsumer(SimpleNamespace(), name="q", declare=AsyncMock(),  # type: ignore[arg-type]
+                             handle=handle)
+    for message_id, headers in (("m-1", message.headers), ("m-2", {}), ("m-3", None)):
+        await consumer._on_message(SimpleNamespace(  # type: ignore[arg-type]
+            message_id=message_id, headers=headers, ack=AsyncMock(), reject=AsyncMock()))
+    assert held == ["req-9", "", ""]
+    assert REQUEST_ID.get() == ""
