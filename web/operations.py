@@ -82,6 +82,7 @@ class _TopicsSeen:
 
     ready = False
     checked_at = float("-inf")
+    missing: list[str] = []
 
 
 _topics_seen = _TopicsSeen()
@@ -108,7 +109,10 @@ async def view_topics_ready() -> bool:
         return False
     missing = missing_topics(found, wanted)
     if missing:
-        log.info("not ready: topics missing or with other partitions: %s", ", ".join(missing))
+        if missing != _topics_seen.missing:  # said once, not at every look
+            log.info("not ready: topics missing or with other partitions than set: %s",
+                     ", ".join(missing))
+        _topics_seen.missing = missing
         return False
     _topics_seen.ready = True
     return True
