@@ -1,7 +1,8 @@
 """Following one checkout through two workers: ``GET /api/admin/trace/{id}`` by its request id
 and by its order id names the gateway request, the saga's events on ``orders``, ``inventory``
-and ``payments``, the notification and the mail, in order; ``/api/admin/logs`` finds the
-records by the order they name.
+and ``payments``, the notification and the mail, in order; by order id it also follows the
+order's later requests (its shipping); ``/api/admin/logs`` finds the records by the order
+they name.
 
 The customer and the admin call different workers, so the steps come from both; the trace is
 read through the worker that did not take the order. The only waiting is for the records to
@@ -71,16 +72,17 @@ def step_key(step: dict[str, Any]) -> tuple[str, str, str]:
 
 
 async def trace(http: aiohttp.ClientSession, worker: Worker, trace_id: str,
-                within: float = 30.0) -> dict[str, Any]:
-    """Return the trace of ``trace_id`` once its mail step is in (log shipping is
-    asynchronous), read through ``worker``."""
+                within: float = 30.0, also: tuple[str, str, str] | None = None,
+                ) -> dict[str, Any]:
+    """Return the trace of ``trace_id`` once the checkout's steps (and ``also``) are in (log
+    shipping is asynchronous), read through ``worker``."""
     deadline = time.monotonic() + within
     while True:
         async with http.get(f"{worker.url}/api/admin/trace/{trace_id}", headers=ADMIN) as answer:
             body = await answer.json()
             assert answer.status == 200, body
         keys = [step_key(step) for step in body["steps"]]
-        if set(keys) >= LINE and body["complete"]:
+        if set(keys) >= LINE | ({also} if also else set()) and body["complete"]:
             return dict(body)
         if time.monotonic() > deadline:
             raise AssertionError(f"trace {trace_id} incomplete: {keys}")
@@ -133,9 +135,18 @@ async def test_a_checkout_is_followed_through_two_workers(
         [placing] = [s for s in steps if step_key(s) == CHECKOUT[0]]
         assert placing["trace"]["status"] == answer.status and placing["worker"] == b.url
 
-        by_order = await trace(http, b, placed["id"])
+        # The order's whole life: its shipping, another request on the other worker, too.
+        shipping = f"ship-{uuid.uuid4().hex}"
+        async with http.post(f"{a.url}/api/orders/{placed['id']}/ship",
+                             headers={**ADMIN, "X-Request-Id": shipping}) as answer:
+            assert answer.status in (200, 202), await answer.json()
+        shipped = ("orders.saga", "orders", "ship_requested")
+        by_order = await trace(http, b, placed["id"], also=shipped)
         assert checkout_line(by_order) == CHECKOUT
-        assert request_id in by_order["requests"]
+        assert by_order["requests"] == [request_id, shipping]
+        keys = [step_key(step) for step in by_order["steps"]]
+        assert keys.index(("http", f"POST /api/orders/{placed['id']}/ship", "")) \
+            < keys.index(shipped) and keys.index(CHECKOUT[-1]) < keys.index(shipped)
 
         # The central log finds the records that name the order, and only those.
         async with http.get(f"{a.url}/api/admin/logs?order_id={placed['id']}&limit=1000",
