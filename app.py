@@ -33,8 +33,8 @@ __all__ = ["ShopApp", "app", "central_logs", "log_shipping", "publisher", "rabbi
 #: The layers whose modules declare agents, tables, views and services.
 LAYERS = ["agents", "tables", "web", "rabbit_bridge"]
 
-#: Loggers of ShopStream's own code, set to SHOP_LOG_LEVEL.
-SHOP_LOGGERS = ["app", *LAYERS, "models", "config"]
+#: Loggers of ShopStream's own code, set to SHOP_LOG_LEVEL ("trace": the steps of a request).
+SHOP_LOGGERS = ["app", *LAYERS, "models", "config", "trace"]
 
 
 #: The console log's format when it is not a terminal: mode's, without colors.
