@@ -25,8 +25,8 @@ __all__ = ["LAYERS", "ShopApp", "app", "create_app", "load_settings"]
 #: modules declare agents, tables and views, and the wiring of the services and commands.
 LAYERS = ["agents", "tables", "web", "rabbit_bridge", "wiring"]
 
-#: Loggers of ShopStream's own code, set to SHOP_LOG_LEVEL.
-SHOP_LOGGERS = ["app", *LAYERS, "models", "config", "runtime"]
+#: Loggers of ShopStream's own code, set to SHOP_LOG_LEVEL ("trace": the steps of a request).
+SHOP_LOGGERS = ["app", *LAYERS, "models", "config", "runtime", "trace"]
 
 
 def load_settings() -> Settings:

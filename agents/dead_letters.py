@@ -4,6 +4,12 @@ Every agent hands its stream to :func:`for_each_event`. An event whose bytes do 
 into the agent's model, or whose handler raises, is written to the ``dead-letters`` topic with
 the original bytes, topic, partition, offset and error, logged with those coordinates, counted
 in ``/metrics`` (``shop_dead_letters_total``), and the agent goes on with the next event.
+
+An event that carries the id of the request that caused it (the ``shop-request-id`` header,
+models/tracing.py) is handled with that id current: what the handler sends carries it on,
+what it logs carries it, and so does the one ``trace.events`` record that says the agent
+handled the event (topic, partition, offset, type), the event's step in the request's trace.
+Events without the header cost nothing more.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from faust.types import EventT, StreamT
@@ -20,11 +27,14 @@ from prometheus_client import Counter
 from agents.topics import dead_letters_topic
 from models.base import Event, EventTypes, decode_event, utcnow
 from models.dead_letters import DeadLetter
+from models.tracing import REQUEST_ID, SUBJECT, TRACE_LOGGER, header_request_id, subject_of
 from tables.replay import Position
 
-__all__ = ["dead_letter", "event_type_of", "for_each_event"]
+__all__ = ["dead_letter", "event_type_of", "for_each_event", "request_held"]
 
 log = logging.getLogger(__name__)
+#: One record per handled event of a traced request (models/tracing.py).
+event_steps = logging.getLogger(f"{TRACE_LOGGER}.events")
 
 DEAD_LETTERS = Counter(
     "shop_dead_letters_total",
@@ -60,10 +70,54 @@ async def for_each_event(
             await dead_letter(event, exc, agent=agent, stage="decode")
             continue
         position = Position(message.topic, message.offset, record.event_id)
+        request_id = header_request_id(message.headers) if message.headers else ""
+        if request_id:
+            await _handle_traced(event, record, position, handler, agent, request_id)
+            continue
         try:
             await handler(record, position)
         except Exception as exc:
             await dead_letter(event, exc, agent=agent, stage="handle")
+
+
+async def _handle_traced(event: EventT, record: E, position: Position, handler: Handler[E],
+                         agent: str, request_id: str) -> None:
+    """Handle ``record`` with the id of the request that caused it current (see above)."""
+    with request_held(event, record, agent, request_id):
+        try:
+            await handler(record, position)
+        except Exception as exc:
+            await dead_letter(event, exc, agent=agent, stage="handle")
+
+
+@contextmanager
+def request_held(event: EventT, record: Event, agent: str,
+                 request_id: str | None = None) -> Iterator[None]:
+    """Hold the request id ``event`` carries (``request_id`` if already read) and what
+    ``record`` is about while the body runs, after logging the event's trace step.
+
+    Without a request id this does nothing: the event is not part of a traced request.
+    """
+    message = event.message
+    if request_id is None:
+        request_id = header_request_id(message.headers) if message.headers else ""
+    if not request_id:
+        yield
+        return
+    request_token = REQUEST_ID.set(request_id)
+    subject_token = SUBJECT.set(subject_of(record))
+    try:
+        if event_steps.isEnabledFor(logging.INFO):
+            event_steps.info(
+                "%s handled %s from %s[%s]@%s", agent, record.type, message.topic,
+                message.partition, message.offset,
+                extra={"trace": {"kind": "event", "agent": agent, "topic": message.topic,
+                                 "partition": message.partition, "offset": message.offset,
+                                 "type": record.type, "event_id": record.event_id}})
+        yield
+    finally:
+        SUBJECT.reset(subject_token)
+        REQUEST_ID.reset(request_token)
 
 
 _TYPE_FIRST = b'{"type":"'

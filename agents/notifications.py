@@ -97,7 +97,7 @@ async def forward_notices(event: Event, position: Position) -> None:
 @reads_order_notices("notifications")
 async def forward_order_notices(notices: Sequence[Decoded[OrderUpdate]]) -> Failures:
     """Send the notifications order notices cause (agents/order_notices.py)."""
-    return await each_notice(notices, forward_notices)
+    return await each_notice(notices, forward_notices, reader="notifications.orders")
 
 
 @app.agent(users_topic, name="notifications.sources")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from faust.types import EventT, StreamT
 
 from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
-from agents.dead_letters import dead_letter, event_type_of
+from agents.dead_letters import dead_letter, event_type_of, request_held
 from agents.topics import orders_topic
 from app import app
 from models.orders import ORDER_EVENTS, OrderUpdate
@@ -75,12 +75,18 @@ def reads_order_notices(name: str, types: Collection[str] = NOTICES) -> Callable
 
 
 async def each_notice(notices: Sequence[Decoded[OrderUpdate]],
-                      read: Callable[[OrderUpdate, Position], Awaitable[None]]) -> Failures:
-    """Await ``read`` for every notice; return those that failed (for per-notice readers)."""
+                      read: Callable[[OrderUpdate, Position], Awaitable[None]], *,
+                      reader: str = AGENT) -> Failures:
+    """Await ``read`` for every notice; return those that failed (for per-notice readers).
+
+    A notice a request caused is read with that request's id held (what ``read`` sends
+    carries it on), as ``for_each_event`` does for a single event.
+    """
     failed: Failures = []
     for notice in notices:
         try:
-            await read(notice.record, notice.position)
+            with request_held(notice.event, notice.record, reader):
+                await read(notice.record, notice.position)
         except Exception as exc:
             failed.append((notice.event, exc))
     return failed

@@ -92,7 +92,7 @@ def forward_tracked(events: Sequence[TrackedFields]) -> None:
 @reads_order_notices("recommendations", {"order_confirmed"})
 async def forward_purchases(notices: Sequence[Decoded[OrderUpdate]]) -> Failures:
     """Forward confirmed orders' skus as their customers' purchases."""
-    return await each_notice(notices, forward_purchase)
+    return await each_notice(notices, forward_purchase, reader="recommendations.orders")
 
 
 async def forward_purchase(event: OrderUpdate, position: Position) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from agents.topics import TOPICS
 from app import app
 from models.base import Effect
+from models.tracing import REQUEST_ID, REQUEST_ID_HEADER
 from rabbit_bridge.outbox import OutgoingMessage
 from tables.replay import Send
 
@@ -34,14 +35,18 @@ async def send_all(sends: Iterable[Send]) -> None:
     """Send each message to its topic (buffered; flushed before offsets are committed).
 
     RabbitMQ messages are published durable, all in one write to the publisher's outbox file,
-    before the event's offset can be committed.
+    before the event's offset can be committed. Both carry the id of the request being
+    handled, if any (models/tracing.py): Kafka messages through ShopTopic, RabbitMQ messages
+    as their ``shop-request-id`` header.
     """
     durable: list[OutgoingMessage] = []
+    request_id = REQUEST_ID.get()
     for topic, key, value in sends:
         if topic == RABBIT:
             exchange, routing_key, message_id = json.loads(key)
+            headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
             durable.append(OutgoingMessage(exchange, routing_key, message_id, value.encode(),
-                                           time.time(), {}))
+                                           time.time(), headers))
         else:
             await TOPICS[topic].send(key=key, value=value.encode())
     app.services.publisher.publish_durable(durable)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from faust import Topic
 from faust.types import TopicT
+from faust.types.core import HeadersArg, OpenHeadersArg
 
 from app import app
+from models.tracing import REQUEST_ID, REQUEST_ID_HEADER
 
 __all__ = [
     "TOPICS",
+    "ShopTopic",
     "analytics_topic",
     "catalog_topic",
     "dead_letters_topic",
@@ -37,6 +41,30 @@ __all__ = [
 ]
 
 
+class ShopTopic(Topic):
+    """A topic whose messages carry the id of the request being handled, if any.
+
+    Every send, by a view or by an agent, passes here (Faust prepares a message's headers
+    before its key and value), so the header is added in this one place: the request id
+    held in ``models.tracing.REQUEST_ID`` (by the gateway for an HTTP request, by
+    ``for_each_event`` for an event that carried one) becomes the ``shop-request-id`` header.
+    """
+
+    def prepare_headers(self, headers: HeadersArg | None) -> OpenHeadersArg:
+        """Return ``headers`` with the current request id added (when there is one)."""
+        request_id = REQUEST_ID.get()
+        if not request_id:
+            return super().prepare_headers(headers)
+        if headers is None:
+            return [(REQUEST_ID_HEADER, request_id.encode())]
+        prepared = super().prepare_headers(headers)
+        if isinstance(prepared, list):
+            prepared.append((REQUEST_ID_HEADER, request_id.encode()))
+        elif prepared is not None:
+            prepared.setdefault(REQUEST_ID_HEADER, request_id.encode())
+        return prepared
+
+
 def shop_topic(*names: str, **options: Any) -> TopicT:
     """Declare a topic with string keys and raw JSON values, created with SHOP_TOPIC_PARTITIONS.
 
@@ -45,8 +73,9 @@ def shop_topic(*names: str, **options: Any) -> TopicT:
     and table changelog of the shop is co-partitioned.
     """
     options.setdefault("partitions", app.conf.topic_partitions)
-    return app.topic(
-        *names,
+    return ShopTopic(
+        app,
+        topics=names,
         key_type=str,
         key_serializer="raw",
         value_type=bytes,

@@ -32,6 +32,7 @@ from prometheus_client import Counter
 from agents.topics import analytics_topic, ensure_declared
 from models.analytics import MAX_PACKED, pack_tracked
 from models.base import new_event_id, utcnow
+from models.tracing import REQUEST_ID
 
 __all__ = ["LINGER_S", "PACK_EVENTS", "TrackingCollector", "collector", "pack_by_partition",
            "partition_of"]
@@ -126,6 +127,9 @@ class TrackingCollector:
         sending.add_done_callback(self._sending.discard)
 
     async def _send_pack(self, pack: _Pack) -> None:
+        # A pack holds the events of many requests: it is sent as none of them (this task
+        # inherited the context of the request that filled the pack).
+        REQUEST_ID.set("")
         events = pack.events
         try:
             await ensure_declared(self.topic)  # a request may come before Faust creates it

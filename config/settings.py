@@ -77,6 +77,7 @@ class Settings:
     store_memory_mb: float = 64.0
     store_write_buffers_mb: float = 32.0
     store_write_buffer_mb: float = 1.0
+    store_idle_release: float = 30.0
 
     @property
     def canonical_url(self) -> str:
@@ -382,6 +383,10 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("store_write_buffer_mb", "SHOP_STORE_WRITE_BUFFER_MB",
          _between(float, 0.0625, 1024.0, "MB"),
          "MB of one store's memtable (two at most per store; a worker holds ~120 stores)."),
+    Spec("store_idle_release", "SHOP_STORE_IDLE_RELEASE", _seconds(0, 24 * 3600),
+         "Seconds without a table write or a shop request after which a worker gives its "
+         "stores' memory back: memtables flushed, block cache shrunk, freed heap returned to "
+         "the system; the next write or request takes the cache back (0: never)."),
     Spec("environment", "SHOP_ENVIRONMENT", _one_of("development", "test", "production"),
          "Deployment kind; 'production' refuses development defaults such as the JWT secret."),
 )

@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from mode import Service
 from prometheus_client import Counter
 
+from models.tracing import REQUEST_ID, valid_id
 from rabbit_bridge.connection import RabbitConnection
 from rabbit_bridge.consumer import QueueConsumer
 from rabbit_bridge.log_records import level_number
@@ -207,6 +208,10 @@ class CentralLogs(Service):
     async def _send_alerts(self, alerts: list[dict[str, Any]]) -> None:
         assert self.send_alert is not None
         for entry in alerts:
+            # The alert carries the request id of the record that raised it, so it is a step
+            # of that request's trace too.
+            request_id = str(entry.get("request_id") or "")
+            token = REQUEST_ID.set(request_id if valid_id(request_id) else "")
             try:
                 await self.send_alert(admin_alert(entry))
                 ALERTS.labels("sent").inc()
@@ -214,6 +219,8 @@ class CentralLogs(Service):
                 ALERTS.labels("failed").inc()
                 log.warning("admin alert %s not sent to Kafka: %s: %s", entry.get("event_id"),
                             type(exc).__name__, exc)
+            finally:
+                REQUEST_ID.reset(token)
 
     async def _on_disk(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -12,6 +12,9 @@ The publisher may deliver a message twice (a confirm lost with the connection); 
 carries a ``message_id``, and the consumer remembers the last ids it handled and acknowledges
 a repeat without handling it again. Handlers stay idempotent for the repeats this memory
 cannot see (after a restart).
+
+A message that carries the id of the request that caused it (the ``shop-request-id`` header,
+models/tracing.py) is handled with that id current, so what its handler logs carries it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from mode import Service
 from prometheus_client import Counter
 
+from models.tracing import REQUEST_ID, header_request_id
 from rabbit_bridge.connection import RabbitConnection
 
 __all__ = ["QueueConsumer", "RecentIds"]
@@ -111,6 +115,8 @@ class QueueConsumer(Service):
             CONSUMED.labels(self.name, "duplicate").inc()
             await message.ack()
             return
+        request_id = header_request_id(message.headers)
+        token = REQUEST_ID.set(request_id) if request_id else None
         try:
             await self.handle(message)
         except Exception:
@@ -119,6 +125,9 @@ class QueueConsumer(Service):
             self.recent.forget(message.message_id)
             await message.reject(requeue=self.requeue_on_error)
             return
+        finally:
+            if token is not None:
+                REQUEST_ID.reset(token)
         CONSUMED.labels(self.name, "handled").inc()
         await message.ack()
 

@@ -2,10 +2,16 @@
 
 Pure functions, shared by the shipping handler (:mod:`rabbit_bridge.log_shipping`), the
 store (:mod:`rabbit_bridge.log_store`) and the admin views.
+
+A record's document has a fixed set of fields, and, only when the record has them, the ids
+of the order, ticket and user it is about (``order_id``, ``ticket_id``, ``user_id``: set with
+``extra=``, or from what the event being handled is about, models/tracing.py) and its
+``trace`` step (an object: kind ``http``, ``event`` or ``mail`` and its details).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import traceback
@@ -14,6 +20,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
+
+from models.tracing import NO_SUBJECT, SUBJECT_FIELDS, TRACE_LOGGER
 
 __all__ = [
     "BRIDGE_LOGGERS",
@@ -25,6 +33,7 @@ __all__ = [
     "routing_key",
     "service_name",
     "ships",
+    "subject_ids",
 ]
 
 #: Level names in rising order of severity.
@@ -37,7 +46,7 @@ SHOP_LAYERS = frozenset({"agents", "tables", "web", "models", "config", "rabbit_
 #: Loggers never shipped: the bridge itself and its AMQP client (shipping would feed itself).
 BRIDGE_LOGGERS = ("rabbit_bridge", "aio_pika", "aiormq", "pamqp")
 
-_SHOP_ROOTS = SHOP_LAYERS | {"app"}
+_SHOP_ROOTS = SHOP_LAYERS | {"app", TRACE_LOGGER}
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -97,6 +106,24 @@ def _time(record: logging.LogRecord) -> str:
     return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds")
 
 
+def subject_ids(record: logging.LogRecord) -> list[tuple[str, str]]:
+    """Return the (field, id) pairs of what ``record`` is about: its own ``order_id``,
+    ``ticket_id``, ``user_id`` attributes, else those of the event being handled then."""
+    attributes = record.__dict__  # a dict look-up: this runs for every record shipped
+    subject = attributes.get("shop_subject") or ()
+    named = []
+    for index, field in enumerate(SUBJECT_FIELDS):
+        value = attributes.get(field) or (subject[index] if index < len(subject) else "")
+        if value:
+            named.append((field, str(value)))
+    return named
+
+
+def _trace(record: logging.LogRecord) -> dict[str, Any] | None:
+    trace = record.__dict__.get("trace")
+    return trace if isinstance(trace, dict) else None
+
+
 def log_entry(record: logging.LogRecord, message: str, worker: str,
               event_id: str | None = None) -> dict[str, Any]:
     """Return the JSON document of ``record`` (its ``message`` already formatted).
@@ -105,6 +132,16 @@ def log_entry(record: logging.LogRecord, message: str, worker: str,
     document's definition; the shipping handler writes the same text without building it
     (:func:`log_json`, held equal to this by a hypothesis test).
     """
+    entry = _fixed_fields(record, message, worker, event_id)
+    entry.update(subject_ids(record))
+    trace = _trace(record)
+    if trace is not None:
+        entry["trace"] = json.loads(json.dumps(trace, default=str))
+    return entry
+
+
+def _fixed_fields(record: logging.LogRecord, message: str, worker: str,
+                  event_id: str | None) -> dict[str, Any]:
     return {
         "event_id": event_id or uuid.uuid4().hex,
         "time": _time(record),
@@ -135,8 +172,19 @@ def log_json(record: logging.LogRecord, message: str, worker: str,
     key, logger_part = _logger_part(record.name, record.levelname)
     request_id = getattr(record, "request_id", "") or ""
     correlation_id = getattr(record, "correlation_id", "") or ""
-    return key, (
+    fixed = (
         f'{{"event_id":{_quote(event_id)},"time":"{_time(record)}",{logger_part},'
         f'"message":{_quote(message)},"request_id":{_quote(str(request_id))},'
         f'"correlation_id":{_quote(str(correlation_id))},"worker":{worker},'
-        f'"exception":{_quote(_exception(record))}}}')
+        f'"exception":{_quote(_exception(record))}')
+    attributes = record.__dict__
+    if (attributes.get("shop_subject", NO_SUBJECT) is NO_SUBJECT and "trace" not in attributes
+            and "order_id" not in attributes and "ticket_id" not in attributes
+            and "user_id" not in attributes):
+        return key, fixed + "}"  # most records: nothing more to look at
+    named = subject_ids(record)
+    trace = _trace(record)
+    extra = "".join(f",{_quote(field)}:{_quote(value)}" for field, value in named)
+    if trace is not None:
+        extra += f',"trace":{json.dumps(trace, default=str, separators=(",", ":"))}'
+    return key, fixed + extra + "}"

@@ -34,7 +34,9 @@ REMEMBERED_IDS = 50_000
 @dataclass(frozen=True, slots=True)
 class LogFilter:
     """Which records a reader wants: a service, a level and above, a time, a substring, the
-    request that caused them, their correlation id (an order's, for the saga)."""
+    request that caused them, their correlation id (an order's, for the saga), the order,
+    ticket or user they name, and ``about``: the records of one request id, or naming one
+    order, ticket or user id (a trace's first look)."""
 
     service: str | None = None
     level: str | None = None
@@ -42,6 +44,12 @@ class LogFilter:
     q: str | None = None
     request_id: str | None = None
     correlation_id: str | None = None
+    order_id: str | None = None
+    ticket_id: str | None = None
+    user_id: str | None = None
+    about: str | None = None
+    #: Any of these request ids (a trace's second look: the requests an order's events name).
+    request_ids: frozenset[str] | None = None
 
     def matches(self, entry: dict[str, Any]) -> bool:
         """Return True if ``entry`` passes every filter that is set."""
@@ -50,6 +58,17 @@ class LogFilter:
         if self.request_id and entry.get("request_id") != self.request_id:
             return False
         if self.correlation_id and entry.get("correlation_id") != self.correlation_id:
+            return False
+        if self.order_id and entry.get("order_id") != self.order_id:
+            return False
+        if self.ticket_id and entry.get("ticket_id") != self.ticket_id:
+            return False
+        if self.user_id and entry.get("user_id") != self.user_id:
+            return False
+        if self.about and self.about not in (entry.get("request_id"), entry.get("order_id"),
+                                             entry.get("ticket_id"), entry.get("user_id")):
+            return False
+        if self.request_ids is not None and entry.get("request_id") not in self.request_ids:
             return False
         if self.level and level_number(str(entry.get("level", ""))) < level_number(self.level):
             return False

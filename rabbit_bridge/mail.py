@@ -37,6 +37,7 @@ from mode import Service, ServiceT
 from prometheus_client import Counter
 
 from models.mail_templates import promotion_text, render
+from models.tracing import REQUEST_ID, REQUEST_ID_HEADER, TRACE_LOGGER
 from rabbit_bridge.connection import RabbitConnection
 from rabbit_bridge.consumer import QueueConsumer, RecentIds
 from rabbit_bridge.publisher import RabbitPublisher
@@ -46,6 +47,9 @@ __all__ = ["MAIL_DEAD_QUEUE", "Broadcast", "MailSender", "PromotionMail", "decla
            "retry_queue"]
 
 log = logging.getLogger(__name__)
+#: One record per mail sent: the mail's step in the trace of the request that caused it
+#: (a ``trace`` logger: the bridge's own loggers are never shipped).
+mail_steps = logging.getLogger(f"{TRACE_LOGGER}.mail")
 
 
 class Broadcast(Protocol):
@@ -140,10 +144,16 @@ class MailSender(Service):
             self.publisher.publish("", retry_queue(delay), message.body,
                                    message_id=f"{mail_id}#{attempt + 1}",
                                    headers={ATTEMPT_HEADER: attempt + 1,
-                                            "x-last-error": str(exc)[:500]})
+                                            "x-last-error": str(exc)[:500],
+                                            **_request_header()})
             await self.publisher.flush()  # confirmed or in the outbox before the ack
             return
         MAILS.labels(kind, "sent").inc()
+        if REQUEST_ID.get():
+            mail_steps.info("mail %s (%s) sent, attempt %d", mail_id, kind, attempt,
+                            extra={"trace": {"kind": "mail", "queue": NOTIFICATIONS_QUEUE,
+                                             "mail_id": mail_id, "type": kind,
+                                             "attempt": attempt}})
 
     def _send(self, to: str, subject: str, text: str, mail_id: str) -> None:
         """Hand one mail to the SMTP server (blocking: runs in a thread)."""
@@ -191,6 +201,12 @@ class PromotionMail(Service):
             await asyncio.sleep(1.0)  # requeued: not at once
             raise
         log.info("promotion %s: promotion mail asked of %d partitions", news["code"], count)
+
+
+def _request_header() -> dict[str, str]:
+    """Return the header that carries the current request id on (none if there is none)."""
+    request_id = REQUEST_ID.get()
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
 def _int(value: Any, default: int) -> int:

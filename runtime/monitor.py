@@ -35,6 +35,9 @@ from runtime.store_memory import current_memory
 
 __all__ = ["ShopMonitor", "StoreMemoryCollector"]
 
+#: Paths that operators' tools poll, which do not make a worker busy.
+OPERATIONS_PATHS = frozenset({"/health", "/ready", "/metrics", "/metrics/"})
+
 #: Each gauge of the stores' memory: its name, its help and the figure it reports.
 STORE_GAUGES = (
     ("shop_store_databases", "RocksDB databases (table partitions) open in this worker",
@@ -49,6 +52,8 @@ STORE_GAUGES = (
      "block_cache_pinned"),
     ("shop_store_write_buffers_bytes", "Bytes the shared write-buffer budget counts",
      "write_buffers"),
+    ("shop_store_released", "1 while the worker is idle and its stores' memory is given back "
+     "(SHOP_STORE_IDLE_RELEASE)", "released"),
 )
 
 
@@ -90,6 +95,8 @@ class ShopMonitor(PrometheusMonitor):
         self._tp_in: dict[TP, Any] = {}
         self._stream_events: dict[int, tuple[str, Any]] = {}
         self._topic_out: dict[str, Any] = {}
+        #: Requests answered other than health checks and scrapes (agents/store_memory.py).
+        self.shop_requests = 0
 
     # -- messages and streams (every message, every agent) ---------------------------------
 
@@ -182,6 +189,8 @@ class ShopMonitor(PrometheusMonitor):
                            view: Any = None) -> None:
         """Count the answer's status and observe its latency."""
         latency = monotonic() - cast(float, state)
+        if getattr(request, "path", None) not in OPERATIONS_PATHS:
+            self.shop_requests += 1
         status = response.status if response is not None else 500
         known = self._status_counters.get(status)
         if known is None:

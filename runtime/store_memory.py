@@ -18,21 +18,44 @@ as it runs. :class:`StoreMemory` gives every store of the worker:
 
 The write-ahead log stays on: a store's unflushed writes are in its WAL and are replayed when
 the store is opened again, as before; flushing sooner only makes the WALs shorter.
+
+A worker that has seen no table read or write for ``SHOP_STORE_IDLE_RELEASE`` seconds gives
+that memory back (:meth:`StoreMemory.release`, decided by :class:`IdleRelease`): it flushes
+every memtable, shrinks the cache to :data:`RELEASED_CACHE_BYTES` and hands the heap's free
+pages back to the system (glibc keeps freed memory in its arenas otherwise, so RSS would not
+fall). The next read or write restores the cache's size (:meth:`StoreMemory.restore`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import weakref
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
-__all__ = ["MB", "Figures", "ShopRocksDBOptions", "StoreMemory", "shared_memory"]
+__all__ = ["MB", "Figures", "IdleRelease", "ShopRocksDBOptions", "StoreMemory", "Turn",
+           "limit_heap_arenas", "return_free_heap", "shared_memory"]
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+
+#: What the block cache keeps while the worker is idle: room for the stores' pinned index and
+#: filter blocks of a few SST files, not their data.
+RELEASED_CACHE_BYTES = 4 * MB
+
+#: glibc's mallopt parameter for the number of malloc arenas.
+M_ARENA_MAX = -8
+#: Arenas the worker's threads share. glibc's default, 8 per core, lets each RocksDB and
+#: executor thread keep an arena of its own whose freed memory is rarely reused elsewhere.
+HEAP_ARENAS = 2
 
 #: Memtables a store may hold: the one being written and one being flushed.
 MEMTABLES_PER_STORE = 2
@@ -52,6 +75,7 @@ class Figures:
     block_cache: int
     block_cache_pinned: int
     write_buffers: int
+    released: int = 0  # 1 while an idle worker's memory is given back
 
 
 class StoreMemory:
@@ -68,6 +92,8 @@ class StoreMemory:
         self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
             write_buffers_bytes, False, self.cache)
         self._stores: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._released = False
+        limit_heap_arenas()
 
     @property
     def sizes(self) -> tuple[int, int, int]:
@@ -91,10 +117,43 @@ class StoreMemory:
         table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
         options.set_block_based_table_factory(table)
 
+    @property
+    def released(self) -> bool:
+        """Whether the cache is shrunk for an idle worker (:meth:`release`)."""
+        return self._released
+
+    def databases(self) -> list[rocksdict.Rdict]:
+        """Return the open databases of the stores on this budget."""
+        return [db for store in list(self._stores) for db in list(store._dbs.values())]
+
+    def release(self) -> int:
+        """Give an idle worker's store memory back: flush every memtable to its SST file,
+        shrink the cache to :data:`RELEASED_CACHE_BYTES` and return the heap's free pages to
+        the system. Return how many databases were flushed.
+
+        Blocking (one flush per database): run it in an executor thread.
+        """
+        flushed = 0
+        for db in self.databases():
+            try:
+                db.flush()
+                flushed += 1
+            except Exception:  # closed by a rebalance meanwhile: nothing of it is kept
+                continue
+        self.cache.set_capacity(min(self.cache_bytes, RELEASED_CACHE_BYTES))
+        self._released = True
+        return_free_heap()
+        return flushed
+
+    def restore(self) -> None:
+        """Give the cache its size back (the worker is busy again)."""
+        self.cache.set_capacity(self.cache_bytes)
+        self._released = False
+
     def figures(self) -> Figures:
         """Return what the stores hold now: memtables summed over the open databases, the
         shared cache's and budget's own usage."""
-        databases = [db for store in list(self._stores) for db in list(store._dbs.values())]
+        databases = self.databases()
         return Figures(
             stores=len(databases),
             memtables=sum(_property(db, MEMTABLES_PROPERTY) for db in databases),
@@ -102,7 +161,70 @@ class StoreMemory:
             block_cache=self.cache.get_usage(),
             block_cache_pinned=self.cache.get_pinned_usage(),
             write_buffers=self.write_buffers.get_usage(),
+            released=int(self._released),
         )
+
+
+class Turn(Enum):
+    """What :class:`IdleRelease` asks of the stores' memory."""
+
+    RELEASE = "release"
+    RESTORE = "restore"
+
+
+class IdleRelease:
+    """Decide when an idle worker gives its store memory back, and when it takes it again.
+
+    ``tick(now, activity)`` is called every few seconds with a count that grows with every
+    table read and write. The memory is released once the count has not moved for
+    ``after`` seconds (never if ``after`` is 0), and restored at the first tick that sees
+    it move again.
+    """
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.released = False
+        self._activity: int | None = None
+        self._quiet_since = 0.0
+
+    def tick(self, now: float, activity: int) -> Turn | None:
+        """Return what to do now, given the activity count at ``now`` (seconds)."""
+        if activity != self._activity:
+            self._activity = activity
+            self._quiet_since = now
+            if self.released:
+                self.released = False
+                return Turn.RESTORE
+            return None
+        if self.after > 0 and not self.released and now - self._quiet_since >= self.after:
+            self.released = True
+            return Turn.RELEASE
+        return None
+
+
+def _glibc() -> Any:
+    """Return glibc, or None on a C library without malloc_trim and mallopt (musl)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 -- both or neither
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_libc = _glibc()
+
+
+def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> bool:
+    """Cap glibc's malloc arenas at ``arenas`` for the threads made from now on (RocksDB's
+    are made when the first store opens). Return whether the C library took it."""
+    return bool(_libc is not None and _libc.mallopt(M_ARENA_MAX, arenas) == 1)
+
+
+def return_free_heap() -> bool:
+    """Hand the free pages of every malloc arena back to the system. Return whether any
+    memory was returned (False too where the C library cannot)."""
+    return bool(_libc is not None and _libc.malloc_trim(0) == 1)
 
 
 def _property(db: rocksdict.Rdict, name: str) -> int:

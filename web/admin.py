@@ -1,7 +1,7 @@
 """Admin operations over the central log: ``/api/admin/logs``, ``/api/admin/alerts``.
 
 Every worker consumes a share of the one ``logs.central`` queue into its own store
-(rabbit_bridge/app.services.central_logs.py), so a read asks every worker of the cluster — the URLs
+(rabbit_bridge/central_logs.py), so a read asks every worker of the cluster — the URLs
 Faust's assignor knows — with a short timeout, and merges the answers newest first. A worker
 that does not answer is named in ``workers`` (``complete`` is then false), never a 5xx. A
 forwarded request (from another worker, proven by its HMAC) is answered from this worker's
@@ -32,7 +32,8 @@ from web.middleware import REQUEST_ID_HEADER, forwarding_headers, is_forwarded, 
 from web.openapi import endpoint
 from web.views import ShopView
 
-__all__ = ["AlertQuery", "LogPage", "LogQuery", "cluster_urls", "merge_newest_first"]
+__all__ = ["ID_PATTERN", "AlertQuery", "LogPage", "LogQuery", "LogRecordOut", "WorkerAnswer",
+           "cluster_urls", "gather_records", "merge_newest_first"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ GATHER_TIMEOUT_S = 2.0
 MAX_LIMIT = 1000
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: A request id, or an order, ticket or user id, in a query.
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 class LogQuery(BaseModel):
@@ -58,6 +61,15 @@ class LogQuery(BaseModel):
     correlation_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
         description="the records of one correlation id (an order's id, for the saga)")
+    order_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                 description="the records that name this order")
+    ticket_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                  description="the records that name this support ticket")
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                description="the records that name this user")
+    about: str | None = Field(
+        default=None, pattern=ID_PATTERN,
+        description="the records of this request id, or that name this order, ticket or user")
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT, description="most records, newest first")
 
     @field_validator("level", mode="before")
@@ -71,7 +83,9 @@ class LogQuery(BaseModel):
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         return LogFilter(service=self.service, level=self.level, since=since, q=self.q,
-                         request_id=self.request_id, correlation_id=self.correlation_id)
+                         request_id=self.request_id, correlation_id=self.correlation_id,
+                         order_id=self.order_id, ticket_id=self.ticket_id,
+                         user_id=self.user_id, about=self.about)
 
 
 class AlertQuery(BaseModel):
@@ -93,6 +107,12 @@ class LogRecordOut(BaseModel):
     correlation_id: str = ""
     worker: str = ""
     exception: str = ""
+    order_id: str | None = Field(default=None, description="the order the record names")
+    ticket_id: str | None = Field(default=None, description="the ticket the record names")
+    user_id: str | None = Field(default=None, description="the user the record names")
+    trace: dict[str, Any] | None = Field(
+        default=None, description="the step of a trace the record marks: kind http (method, "
+        "path, status, ms), event (agent, topic, partition, offset, type) or mail")
 
 
 class WorkerAnswer(BaseModel):
@@ -168,11 +188,12 @@ def _normal(url: str) -> str:
     return url.rstrip("/")
 
 
-async def _ask(url: str, request: Request) -> tuple[list[dict[str, Any]], WorkerAnswer]:
+async def _ask(url: str, request: Request,
+               asking: str | None = None) -> tuple[list[dict[str, Any]], WorkerAnswer]:
     headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
     headers.update(forwarding_headers(str(app.conf.canonical_url), app.settings.jwt_secret))
     headers[REQUEST_ID_HEADER] = request_id(request)
-    target = url + str(request.rel_url)
+    target = url + (asking or str(request.rel_url))
     try:
         async with app.http_client.get(
                 target, headers=headers,
@@ -188,15 +209,21 @@ async def _ask(url: str, request: Request) -> tuple[list[dict[str, Any]], Worker
                                 error=f"{type(exc).__name__}: {exc}")
 
 
-async def gather_records(request: Request, chosen: LogFilter, limit: int) -> dict[str, Any]:
-    """Return a LogPage of the records matching ``chosen`` from every worker."""
+async def gather_records(request: Request, chosen: LogFilter, limit: int,
+                         asking: str | None = None) -> dict[str, Any]:
+    """Return a LogPage of the records matching ``chosen`` from every worker.
+
+    The other workers are asked ``asking`` (a /api/admin/logs path and query that says the
+    same as ``chosen``), by default the URL of ``request`` itself.
+    """
     own = await app.services.central_logs.read(chosen, limit)
     answers = [own]
     stored = app.services.central_logs.store is not None
     workers = [WorkerAnswer(url=cluster_urls()[0], ok=stored, count=len(own),
                             error=None if stored else "no store")]
     if not is_forwarded(request, app.settings.jwt_secret):
-        asked = await asyncio.gather(*(_ask(url, request) for url in cluster_urls()[1:]))
+        asked = await asyncio.gather(*(_ask(url, request, asking)
+                                       for url in cluster_urls()[1:]))
         for items, answer in asked:
             answers.append(items)
             workers.append(answer)
@@ -210,7 +237,8 @@ class LogsView(ShopView):
     """The central log, newest first, from every worker of the cluster."""
 
     async def get(self, request: Request) -> Response:
-        """Search the central log (service, level and above, since, message substring)."""
+        """Search the central log (service, level and above, since, message substring, the
+        request, the order, ticket or user a record names)."""
         require(request, "admin")
         query = read_query(request, LogQuery)
         return self.json(await gather_records(request, query.chosen(), query.limit))

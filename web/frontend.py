@@ -41,7 +41,8 @@ STOREFRONT_PATHS = (
 #: The admin console's pages (admin and support roles; the API checks the roles).
 CONSOLE_PATHS = (
     "/admin", "/admin/orders", "/admin/catalog", "/admin/promotions", "/admin/support",
-    "/admin/support/{ticket_id}", "/admin/logs", "/admin/dead-letters", "/admin/tasks",
+    "/admin/support/{ticket_id}", "/admin/logs", "/admin/trace", "/admin/dead-letters",
+    "/admin/tasks",
 )
 
 _FAUST_INDEX = "faust.web.apps.production_index:blueprint"

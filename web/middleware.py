@@ -15,14 +15,13 @@ import hmac
 import logging
 import math
 import random
-import re
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
 
+from models.tracing import REQUEST_ID, SUBJECT, TRACE_LOGGER, valid_id
 from web.errors import Handler, error_answer, error_response
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "gateway",
     "install_request_id_logging",
     "is_forwarded",
+    "log_http_step",
     "rate_limited",
     "rate_limits",
     "request_id",
@@ -47,12 +47,12 @@ FORWARDED_BY = "X-Shop-Forwarded-By"  # set by web/routing.forward on forwarded 
 FORWARD_PROOF = "X-Shop-Forward-Proof"  # HMAC of FORWARDED_BY with the shared secret
 CLIENT_ADDRESS = "X-Shop-Client-Address"  # the caller's address, on a forwarded request
 
-#: The id of the request being handled (on every log record as ``request_id``).
-REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
-_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 Middleware = Callable[[web.Request, Handler], Any]
+
+#: One record per /api request answered: the HTTP step of a trace (models/tracing.py).
+http_steps = logging.getLogger(f"{TRACE_LOGGER}.http")
 
 
 def served_by(canonical_url: str) -> Middleware:
@@ -98,7 +98,7 @@ def accept_request_id(given: str | None) -> str:
     return f"{_random_bits(128):032x}"
 
 
-_valid_id = _VALID_ID.fullmatch
+_valid_id = valid_id
 _random_bits = random.getrandbits  # ids must be unique, not secret: no syscall per request
 
 
@@ -118,7 +118,8 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def install_request_id_logging() -> None:
-    """Give every log record a ``request_id`` attribute (empty outside requests)."""
+    """Give every log record a ``request_id`` attribute (empty outside requests) and a
+    ``shop_subject`` (what the event being handled is about: models.tracing.SUBJECT)."""
     factory = logging.getLogRecordFactory()
     if getattr(factory, "shop_request_id", False):
         return
@@ -126,10 +127,22 @@ def install_request_id_logging() -> None:
     def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         record.request_id = REQUEST_ID.get()
+        record.shop_subject = SUBJECT.get()
         return record
 
     record_with_request_id.shop_request_id = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(record_with_request_id)
+
+
+def log_http_step(method: str, path: str, status: int, started: float) -> None:
+    """Log that a request to ``path`` was answered ``status`` (``started``: perf_counter).
+
+    Called while the request's id is current, so the record carries it.
+    """
+    took_ms = round((time.perf_counter() - started) * 1000, 3)
+    http_steps.info("%s %s %d in %.1f ms", method, path, status, took_ms,
+                    extra={"trace": {"kind": "http", "method": method, "path": path,
+                                     "status": status, "ms": took_ms}})
 
 
 class TokenBuckets:
@@ -250,6 +263,9 @@ def gateway(canonical_url: str, origins: frozenset[str], rate: float, burst: flo
         token = REQUEST_ID.set(rid)
         origin = headers.get("Origin")
         allowed = origin is not None and cors_allows(origins, origin)
+        traced = request.path.startswith("/api/") and http_steps.isEnabledFor(logging.INFO)
+        started = time.perf_counter() if traced else 0.0
+        status = 500
         try:
             if allowed and is_preflight(request):
                 response: web.StreamResponse = web.Response(status=204)
@@ -262,7 +278,10 @@ def gateway(canonical_url: str, origins: frozenset[str], rate: float, burst: flo
                     if answer is None:
                         raise
                     response = answer
+            status = response.status
         finally:
+            if traced:
+                log_http_step(request.method, request.path, status, started)
             REQUEST_ID.reset(token)
         if not response.prepared:
             answer_headers = response.headers

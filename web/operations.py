@@ -1,23 +1,47 @@
-"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka, RabbitMQ and the first
-admin ready).
+"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka, the topics the views
+write to, RabbitMQ and the first admin ready).
 
 ``/metrics`` is Faust's Prometheus sensor, set up in ``app.py``.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
+from faust.types import TopicT
 from faust.web import Request, Response
 
+from agents.topics import (
+    analytics_topic,
+    catalog_topic,
+    inventory_topic,
+    notifications_topic,
+    orders_topic,
+    promotions_topic,
+    support_topic,
+    user_emails_topic,
+    users_topic,
+)
 from app import app
 from runtime.tables import tables_ready
 from tables.users import emails
 from web.routing import Unavailable, owner_url
 from web.views import ShopView
 
-__all__ = ["partitions_not_fetched", "readiness"]
+__all__ = ["VIEW_TOPICS", "missing_topics", "partitions_not_fetched", "readiness",
+           "view_topics_ready"]
+
+log = logging.getLogger(__name__)
+
+#: The topics the HTTP views send to: a worker serves writes only once they all exist.
+VIEW_TOPICS: tuple[TopicT, ...] = (
+    analytics_topic, catalog_topic, inventory_topic, notifications_topic, orders_topic,
+    promotions_topic, support_topic, user_emails_topic, users_topic)
+#: Seconds between two looks at the broker's metadata while a topic is missing.
+TOPICS_RECHECK_S = 1.0
 
 
 async def readiness() -> dict[str, Any]:
@@ -41,9 +65,58 @@ async def readiness() -> dict[str, Any]:
     degraded = rabbit.was_connected and not rabbit.is_connected
     if degraded:
         rabbitmq["degraded"] = True
+    topics = await view_topics_ready() if kafka_ready else False
+    kafka["topics"] = topics
     admin = await first_admin_ready() if kafka_ready else False
-    ready = kafka_ready and admin and (rabbit.is_connected or degraded)
+    ready = kafka_ready and topics and admin and (rabbit.is_connected or degraded)
     return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq, "first_admin": admin}
+
+
+def missing_topics(partitions: dict[str, int], wanted: dict[str, int]) -> list[str]:
+    """Return the topics of ``wanted`` (name: partitions) that ``partitions`` (the broker's
+    metadata, name: partitions) lacks or has with another partition count, by name."""
+    return sorted(name for name, count in wanted.items() if partitions.get(name) != count)
+
+
+class _TopicsSeen:
+    """Whether the view topics were seen on the broker (once seen, never asked again)."""
+
+    ready = False
+    checked_at = float("-inf")
+    missing: list[str] = []
+
+
+_topics_seen = _TopicsSeen()
+
+
+async def view_topics_ready() -> bool:
+    """Return True once the broker's metadata shows every topic the views write to, with its
+    partitions (asked at most once a second until then, never after)."""
+    if _topics_seen.ready:
+        return True
+    now = time.monotonic()
+    if now - _topics_seen.checked_at < TOPICS_RECHECK_S:
+        return False
+    _topics_seen.checked_at = now
+    wanted = {topic.get_topic_name(): int(topic.partitions or app.conf.topic_partitions)
+              for topic in VIEW_TOPICS}
+    try:
+        client = cast(Any, app.producer)._ensure_producer().client
+        metadata = await client.fetch_all_metadata()
+        found = {name: len(metadata.partitions_for_topic(name) or ())
+                 for name in metadata.topics()}
+    except Exception as exc:
+        log.warning("cannot read the broker's topics yet: %s: %s", type(exc).__name__, exc)
+        return False
+    missing = missing_topics(found, wanted)
+    if missing:
+        if missing != _topics_seen.missing:  # said once, not at every look
+            log.info("not ready: topics missing or with other partitions than set: %s",
+                     ", ".join(missing))
+        _topics_seen.missing = missing
+        return False
+    _topics_seen.ready = True
+    return True
 
 
 async def first_admin_ready() -> bool:
@@ -93,8 +166,9 @@ class Health(ShopView):
 
 @app.page("/ready")
 class Ready(ShopView):
-    """The worker has its Kafka assignment, has reached RabbitMQ and, if it answers the first
-    admin's logins, has the admin's row (503 if not)."""
+    """The worker has its Kafka assignment, the topics the views write to exist, it has
+    reached RabbitMQ and, if it answers the first admin's logins, has the admin's row (503 if
+    not)."""
 
     async def get(self, request: Request) -> Response:
         detail = await readiness()

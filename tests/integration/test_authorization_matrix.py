@@ -90,6 +90,7 @@ def matrix(refresh_body: Callable[[], Awaitable[dict[str, Any]]]) -> list[Row]:
         Row("GET", "/api/admin/tasks", ADMIN_ONLY),
         Row("GET", "/api/admin/dead-letters", ADMIN_ONLY),
         Row("GET", "/api/admin/logs", ADMIN_ONLY),
+        Row("GET", "/api/admin/trace/{trace_id}", ADMIN_ONLY, values={"trace_id": "order_a"}),
         Row("GET", "/api/admin/alerts", ADMIN_ONLY),
         Row("POST", "/api/admin/logs/test", ADMIN_ONLY,
             body={"level": "INFO", "message": "authorization matrix"}),
@@ -316,7 +317,7 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
                                   ("sku", "sku"), ("session_id", "session_id"),
                                   ("code", "code"), ("ticket_id", "ticket_a"),
                                   ("notification_id", "notification_a"),
-                                  ("name", "analytics_table")):
+                                  ("name", "analytics_table"), ("trace_id", "order_a")):
                     concrete = concrete.replace(f"{{{name}}}", ids[key])
                 status, answer = await call(http, worker, method.upper(), concrete, {},
                                             forged)

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from models.tracing import REQUEST_ID_HEADER
 from scripts.devstack import Broker, Worker
 from tests.integration.fixtures import WorkerFactory
 from tests.integration.kafka import consume_until
@@ -93,10 +94,16 @@ async def test_a_views_record_reaches_the_central_log_with_its_request_id(
         assert len((await search(shop, f"q={other}&service=admin", 3))["items"]) == 3
         assert (await search(shop, f"q={other}&service=orders", 0))["items"] == []
         assert len((await search(shop, f"q={other}&limit=1", 1))["items"]) == 1
-        # One request's records, by its request id.
+        # One request's records, by its request id: the view's, and the gateway's step.
         traced = await log_test_record(shop, f"{other} traced", "WARNING")
-        [only] = (await search(shop, f"request_id={traced}", 1))["items"]
-        assert only["request_id"] == traced and "traced" in only["message"]
+        records = (await search(shop, f"request_id={traced}", 2))["items"]
+        assert sorted(r["logger"] for r in records) == ["trace.http", "web.admin"]
+        assert all(r["request_id"] == traced for r in records)
+        [only] = [r for r in records if r["logger"] == "web.admin"]
+        assert "traced" in only["message"]
+        [step] = [r for r in records if r["logger"] == "trace.http"]
+        assert (step["service"], step["level"]) == ("trace", "INFO")
+        assert step["trace"]["path"] == "/api/admin/logs/test" and step["trace"]["status"] == 202
         status, _ = await shop.call("GET", "/api/admin/logs?level=loud", headers=ADMIN)
         assert status == 422
 
@@ -114,10 +121,15 @@ async def test_a_views_record_reaches_the_central_log_with_its_request_id(
         assert status == 200
         assert error["event_id"] in [a["event_id"] for a in alerts["items"]]
         assert all(a["level"] in ("ERROR", "CRITICAL") for a in alerts["items"])
+        # ... and a step of its request's trace: the alert carried the request id on.
+        handled = (await search(shop, f"request_id={error['request_id']}&q=admin_alert", 1))
+        assert handled["items"][0]["trace"]["type"] == "admin_alert"
     notices = await consume_until(broker.bootstrap, "notifications", 1, within=20)
     events = [json.loads(n.value) for n in notices]
     assert any(e["type"] == "admin_alert" and e["event_id"] == error["event_id"]
                for e in events), events
+    assert any(dict(n.headers or ()).get(REQUEST_ID_HEADER) == error["request_id"].encode()
+               for n in notices), [n.headers for n in notices]
     assert {n.key for n in notices} == {b"admins"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
@@ -75,3 +76,27 @@ def test_a_bad_setting_stops_the_worker_with_one_line(workers: WorkerFactory) ->
         "shopstream: invalid setting SHOP_TOPIC_PARTITIONS: must be a whole number from 1 to "
         "1024 (got 'many')"
     ]
+
+
+async def test_ready_means_the_first_admin_can_log_in_at_once(workers: WorkerFactory) -> None:
+    """A deploy script's order on two workers: wait for a worker's /ready, then log in
+    through it as the first admin, at once: never refused."""
+    email, password = "ready-admin@shop.example", "ready admin password"
+    settings = {"SHOP_ADMIN_EMAIL": email, "SHOP_ADMIN_PASSWORD": password,
+                "SHOP_PASSWORD_HASH_COST": "light"}
+    started = [workers.start(name, **settings) for name in ("a", "b")]
+
+    async def deploy(http: aiohttp.ClientSession, url: str) -> tuple[dict[str, Any], int, Any]:
+        status, ready, _ = await wait_for_json(http, f"{url}/ready",
+                                               lambda status, body: status == 200, within=90)
+        assert status == 200, ready
+        async with http.post(f"{url}/api/auth/login",
+                             json={"email": email, "password": password}) as answer:
+            return ready, answer.status, await answer.json()
+
+    async with aiohttp.ClientSession() as http:
+        answers = await asyncio.gather(*(deploy(http, worker.url) for worker in started))
+    for ready, status, tokens in answers:
+        assert ready["first_admin"] is True and ready["kafka"]["topics"] is True
+        assert status == 200, tokens
+        assert tokens["token_type"] == "bearer"

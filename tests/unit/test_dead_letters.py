@@ -291,9 +291,11 @@ async def test_a_pack_without_events_is_dead_lettered_whole(send: AsyncMock) -> 
 class Stream:
     """What for_each_event reads of a Faust stream: ``events()`` of things with ``.message``."""
 
-    def __init__(self, values: list[bytes | None], topic: str = "orders") -> None:
+    def __init__(self, values: list[bytes | None], topic: str = "orders",
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
         self.messages = [
-            SimpleNamespace(topic=topic, partition=3, offset=100 + i, key=b"k", value=value)
+            SimpleNamespace(topic=topic, partition=3, offset=100 + i, key=b"k", value=value,
+                            headers=headers or [])
             for i, value in enumerate(values)
         ]
 

@@ -21,7 +21,8 @@ class FakeEvent:
     """What the agent reads of a Faust event: its message's partition (weakly referenced)."""
 
     def __init__(self, partition: int, offset: int) -> None:
-        self.message = SimpleNamespace(partition=partition, offset=offset, topic="orders")
+        self.message = SimpleNamespace(partition=partition, offset=offset, topic="orders",
+                                       headers=[])
 
 
 def notice(status: str, partition: int, offset: int) -> Decoded[OrderUpdate]:

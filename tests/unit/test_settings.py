@@ -70,6 +70,7 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_STORE_MEMORY_MB": "4"}, "SHOP_STORE_MEMORY_MB"),
     ({"SHOP_STORE_WRITE_BUFFERS_MB": "lots"}, "SHOP_STORE_WRITE_BUFFERS_MB"),
     ({"SHOP_STORE_WRITE_BUFFER_MB": "0"}, "SHOP_STORE_WRITE_BUFFER_MB"),
+    ({"SHOP_STORE_IDLE_RELEASE": "-1"}, "SHOP_STORE_IDLE_RELEASE"),
     ({"SHOP_ADMIN_EMAIL": "not-an-email", "SHOP_ADMIN_PASSWORD": "long enough"},
      "SHOP_ADMIN_EMAIL"),
     ({"SHOP_ADMIN_EMAIL": "a@example.com", "SHOP_ADMIN_PASSWORD": "short"},

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from runtime.monitor import StoreMemoryCollector
-from runtime.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
+from runtime.store_memory import (
+    MB,
+    RELEASED_CACHE_BYTES,
+    IdleRelease,
+    ShopRocksDBOptions,
+    StoreMemory,
+    Turn,
+    shared_memory,
+)
 
 
 class _Store:
@@ -56,6 +67,66 @@ def test_a_store_reopened_has_its_unflushed_writes_back(tmp_path: Path) -> None:
     db.close()  # the write is only in the memtable and the WAL
     again = ShopRocksDBOptions(memory).open(tmp_path / "store")
     assert again[b"order-1"] == b"placed"
+
+
+def test_release_flushes_every_memtable_and_shrinks_the_cache_until_restored(
+        tmp_path: Path) -> None:
+    memory = StoreMemory(16 * MB, 8 * MB, MB)
+    dbs = _fill(memory, tmp_path, stores=3, rows=40_000)
+    for n in range(40_000):  # reads fill the cache with data blocks once flushed
+        assert dbs[n % 3][b"key-%d" % n] == b"x" * 200
+    assert memory.figures().memtables > 0 and not memory.released
+
+    assert memory.release() == 3
+    figures = memory.figures()
+    assert memory.released
+    assert figures.write_buffers < 64 * 1024  # each store keeps an empty memtable
+    assert figures.block_cache <= RELEASED_CACHE_BYTES + MB  # a few pinned blocks
+    assert all(db[b"key-%d" % n] == b"x" * 200 for n, db in ((7, dbs[1]), (39_998, dbs[2])))
+
+    memory.restore()
+    assert not memory.released
+    for n in range(40_000):
+        dbs[n % 3].get(b"key-%d" % n)
+    assert memory.figures().block_cache > RELEASED_CACHE_BYTES + MB
+
+
+def test_idle_release_after_the_quiet_time_and_restore_at_the_next_activity() -> None:
+    idle = IdleRelease(after=30.0)
+    assert idle.tick(0.0, 5) is None
+    assert idle.tick(29.0, 5) is None
+    assert idle.tick(30.0, 5) is Turn.RELEASE
+    assert idle.tick(60.0, 5) is None  # released once
+    assert idle.tick(62.0, 6) is Turn.RESTORE
+    assert idle.tick(64.0, 6) is None
+    assert idle.tick(94.0, 6) is Turn.RELEASE
+
+
+def test_idle_release_never_releases_when_switched_off() -> None:
+    idle = IdleRelease(after=0.0)
+    assert all(idle.tick(float(t), 1) is None for t in range(0, 100_000, 1000))
+
+
+@given(st.lists(st.tuples(st.floats(0, 100), st.booleans()), max_size=60))
+def test_idle_release_alternates_and_only_releases_after_a_quiet_spell(
+        steps: list[tuple[float, bool]]) -> None:
+    idle = IdleRelease(after=30.0)
+    now, activity, quiet_since = 0.0, 0, 0.0
+    turns = [idle.tick(now, activity)]
+    for gap, busy in steps:
+        now += gap
+        activity += busy
+        turn = idle.tick(now, activity)
+        if busy:
+            quiet_since = now
+            assert turn is not Turn.RELEASE
+        if turn is Turn.RELEASE:
+            assert now - quiet_since >= 30.0
+        turns.append(turn)
+    moves = [turn for turn in turns if turn is not None]
+    # release, restore, release, ...: never twice the same way
+    assert all(a is not b for a, b in itertools.pairwise(moves))
+    assert not moves or moves[0] is Turn.RELEASE
 
 
 def test_the_process_keeps_one_budget_for_the_same_sizes() -> None:

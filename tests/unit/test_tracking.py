@@ -26,6 +26,7 @@ from models.analytics import (
     tracked_items,
 )
 from models.base import EventDecodeError, event_from_data, json_object
+from models.tracing import REQUEST_ID
 
 keys = st.text(min_size=1, max_size=40)
 
@@ -144,6 +145,7 @@ class Topic:
         self.sent: list[tuple[str, list[dict[str, Any]]]] = []
         self.fail = fail
         self.declared = False
+        self.request_ids: list[str] = []  # the request id current at each send
 
     def get_topic_name(self) -> str:
         return "analytics"
@@ -155,6 +157,7 @@ class Topic:
         if self.fail:
             raise ConnectionError("broker unreachable")
         self.sent.append((key, tracked_items(json.loads(value))))
+        self.request_ids.append(REQUEST_ID.get())
         delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_later(0.01, delivered.set_result, None)
         return delivered
@@ -209,6 +212,21 @@ async def test_a_full_pack_leaves_without_waiting_for_the_linger() -> None:
     async with asyncio.timeout(5):
         await collector.send(a, [event(a, n) for n in range(3)])
     assert [len(items) for _, items in topic.sent] == [3]
+
+
+async def test_a_pack_of_many_requests_is_sent_as_none_of_them() -> None:
+    topic = Topic()
+    collector = TrackingCollector(topic, linger_s=60, pack_events=2)  # type: ignore[arg-type]
+    a, b = sessions_of(1, 2)
+
+    async def request(rid: str, session: str) -> None:
+        REQUEST_ID.set(rid)  # each task has its own context, as each HTTP request does
+        await collector.send(session, [event(session, 1)])
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(request("req-a", a), request("req-b", b))
+    assert [len(items) for _, items in topic.sent] == [2]
+    assert topic.request_ids == [""]
 
 
 async def test_a_pack_that_cannot_be_sent_fails_every_request_in_it() -> None:

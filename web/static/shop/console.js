@@ -4,10 +4,10 @@ import { claims, field, fill, h, hasRole, login, logout, errorText, toast } from
 import { dashboard } from "./console_dashboard.js";
 import { catalogSection, ordersSection, promotionsSection } from "./console_shop.js";
 import { supportQueue, supportTicket } from "./console_support.js";
-import { deadLetters, logsSection, tasksSection } from "./console_ops.js";
+import { deadLetters, logsSection, tasksSection, traceSection } from "./console_ops.js";
 import { Router, markCurrent } from "./router.js";
 
-const ADMIN_ONLY = new Set(["/admin", "/admin/orders", "/admin/catalog", "/admin/promotions", "/admin/logs", "/admin/dead-letters", "/admin/tasks", "/analytics"]);
+const ADMIN_ONLY = new Set(["/admin", "/admin/orders", "/admin/catalog", "/admin/promotions", "/admin/logs", "/admin/trace", "/admin/dead-letters", "/admin/tasks", "/analytics"]);
 
 let router = null;
 const navigate = (path, options) => router.go(path, options);
@@ -70,6 +70,7 @@ function start() {
     ["/admin/support", supportQueue],
     ["/admin/support/{ticket_id}", supportTicket],
     ["/admin/logs", logsSection],
+    ["/admin/trace", traceSection],
     ["/admin/dead-letters", deadLetters],
     ["/admin/tasks", tasksSection],
   ];

@@ -1,4 +1,5 @@
-// Console operations: the central log with filters (and alerts), dead letters, task queues.
+// Console operations: the central log with filters (and alerts), a request's or an order's
+// trace as a timeline, dead letters, task queues.
 
 import { api, errorText, field, fill, h, hasEndpoint, when } from "./api.js";
 
@@ -14,11 +15,12 @@ export async function logsSection(main, { query }, signal) {
     h("div", {}, h("label", { for: "log-level" }, "Level"), level),
     h("div", {}, field("Since", { name: "since", type: "datetime-local", value: query.get("since") || "" })),
     h("div", {}, field("Message contains", { name: "q", value: query.get("q") || "" })),
+    h("div", {}, field("Request, order, ticket or user id", { name: "about", value: query.get("about") || "", pattern: "[A-Za-z0-9._:\\-]{1,128}" })),
     h("button", { type: "submit" }, "Search logs"));
   const search = async () => {
     const data = new FormData(form);
     const params = new URLSearchParams({ limit: 200 });
-    for (const key of ["service", "level", "q"]) if (data.get(key)) params.set(key, data.get(key));
+    for (const key of ["service", "level", "q", "about"]) if (data.get(key)) params.set(key, data.get(key));
     if (data.get("since")) params.set("since", new Date(data.get("since")).toISOString());
     try {
       const page = await api(`/api/admin/logs?${params}`, { signal });
@@ -30,7 +32,8 @@ export async function logsSection(main, { query }, signal) {
           h("tbody", {}, page.items.map((r) => h("tr", {},
             h("td", {}, when(r.time)), h("td", {}, r.service), h("td", { class: `level-${r.level}` }, r.level),
             h("td", {}, h("pre", { class: "log" }, r.message + (r.exception ? `\n${r.exception}` : ""))),
-            h("td", {}, h("small", {}, r.request_id || r.correlation_id || ""))))))));
+            h("td", {}, r.request_id ? h("a", { href: `/admin/trace?id=${encodeURIComponent(r.request_id)}` }, h("small", {}, r.request_id))
+              : h("small", {}, r.correlation_id || ""))))))));
     } catch (error) {
       fill(results, h("p", { class: "error", role: "alert" }, errorText(error)));
     }
@@ -43,6 +46,52 @@ export async function logsSection(main, { query }, signal) {
         h("li", { class: `level-${a.level}` }, when(a.time), ` ${a.service}: ${a.message}`))));
     }
   }).catch(() => {})]);
+}
+
+const KINDS = { http: "HTTP request", event: "Event handled", mail: "Mail sent", log: "Log record" };
+
+/** A step's time to the millisecond (steps of one request are milliseconds apart). */
+function clock(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso || "");
+  return `${date.toLocaleDateString()} ${date.toLocaleTimeString([], { hour12: false })}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}
+
+/** A request's (or an order's) steps across every worker, oldest first. */
+export async function traceSection(main, { query }, signal, navigate) {
+  const results = h("div", { id: "trace-results", "aria-live": "polite" });
+  const form = h("form", { class: "row", id: "trace-search" },
+    h("div", {}, field("Request id or order id", { name: "id", value: query.get("id") || "", required: true, pattern: "[A-Za-z0-9._:\\-]{1,128}" })),
+    h("button", { type: "submit" }, "Follow"));
+  const show = async (id) => {
+    fill(results, h("p", { class: "muted" }, "Gathering the steps from every worker\u2026"));
+    try {
+      const trace = await api(`/api/admin/trace/${encodeURIComponent(id)}`, { signal });
+      const steps = trace.steps;
+      fill(results,
+        trace.complete ? "" : h("p", { class: "error" }, "Some workers did not answer: the trace may be incomplete."),
+        h("p", { class: "muted", id: "trace-summary" }, `${steps.length} step${steps.length === 1 ? "" : "s"}`,
+          trace.requests.length ? ` of request${trace.requests.length === 1 ? "" : "s"} ${trace.requests.join(", ")}` : ""),
+        steps.length ? h("div", { class: "table-wrap" }, h("table", { id: "trace" },
+          h("thead", {}, h("tr", {}, ["Time", "Worker", "Kind", "Topic / path", "Summary"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, steps.map((s) => h("tr", { "data-kind": s.kind, "data-type": s.type || null, class: `level-${s.level}` },
+            h("td", {}, h("time", { datetime: s.at }, clock(s.at))), h("td", {}, h("small", {}, s.worker)),
+            h("td", {}, KINDS[s.kind] || s.kind), h("td", {}, h("code", {}, s.what)),
+            h("td", {}, h("pre", { class: "log" }, s.summary)))))))
+          : h("p", { class: "muted", id: "trace-empty" }, "Nothing logged for this id (yet: records reach the central log within a second or two)."));
+    } catch (error) {
+      fill(results, h("p", { class: "error", role: "alert" }, errorText(error)));
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = new FormData(form).get("id").trim();
+    if (id) navigate(`/admin/trace?id=${encodeURIComponent(id)}`);
+  });
+  fill(main, h("h1", {}, "Trace"), h("p", { class: "muted" },
+    "Follow one request (its X-Request-Id) or one order's whole life through the gateway, the agents and the mail: every worker's steps, oldest first."),
+    form, results);
+  if (query.get("id")) await show(query.get("id"));
 }
 
 export async function deadLetters(main, params, signal) {
