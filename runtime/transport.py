@@ -26,10 +26,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from faust.transport.drivers.aiokafka import Producer, Transport
 from faust.transport.producer import ProducerBuffer
+from faust.types import AppT
 from faust.types.transports import ConsumerT, ProducerT
 from faust.types.tuples import FutureMessage
 from mode import Service
@@ -37,7 +38,7 @@ from prometheus_client import Counter
 
 from runtime.consumer import ShopConsumer
 
-__all__ = ["DrainingProducerBuffer", "ShopProducer", "ShopTransport"]
+__all__ = ["DrainingProducerBuffer", "ShopProducer", "ShopTransport", "broker_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +126,11 @@ class ShopTransport(Transport):
 
     Consumer: ClassVar[type[ConsumerT]] = ShopConsumer
     Producer: ClassVar[type[ProducerT]] = ShopProducer
+
+
+async def broker_topics(app: AppT) -> dict[str, int]:
+    """Return every topic the broker knows, with its number of partitions, as the app's
+    producer client reads the cluster's metadata (Faust has no public call for it)."""
+    client = cast(Any, app.producer)._ensure_producer().client
+    metadata = await client.fetch_all_metadata()
+    return {name: len(metadata.partitions_for_topic(name) or ()) for name in metadata.topics()}

@@ -27,6 +27,7 @@ from agents.topics import (
 )
 from app import app
 from runtime.tables import tables_ready
+from runtime.transport import broker_topics
 from tables.users import emails
 from web.routing import Unavailable, owner_url
 from web.views import ShopView
@@ -101,10 +102,7 @@ async def view_topics_ready() -> bool:
     wanted = {topic.get_topic_name(): int(topic.partitions or app.conf.topic_partitions)
               for topic in VIEW_TOPICS}
     try:
-        client = cast(Any, app.producer)._ensure_producer().client
-        metadata = await client.fetch_all_metadata()
-        found = {name: len(metadata.partitions_for_topic(name) or ())
-                 for name in metadata.topics()}
+        found = await broker_topics(app)
     except Exception as exc:
         log.warning("cannot read the broker's topics yet: %s: %s", type(exc).__name__, exc)
         return False

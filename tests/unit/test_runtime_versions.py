@@ -93,6 +93,7 @@ REACHED = [
     ("runtime/routing.py", "faust.app.router.Router", "_urlident"),
     ("runtime/routing.py", "faust.assignor.PartitionAssignor", "_tps_url"),
     ("runtime/routing.py", "faust.transport.drivers.aiokafka.Producer", "_ensure_producer"),
+    ("runtime/transport.py", "faust.transport.drivers.aiokafka.Producer", "_ensure_producer"),
     ("runtime/routing.py", "aiokafka.AIOKafkaProducer", "_metadata"),
     ("runtime/monitor.py", "faust.sensors.prometheus.PrometheusMonitor", "_metrics"),
     ("runtime/monitor.py", "faust.sensors.prometheus.PrometheusMonitor", "_table_or_create"),

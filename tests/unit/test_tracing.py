@@ -37,6 +37,7 @@ from rabbit_bridge.consumer import QueueConsumer
 from rabbit_bridge.log_records import log_entry, log_json, ships
 from rabbit_bridge.log_store import LogFilter
 from tables.replay import Position
+from web.middleware import install_request_id_logging
 from web.operations import missing_topics
 
 ids = st.from_regex(r"[A-Za-z0-9._:-]{1,128}", fullmatch=True)
@@ -97,6 +98,7 @@ class Stream:
 async def test_an_event_a_request_caused_is_handled_with_its_id_and_logged_as_a_step(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    install_request_id_logging()  # as the worker does with its web layer (web/server.py)
     traced = ReserveStock.new(sku="sku-1", order_id="o-9", quantity=1)
     plain = ReserveStock.new(sku="sku-1", order_id="o-10", quantity=1)
     seen: list[tuple[str, tuple[str, str, str], list[Any]]] = []
