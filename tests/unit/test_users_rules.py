@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models import users
 from models.users import (
     MAX_SESSIONS,
     AccessRevoked,
@@ -239,3 +244,26 @@ def test_the_latest_revocation_cut_off_wins() -> None:
     early = AccessRevoked.new(user_id="u1", before="2026-01-01T00:00:00+00:00")
     late = AccessRevoked.new(user_id="u1", before="2026-02-01T00:00:00+00:00")
     assert revoked_before(revoked_before(None, late), early)["before"] == late.before
+
+
+async def test_no_more_than_two_password_hashes_run_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                            ) -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    class CountingHasher:
+        def hash(self, password: str) -> str:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return "hash:" + password
+
+    monkeypatch.setattr(users, "_hasher", lambda cost: CountingHasher())
+    hashes = await asyncio.gather(*(users.hash_password(f"pw-{n}", cost="standard")
+                                    for n in range(8)))
+    assert hashes == [f"hash:pw-{n}" for n in range(8)]
+    assert most == users.HASHES_AT_ONCE == 2
