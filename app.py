@@ -110,12 +110,15 @@ class ShopApp(faust.App):
             await wait_for_streams(consumer, wait_limit(self.conf.broker_session_timeout))
 
     def _update_assignment(self, assigned: set[TP]) -> tuple[set[TP], set[TP]]:
-        """Take the new assignment as Faust does, and count it (agents/rebalance.py)."""
+        """Take the new assignment as Faust does, count it (agents/rebalance.py) and end
+        the waits on partitions given up (tables/positions.py)."""
         from agents.rebalance import count_assignment
+        from tables.positions import positions
 
         previous = self._assignment
         revoked, newly_assigned = super()._update_assignment(assigned)
         count_assignment(previous, assigned)
+        positions.assigned((tp.topic, tp.partition) for tp in assigned)
         return revoked, newly_assigned
 
     def _on_autodiscovery_error(self, name: str) -> None:

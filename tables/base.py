@@ -27,6 +27,7 @@ Every store of a worker shares one block cache and one write-buffer budget
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, cast
@@ -43,10 +44,11 @@ from yarl import URL
 
 from config.settings import Settings
 from tables import heap
+from tables.positions import GLOBAL_TOPICS, positions
 from tables.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
 
 __all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
-           "tables_ready"]
+           "note_source_offsets", "tables_ready"]
 
 R = TypeVar("R")  # what OwnWrites holds back: a changelog event
 
@@ -303,11 +305,39 @@ class ShopGlobalTable(FastReads, RawStrKeys, faust.GlobalTable):
         return fut
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
-        """Apply the changelog records that are not older than this worker's own writes."""
+        """Apply the changelog records that are not older than this worker's own writes,
+        and advance the applied positions of the topics they came from."""
+        batch = list(batch)
         fresh = [event for event in batch if event.message.key is None
                  or self.own_writes.admit(event.message.key, event.message.offset, event)]
         if fresh:
             super().apply_changelog_batch(fresh)
+        if self.name in GLOBAL_TOPICS:  # the tables named after the global topics they keep
+            for event in batch:
+                note_source_offsets(event.message.value)
+
+
+def note_source_offsets(value: bytes | None) -> None:
+    """Advance the positions of the global topics a global table's changelog row absorbed.
+
+    A global table is written by one agent from a one-partition topic, in the topic's order,
+    and each row records the highest source offset it absorbed (``_applied``, the replay
+    guard's): once a row's record is applied here, so is the topic up to that offset. A
+    record held back or dropped as older than this worker's own write counts too: this
+    worker already holds a newer state of its row.
+    """
+    if not value:
+        return
+    try:
+        row = json.loads(value)
+        offsets = row["_applied"]["offsets"]
+    except (ValueError, TypeError, KeyError):
+        return
+    if not isinstance(offsets, dict):
+        return
+    for topic, offset in offsets.items():
+        if topic in GLOBAL_TOPICS and isinstance(offset, int):
+            positions.handled(topic, 0, offset)
 
 
 def tables_ready(app: AppT) -> bool:

@@ -87,8 +87,13 @@ class ShopRouter(Router):
                        local: Callable[[], Awaitable[Response]]) -> Response:
         """Answer ``request`` on the worker that owns ``key``: here with ``local()``, or there."""
         owner = await self._owner_text(table_name, key)
-        if owner is None or is_forwarded(request):
+        if owner is None:
             return await local()
+        if is_forwarded(request):
+            # Another worker took us for the owner, we take a third: ownership is moving, and
+            # a row not here is not an answer.
+            raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
+                              "retry in a second")
         try:
             return await self._route_req(URL(owner), web, request)
         except SameNode:
@@ -98,6 +103,23 @@ class ShopRouter(Router):
         """Return the URL of the worker that owns ``key``, or None if it is this one."""
         owner = await self._owner_text(table_name, key)
         return URL(owner) if owner is not None else None
+
+    def partition_owner(self, topic: str, partition: int) -> URL | None:
+        """Return the URL of the worker that owns ``topic[partition]``, None if it is this one.
+
+        Raise :class:`Unavailable` (503) while the owner is not known.
+        """
+        owner = cast(Any, self._assignor)._external_tps_url.get(TP(topic, partition))
+        if owner is None:
+            raise Unavailable(f"the owner of {topic}[{partition}] is being reassigned; "
+                              "retry in a second")
+        return None if self._ident(owner) == self._own_ident() else URL(owner)
+
+    def other_workers(self) -> list[URL]:
+        """Return the URLs of the other workers of the group (as of the last rebalance)."""
+        assignor = cast(Any, self._assignor)
+        urls = {*assignor._tps_url.values(), *assignor._external_tps_url.values()}
+        return [URL(url) for url in sorted(urls) if self._ident(url) != self._own_ident()]
 
     async def _key_owner(self, table_name: str, key: K) -> URL:
         """Return the URL of the worker that owns ``key`` (metadata loaded first), or 503."""

@@ -1,5 +1,5 @@
-"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka, RabbitMQ and the first
-admin ready).
+"""Operations endpoints: ``/health`` (alive), ``/ready`` (Kafka, RabbitMQ and the first
+admin ready) and ``/positions`` (the offsets this worker's tables applied: web/positions.py).
 
 ``/metrics`` is Faust's Prometheus sensor, set up in ``app.py``.
 """
@@ -13,8 +13,10 @@ from faust.web import Request, Response
 
 from app import app, publisher, rabbit, settings
 from tables.base import tables_ready
+from tables.positions import positions
 from tables.routing import ShopRouter, Unavailable
 from tables.users import emails
+from web.positions import POSITIONS_PATH
 from web.views import ShopView
 
 __all__ = ["partitions_not_fetched", "readiness"]
@@ -98,3 +100,13 @@ class Ready(ShopView):
     async def get(self, request: Request) -> Response:
         detail = await readiness()
         return self.json(detail, status=200 if detail["ready"] else 503)
+
+
+@app.page(POSITIONS_PATH)
+class Positions(ShopView):
+    """The offsets this worker's tables have applied, per topic partition; with a
+    ``Shop-Position`` header, answered once they reach it (503 if they cannot in time)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"worker": str(app.conf.canonical_url),
+                          "applied": positions.snapshot()})

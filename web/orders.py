@@ -33,18 +33,20 @@ from models.orders import (
     refusal,
     request_digest,
 )
+from models.positions import Written
 from models.promotions import PromotionError, discount_for, normalise_code
 from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
 from tables.payments import payments
 from tables.promotions import promotions
-from tables.routing import ShopRouter
+from tables.routing import ShopRouter, Unavailable
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import Conflict, NotFound
 from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
-from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
+from web.openapi import WRITE_ACCEPTED, OrderOut, OrderPage, endpoint
+from web.positions import accepted, visible, written
 from web.views import ShopView
 
 __all__ = ["OrderIn"]
@@ -118,8 +120,8 @@ def order_id_for(caller: Identity, idempotency_key: str | None) -> str:
 
 
 async def send_order(request: Request, caller: Identity, body: OrderIn, order_id: str,
-                     digest: str) -> None:
-    """Price the order (or refuse it, 422) and put ``OrderPlaced`` on the topic."""
+                     digest: str) -> Written:
+    """Price the order (or refuse it, 422), put ``OrderPlaced`` on the topic, return where."""
     lines, subtotal = price(body)
     code = normalise_code(body.promotion_code) if body.promotion_code else None
     discount = promotion_discount(code, lines, caller.user_id) if code else 0
@@ -128,7 +130,7 @@ async def send_order(request: Request, caller: Identity, body: OrderIn, order_id
         discount_cents=discount, total_cents=subtotal - discount,
         payment_method=body.payment_method, promotion_code=code, request_digest=digest,
         correlation_id=request_id(request) or order_id)
-    await (await orders_topic.send(key=order_id, value=placed.dumps()))
+    return written(await (await orders_topic.send(key=order_id, value=placed.dumps())))
 
 
 async def wait_until_settled(order_id: str, seconds: float) -> dict[str, Any] | None:
@@ -156,12 +158,12 @@ class ListQuery(BaseModel):
 @app.page("/api/orders")
 @endpoint("GET", "/api/orders", query=ListQuery, roles=(), response=OrderPage, errors=(503,),
           summary="The caller's orders, newest first (admins may name ?user_id=).")
-@endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=202,
-          response=OrderAccepted, summary="Place an order (customer or admin).",
-          errors=(409, 422, 503),
+@endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=201,
+          response=OrderOut, summary="Place an order (customer or admin).",
+          errors=(409, 422, 503), also=WRITE_ACCEPTED,
           headers={"Idempotency-Key": "the caller's key for this order: a retry with the same "
-                                      "key and body places it once and answers 202 with the "
-                                      "same id; the same key with another body answers 422 "
+                                      "key and body places it once and answers 201 with the "
+                                      "same order; the same key with another body answers 422 "
                                       "(idempotency_key_reused); 409 "
                                       "(idempotency_key_in_progress): the key's first "
                                       "request is still being processed, retry"})
@@ -200,23 +202,34 @@ class OrdersView(ShopView):
         key = request.headers.get("Idempotency-Key")
         if not key:
             order_id = order_id_for(caller, None)
-            await send_order(request, caller, body, order_id, "")
-            return self.accepted(order_id)
+            sent = await send_order(request, caller, body, order_id, "")
+            return await self.placed(request, order_id, [sent])
         order_id = order_id_for(caller, key)
         digest = request_digest(body.model_dump(mode="json"))
 
         async def once() -> Response:
-            await first_of_key(KEYED_ORDERS, order_id, digest,
-                               lambda: send_order(request, caller, body, order_id, digest))
-            return self.accepted(order_id)
+            sent: list[Written] = []
+
+            async def create() -> None:
+                sent.append(await send_order(request, caller, body, order_id, digest))
+
+            await first_of_key(KEYED_ORDERS, order_id, digest, create)
+            return await self.placed(request, order_id, sent)
 
         router = cast(ShopRouter, app.router)
         return await router.on_owner(orders.name, order_id, self.web, request, once)
 
-    def accepted(self, order_id: str) -> Response:
-        """Return the answer of a placed order: 202, its id and its ``Location``."""
-        headers = {"Location": f"/api/orders/{order_id}"}
-        return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
+    async def placed(self, request: Request, order_id: str, sent: list[Written]) -> Response:
+        """Return the answer of a placed order: 201, the order as stored (from its owner) and
+        its ``Location``; 202 and a ``Shop-Position`` if the orders agent did not apply it in
+        time. ``sent`` is empty for a keyed retry (the order is there)."""
+        location = f"/api/orders/{order_id}"
+        shown = await visible(app, sent) and await current_order(order_id, request)
+        if not shown and not sent:
+            raise Unavailable("this order is not readable on its owner yet; retry in a second")
+        if not shown:
+            return accepted(self, {"id": order_id, "status": "placed"}, location, sent)
+        return self.json(shown, status=201, headers={"Location": location})
 
 
 @app.page("/api/orders/{order_id}")
@@ -272,36 +285,26 @@ def order_action(action: str, roles: tuple[str, ...], make: type[Event]) -> type
             if make is CancelRequested:
                 fields["by"] = "admin" if caller.is_admin else "customer"
             event = make.new(**fields)
-            await (await orders_topic.send(key=order_id, value=event.dumps()))
-            wait = read_query(request, WaitQuery).wait
-            row = await _wait_for_change(order_id, row, wait) if wait else row
-            return self.json(public_order(row), status=202)
+            sent = written(await (await orders_topic.send(key=order_id, value=event.dumps())))
+            if not await visible(app, [sent]):
+                return accepted(self, public_order(row), f"/api/orders/{order_id}", [sent])
+            return self.json(public_order(orders.get(order_id) or row))
 
     ActionView.__name__ = f"{action.title()}OrderView"
     return ActionView
 
 
-async def _wait_for_change(order_id: str, before: dict[str, Any],
-                           seconds: float) -> dict[str, Any]:
-    change = watchers.watch(order_id)
-    try:
-        return await asyncio.wait_for(change, seconds)
-    except TimeoutError:
-        watchers.forget(order_id, change)
-        return orders.get(order_id) or before
-
-
 app.page("/api/orders/{order_id}/cancel")(endpoint(
-    "POST", "/api/orders/{order_id}/cancel", query=WaitQuery, roles=("customer", "admin"),
-    status=202, response=OrderOut, errors=(409, 503),
+    "POST", "/api/orders/{order_id}/cancel", also=WRITE_ACCEPTED, roles=("customer", "admin"),
+    response=OrderOut, errors=(409, 503),
     summary="Cancel an order (owner or admin); a charged order is refunded.")(
         order_action("cancel", ("customer", "admin"), CancelRequested)))
 app.page("/api/orders/{order_id}/ship")(endpoint(
-    "POST", "/api/orders/{order_id}/ship", query=WaitQuery, roles=("admin",), status=202,
+    "POST", "/api/orders/{order_id}/ship", also=WRITE_ACCEPTED, roles=("admin",),
     response=OrderOut, errors=(409, 503), summary="Ship a confirmed order (admin).")(
         order_action("ship", ("admin",), ShipRequested)))
 app.page("/api/orders/{order_id}/deliver")(endpoint(
-    "POST", "/api/orders/{order_id}/deliver", query=WaitQuery, roles=("admin",), status=202,
+    "POST", "/api/orders/{order_id}/deliver", also=WRITE_ACCEPTED, roles=("admin",),
     response=OrderOut, errors=(409, 503), summary="Mark a shipped order delivered (admin).")(
         order_action("deliver", ("admin",), DeliverRequested)))
 

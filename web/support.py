@@ -10,7 +10,6 @@ their own tickets; someone else's answers 404, as if absent.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any, Literal, cast
 
@@ -21,6 +20,7 @@ from agents.topics import support_topic
 from app import app
 from models.base import Event
 from models.orders import request_digest
+from models.positions import Written
 from models.support import (
     Ticket,
     TicketAssigned,
@@ -41,8 +41,9 @@ from web.errors import Conflict, NotFound
 from web.idempotency import Keyed, first_of_key
 from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
-from web.openapi import endpoint
+from web.openapi import WRITE_ACCEPTED, endpoint
 from web.orders import current_order
+from web.positions import accepted, visible, written
 from web.support_models import (
     AssignIn,
     CommentIn,
@@ -60,12 +61,6 @@ MAX_WAIT_S = 30.0
 KEYED_TICKETS = Keyed(tickets, ticket_watchers, "_request_digest", "ticket", "opened")
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
 
-
-
-class WaitQuery(BaseModel):
-    """``?wait=N``: seconds to wait for the support agent to apply the change."""
-
-    wait: float = Field(default=5.0, ge=0, le=MAX_WAIT_S)
 
 
 class ListQuery(BaseModel):
@@ -148,8 +143,13 @@ class TicketsView(ShopView):
         key = request.headers.get("Idempotency-Key")
         if not key:
             ticket_id = ticket_id_for(caller, None)
-            ticket = decide(None, await open_ticket(request, caller, body, ticket_id, "")).ticket
+            opened, sent = await open_ticket(request, caller, body, ticket_id, "")
+            ticket = decide(None, opened).ticket
             assert ticket is not None
+            if not await visible(app, [sent]):
+                return accepted(self, public_ticket(ticket.to_row()),
+                                f"/api/support/tickets/{ticket_id}", [sent])
+            # A new id: the row the support agent applied is the one the event decides.
             return self.opened(public_ticket(ticket.to_row()))
         ticket_id = ticket_id_for(caller, key)
         digest = request_digest(body.model_dump(mode="json"))
@@ -170,16 +170,17 @@ class TicketsView(ShopView):
 
 
 async def open_ticket(request: Request, caller: Identity, body: TicketIn, ticket_id: str,
-                      digest: str) -> TicketOpened:
-    """Check the order it is about (422 if not the caller's), send ``TicketOpened``, return it."""
+                      digest: str) -> tuple[TicketOpened, Written]:
+    """Check the order it is about (422 if not the caller's), send ``TicketOpened``; return
+    it and where it landed."""
     if body.order_id:
         await check_own_order(body.order_id, caller, request)
     opened = TicketOpened.new(
         ticket_id=ticket_id, actor_id=caller.user_id, actor_role=role_of(caller.roles),
         subject=body.subject, body=body.body, order_id=body.order_id, request_digest=digest,
         correlation_id=request_id(request) or ticket_id)
-    await (await support_topic.send(key=ticket_id, value=opened.dumps()))
-    return opened
+    return opened, written(await (await support_topic.send(key=ticket_id,
+                                                          value=opened.dumps())))
 
 
 def visible_ticket(caller: Identity, ticket_id: str) -> Ticket:
@@ -203,16 +204,6 @@ class TicketView(ShopView):
         return self.json(public_ticket(visible_ticket(caller, ticket_id).to_row()))
 
 
-async def applied(ticket_id: str, change: asyncio.Future[dict[str, Any]],
-                  seconds: float) -> dict[str, Any] | None:
-    """Return the ticket's row once the support agent changed it, or None after ``seconds``."""
-    try:
-        return await asyncio.wait_for(change, seconds)
-    except TimeoutError:
-        ticket_watchers.forget(ticket_id, change)
-        return None
-
-
 def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopView]:
     """Return the view of ``POST /api/support/tickets/{id}/<action>``."""
 
@@ -222,7 +213,6 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
             caller = require(request)
             ticket = visible_ticket(caller, ticket_id)
             body = await read_body(request, body_model) if body_model else None
-            wait = read_query(request, WaitQuery).wait
             role = role_of(caller.roles)
             assignee = getattr(body, "assignee", None)
             assignee = caller.user_id if assignee == "me" else assignee
@@ -231,13 +221,11 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
                 raise (Forbidden if refused.kind == "forbidden" else Conflict)(refused.message)
             event = _event(action, ticket_id, caller, role, body, assignee,
                            request_id(request) or ticket_id)
-            change = ticket_watchers.watch(ticket_id)
-            await (await support_topic.send(key=ticket_id, value=event.dumps()))
-            row = await applied(ticket_id, change, wait) if wait else None
-            if row is None:
-                ticket_watchers.forget(ticket_id, change)
-                return self.json(public_ticket(ticket.to_row()), status=202)
-            return self.json(public_ticket(row))
+            sent = written(await (await support_topic.send(key=ticket_id, value=event.dumps())))
+            if not await visible(app, [sent]):
+                return accepted(self, public_ticket(ticket.to_row()),
+                                f"/api/support/tickets/{ticket_id}", [sent])
+            return self.json(public_ticket(visible_ticket(caller, ticket_id).to_row()))
 
     ActionView.__name__ = f"{action.title()}TicketView"
     return ActionView
@@ -268,7 +256,5 @@ _ACTIONS: dict[str, tuple[str, type[BaseModel] | None, tuple[str, ...], str]] = 
 for _path, (_action, _body, _roles, _summary) in _ACTIONS.items():
     _route = f"/api/support/tickets/{{ticket_id}}/{_path}"
     app.page(_route)(endpoint(
-        "POST", _route, body=_body, query=WaitQuery, roles=_roles, response=TicketOut,
-        errors=(409, 503), summary=_summary,
-        also={202: "?wait ran out before the support agent applied it: the ticket as it "
-                   "is now"})(ticket_action(_action, _body)))
+        "POST", _route, body=_body, roles=_roles, response=TicketOut,
+        errors=(409, 503), summary=_summary, also=WRITE_ACCEPTED)(ticket_action(_action, _body)))
