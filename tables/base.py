@@ -314,30 +314,28 @@ class ShopGlobalTable(FastReads, RawStrKeys, faust.GlobalTable):
             super().apply_changelog_batch(fresh)
         if self.name in GLOBAL_TOPICS:  # the tables named after the global topics they keep
             for event in batch:
-                note_source_offsets(event.message.value)
+                note_source_offsets(self.name, event.message.value)
 
 
-def note_source_offsets(value: bytes | None) -> None:
-    """Advance the positions of the global topics a global table's changelog row absorbed.
+def note_source_offsets(table: str, value: bytes | None) -> None:
+    """Advance the position of the global topic a global table's changelog row came from.
 
-    A global table is written by one agent from a one-partition topic, in the topic's order,
-    and each row records the highest source offset it absorbed (``_applied``, the replay
-    guard's): once a row's record is applied here, so is the topic up to that offset. A
-    record held back or dropped as older than this worker's own write counts too: this
-    worker already holds a newer state of its row.
+    A global table named after its topic is written by that topic's one agent, in the topic's
+    order, and each row records the highest source offset it absorbed (the replay guard's
+    ``_applied``, or a promotion's ``revision``): once a row's record is applied here, so is
+    the topic up to that offset. A record held back or dropped as older than this worker's
+    own write counts too: this worker already holds a newer state of its row.
     """
     if not value:
         return
     try:
         row = json.loads(value)
-        offsets = row["_applied"]["offsets"]
-    except (ValueError, TypeError, KeyError):
+        offsets = (row.get("_applied") or {}).get("offsets") or {}
+        offset = offsets.get(table, row.get("revision"))
+    except (ValueError, AttributeError):
         return
-    if not isinstance(offsets, dict):
-        return
-    for topic, offset in offsets.items():
-        if topic in GLOBAL_TOPICS and isinstance(offset, int):
-            positions.handled(topic, 0, offset)
+    if isinstance(offset, int) and not isinstance(offset, bool):
+        positions.handled(table, 0, offset)
 
 
 def tables_ready(app: AppT) -> bool:

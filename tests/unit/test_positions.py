@@ -149,11 +149,15 @@ def test_a_partition_taken_over_is_caught_up_once_it_applied_what_it_held() -> N
 
 
 def test_a_global_tables_changelog_advances_its_topic_on_every_worker() -> None:
-    before = positions.applied("promotions", 0) or -1
-    row = {"code": "X", "_applied": {"offsets": {"promotions": before + 5}, "ids": []}}
-    note_source_offsets(json.dumps(row).encode())
-    note_source_offsets(b"not json")
-    note_source_offsets(json.dumps({"_applied": {"offsets": {"orders": 10**6}}}).encode())
-    note_source_offsets(None)
-    assert positions.applied("promotions", 0) == before + 5
-    assert positions.applied("orders", 0) is None
+    before = positions.applied("catalog", 0) or -1
+    row = {"sku": "X", "_applied": {"offsets": {"catalog": before + 5}, "ids": []}}
+    note_source_offsets("catalog", json.dumps(row).encode())
+    note_source_offsets("catalog", b"not json")
+    note_source_offsets("catalog", b"[1, 2]")
+    note_source_offsets("catalog", json.dumps({"_applied": {"offsets": {"orders": 10**6}}}
+                                              ).encode())
+    note_source_offsets("catalog", None)
+    assert positions.applied("catalog", 0) == before + 5
+    revision = (positions.applied("promotions", 0) or -1) + 3
+    note_source_offsets("promotions", json.dumps({"code": "X", "revision": revision}).encode())
+    assert positions.applied("promotions", 0) == revision
