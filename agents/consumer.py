@@ -147,6 +147,7 @@ class ShopConsumer(Consumer):
         self._sought_in: int | None = None  # the generation perform_seek last ran in
         self._read_again = False  # the buffers were emptied: read from the committed offsets
         self._note_ends: asyncio.Future[None] | None = None  # see _note_ends_of_taken_over
+        self._sought: Mapping[TP, int | None] = {}  # the committed offsets of the last seek
 
     async def perform_seek(self) -> None:
         """Faust's seek of every partition to its committed offset, leaving each read offset
@@ -158,11 +159,7 @@ class ShopConsumer(Consumer):
         self._committed_offset.update({tp: offset for tp, offset in committed.items()
                                        if offset is not None and offset >= 0})
         self._sought_in = self.app.consumer_generation_id
-        # Recovery is over: what came before each committed offset is in the tables.
-        positions.taken_over({(tp.topic, tp.partition): offset
-                              for tp, offset in committed.items()})
-        if positions.ends_unknown():
-            self._note_ends = asyncio.ensure_future(self._note_ends_of_taken_over())
+        self._sought = committed
 
     async def _note_ends_of_taken_over(self) -> None:
         """Tell the positions how far each partition taken over must be applied to be caught
@@ -190,6 +187,17 @@ class ShopConsumer(Consumer):
         super().resume_flow()
         if self._sought_in is not None and self._sought_in == self.app.consumer_generation_id:
             self._read_again = True
+            self._note_positions()
+
+    def _note_positions(self) -> None:
+        """Recovery is over and the partitions were sought: what came before each committed
+        offset is in the tables (tables/positions.py); learn in the background how far each
+        partition taken over must be applied to be caught up (once at a time: each try opens
+        connections, and Faust seeks again and again while the flow is paused)."""
+        positions.taken_over({(tp.topic, tp.partition): offset
+                              for tp, offset in self._sought.items()})
+        if positions.ends_unknown() and (self._note_ends is None or self._note_ends.done()):
+            self._note_ends = asyncio.ensure_future(self._note_ends_of_taken_over())
 
     async def _read_again_from_committed(self) -> None:
         """Seek every assigned stream partition to its committed offset (never committed: to

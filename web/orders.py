@@ -4,7 +4,8 @@ An order is read and changed on the worker that owns its key (``app.table_route`
 ``?wait=N`` can wait for the orders agent to move it. Placing it needs no owner: the API
 prices it from this worker's copy of the catalog and puts ``OrderPlaced`` on the topic; but
 an order placed with an ``Idempotency-Key`` is placed on the owner of its id, which can tell
-a retry from a reused key (see ``OrdersView.post``).
+a retry from a reused key (see ``OrdersView.post``). A placement or an action answers once
+the orders agent has applied it, with the order as stored (web/positions.py).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A ticket is read and changed on the worker that owns its key (``app.table_route``), which
 checks who may do what against the ticket as it is (models/support.py), puts the event on
-the ``support`` topic and waits there (``?wait``, default 5 s) for the support agent to
-apply it: 200 with the ticket changed, or 202 with the ticket as it still is. Lists are
+the ``support`` topic and waits there for the support agent to apply it (web/positions.py):
+200 with the ticket changed, or, after SHOP_WRITE_WAIT_S, 202 with the ticket as it still is
+and a ``Shop-Position``. A new ticket answers 201 once applied the same way. Lists are
 answered by the board's worker (the single writer of the ticket index). A customer sees only
 their own tickets; someone else's answers 404, as if absent.
 """

@@ -55,18 +55,24 @@ async def read_until_all_found(http: aiohttp.ClientSession, survivors: list[Work
                                rows: list[tuple[str, str]]) -> Counter[int]:
     """Read every row through every survivor until each answers 200; fail on a 404."""
     seen: Counter[int] = Counter()
+    last: dict[tuple[str, str, str], object] = {}
     missing = {(worker.url, path, user) for worker in survivors for path, user in rows}
     deadline = time.monotonic() + SETTLE_S
     while missing:
-        assert time.monotonic() < deadline, (f"{len(missing)} reads still not 200", seen)
+        if time.monotonic() > deadline:
+            for key in sorted(missing):
+                print("not 200:", key, last.get(key))
+            raise AssertionError(f"{len(missing)} reads still not 200 ({dict(seen)})")
         for url, path, user in sorted(missing):
             try:
                 async with http.get(url + path, headers=customer(user)) as answer:
                     status = answer.status
                     body = await answer.json()
+                    served = answer.headers.get("X-Served-By")
             except (aiohttp.ClientError, TimeoutError):
-                status, body = 0, None
+                status, body, served = 0, None, None
             seen[status] += 1
+            last[(url, path, user)] = (status, served, body)
             assert status != 404, (url, path, body)
             if status == 503:
                 assert answer.headers.get("Retry-After"), (url, path)
