@@ -6,7 +6,9 @@ partition. Its router as shipped needs the producer to already know the changelo
 answer's headers, and fails with an error page when the owner is unreachable (killed, not yet
 noticed by the group). This router loads the topic's metadata first, forwards the body and the
 headers that matter, marks a forwarded request so it is never forwarded twice, and answers
-503 with ``Retry-After`` while the owner is unknown or unreachable.
+503 with ``Retry-After`` while the owner is unknown or unreachable, or when a forwarded request
+reaches a worker that takes another for the owner (ownership is moving: a row missing here
+would be a false 404).
 """
 
 from __future__ import annotations
@@ -77,10 +79,12 @@ class ShopRouter(Router):
 
     async def route_req(self, table_name: str, key: K, web: Web, request: Request) -> Response:
         owner = await self._owner_text(table_name, key)
-        if owner is None or is_forwarded(request):
-            # Here; or another worker thought we own the key (ownership is moving): answer
-            # here rather than forward again.
+        if owner is None:
             raise SameNode()
+        if is_forwarded(request):
+            # Another worker took us for the owner, we take a third: ownership is moving.
+            raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
+                              "retry in a second")
         return await self._route_req(URL(owner), web, request)
 
     async def on_owner(self, table_name: str, key: K, web: Web, request: Request,
