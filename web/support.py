@@ -57,7 +57,6 @@ from web.views import ShopView
 
 __all__ = ["public_ticket"]
 
-MAX_WAIT_S = 30.0
 #: Keyed tickets: the first ``TicketOpened`` of a key wins.
 KEYED_TICKETS = Keyed(tickets, ticket_watchers, "_request_digest", "ticket", "opened")
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
