@@ -28,6 +28,7 @@ from agents.topics import dead_letters_topic
 from models.base import Event, EventTypes, decode_event, utcnow
 from models.dead_letters import DeadLetter
 from models.tracing import REQUEST_ID, SUBJECT, TRACE_LOGGER, header_request_id, subject_of
+from runtime.positions import APPLIERS, positions
 from tables.replay import Position
 
 __all__ = ["dead_letter", "event_type_of", "for_each_event", "request_held"]
@@ -58,26 +59,35 @@ async def for_each_event(
 
     ``model`` is one event class, or event classes by their type (see models.base). Events
     whose type is in ``skip`` (other agents' events on a shared topic) are passed over
-    without being decoded.
+    without being decoded. Once the topic's applier (runtime/positions.py) is done with an
+    event, however that ended, the event's offset counts as applied on this worker.
     """
     async for event in stream.events():
         message = event.message
-        if skip and event_type_of(message.value) in skip:
-            continue
-        try:
-            record = decode_event(model, message.value)
-        except Exception as exc:
-            await dead_letter(event, exc, agent=agent, stage="decode")
-            continue
-        position = Position(message.topic, message.offset, record.event_id)
-        request_id = header_request_id(message.headers) if message.headers else ""
-        if request_id:
-            await _handle_traced(event, record, position, handler, agent, request_id)
-            continue
-        try:
-            await handler(record, position)
-        except Exception as exc:
-            await dead_letter(event, exc, agent=agent, stage="handle")
+        if not (skip and event_type_of(message.value) in skip):
+            await _handle(event, model, handler, agent)
+        if APPLIERS.get(message.topic) == agent:
+            positions.handled(message.topic, message.partition, message.offset)
+
+
+async def _handle(event: EventT, model: type[E] | EventTypes, handler: Handler[E],
+                  agent: str) -> None:
+    """Decode and handle one event; dead-letter it if either fails."""
+    message = event.message
+    try:
+        record = decode_event(model, message.value)
+    except Exception as exc:
+        await dead_letter(event, exc, agent=agent, stage="decode")
+        return
+    position = Position(message.topic, message.offset, record.event_id)
+    request_id = header_request_id(message.headers) if message.headers else ""
+    if request_id:
+        await _handle_traced(event, record, position, handler, agent, request_id)
+        return
+    try:
+        await handler(record, position)
+    except Exception as exc:
+        await dead_letter(event, exc, agent=agent, stage="handle")
 
 
 async def _handle_traced(event: EventT, record: E, position: Position, handler: Handler[E],

@@ -54,6 +54,7 @@ class Settings:
     producer_linger: float = 0.005
     rate_limit: float = 100.0
     rate_burst: float = 200.0
+    write_wait_s: float = 5.0
     cors_origins: frozenset[str] = frozenset()
     environment: str = "development"
     order_ttl: float = 900.0
@@ -328,6 +329,9 @@ SETTINGS: tuple[Spec, ...] = (
          "Requests a second each caller (user, or address when anonymous) may make to /api."),
     Spec("rate_burst", "SHOP_RATE_BURST", _between(float, 1.0, 1_000_000.0, "requests"),
          "How many requests a caller may make at once before the rate limit applies."),
+    Spec("write_wait_s", "SHOP_WRITE_WAIT_S", _seconds(0, 60),
+         "Seconds a write waits for its table to apply it before answering 202 with a "
+         "Shop-Position token."),
     Spec("cors_origins", "SHOP_CORS_ORIGINS", _origins,
          "Comma-separated origins whose pages may call /api from a browser ('*': any)."),
     Spec("order_ttl", "SHOP_ORDER_TTL", _seconds(1, 7 * 24 * 3600),

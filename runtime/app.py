@@ -15,6 +15,7 @@ from faust.types.web import ViewDecorator
 from config import ConfigError, Settings
 from config.checks import wait_for_kafka
 from runtime.monitor import ShopMonitor
+from runtime.positions import positions
 from runtime.rebalance import count_assignment, wait_for_streams, wait_limit
 from runtime.tansu_compat import TansuTransport
 from runtime.transport import ShopTransport
@@ -80,10 +81,12 @@ class ShopApp(faust.App):
             await wait_for_streams(consumer, wait_limit(self.conf.broker_session_timeout))
 
     def _update_assignment(self, assigned: set[TP]) -> tuple[set[TP], set[TP]]:
-        """Take the new assignment as Faust does, and count it (runtime/rebalance.py)."""
+        """Take the new assignment as Faust does, count it (runtime/rebalance.py) and end
+        the waits on partitions given up (runtime/positions.py)."""
         previous = self._assignment
         revoked, newly_assigned = super()._update_assignment(assigned)
         count_assignment(previous, assigned)
+        positions.assigned((tp.topic, tp.partition) for tp in assigned)
         return revoked, newly_assigned
 
     def _on_autodiscovery_error(self, name: str) -> None:

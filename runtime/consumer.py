@@ -64,6 +64,8 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from prometheus_client import Counter
 
+from runtime.positions import positions
+
 __all__ = [
     "COMMITS_WITHHELD",
     "OUT_OF_ORDER",
@@ -80,6 +82,8 @@ log = logging.getLogger(__name__)
 
 #: Times a partition is sought back to the same offset before a gap there is taken as real.
 SEEK_BACK_LIMIT = 3
+#: Tries to learn the end offsets of the partitions taken over (runtime/positions.py).
+END_OFFSET_TRIES = 3
 #: Seek-backs remembered (partition and offset) before the memory is cleared.
 REMEMBERED = 10_000
 
@@ -142,6 +146,8 @@ class ShopConsumer(Consumer):
         self._stale_logged: int | None = None  # the generation a stale ack was logged in
         self._sought_in: int | None = None  # the generation perform_seek last ran in
         self._read_again = False  # the buffers were emptied: read from the committed offsets
+        self._note_ends: asyncio.Future[None] | None = None  # see _note_ends_of_taken_over
+        self._sought: Mapping[TP, int | None] = {}  # the committed offsets of the last seek
 
     async def perform_seek(self) -> None:
         """Faust's seek of every partition to its committed offset, leaving each read offset
@@ -153,6 +159,24 @@ class ShopConsumer(Consumer):
         self._committed_offset.update({tp: offset for tp, offset in committed.items()
                                        if offset is not None and offset >= 0})
         self._sought_in = self.app.consumer_generation_id
+        self._sought = committed
+
+    async def _note_ends_of_taken_over(self) -> None:
+        """Tell the positions how far each partition taken over must be applied to be caught
+        up (its end offset now); after failed tries, that it is (never 503 for ever)."""
+        for attempt in range(END_OFFSET_TRIES):
+            tps = [TP(topic, partition) for topic, partition in positions.ends_unknown()]
+            if not tps:
+                return
+            try:
+                ends = await self.highwaters(*tps)
+            except Exception as exc:
+                log.warning("consumer: end offsets of %d partitions taken over: %s: %s "
+                            "(try %d)", len(tps), type(exc).__name__, exc, attempt + 1)
+                await asyncio.sleep(1.0)
+                continue
+            positions.catch_up_to({(tp.topic, tp.partition): end for tp, end in ends.items()})
+        positions.catch_up_to({tp: 0 for tp in positions.ends_unknown()})
 
     def resume_flow(self) -> None:
         """Faust's resume of the flow, which always follows ``app.flow_control.resume()``,
@@ -163,6 +187,17 @@ class ShopConsumer(Consumer):
         super().resume_flow()
         if self._sought_in is not None and self._sought_in == self.app.consumer_generation_id:
             self._read_again = True
+            self._note_positions()
+
+    def _note_positions(self) -> None:
+        """Recovery is over and the partitions were sought: what came before each committed
+        offset is in the tables (runtime/positions.py); learn in the background how far each
+        partition taken over must be applied to be caught up (once at a time: each try opens
+        connections, and Faust seeks again and again while the flow is paused)."""
+        positions.taken_over({(tp.topic, tp.partition): offset
+                              for tp, offset in self._sought.items()})
+        if positions.ends_unknown() and (self._note_ends is None or self._note_ends.done()):
+            self._note_ends = asyncio.ensure_future(self._note_ends_of_taken_over())
 
     async def _read_again_from_committed(self) -> None:
         """Seek every assigned stream partition to its committed offset (never committed: to

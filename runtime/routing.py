@@ -79,6 +79,23 @@ class ShopRouter(Router):
                                "retry in a second") from None
         return None if self._ident(owner) == self._own_ident() else owner
 
+    def partition_owner(self, topic: str, partition: int) -> URL | None:
+        """Return the URL of the worker that owns ``topic[partition]``, None if it is this one.
+
+        Raise :class:`OwnerUnknown` while the owner is not known.
+        """
+        owner = cast(Any, self._assignor)._external_tps_url.get(TP(topic, partition))
+        if owner is None:
+            raise OwnerUnknown(f"the owner of {topic}[{partition}] is being reassigned; "
+                               "retry in a second")
+        return None if self._ident(owner) == self._own_ident() else URL(owner)
+
+    def other_workers(self) -> list[URL]:
+        """Return the URLs of the other workers of the group (as of the last rebalance)."""
+        assignor = cast(Any, self._assignor)
+        urls = {*assignor._tps_url.values(), *assignor._external_tps_url.values()}
+        return [URL(url) for url in sorted(urls) if self._ident(url) != self._own_ident()]
+
     def _ident(self, url: str) -> tuple[str, int]:
         ident = self._idents.get(url)
         if ident is None:

@@ -27,6 +27,7 @@ Every store of a worker shares one block cache and one write-buffer budget
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, cast
@@ -43,10 +44,11 @@ from yarl import URL
 
 from config.settings import Settings
 from runtime import heap
+from runtime.positions import GLOBAL_TOPICS, positions
 from runtime.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
 
 __all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
-           "tables_ready"]
+           "note_source_offsets", "tables_ready"]
 
 R = TypeVar("R")  # what OwnWrites holds back: a changelog event
 
@@ -303,11 +305,37 @@ class ShopGlobalTable(FastReads, RawStrKeys, faust.GlobalTable):
         return fut
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
-        """Apply the changelog records that are not older than this worker's own writes."""
+        """Apply the changelog records that are not older than this worker's own writes,
+        and advance the applied positions of the topics they came from."""
+        batch = list(batch)
         fresh = [event for event in batch if event.message.key is None
                  or self.own_writes.admit(event.message.key, event.message.offset, event)]
         if fresh:
             super().apply_changelog_batch(fresh)
+        if self.name in GLOBAL_TOPICS:  # the tables named after the global topics they keep
+            for event in batch:
+                note_source_offsets(self.name, event.message.value)
+
+
+def note_source_offsets(table: str, value: bytes | None) -> None:
+    """Advance the position of the global topic a global table's changelog row came from.
+
+    A global table named after its topic is written by that topic's one agent, in the topic's
+    order, and each row records the highest source offset it absorbed (the replay guard's
+    ``_applied``, or a promotion's ``revision``): once a row's record is applied here, so is
+    the topic up to that offset. A record held back or dropped as older than this worker's
+    own write counts too: this worker already holds a newer state of its row.
+    """
+    if not value:
+        return
+    try:
+        row = json.loads(value)
+        offsets = (row.get("_applied") or {}).get("offsets") or {}
+        offset = offsets.get(table, row.get("revision"))
+    except (ValueError, AttributeError):
+        return
+    if isinstance(offset, int) and not isinstance(offset, bool):
+        positions.handled(table, 0, offset)
 
 
 def tables_ready(app: AppT) -> bool:

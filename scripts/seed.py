@@ -4,7 +4,9 @@ For every product of the JSON file (default ``scripts/demo_catalog.json``) it se
 ``ProductSaved`` to the catalog topic and, when ``initial_stock`` > 0, a
 ``Restock(initial=True)`` to the inventory topic, both keyed by sku. Seeding again re-saves the
 products (the file wins over edits) and leaves every stock as it is: a product's initial stock
-is set once. ``--dry-run`` only validates the file.
+is set once. ``--dry-run`` only validates the file. It ends once a worker (the one ``make run``
+started, else the one the settings name) shows what it sent: it sends the positions its
+messages landed at back as a ``Shop-Position`` (docs/guarantees.md) instead of polling.
 
 ``wiring.py`` registers the command with :func:`register_seed`.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, NoReturn
 
+import aiohttp
 import click
 import faust
 from aiokafka.client import AIOKafkaClient
@@ -33,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.topics import catalog_topic, inventory_topic
 from models.catalog import ProductSaved
 from models.inventory import Restock
+from config.running_stack import read_running_stack
+from models.positions import MAX_POSITIONS, Written, encode_token
 
 __all__ = ["CatalogProduct", "SeedError", "load_catalog", "register_seed"]
 
@@ -153,6 +158,8 @@ class Summary:
     products: int
     restocks: int
     units: int
+    #: The last position each partition's messages landed at.
+    landed: tuple[Written, ...] = ()
 
 
 async def wait_for_kafka(app: AppT, within: float = KAFKA_WAIT_S) -> None:
@@ -191,6 +198,7 @@ async def send_catalog(products: Sequence[CatalogProduct], catalog: TopicT,
                        inventory: TopicT, progress: ProgressBar) -> Summary:
     """Send every product and its first stock; return once the broker acknowledged all."""
     restocks = units = 0
+    latest: dict[tuple[str, int], Written] = {}
     progress.show(0)
     for start in range(0, len(products), BATCH):
         sent: list[Awaitable[Any]] = []
@@ -206,10 +214,36 @@ async def send_catalog(products: Sequence[CatalogProduct], catalog: TopicT,
                 sent.append(await inventory.send(key=product.sku, value=restock.dumps()))
                 restocks += 1
                 units += product.initial_stock
-        await asyncio.gather(*sent)
+        for metadata in await asyncio.gather(*sent):
+            latest[(metadata.topic, metadata.partition)] = Written(
+                metadata.topic, metadata.partition, metadata.offset)
         progress.show(min(start + BATCH, len(products)))
     progress.close()
-    return Summary(len(products), restocks, units)
+    return Summary(len(products), restocks, units, tuple(latest.values()))
+
+
+async def shown_by(url: str, landed: Sequence[Written], secret: str) -> str:
+    """Ask the worker at ``url`` to answer once it shows ``landed``; return what it said."""
+    chunks = [landed[i:i + MAX_POSITIONS] for i in range(0, len(landed), MAX_POSITIONS)]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+            for chunk in chunks:
+                header = {"Shop-Position": encode_token(chunk, secret)}
+                async with http.get(f"{url}/positions", headers=header) as answer:
+                    if answer.status != 200:
+                        return f"not shown yet by {url} ({answer.status})"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"no worker answered at {url} ({type(exc).__name__})"
+    return f"shown by {url}"
+
+
+def worker_url(app: AppT) -> str:
+    """Return the URL of the worker to ask: the first ``make run`` started, else this app's."""
+    stack = read_running_stack() or {}
+    workers = stack.get("workers")
+    if isinstance(workers, list) and workers:
+        return str(workers[0])
+    return str(app.conf.canonical_url).rstrip("/")
 
 
 async def seed_kafka(app: AppT, products: Sequence[CatalogProduct],
@@ -266,8 +300,11 @@ async def run_seed(command: ExitStatusCommand, path: Path, *, dry_run: bool) -> 
         print(f"seed: error: {exc}", file=command.stderr)
         command.exit_status = 1
         return
+    shown = await shown_by(worker_url(command.app), summary.landed,
+                           command.app.settings.jwt_secret)  # type: ignore[attr-defined]
     command.say(f"seed: {summary.products} products, {summary.units} units of stock "
-                f"({summary.restocks} initial restocks) in {time.monotonic() - started:.2f} s")
+                f"({summary.restocks} initial restocks) in {time.monotonic() - started:.2f} s, "
+                f"{shown}")
 
 
 def register_seed(app: faust.App) -> None:

@@ -86,8 +86,11 @@ class Simulation:
                    headers: dict[str, str] | None = None) -> tuple[int | None, Any]:
         """Send one request, count it under ``endpoint``; return (status or None, JSON body)."""
         headers = dict(headers or {})
+        position = customer.position if customer is not None else None
         if customer is not None and customer.token:
             headers["Authorization"] = f"Bearer {customer.token}"
+        if position:
+            headers["Shop-Position"] = position
         started = time.monotonic()
         status: int | None = None
         body: Any = None
@@ -96,6 +99,11 @@ class Simulation:
                                          headers=headers) as response:
                 status = response.status
                 body = await response.json(content_type=None)
+                if customer is not None:
+                    if position and customer.position == position and status != 503:
+                        customer.position = None  # applied (or refused): sent no more
+                    customer.position = response.headers.get("Shop-Position",
+                                                             customer.position)
         except (aiohttp.ClientError, TimeoutError, ValueError):
             pass
         self.tally.record(endpoint, status, time.monotonic() - started)
@@ -202,7 +210,7 @@ class Simulation:
         status, body = await self.call("POST", "/api/orders", "POST /api/orders",
                                        customer=customer, json=order,
                                        headers={"Idempotency-Key": self._key(customer)})
-        if status == 202:
+        if status in (201, 202):
             customer.cart.clear()
             customer.orders.append(body["id"])
             self.placed.append((customer, body["id"]))

@@ -82,6 +82,9 @@ class Customer:
     preferences: dict[str, float]
     registered: bool = False
     token: str | None = None
+    #: The Shop-Position of the customer's last write answered 202, sent with their next
+    #: requests until the API has applied it (docs/guarantees.md).
+    position: str | None = None
     cart: list[str] = field(default_factory=list)
     orders: list[str] = field(default_factory=list)
     busy: bool = False

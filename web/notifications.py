@@ -22,7 +22,8 @@ from web.bodies import read_body, read_query
 from web.errors import NotFound
 from web.identity import Forbidden, require
 from web.middleware import forwarding_headers
-from web.openapi import endpoint
+from web.openapi import WRITE_ACCEPTED, endpoint
+from web.positions import accepted, visible, written
 from web.routing import on_owner, owner_url
 from web.views import ShopView
 
@@ -142,8 +143,8 @@ class NotificationsView(ShopView):
         return await on_owner(inboxes.name, caller.user_id, request, local)
 
 
-@endpoint("POST", "/api/notifications/{notification_id}/read", roles=(), status=202,
-          response=ReadOut, errors=(404, 503),
+@endpoint("POST", "/api/notifications/{notification_id}/read", roles=(),
+          response=ReadOut, errors=(404, 503), also=WRITE_ACCEPTED,
           summary="Mark one of the caller's notifications as read.")
 class ReadView(ShopView):
     """Mark one of the caller's notifications read (through the row's single writer)."""
@@ -157,16 +158,22 @@ class ReadView(ShopView):
                 raise NotFound(f"no notification {notification_id!r}")
             read = NotificationRead.new(user_id=caller.user_id, notification_id=notification_id,
                                         correlation_id=notification_id)
-            await (await notifications_topic.send(key=caller.user_id, value=read.dumps()))
-            return self.json({"id": notification_id, "read": True}, status=202)
+            sent = written(await (await notifications_topic.send(key=caller.user_id,
+                                                                  value=read.dumps())))
+            if not await visible(app, [sent]):
+                return accepted(self, {"id": notification_id, "read": True},
+                                "/api/notifications", [sent])
+            items = (inboxes.get(caller.user_id) or {}).get("items", [])
+            done = next((item for item in items if item["id"] == notification_id), None)
+            return self.json({"id": notification_id, "read": bool(done and done.get("read"))})
 
         return await on_owner(inboxes.name, caller.user_id, request, local)
 
 
 @endpoint("GET", "/api/notifications/preferences", roles=(), response=PreferencesOut,
           errors=(503,), summary="The caller's mail preferences.")
-@endpoint("PUT", "/api/notifications/preferences", roles=(), body=PreferencesIn, status=202,
-          response=PreferencesOut,
+@endpoint("PUT", "/api/notifications/preferences", roles=(), body=PreferencesIn,
+          response=PreferencesOut, errors=(503,), also=WRITE_ACCEPTED,
           summary="Choose which optional mail the caller gets (promotions, weekly digest).")
 class PreferencesView(ShopView):
     """The caller's mail preferences: read them (GET) or choose them (PUT)."""
@@ -184,5 +191,13 @@ class PreferencesView(ShopView):
         body = await read_body(request, PreferencesIn)
         chosen = PreferencesSet.new(user_id=caller.user_id, marketing=body.marketing,
                                     digest=body.digest, correlation_id=caller.user_id)
-        await (await notifications_topic.send(key=caller.user_id, value=chosen.dumps()))
-        return self.json(body.model_dump(), status=202)
+
+        async def local() -> Response:
+            sent = written(await (await notifications_topic.send(key=caller.user_id,
+                                                                  value=chosen.dumps())))
+            if not await visible(app, [sent]):
+                return accepted(self, body.model_dump(), "/api/notifications/preferences",
+                                [sent])
+            return self.json(preferences(inboxes.get(caller.user_id)))
+
+        return await on_owner(inboxes.name, caller.user_id, request, local)

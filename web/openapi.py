@@ -34,6 +34,7 @@ from web.views import ShopView
 
 __all__ = [
     "ENDPOINTS",
+    "WRITE_ACCEPTED",
     "Endpoint",
     "ErrorOut",
     "document",
@@ -48,7 +49,26 @@ METHODS = ("get", "put", "post", "patch", "delete")
 #: What the extra error statuses a view declares mean.
 ERRORS = {401: "wrong credentials or an invalid token", 403: "not allowed (e.g. deactivated)",
           404: "no such resource", 409: "conflict with the resource's state",
-          503: "the owner worker is being reassigned; retry"}
+          503: "the owner worker is being reassigned or has not applied a Shop-Position yet; "
+               "retry after Retry-After"}
+
+#: The 202 of a write (``also=WRITE_ACCEPTED``): its table did not apply it within
+#: SHOP_WRITE_WAIT_S (web/positions.py).
+WRITE_ACCEPTED = {202: "accepted, but not applied within SHOP_WRITE_WAIT_S: the resource as "
+                       "the write will make it; send the Shop-Position header back to read it"}
+#: The request header every operation honours, and the headers of a write's 202.
+POSITION_PARAMETER = {
+    "name": "Shop-Position", "in": "header", "required": False,
+    "description": "a token from a write's 202 (topic:partition:offset:signature, up to 4 "
+                   "separated by commas): the request is answered once the owners have "
+                   "applied it (503 with Retry-After if they cannot in time; 400 "
+                   "bad_position if this shop did not issue it)",
+    "schema": {"type": "string", "maxLength": 1024}}
+ACCEPTED_HEADERS = {
+    "Location": {"description": "where to read the resource", "schema": {"type": "string"}},
+    "Shop-Position": {"description": "send it back as the Shop-Position request header",
+                      "schema": {"type": "string"}},
+}
 
 V = TypeVar("V", bound=type)
 
@@ -91,13 +111,6 @@ class ProductPage(BaseModel):
     per_page: int
 
 
-class RestockOut(BaseModel):
-    """A restock accepted onto the inventory topic."""
-
-    sku: str
-    quantity: int
-
-
 class InventoryOut(BaseModel):
     """The exact stock of a sku."""
 
@@ -107,11 +120,12 @@ class InventoryOut(BaseModel):
     sold: int
 
 
-class OrderAccepted(BaseModel):
-    """An order accepted onto the orders topic; ``Location`` names it."""
+class RestockOut(BaseModel):
+    """A restock: the units added and the sku's stock once applied (none in a 202)."""
 
-    id: str
-    status: str
+    sku: str
+    quantity: int
+    stock: InventoryOut | None = None
 
 
 class OrderLineOut(BaseModel):
@@ -319,6 +333,7 @@ def _operation(ep: Endpoint, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> 
     for name, text in ep.headers.items():
         parameters.append({"name": name, "in": "header", "required": False,
                            "description": text, "schema": {"type": "string"}})
+    parameters.append(POSITION_PARAMETER)
 
     success: dict[str, Any] = {"description": ep.response.__doc__.strip()
                                if ep.response is not None and ep.response.__doc__ else "OK"}
@@ -328,9 +343,12 @@ def _operation(ep: Endpoint, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> 
     responses: dict[str, Any] = {str(ep.status): success}
     for code, meaning in sorted(ep.also.items()):
         responses[str(code)] = {**success, "description": meaning}
-    statuses: dict[int, str] = {}
+        if code == 202 and ep.method != "GET":
+            responses[str(code)]["headers"] = ACCEPTED_HEADERS
+    statuses: dict[int, str] = {400: "a Shop-Position header this shop did not issue",
+                                503: ERRORS[503]}
     if ep.body is not None:
-        statuses[400] = "the body is not JSON"
+        statuses[400] = "the body is not JSON, or a Shop-Position header this shop did not issue"
         statuses[422] = "the body's fields are invalid (details name each field)"
     if ep.query is not None:
         statuses[422] = "the query or body is invalid (details name each field)"

@@ -1,5 +1,6 @@
-"""Operations endpoints: ``/health`` (alive) and ``/ready`` (Kafka, the topics the views
-write to, RabbitMQ and the first admin ready).
+"""Operations endpoints: ``/health`` (alive), ``/ready`` (Kafka, the topics the views write
+to, RabbitMQ and the first admin ready) and ``/positions`` (the offsets this worker's tables
+applied: web/positions.py).
 
 ``/metrics`` is Faust's Prometheus sensor, set up in ``app.py``.
 """
@@ -26,9 +27,11 @@ from agents.topics import (
     users_topic,
 )
 from app import app
+from runtime.positions import positions
 from runtime.tables import tables_ready
 from runtime.transport import broker_topics
 from tables.users import emails
+from web.positions import POSITIONS_PATH
 from web.routing import Unavailable, owner_url
 from web.views import ShopView
 
@@ -171,3 +174,13 @@ class Ready(ShopView):
     async def get(self, request: Request) -> Response:
         detail = await readiness()
         return self.json(detail, status=200 if detail["ready"] else 503)
+
+
+@app.page(POSITIONS_PATH)
+class Positions(ShopView):
+    """The offsets this worker's tables have applied, per topic partition; with a
+    ``Shop-Position`` header, answered once they reach it (503 if they cannot in time)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"worker": str(app.conf.canonical_url),
+                          "applied": positions.snapshot()})

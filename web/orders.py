@@ -4,7 +4,8 @@ An order is read and changed on the worker that owns its key (``app.table_route`
 ``?wait=N`` can wait for the orders agent to move it. Placing it needs no owner: the API
 prices it from this worker's copy of the catalog and puts ``OrderPlaced`` on the topic; but
 an order placed with an ``Idempotency-Key`` is placed on the owner of its id, which can tell
-a retry from a reused key (see ``OrdersView.post``).
+a retry from a reused key (see ``OrdersView.post``). A placement or an action answers once
+the orders agent has applied it, with the order as stored (web/positions.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from models.orders import (
     refusal,
     request_digest,
 )
+from models.positions import Written
 from models.promotions import PromotionError, discount_for, normalise_code
 from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
@@ -43,7 +45,8 @@ from web.errors import Conflict, NotFound
 from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
-from web.openapi import OrderAccepted, OrderOut, OrderPage, endpoint
+from web.openapi import WRITE_ACCEPTED, OrderOut, OrderPage, endpoint
+from web.positions import accepted, visible, written
 from web.queries import WaitQuery
 from web.routing import on_owner, owner_url, route_to_owner
 from web.views import ShopView
@@ -112,8 +115,8 @@ def order_id_for(caller: Identity, idempotency_key: str | None) -> str:
 
 
 async def send_order(request: Request, caller: Identity, body: OrderIn, order_id: str,
-                     digest: str) -> None:
-    """Price the order (or refuse it, 422) and put ``OrderPlaced`` on the topic."""
+                     digest: str) -> Written:
+    """Price the order (or refuse it, 422), put ``OrderPlaced`` on the topic, return where."""
     lines, subtotal = price(body)
     code = normalise_code(body.promotion_code) if body.promotion_code else None
     discount = promotion_discount(code, lines, caller.user_id) if code else 0
@@ -122,7 +125,7 @@ async def send_order(request: Request, caller: Identity, body: OrderIn, order_id
         discount_cents=discount, total_cents=subtotal - discount,
         payment_method=body.payment_method, promotion_code=code, request_digest=digest,
         correlation_id=request_id(request) or order_id)
-    await (await orders_topic.send(key=order_id, value=placed.dumps()))
+    return written(await (await orders_topic.send(key=order_id, value=placed.dumps())))
 
 
 async def wait_until_settled(order_id: str, seconds: float) -> dict[str, Any] | None:
@@ -149,12 +152,12 @@ class ListQuery(BaseModel):
 
 @endpoint("GET", "/api/orders", query=ListQuery, roles=(), response=OrderPage, errors=(503,),
           summary="The caller's orders, newest first (admins may name ?user_id=).")
-@endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=202,
-          response=OrderAccepted, summary="Place an order (customer or admin).",
-          errors=(409, 422, 503),
+@endpoint("POST", "/api/orders", body=OrderIn, roles=("customer", "admin"), status=201,
+          response=OrderOut, summary="Place an order (customer or admin).",
+          errors=(409, 422, 503), also=WRITE_ACCEPTED,
           headers={"Idempotency-Key": "the caller's key for this order: a retry with the same "
-                                      "key and body places it once and answers 202 with the "
-                                      "same id; the same key with another body answers 422 "
+                                      "key and body places it once and answers 201 with the "
+                                      "same order; the same key with another body answers 422 "
                                       "(idempotency_key_reused); 409 "
                                       "(idempotency_key_in_progress): the key's first "
                                       "request is still being processed, retry"})
@@ -192,22 +195,33 @@ class OrdersView(ShopView):
         key = request.headers.get("Idempotency-Key")
         if not key:
             order_id = order_id_for(caller, None)
-            await send_order(request, caller, body, order_id, "")
-            return self.accepted(order_id)
+            sent = await send_order(request, caller, body, order_id, "")
+            return await self.placed(request, order_id, [sent])
         order_id = order_id_for(caller, key)
         digest = request_digest(body.model_dump(mode="json"))
 
         async def once() -> Response:
-            await first_of_key(KEYED_ORDERS, order_id, digest,
-                               lambda: send_order(request, caller, body, order_id, digest))
-            return self.accepted(order_id)
+            sent: list[Written] = []
+
+            async def create() -> None:
+                sent.append(await send_order(request, caller, body, order_id, digest))
+
+            await first_of_key(KEYED_ORDERS, order_id, digest, create)
+            return await self.placed(request, order_id, sent)
 
         return await on_owner(orders.name, order_id, request, once)
 
-    def accepted(self, order_id: str) -> Response:
-        """Return the answer of a placed order: 202, its id and its ``Location``."""
-        headers = {"Location": f"/api/orders/{order_id}"}
-        return self.json({"id": order_id, "status": "placed"}, status=202, headers=headers)
+    async def placed(self, request: Request, order_id: str, sent: list[Written]) -> Response:
+        """Return the answer of a placed order: 201, the order as stored (from its owner) and
+        its ``Location``; 202 and a ``Shop-Position`` if the orders agent did not apply it in
+        time. ``sent`` is empty for a keyed retry (the order is there)."""
+        location = f"/api/orders/{order_id}"
+        shown = await visible(app, sent) and await current_order(order_id, request)
+        if not shown and not sent:
+            raise Unavailable("this order is not readable on its owner yet; retry in a second")
+        if not shown:
+            return accepted(self, {"id": order_id, "status": "placed"}, location, sent)
+        return self.json(shown, status=201, headers={"Location": location})
 
 
 @endpoint("GET", "/api/orders/{order_id}", query=WaitQuery, roles=(), response=OrderOut,
@@ -262,36 +276,26 @@ def order_action(action: str, roles: tuple[str, ...], make: type[Event]) -> type
             if make is CancelRequested:
                 fields["by"] = "admin" if caller.is_admin else "customer"
             event = make.new(**fields)
-            await (await orders_topic.send(key=order_id, value=event.dumps()))
-            wait = read_query(request, WaitQuery).wait
-            row = await _wait_for_change(order_id, row, wait) if wait else row
-            return self.json(public_order(row), status=202)
+            sent = written(await (await orders_topic.send(key=order_id, value=event.dumps())))
+            if not await visible(app, [sent]):
+                return accepted(self, public_order(row), f"/api/orders/{order_id}", [sent])
+            return self.json(public_order(orders.get(order_id) or row))
 
     ActionView.__name__ = f"{action.title()}OrderView"
     return ActionView
 
 
-async def _wait_for_change(order_id: str, before: dict[str, Any],
-                           seconds: float) -> dict[str, Any]:
-    change = watchers.watch(order_id)
-    try:
-        return await asyncio.wait_for(change, seconds)
-    except TimeoutError:
-        watchers.forget(order_id, change)
-        return orders.get(order_id) or before
-
-
 endpoint(
-    "POST", "/api/orders/{order_id}/cancel", query=WaitQuery, roles=("customer", "admin"),
-    status=202, response=OrderOut, errors=(409, 503),
+    "POST", "/api/orders/{order_id}/cancel", also=WRITE_ACCEPTED, roles=("customer", "admin"),
+    response=OrderOut, errors=(409, 503),
     summary="Cancel an order (owner or admin); a charged order is refunded.")(
         order_action("cancel", ("customer", "admin"), CancelRequested))
 endpoint(
-    "POST", "/api/orders/{order_id}/ship", query=WaitQuery, roles=("admin",), status=202,
+    "POST", "/api/orders/{order_id}/ship", also=WRITE_ACCEPTED, roles=("admin",),
     response=OrderOut, errors=(409, 503), summary="Ship a confirmed order (admin).")(
         order_action("ship", ("admin",), ShipRequested))
 endpoint(
-    "POST", "/api/orders/{order_id}/deliver", query=WaitQuery, roles=("admin",), status=202,
+    "POST", "/api/orders/{order_id}/deliver", also=WRITE_ACCEPTED, roles=("admin",),
     response=OrderOut, errors=(409, 503), summary="Mark a shipped order delivered (admin).")(
         order_action("deliver", ("admin",), DeliverRequested))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -10,13 +10,23 @@ from pydantic import BaseModel, Field
 from agents.topics import catalog_topic, inventory_topic
 from models.catalog import ProductSaved, choose_listing
 from models.inventory import Restock, Stock
+from models.positions import Written
 from tables.catalog import catalog
 from tables.inventory import stock
+
 from web.bodies import read_body, read_query
 from web.errors import Conflict, NotFound
 from web.identity import require
-from web.openapi import InventoryOut, ProductOut, ProductPage, RestockOut, endpoint
-from web.routing import route_to_owner
+from web.openapi import (
+    WRITE_ACCEPTED,
+    InventoryOut,
+    ProductOut,
+    ProductPage,
+    RestockOut,
+    endpoint,
+)
+from web.positions import accepted, visible, written
+from web.routing import on_owner, route_to_owner
 from web.views import ShopView
 
 __all__ = ["ProductIn", "ProductPatch", "RestockIn"]
@@ -72,19 +82,20 @@ def public_product(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in PRODUCT_FIELDS}
 
 
-async def save_product(fields: dict[str, Any]) -> None:
-    """Send the product to the catalog topic (every worker's catalog follows)."""
+async def save_product(fields: dict[str, Any]) -> Written:
+    """Send the product to the catalog topic (every worker's catalog follows); return where."""
     saved = ProductSaved.new(
         sku=fields["sku"], name=fields["name"], description=fields["description"],
         category=fields["category"], price_cents=fields["price_cents"],
         image_url=fields["image_url"])
-    await (await catalog_topic.send(key=saved.sku, value=saved.dumps()))
+    return written(await (await catalog_topic.send(key=saved.sku, value=saved.dumps())))
 
 
 @endpoint("GET", "/api/products", query=ListingQuery, response=ProductPage,
           summary="List the catalog with availability (anyone).")
-@endpoint("POST", "/api/products", body=ProductIn, roles=("admin",), status=202,
-          response=ProductOut, errors=(409,), summary="Create a product (admin).")
+@endpoint("POST", "/api/products", body=ProductIn, roles=("admin",), status=201,
+          response=ProductOut, errors=(409,), summary="Create a product (admin).",
+          also=WRITE_ACCEPTED)
 class ProductsView(ShopView):
     """The catalog: list (anyone) and create (admin)."""
 
@@ -102,17 +113,22 @@ class ProductsView(ShopView):
         if product.sku in catalog:
             raise Conflict(f"product {product.sku} exists; PATCH /api/products/{product.sku}")
         fields = product.model_dump()
-        await save_product(fields)
+        sent = [await save_product(fields)]
         if product.initial_stock:
             restock = Restock.new(sku=product.sku, quantity=product.initial_stock, initial=True)
-            await (await inventory_topic.send(key=product.sku, value=restock.dumps()))
-        return self.json({**fields, "stock_level": None}, status=202)
+            sent.append(written(await (await inventory_topic.send(key=product.sku,
+                                                                  value=restock.dumps()))))
+        location = f"/api/products/{product.sku}"
+        row = catalog.get(product.sku) if await visible(self.app, sent) else None
+        if row is None:
+            return accepted(self, {**fields, "stock_level": None}, location, sent)
+        return self.json(public_product(row), status=201, headers={"Location": location})
 
 
 @endpoint("GET", "/api/products/{sku}", response=ProductOut,
           summary="Read one product (anyone).")
-@endpoint("PATCH", "/api/products/{sku}", body=ProductPatch, roles=("admin",), status=202,
-          response=ProductOut, summary="Change a product (admin).")
+@endpoint("PATCH", "/api/products/{sku}", body=ProductPatch, roles=("admin",),
+          response=ProductOut, summary="Change a product (admin).", also=WRITE_ACCEPTED)
 class ProductView(ShopView):
     """One product: read (anyone), change (admin)."""
 
@@ -129,12 +145,14 @@ class ProductView(ShopView):
             raise NotFound(f"no product {sku!r}")
         patch = await read_body(request, ProductPatch)
         fields = {**row, **patch.model_dump(exclude_none=True)}
-        await save_product(fields)
-        return self.json(public_product(fields), status=202)
+        sent = await save_product(fields)
+        if not await visible(self.app, [sent]):
+            return accepted(self, public_product(fields), f"/api/products/{sku}", [sent])
+        return self.json(public_product(catalog.get(sku) or fields))
 
 
 @endpoint("POST", "/api/inventory/{sku}/restock", body=RestockIn, roles=("admin",),
-          status=202, response=RestockOut)
+          response=RestockOut, errors=(503,), also=WRITE_ACCEPTED)
 class RestockView(ShopView):
     """Add stock to a sku (admin)."""
 
@@ -143,9 +161,17 @@ class RestockView(ShopView):
         body = await read_body(request, RestockIn)
         if sku not in catalog:
             raise NotFound(f"no product {sku!r}")
-        restock = Restock.new(sku=sku, quantity=body.quantity)
-        await (await inventory_topic.send(key=sku, value=restock.dumps()))
-        return self.json({"sku": sku, "quantity": body.quantity}, status=202)
+
+        async def local() -> Response:
+            restock = Restock.new(sku=sku, quantity=body.quantity)
+            sent = written(await (await inventory_topic.send(key=sku, value=restock.dumps())))
+            answer = {"sku": sku, "quantity": body.quantity}
+            row = stock.get(sku) if await visible(self.app, [sent]) else None
+            if row is None:
+                return accepted(self, answer, f"/api/inventory/{sku}", [sent])
+            return self.json({**answer, "stock": Stock.from_row(sku, row).public()})
+
+        return await on_owner(stock.name, sku, request, local)
 
 
 @endpoint("GET", "/api/inventory/{sku}", roles=("admin",), response=InventoryOut,

@@ -1,14 +1,13 @@
 """Promotions HTTP: anyone lists the active codes; admins create, change and delete them.
 
 Changes go to the one-partition ``promotions`` topic, whose agent is the single writer of the
-global table every worker reads. An admin's change answers once this worker's copy shows it
-(201/200), or 202 if that takes longer than a few seconds.
+global table every worker reads. An admin's change answers once every worker's copy shows it
+(201/200), or 202 with a ``Shop-Position`` token if that takes longer than SHOP_WRITE_WAIT_S
+(web/positions.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import datetime
 from typing import Any, Literal, Self
 
@@ -17,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_val
 
 from agents.topics import promotions_topic
 from models.base import Event, utcnow
+from models.positions import Written
 from models.promotions import (
     PromotionDeleted,
     PromotionSaved,
@@ -28,13 +28,12 @@ from tables.promotions import promotions
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import Conflict, NotFound
 from web.identity import Identity, identity, require
-from web.openapi import endpoint
+from web.openapi import WRITE_ACCEPTED, endpoint
+from web.positions import accepted, visible, written
 from web.views import ShopView
 
 __all__ = ["PromotionIn", "PromotionOut", "PromotionPatch"]
 
-#: How long an admin's change may take to reach this worker's copy before the answer is 202.
-VISIBLE_WITHIN_S = 5.0
 CODE = r"^[A-Za-z0-9_-]{3,32}$"
 CATEGORY = r"^[a-z0-9-]{1,64}$"
 
@@ -126,21 +125,11 @@ def _visible(caller: Identity | None, row: dict[str, Any] | None, now: datetime)
     return bool(caller and caller.is_admin) or status_at(row, now) == "active"
 
 
-async def _save(event: Event) -> bool:
-    """Send ``event``; return True once this worker's table shows it (False: not yet).
-
-    The table shows it once the code's ``revision`` (the promotions topic offset of the last
-    change the agent applied) reaches the event's offset: this change, or a later one by
-    another admin that replaced it. Times would not do: two admins' concurrent changes reach
-    the topic in any order of their clocks.
-    """
-    sent = await (await promotions_topic.send(key=event.code, value=event.dumps()))
-    deadline = time.monotonic() + VISIBLE_WITHIN_S
-    while time.monotonic() < deadline:
-        if (promotions.get(event.code) or {}).get("revision", -1) >= sent.offset:
-            return True
-        await asyncio.sleep(0.02)
-    return False
+async def _save(event: Event) -> Written | None:
+    """Send ``event``; return None once every worker's table shows it (or a later change of
+    the code), or where it landed if that took longer than SHOP_WRITE_WAIT_S."""
+    sent = written(await (await promotions_topic.send(key=event.code, value=event.dumps())))
+    return None if await visible(app, [sent]) else sent
 
 
 def _saved_event(code: str, rules: dict[str, Any], *, created: bool) -> PromotionSaved:
@@ -165,7 +154,7 @@ def _iso(at: datetime | str) -> str:
           summary="List the active promotions (anyone; admins see every code and its use).")
 @endpoint("POST", "/api/promotions", body=PromotionIn, roles=("admin",), status=201,
           response=PromotionOut, errors=(409,), summary="Create a promotion code (admin).",
-          also={202: "accepted; this worker does not show it yet"})
+          also=WRITE_ACCEPTED)
 class PromotionsView(ShopView):
     """The promotions: active codes for anyone (admins: all), create (admin)."""
 
@@ -188,21 +177,24 @@ class PromotionsView(ShopView):
         if existing is not None and not existing.get("deleted"):
             raise Conflict(f"promotion {code} exists; PATCH /api/promotions/{code}")
         saved = _saved_event(code, body.model_dump(), created=True)
-        shown = await _save(saved)
-        row = promotions.get(code) if shown else _row_of(saved)
-        headers = {"Location": f"/api/promotions/{code}"}
-        return self.json(public_promotion(row or _row_of(saved), utcnow(), admin=True),
-                         status=201 if shown else 202, headers=headers)
+        pending = await _save(saved)
+        location = f"/api/promotions/{code}"
+        if pending:
+            return accepted(self, public_promotion(_row_of(saved), utcnow(), admin=True),
+                            location, [pending])
+        row = promotions.get(code) or _row_of(saved)
+        return self.json(public_promotion(row, utcnow(), admin=True), status=201,
+                         headers={"Location": location})
 
 
 @endpoint("GET", "/api/promotions/{code}", response=PromotionOut,
           summary="Read a promotion (anyone while it is active; admins: any).")
 @endpoint("PATCH", "/api/promotions/{code}", body=PromotionPatch, roles=("admin",),
           response=PromotionOut, summary="Change a promotion (admin).",
-          also={202: "accepted; this worker does not show it yet"})
+          also=WRITE_ACCEPTED)
 @endpoint("DELETE", "/api/promotions/{code}", roles=("admin",), response=PromotionGone,
           summary="Delete a promotion: it can no longer be redeemed (admin).",
-          also={202: "accepted; this worker does not show it yet"})
+          also=WRITE_ACCEPTED)
 class PromotionView(ShopView):
     """One promotion: read (anyone, if active; admins: any), change and delete (admin)."""
 
@@ -229,11 +221,12 @@ class PromotionView(ShopView):
                                 details=[{"field": ".".join(map(str, e["loc"])) or "body",
                                           "problem": e["msg"]} for e in exc.errors()]) from None
         saved = _saved_event(code, merged, created=False)
-        shown = await _save(saved)
+        pending = await _save(saved)
         now = utcnow()
-        return self.json(public_promotion(promotions.get(code) or row, now, admin=True)
-                         if shown else public_promotion(_row_of(saved), now, admin=True),
-                         status=200 if shown else 202)
+        if pending:
+            return accepted(self, public_promotion(_row_of(saved), now, admin=True),
+                            f"/api/promotions/{code}", [pending])
+        return self.json(public_promotion(promotions.get(code) or row, now, admin=True))
 
     async def delete(self, request: Request, code: str) -> Response:
         require(request, "admin")
@@ -242,8 +235,11 @@ class PromotionView(ShopView):
         if row is None or row.get("deleted"):
             raise NotFound(f"no promotion {code!r}")
         deleted = PromotionDeleted.new(code=code, correlation_id=code)
-        shown = await _save(deleted)
-        return self.json({"code": code, "deleted": True}, status=200 if shown else 202)
+        pending = await _save(deleted)
+        if pending:
+            return accepted(self, {"code": code, "deleted": True}, f"/api/promotions/{code}",
+                            [pending])
+        return self.json({"code": code, "deleted": True})
 
 
 def _row_of(saved: PromotionSaved) -> dict[str, Any]:

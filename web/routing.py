@@ -5,7 +5,9 @@ partition, but forwards neither the body nor the answer's headers, and fails wit
 page when the owner is unreachable (killed, not yet noticed by the group). Here the owner
 comes from the router (``runtime/routing.py``: who owns a key), and the forwarding sends the
 body and the headers that matter, marks a forwarded request so it is never forwarded twice,
-and answers 503 with ``Retry-After`` while the owner is unknown or unreachable.
+and answers 503 with ``Retry-After`` while the owner is unknown or unreachable, or when a
+forwarded request reaches a worker that takes another for the owner (ownership is moving: a
+row missing here would be a false 404).
 """
 
 from __future__ import annotations
@@ -71,10 +73,13 @@ async def on_owner(table_name: str, key: K, request: Request,
                    local: Callable[[], Awaitable[Response]]) -> Response:
     """Answer ``request`` on the worker that owns ``key``: here with ``local()``, or there."""
     owner = await owner_url(table_name, key)
-    if owner is None or is_forwarded(request, app.settings.jwt_secret):
-        # Here; or another worker thought we own the key (ownership is moving): answer
-        # here rather than forward again.
+    if owner is None:
         return await local()
+    if is_forwarded(request, app.settings.jwt_secret):
+        # Another worker took us for the owner, we take a third: ownership is moving, and
+        # a row not here is not an answer (a false 404).
+        raise Unavailable(f"the owner of this {table_name} key is being reassigned; "
+                          "retry in a second")
     return await forward(owner, request)
 
 

@@ -1,16 +1,16 @@
 """Support HTTP: open, list, read, comment on, assign, resolve and reopen tickets.
 
-A ticket is read and changed on the worker that owns its key (``app.table_route``), which
+A ticket is read and changed on the worker that owns its key (web/routing.py), which
 checks who may do what against the ticket as it is (models/support.py), puts the event on
-the ``support`` topic and waits there (``?wait``, default 5 s) for the support agent to
-apply it: 200 with the ticket changed, or 202 with the ticket as it still is. Lists are
+the ``support`` topic and waits there for the support agent to apply it (web/positions.py):
+200 with the ticket changed, or, after SHOP_WRITE_WAIT_S, 202 with the ticket as it still is
+and a ``Shop-Position``. A new ticket answers 201 once applied the same way. Lists are
 answered by the board's worker (the single writer of the ticket index). A customer sees only
 their own tickets; someone else's answers 404, as if absent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any, Literal, cast
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from agents.topics import support_topic
 from models.base import Event
 from models.orders import request_digest
+from models.positions import Written
 from models.support import (
     Ticket,
     TicketAssigned,
@@ -39,9 +40,9 @@ from web.errors import Conflict, NotFound
 from web.idempotency import Keyed, first_of_key
 from web.identity import Forbidden, Identity, require
 from web.middleware import request_id
-from web.openapi import endpoint
+from web.openapi import WRITE_ACCEPTED, endpoint
 from web.orders import current_order
-from web.queries import MAX_WAIT_S, WaitQuery
+from web.positions import accepted, visible, written
 from web.routing import on_owner, route_to_owner
 from web.support_models import (
     AssignIn,
@@ -59,13 +60,6 @@ __all__ = ["public_ticket"]
 KEYED_TICKETS = Keyed(tickets, ticket_watchers, "_request_digest", "ticket", "opened")
 TICKET_IDS = uuid.UUID("2d0c6c55-6f0e-4d8e-a8f4-1e4b3a9d7c21")  # namespace of ticket ids
 
-
-
-class TicketWaitQuery(WaitQuery):
-    """``?wait=N``: seconds to wait for the support agent to apply the change (5 unless
-    given)."""
-
-    wait: float = Field(default=5.0, ge=0, le=MAX_WAIT_S)
 
 
 class ListQuery(BaseModel):
@@ -146,8 +140,13 @@ class TicketsView(ShopView):
         key = request.headers.get("Idempotency-Key")
         if not key:
             ticket_id = ticket_id_for(caller, None)
-            ticket = decide(None, await open_ticket(request, caller, body, ticket_id, "")).ticket
+            opened, sent = await open_ticket(request, caller, body, ticket_id, "")
+            ticket = decide(None, opened).ticket
             assert ticket is not None
+            if not await visible(app, [sent]):
+                return accepted(self, public_ticket(ticket.to_row()),
+                                f"/api/support/tickets/{ticket_id}", [sent])
+            # A new id: the row the support agent applied is the one the event decides.
             return self.opened(public_ticket(ticket.to_row()))
         ticket_id = ticket_id_for(caller, key)
         digest = request_digest(body.model_dump(mode="json"))
@@ -167,16 +166,17 @@ class TicketsView(ShopView):
 
 
 async def open_ticket(request: Request, caller: Identity, body: TicketIn, ticket_id: str,
-                      digest: str) -> TicketOpened:
-    """Check the order it is about (422 if not the caller's), send ``TicketOpened``, return it."""
+                      digest: str) -> tuple[TicketOpened, Written]:
+    """Check the order it is about (422 if not the caller's), send ``TicketOpened``; return
+    it and where it landed."""
     if body.order_id:
         await check_own_order(body.order_id, caller, request)
     opened = TicketOpened.new(
         ticket_id=ticket_id, actor_id=caller.user_id, actor_role=role_of(caller.roles),
         subject=body.subject, body=body.body, order_id=body.order_id, request_digest=digest,
         correlation_id=request_id(request) or ticket_id)
-    await (await support_topic.send(key=ticket_id, value=opened.dumps()))
-    return opened
+    return opened, written(await (await support_topic.send(key=ticket_id,
+                                                          value=opened.dumps())))
 
 
 def visible_ticket(caller: Identity, ticket_id: str) -> Ticket:
@@ -199,16 +199,6 @@ class TicketView(ShopView):
         return self.json(public_ticket(visible_ticket(caller, ticket_id).to_row()))
 
 
-async def applied(ticket_id: str, change: asyncio.Future[dict[str, Any]],
-                  seconds: float) -> dict[str, Any] | None:
-    """Return the ticket's row once the support agent changed it, or None after ``seconds``."""
-    try:
-        return await asyncio.wait_for(change, seconds)
-    except TimeoutError:
-        ticket_watchers.forget(ticket_id, change)
-        return None
-
-
 def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopView]:
     """Return the view of ``POST /api/support/tickets/{id}/<action>``."""
 
@@ -218,7 +208,6 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
             caller = require(request)
             ticket = visible_ticket(caller, ticket_id)
             body = await read_body(request, body_model) if body_model else None
-            wait = read_query(request, TicketWaitQuery).wait
             role = role_of(caller.roles)
             assignee = getattr(body, "assignee", None)
             assignee = caller.user_id if assignee == "me" else assignee
@@ -227,13 +216,11 @@ def ticket_action(action: str, body_model: type[BaseModel] | None) -> type[ShopV
                 raise (Forbidden if refused.kind == "forbidden" else Conflict)(refused.message)
             event = _event(action, ticket_id, caller, role, body, assignee,
                            request_id(request) or ticket_id)
-            change = ticket_watchers.watch(ticket_id)
-            await (await support_topic.send(key=ticket_id, value=event.dumps()))
-            row = await applied(ticket_id, change, wait) if wait else None
-            if row is None:
-                ticket_watchers.forget(ticket_id, change)
-                return self.json(public_ticket(ticket.to_row()), status=202)
-            return self.json(public_ticket(row))
+            sent = written(await (await support_topic.send(key=ticket_id, value=event.dumps())))
+            if not await visible(app, [sent]):
+                return accepted(self, public_ticket(ticket.to_row()),
+                                f"/api/support/tickets/{ticket_id}", [sent])
+            return self.json(public_ticket(visible_ticket(caller, ticket_id).to_row()))
 
     ActionView.__name__ = f"{action.title()}TicketView"
     return ActionView
@@ -264,7 +251,5 @@ _ACTIONS: dict[str, tuple[str, type[BaseModel] | None, tuple[str, ...], str]] = 
 for _path, (_action, _body, _roles, _summary) in _ACTIONS.items():
     _route = f"/api/support/tickets/{{ticket_id}}/{_path}"
     endpoint(
-        "POST", _route, body=_body, query=TicketWaitQuery, roles=_roles, response=TicketOut,
-        errors=(409, 503), summary=_summary,
-        also={202: "?wait ran out before the support agent applied it: the ticket as it "
-                   "is now"})(ticket_action(_action, _body))
+        "POST", _route, body=_body, roles=_roles, response=TicketOut,
+        errors=(409, 503), summary=_summary, also=WRITE_ACCEPTED)(ticket_action(_action, _body))

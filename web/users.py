@@ -7,15 +7,19 @@ puts a ``ClaimEmail`` on ``user-emails`` and waits for the e-mails agent to deci
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field, field_validator
 
-from agents.topics import user_emails_topic, users_topic
-from models.base import Event
+from agents.topics import revocations_topic, user_emails_topic, users_topic
+from app import app
+from models.base import Event, utcnow
+from models.positions import Written
 from models.users import (
+    AccessRevoked,
     ClaimEmail,
     PasswordChanged,
     ProfileUpdated,
@@ -29,7 +33,8 @@ from web.bodies import read_body
 from web.errors import Conflict, NotFound
 from web.identity import may_see, require
 from web.middleware import request_id
-from web.openapi import UserOut, endpoint
+from web.openapi import WRITE_ACCEPTED, UserOut, endpoint
+from web.positions import accepted, visible, written
 from web.routing import Unavailable, on_owner, route_to_owner
 from web.tokens import hash_password
 from web.views import ShopView
@@ -120,24 +125,21 @@ class RegisterView(ShopView):
         return self.json(user, status=201, headers={"Location": f"/api/users/{user_id}"})
 
 
-async def send_user_event(event: Event, user_id: str) -> dict[str, Any]:
-    """Send ``event`` about ``user_id`` (on its owner) and return the row once it is applied."""
-    watching = user_watchers.watch(user_id)
-    try:
-        await (await users_topic.send(key=user_id, value=event.dumps()))
-    except BaseException:
-        user_watchers.forget(user_id, watching)
-        raise
-
-    def applied(row: dict[str, Any] | None) -> bool:
-        ids = ((row or {}).get("_applied") or {}).get("ids", ())
-        return event.event_id in ids
-
-    row = await wait_for(user_watchers, users, user_id, applied, DECISION_WAIT_S,
-                         watching=watching)
+async def send_user_event(event: Event, user_id: str
+                          ) -> tuple[dict[str, Any], Written | None]:
+    """Send ``event`` about ``user_id`` (on its owner); return the row once it is applied
+    and None, or the row as it was and where the event landed if it was not applied in
+    time."""
+    before = users.get(user_id)
+    sent = written(await (await users_topic.send(key=user_id, value=event.dumps())))
+    if not await visible(app, [sent]):
+        if before is None:
+            raise NotFound(f"no user {user_id!r}")
+        return before, sent
+    row = users.get(user_id)
     if row is None:
         raise NotFound(f"no user {user_id!r}")
-    return row
+    return row, None
 
 
 async def own_row(user_id: str) -> dict[str, Any]:
@@ -152,7 +154,8 @@ async def own_row(user_id: str) -> dict[str, Any]:
 @endpoint("GET", "/api/users/me", roles=(), response=UserOut, errors=(404, 503),
           summary="The caller's own profile.")
 @endpoint("PATCH", "/api/users/me", body=ProfileIn, roles=(), response=UserOut,
-          errors=(404, 503), summary="Change the caller's name or password.")
+          errors=(404, 503), summary="Change the caller's name or password.",
+          also=WRITE_ACCEPTED)
 class MeView(ShopView):
     """The caller's own profile (GET) and changes to it (PATCH)."""
 
@@ -171,14 +174,20 @@ class MeView(ShopView):
         async def local() -> Response:
             user_id = caller.user_id
             row = await own_row(user_id)
+            sent: list[Written] = []
             if body.name is not None and body.name != row["name"]:
-                row = await send_user_event(ProfileUpdated.new(
+                row, pending = await send_user_event(ProfileUpdated.new(
                     user_id=user_id, name=body.name, correlation_id=user_id), user_id)
+                sent += [pending] if pending else []
             if body.password is not None:
                 password_hash = await hash_password(body.password)
-                row = await send_user_event(PasswordChanged.new(
+                row, pending = await send_user_event(PasswordChanged.new(
                     user_id=user_id, password_hash=password_hash, correlation_id=user_id),
                     user_id)
+                sent += [pending] if pending else []
+            if sent:
+                changed = {**public_user(row), **({"name": body.name} if body.name else {})}
+                return accepted(self, changed, "/api/users/me", sent)
             return self.json(public_user(row))
 
         return await on_owner(users.name, caller.user_id, request, local)
@@ -200,7 +209,7 @@ class UserView(ShopView):
 
 
 @endpoint("POST", "/api/users/{user_id}/deactivate", roles=("admin",), response=UserOut,
-          errors=(503,))
+          errors=(503,), also=WRITE_ACCEPTED)
 class DeactivateView(ShopView):
     """Deactivate a user (admin): no more logins; their refresh tokens stop working."""
 
@@ -211,6 +220,18 @@ class DeactivateView(ShopView):
         if row is None:
             raise NotFound(f"no user {user_id!r}")
         if row["active"]:
-            row = await send_user_event(UserDeactivated.new(
-                user_id=user_id, by=caller.user_id, correlation_id=user_id), user_id)
+            # The users agent revokes the user's access tokens too, one hop later; revoking
+            # here as well lets the answer wait until every worker refuses them.
+            revoked = AccessRevoked.new(user_id=user_id, before=utcnow().isoformat(),
+                                        correlation_id=user_id)
+            cut = written(await (await revocations_topic.send(key=user_id,
+                                                               value=revoked.dumps())))
+            (row, pending), refused = await asyncio.gather(
+                send_user_event(UserDeactivated.new(
+                    user_id=user_id, by=caller.user_id, correlation_id=user_id), user_id),
+                visible(app, [cut]))
+            sent = [p for p in (pending, None if refused else cut) if p is not None]
+            if sent:
+                return accepted(self, {**public_user(row), "active": False},
+                                f"/api/users/{user_id}", sent)
         return self.json(public_user(row))

@@ -1,7 +1,9 @@
-"""The base of every ShopStream view: errors in the one JSON shape, counted with their status.
+"""The base of every ShopStream view: errors in the one JSON shape, counted with their status,
+and a ``Shop-Position`` token honoured before the handler runs (web/positions.py).
 
 A row that is not restored yet is not a row that does not exist: while the worker's tables
-are recovering or a rebalance is under way, a view's 404 is answered 503 with Retry-After.
+are recovering, a rebalance is under way or a partition it took over has not applied what it
+held then (runtime/positions.py), a view's 404 is answered 503 with Retry-After.
 
 Faust's ``View`` answers its own errors (a method the view does not have, for one) as
 ``{"error": "..."}``, and counts any other exception as a 500 in ``/metrics`` before the
@@ -19,8 +21,10 @@ from faust.utils import json as faust_json
 from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
+from runtime.positions import positions
 from runtime.tables import tables_ready
 from web.errors import ApiError, error_response
+from web.positions import honour_position
 
 __all__ = ["NotRestored", "ShopView"]
 
@@ -30,7 +34,8 @@ _ENCODER = faust_json.JSONEncoder(separators=(",", ":"),
 
 
 class NotRestored(ApiError):
-    """A row was not found while this worker's tables are being restored or reassigned."""
+    """A row was not found while this worker's tables are being restored, reassigned or
+    caught up."""
 
     status = 503
     code = "unavailable"
@@ -55,9 +60,10 @@ class ShopView(View):
         sensor_state = sensors.on_web_request_start(app, request, view=self)
         response: Response | None = None
         try:
+            await honour_position(app, request)
             response = await method(cast(Request, request), **(request.match_info or {}))
         except ApiError as exc:
-            if exc.status == 404 and not tables_ready(app):
+            if exc.status == 404 and not (tables_ready(app) and positions.caught_up()):
                 exc = NotRestored()
             response = cast(Response, error_response(
                 exc.status, exc.message, code=exc.code, details=exc.details,

@@ -47,7 +47,7 @@ def test_admin_sees_a_purchase_live_restocks_creates_a_promotion_and_answers_a_t
     before = int(counter.inner_text())
     status, placed = call(url, "POST", "/api/orders", headers=BUYER, body={
         "items": [{"sku": "BOOK-2", "quantity": 2}], "payment_method": "pm_card_ok"})
-    assert status == 202, placed
+    assert status == 201, placed
     expect(counter).not_to_have_text(str(before), timeout=20_000)
     assert int(counter.inner_text()) > before
     if live_analytics:

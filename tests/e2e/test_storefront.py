@@ -100,17 +100,11 @@ def test_customer_registers_searches_buys_and_sees_the_order_confirmed_live(
     page.get_by_role("button", name="Open ticket").click()
     expect(page.get_by_role("heading", name="Gift wrap?")).to_be_visible()
     ticket_id = page.url.rsplit("/", 1)[1]
-    # The page starts from the API's answer; the support agent writes the ticket a moment
-    # later (seconds on a loaded machine): staff can answer it once it is there.
-    deadline = time.monotonic() + 20
-    while call(shop_worker.url, "GET", f"/api/support/tickets/{ticket_id}",
-               headers=bearer("agent-1", "support"))[0] == 404:
-        assert time.monotonic() < deadline, f"ticket {ticket_id} was never written"
-        time.sleep(0.1)
+    # The ticket was answered 201 once written: staff can answer it at once.
     status, answer = call(shop_worker.url, "POST",
                           f"/api/support/tickets/{ticket_id}/comments",
                           headers=bearer("agent-1", "support"), body={"body": "Gladly!"})
-    assert status in (200, 202), answer
+    assert status == 200, answer
     expect(page.locator("#comments")).to_contain_text("Gladly!")
     page.get_by_label("Your reply").fill("Thank you.")
     page.get_by_role("button", name="Send reply").click()

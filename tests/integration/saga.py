@@ -42,7 +42,7 @@ async def place_many(shops: Sequence[Shop], skus: Sequence[str], orders: int, cu
                                                     **extra)
                 except (OSError, aiohttp.ClientError, TimeoutError):
                     status, body = 0, None
-                if status == 202:
+                if status in (201, 202):
                     return user, body["id"]
                 await asyncio.sleep(0.2)
         raise AssertionError(f"order {n} was never accepted: {status} {body}")

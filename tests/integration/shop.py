@@ -53,7 +53,7 @@ class Shop:
         status, body = await self.call("POST", "/api/products", headers=ADMIN, json={
             "sku": sku, "name": f"Product {sku}", "category": category,
             "price_cents": price_cents, "initial_stock": stock})
-        assert status == 202, body
+        assert status == 201, body
 
     async def stock(self, sku: str) -> dict[str, Any]:
         """Return the exact stock of ``sku`` (admin), retrying while it is routed."""

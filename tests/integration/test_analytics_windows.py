@@ -70,7 +70,7 @@ async def test_events_land_in_their_windows_and_bad_batches_are_refused(
             "events": [ev("product_view", "TOY-B", recent), ev("add_to_cart", "TOY-B", recent)]})
         assert status == 202, body
         status, placed = await shop.place("u-1", [("TOY-B", 2)])
-        assert status == 202, placed
+        assert status == 201, placed
         order = await shop.settled("u-1", placed["id"])
         assert order["status"] == "confirmed", order
 

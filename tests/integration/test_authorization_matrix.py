@@ -265,7 +265,7 @@ async def test_every_endpoint_allows_and_denies_the_right_callers(
         await shop.wait_for_catalog(1)
         for key, user in (("order_a", "user_a"), ("spare_a", "user_a"), ("order_b", "user_b")):
             status, placed = await shop.place(ids[user], [(SKU, 1)])
-            assert status == 202, placed
+            assert status == 201, placed
             ids[key] = placed["id"]
             await shop.settled(ids[user], placed["id"])
         for key, owner in (("order_a", "A"), ("order_b", "B")):

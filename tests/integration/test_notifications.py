@@ -50,7 +50,7 @@ async def test_a_welcome_arrives_on_the_stream_and_in_the_list(workers: WorkerFa
         assert status == 404 and answer["error"]["code"] == "not_found", answer
         status, answer = await call(http, "POST", worker.url + f"/api/notifications/{note_id}/read",
                                     me)
-        assert (status, answer) == (202, {"id": note_id, "read": True})
+        assert (status, answer) == (200, {"id": note_id, "read": True})
         await until(http, worker.url + "/api/notifications", me,
                     lambda s, b: s == 200 and b["unread"] == 0 and b["items"][0]["read"])
 

@@ -23,7 +23,7 @@ async def test_a_slow_payment_expires_the_order_and_is_refunded(workers: WorkerF
         await shop.add_product("SLOW-0001", 4)
         await shop.wait_for_catalog(1)
         status, body = await shop.place("carol", [("SLOW-0001", 3)], "pm_card_slow")
-        assert status == 202
+        assert status == 201
         order = await shop.settled("carol", body["id"])
         assert order["status"] == "expired"
         assert [h["status"] for h in order["history"]] == ["placed", "reserved", "expired"]

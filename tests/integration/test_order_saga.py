@@ -96,11 +96,11 @@ async def test_concurrent_orders_never_oversell_and_a_replay_changes_nothing(
         for user, oid in rng.sample(placed, 20):
             status, _ = await shop.call("POST", f"/api/orders/{oid}/cancel",
                                         headers=customer(user))
-            if status == 202:
+            if status in (200, 202):
                 cancelled.append((user, oid))
         status, _ = await shop.call("POST", "/api/inventory/SCARCE-00/restock", headers=ADMIN,
                                     json={"quantity": 4})
-        assert status == 202
+        assert status == 200
         restocked = Counter({"SCARCE-00": 4})
 
         # An accepted cancel ends its order (cancelled, or ended otherwise first), not at once.

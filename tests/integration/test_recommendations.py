@@ -81,7 +81,7 @@ async def test_recommendations_follow_behaviour_and_skip_purchases(
         me = "book-lover"
         await track(shop, me, [("product_view", "BOOK-1"), ("product_view", "BOOK-2")])
         status, placed = await shop.place(me, [("BOOK-3", 1)])
-        assert status == 202, placed
+        assert status == 201, placed
         order = await shop.settled(me, placed["id"])
         assert order["status"] == "confirmed", order
 

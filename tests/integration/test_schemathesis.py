@@ -98,7 +98,7 @@ def prepare(http: requests.Session, worker: Worker) -> tuple[dict[str, dict[str,
     answer = http.post(worker.url + "/api/products", headers=admin, timeout=TIMEOUT_S, json={
         "sku": SKU, "name": "Fuzzed", "category": "books", "price_cents": 500,
         "initial_stock": 100})
-    assert answer.status_code == 202, answer.text
+    assert answer.status_code == 201, answer.text
     wait_until(lambda: http.get(f"{worker.url}/api/products/{SKU}",
                                 timeout=TIMEOUT_S).status_code == 200, "the product")
     answer = http.post(worker.url + "/api/users", timeout=TIMEOUT_S, json={
@@ -110,7 +110,7 @@ def prepare(http: requests.Session, worker: Worker) -> tuple[dict[str, dict[str,
                        headers={**customer, "Idempotency-Key": "fuzz-1"},
                        json={"items": [{"sku": SKU, "quantity": 1}],
                              "payment_method": "pm_card_ok"})
-    assert answer.status_code == 202, answer.text
+    assert answer.status_code == 201, answer.text
     order_id = answer.json()["id"]
     answer = http.post(worker.url + "/api/events", timeout=TIMEOUT_S, json={
         "session_id": SESSION, "events": [{"type": "page_view", "path": "/"}]})

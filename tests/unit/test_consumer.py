@@ -347,6 +347,7 @@ def flowing_consumer(committed: dict[TP, int | None], sought_in: int | None) -> 
     consumer._read_offset = {tp: 100 for tp in committed}  # read well past the commit
     consumer._sought_in = sought_in
     consumer._read_again = False
+    consumer._sought, consumer._note_ends = {}, None  # what the positions learn (none here)
     kafka = FakeKafkaConsumer()
 
     async def call_thread(fun: Any, *args: Any) -> Any:

@@ -44,6 +44,7 @@ BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
     ({"SHOP_PRODUCER_LINGER": "2"}, "SHOP_PRODUCER_LINGER"),
     ({"SHOP_RATE_LIMIT": "0"}, "SHOP_RATE_LIMIT"),
     ({"SHOP_RATE_BURST": "lots"}, "SHOP_RATE_BURST"),
+    ({"SHOP_WRITE_WAIT_S": "61"}, "SHOP_WRITE_WAIT_S"),
     ({"SHOP_CORS_ORIGINS": "shop.example.com"}, "SHOP_CORS_ORIGINS"),
     ({"SHOP_ORDER_TTL": "soon"}, "SHOP_ORDER_TTL"),
     ({"SHOP_PAYMENT_SLOW_SECONDS": "-1"}, "SHOP_PAYMENT_SLOW_SECONDS"),

@@ -106,8 +106,6 @@ export async function supportPage(main, { query }, signal, navigate) {
       const body = { subject: data.get("subject"), body: data.get("body") };
       if (data.get("order_id")) body.order_id = data.get("order_id");
       const ticket = await api("/api/support/tickets", { method: "POST", body });
-      // The ticket is written by its agent a moment later: its page starts from the answer.
-      sessionStorage.setItem(`shop.ticket.${ticket.id}`, JSON.stringify(ticket));
       toast("Ticket opened");
       navigate(`/support/tickets/${encodeURIComponent(ticket.id)}`);
     }),
@@ -136,11 +134,7 @@ export async function ticketPage(main, params, signal, { follow = true } = {}) {
     signal.addEventListener("abort", () => window.removeEventListener("shop:notification", onNotice));
   }
   const path = `/api/support/tickets/${encodeURIComponent(ticketId)}`;
-  const stashed = sessionStorage.getItem(`shop.ticket.${ticketId}`);
-  sessionStorage.removeItem(`shop.ticket.${ticketId}`);
-  let ticket = null;
-  try { ticket = stashed ? JSON.parse(stashed) : null; } catch { ticket = null; }
-  if (!ticket || ticket.id !== ticketId) ticket = await api(path, { signal });
+  const ticket = await api(path, { signal });
   const message = h("p", { class: "error", role: "alert" });
   const me = claims().sub;
   fill(main, 
@@ -158,7 +152,6 @@ export async function ticketPage(main, params, signal, { follow = true } = {}) {
       message, h("button", { type: "submit" }, "Send reply")), message, async (data) => {
       await api(`${path}/comments`, { method: "POST", body: { body: data.get("body") } });
       toast("Reply sent");
-      // The ticket is written by its agent a moment later: show the reply at once.
       main.querySelector("#comments").append(h("li", {}, h("strong", {}, "You"), h("div", {}, data.get("body"))));
       main.querySelector("#comment-form").reset();
     }),

@@ -1,5 +1,6 @@
-// The JSON API from the browser: tokens, one retry after a refresh, the error shape,
-// server-sent events over fetch (EventSource cannot send the Authorization header).
+// The JSON API from the browser: tokens, one retry after a refresh, the error shape, the
+// Shop-Position of a write answered 202 sent back until the API has applied it, server-sent
+// events over fetch (EventSource cannot send the Authorization header).
 
 export const ACCESS_KEY = "shop.access_token";
 export const REFRESH_KEY = "shop.refresh_token";
@@ -71,11 +72,24 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
+// A write the API answered 202 (applied later): its Shop-Position goes with the next requests,
+// which the API answers once it is applied, so a page shows the write without polling.
+let position = null;
+const MAX_POSITIONS = 4;
+
+function notePosition(header) {
+  if (!header) return;
+  const known = new Map((position ? position.split(",") : []).map((p) => [p.split(":").slice(0, 2).join(":"), p]));
+  for (const p of header.split(",")) known.set(p.split(":").slice(0, 2).join(":"), p);
+  position = [...known.values()].slice(-MAX_POSITIONS).join(",");
+}
+
 /** Call the API; return the JSON body; throw ApiError. A 401 refreshes the tokens once. */
 export async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
+  const sent = position;
   const send = () => fetch(path, {
     method, signal,
-    headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...authHeaders(), ...headers },
+    headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...authHeaders(), ...(sent ? { "Shop-Position": sent } : {}), ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   let response = await send();
@@ -83,6 +97,9 @@ export async function api(path, { method = "GET", body, headers = {}, signal } =
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  // Answered with the position (or refused it as foreign): no need to send it again.
+  if (sent && position === sent && response.status !== 503) position = null;
+  notePosition(response.headers.get("Shop-Position"));
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }

@@ -38,8 +38,8 @@ export async function ordersSection(main, { query }, signal) {
         event.target.disabled = true;
         try {
           await api(`/api/orders/${encodeURIComponent(order.id)}/${action}`, { method: "POST" });
-          toast(`${label}: requested`);
-          await waitForChange(order, () => showOrder(order.id));
+          toast(`${label}: done`);
+          await showOrder(order.id);
         } catch (error) {
           toast(errorText(error));
           event.target.disabled = false;
@@ -55,14 +55,6 @@ export async function ordersSection(main, { query }, signal) {
       h("p", {}, order.status === "confirmed" ? act("ship", "Ship") : "", " ",
         order.status === "shipped" ? act("deliver", "Mark delivered") : "", " ",
         ["placed", "reserved", "confirmed"].includes(order.status) ? act("cancel", "Cancel") : ""));
-  };
-  const waitForChange = async (before, redraw) => {
-    for (let i = 0; i < 20 && !signal.aborted; i += 1) {
-      const now = await api(`/api/orders/${encodeURIComponent(before.id)}`, { signal });
-      if (now.status !== before.status || FINAL.has(now.status)) break;
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    }
-    await redraw();
   };
   const listOf = async (userId) => {
     const page = await api(`/api/orders?user_id=${encodeURIComponent(userId)}&per_page=50`, { signal });
@@ -102,15 +94,10 @@ export async function catalogSection(main, { query }, signal) {
     const form = onSubmit(h("form", { class: "row restock", "data-sku": p.sku },
       h("div", {}, field(`Units to add to ${p.name}`, { name: "quantity", type: "number", min: 1, max: 1000000, required: true, size: 6 })),
       h("button", { type: "submit", "aria-label": `Restock ${p.name}` }, "Restock")), async (data) => {
-      const before = await api(`/api/inventory/${encodeURIComponent(p.sku)}`, { signal }).catch(() => null);
       await api(`/api/inventory/${encodeURIComponent(p.sku)}/restock`, { method: "POST", body: { quantity: parseInt(data.get("quantity"), 10) } });
       toast(`Restocked ${p.name}`);
       form.reset();
-      for (let i = 0; i < 20 && !signal.aborted; i += 1) {
-        const now = await api(`/api/inventory/${encodeURIComponent(p.sku)}`, { signal });
-        if (!before || now.available !== before.available) { drawStock(stock, now); break; }
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
+      drawStock(stock, await api(`/api/inventory/${encodeURIComponent(p.sku)}`, { signal }));
     });
     return [p, stock, h("tr", { "data-sku": p.sku },
       h("td", {}, h("strong", {}, p.name), h("br"), h("small", { class: "muted" }, `${p.sku} \u00b7 ${p.category}`)),
@@ -195,11 +182,7 @@ export async function promotionsSection(main, params, signal) {
     const created = await api("/api/promotions", { method: "POST", body });
     toast(`Promotion ${created.code || body.code} created`);
     form.reset();
-    for (let i = 0; i < 20 && !signal.aborted; i += 1) {
-      await load();
-      if (list.querySelector(`[data-code="${CSS.escape((created.code || body.code).toUpperCase())}"]`)) break;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    await load();
   });
   fill(main, h("h1", {}, "Promotions"), list, h("h2", {}, "New promotion"), form);
   await load();

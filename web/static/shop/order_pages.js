@@ -44,13 +44,8 @@ export async function checkout(main, params, signal, navigate) {
         const body = { items: lines.map((l) => ({ sku: l.sku, quantity: l.quantity })), payment_method: method[1].value };
         if (code[1].value.trim()) body.promotion_code = code[1].value.trim();
         try {
+          // Answered once the order is readable (or with a Shop-Position its page sends back).
           const placed = await api("/api/orders", { method: "POST", body, headers: { "Idempotency-Key": idempotencyKey } });
-          // The order's row is written a moment later: its page starts from this draft.
-          sessionStorage.setItem(`shop.placed.${placed.id}`, JSON.stringify({
-            id: placed.id, status: placed.status, payment_method: body.payment_method,
-            promotion_code: body.promotion_code || null, placed_at: new Date().toISOString(),
-            items: lines.map((l) => ({ sku: l.sku, quantity: l.quantity, unit_price_cents: l.price_cents })),
-          }));
           cart.clear();
           toast("Order placed");
           navigate(`/orders/${encodeURIComponent(placed.id)}`);
@@ -87,7 +82,7 @@ function cancelButton(orderId, after) {
       event.target.disabled = true;
       try {
         await api(`/api/orders/${encodeURIComponent(orderId)}/cancel`, { method: "POST" });
-        toast("Cancellation requested");
+        toast("Order cancelled");
         after();
       } catch (error) {
         toast(errorText(error));
@@ -97,23 +92,11 @@ function cancelButton(orderId, after) {
   }, "Cancel");
 }
 
-/** The order as placed from this browser a moment ago (its row may not be written yet). */
-function justPlaced(orderId) {
-  const key = `shop.placed.${orderId}`;
-  let draft = null;
-  try { draft = JSON.parse(sessionStorage.getItem(key) || "null"); } catch { draft = null; }
-  sessionStorage.removeItem(key);
-  if (!draft || draft.id !== orderId) return null;
-  const subtotal = draft.items.reduce((sum, l) => sum + l.quantity * (l.unit_price_cents || 0), 0);
-  return { ...draft, subtotal_cents: subtotal, discount_cents: 0, total_cents: subtotal,
-    history: [{ status: draft.status, at: draft.placed_at }] };
-}
-
 /** One order; its status follows the saga without a reload (long poll, then notifications). */
 export async function order(main, { order_id: orderId }, signal) {
   if (!claims()) return needSignIn(main, `/orders/${orderId}`);
   const path = `/api/orders/${encodeURIComponent(orderId)}`;
-  let current = justPlaced(orderId) || await api(path, { signal });
+  let current = await api(path, { signal });
   const status = h("p", { id: "order-status", "aria-live": "polite" });
   const history = h("ol", { class: "history", id: "order-history" });
   const actions = h("p", {});
