@@ -34,9 +34,9 @@ from faust.types import AppT, TopicT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.topics import catalog_topic, inventory_topic
+from config.running_stack import read_running_stack
 from models.catalog import ProductSaved
 from models.inventory import Restock
-from config.running_stack import read_running_stack
 from models.positions import MAX_POSITIONS, Written, encode_token
 
 __all__ = ["CatalogProduct", "SeedError", "load_catalog", "register_seed"]

@@ -48,7 +48,7 @@ from web.middleware import forwarding_headers, request_id
 from web.openapi import WRITE_ACCEPTED, OrderOut, OrderPage, endpoint
 from web.positions import accepted, visible, written
 from web.queries import WaitQuery
-from web.routing import on_owner, owner_url, route_to_owner
+from web.routing import Unavailable, on_owner, owner_url, route_to_owner
 from web.views import ShopView
 
 __all__ = ["OrderIn"]

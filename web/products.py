@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -13,7 +13,6 @@ from models.inventory import Restock, Stock
 from models.positions import Written
 from tables.catalog import catalog
 from tables.inventory import stock
-
 from web.bodies import read_body, read_query
 from web.errors import Conflict, NotFound
 from web.identity import require

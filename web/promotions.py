@@ -15,6 +15,7 @@ from faust.web import Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
 from agents.topics import promotions_topic
+from app import app
 from models.base import Event, utcnow
 from models.positions import Written
 from models.promotions import (

@@ -18,6 +18,7 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.topics import support_topic
+from app import app
 from models.base import Event
 from models.orders import request_digest
 from models.positions import Written

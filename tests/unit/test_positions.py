@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.positions import MAX_POSITIONS, BadToken, Written, decode_token, encode_token
-from runtime.tables import note_source_offsets
 from runtime.positions import APPLIERS, AppliedPositions, positions
+from runtime.tables import note_source_offsets
 
 SECRET = "a-test-secret-of-at-least-32-characters!"
 TOPICS = frozenset(APPLIERS)
