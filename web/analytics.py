@@ -22,11 +22,21 @@ from web.bodies import read_body
 from web.errors import NotFound
 from web.identity import identity, require
 from web.middleware import request_id
-from web.openapi import TrackingAccepted, endpoint
+from web.openapi import endpoint
 from web.routing import route_to_owner
 from web.views import ShopView
 
-__all__ = ["TrackingBatch"]
+__all__ = ["TrackingAccepted", "TrackingBatch"]
+
+
+# -- Answers -------------------------------------------------------------------------------
+
+
+class TrackingAccepted(BaseModel):
+    """How many tracked behaviours went to the analytics topic."""
+
+    accepted: int
+
 
 MAX_BATCH = 100
 

@@ -9,7 +9,7 @@ sessions; a refresh replaces its token through the users agent, so a token is us
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -22,7 +22,7 @@ from web.bodies import read_body
 from web.identity import Forbidden
 from web.login_throttle import LoginThrottle
 from web.middleware import CLIENT_ADDRESS, is_forwarded
-from web.openapi import LoggedOut, TokensOut, endpoint
+from web.openapi import endpoint
 from web.routing import on_owner
 from web.tokens import (
     InvalidToken,
@@ -35,7 +35,25 @@ from web.tokens import (
 )
 from web.views import ShopView
 
-__all__ = ["LoginIn", "RefreshIn"]
+__all__ = ["LoggedOut", "LoginIn", "RefreshIn", "TokensOut"]
+
+
+# -- Answers -------------------------------------------------------------------------------
+
+
+class TokensOut(BaseModel):
+    """The tokens of a login or refresh."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+class LoggedOut(BaseModel):
+    """A logout's answer."""
+
+    status: Literal["logged_out"]
 
 #: How long a refresh waits for a just-issued token to reach the users row (a login's
 #: SessionStarted is sent before the login answers, so this is rarely waited for).

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -73,7 +73,7 @@ ACCEPTED_HEADERS = {
 V = TypeVar("V", bound=type)
 
 
-# -- The one error shape (web/errors.py) and small response models --------------------------
+# -- The one error shape (web/errors.py) --------------------------
 
 
 class ErrorDetail(BaseModel):
@@ -88,122 +88,6 @@ class ErrorOut(BaseModel):
     """Every 4xx and 5xx answer: ``{"error": {"code", "message", "details"}}``."""
 
     error: ErrorDetail
-
-
-class ProductOut(BaseModel):
-    """A product as the catalog shows it (``stock_level`` is the availability band)."""
-
-    sku: str
-    name: str | None = None
-    description: str | None = None
-    category: str | None = None
-    price_cents: int | None = None
-    image_url: str | None = None
-    stock_level: str | None = None
-
-
-class ProductPage(BaseModel):
-    """A page of the catalog."""
-
-    items: list[ProductOut]
-    total: int
-    page: int
-    per_page: int
-
-
-class InventoryOut(BaseModel):
-    """The exact stock of a sku."""
-
-    sku: str
-    available: int
-    reserved: int
-    sold: int
-
-
-class RestockOut(BaseModel):
-    """A restock: the units added and the sku's stock once applied (none in a 202)."""
-
-    sku: str
-    quantity: int
-    stock: InventoryOut | None = None
-
-
-class OrderLineOut(BaseModel):
-    """One priced line of an order."""
-
-    sku: str
-    quantity: int
-    unit_price_cents: int
-
-
-class StatusChange(BaseModel):
-    """One entry of an order's history."""
-
-    status: str
-    at: str
-
-
-class OrderOut(BaseModel):
-    """An order with its status history."""
-
-    id: str
-    user_id: str
-    status: str
-    items: list[OrderLineOut]
-    subtotal_cents: int
-    discount_cents: int
-    total_cents: int
-    payment_method: str
-    promotion_code: str | None = None
-    history: list[StatusChange]
-    reason: str | None = None
-
-
-class OrderPage(BaseModel):
-    """A page of a customer's orders, newest first."""
-
-    items: list[OrderOut]
-    total: int
-    page: int
-    per_page: int
-
-
-class UserOut(BaseModel):
-    """A user's public profile."""
-
-    id: str
-    email: str
-    name: str
-    roles: list[str]
-    created_at: str
-    active: bool
-
-
-class TokensOut(BaseModel):
-    """The tokens of a login or refresh."""
-
-    access_token: str
-    refresh_token: str
-    token_type: Literal["bearer"]
-    expires_in: int
-
-
-class LoggedOut(BaseModel):
-    """A logout's answer."""
-
-    status: Literal["logged_out"]
-
-
-class TrackingAccepted(BaseModel):
-    """How many tracked behaviours went to the analytics topic."""
-
-    accepted: int
-
-
-class HealthOut(BaseModel):
-    """The worker is alive."""
-
-    status: Literal["ok"]
 
 
 # -- The registry ----------------------------------------------------------------------------

@@ -45,13 +45,56 @@ from web.errors import Conflict, NotFound
 from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
-from web.openapi import WRITE_ACCEPTED, OrderOut, OrderPage, endpoint
+from web.openapi import WRITE_ACCEPTED, endpoint
 from web.positions import accepted, visible, written
 from web.queries import WaitQuery
 from web.routing import Unavailable, on_owner, owner_url, route_to_owner
 from web.views import ShopView
 
-__all__ = ["OrderIn"]
+__all__ = ["OrderIn", "OrderLineOut", "OrderOut", "OrderPage", "StatusChange"]
+
+
+# -- Answers -------------------------------------------------------------------------------
+
+
+class OrderLineOut(BaseModel):
+    """One priced line of an order."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class StatusChange(BaseModel):
+    """One entry of an order's history."""
+
+    status: str
+    at: str
+
+
+class OrderOut(BaseModel):
+    """An order with its status history."""
+
+    id: str
+    user_id: str
+    status: str
+    items: list[OrderLineOut]
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+    payment_method: str
+    promotion_code: str | None = None
+    history: list[StatusChange]
+    reason: str | None = None
+
+
+class OrderPage(BaseModel):
+    """A page of a customer's orders, newest first."""
+
+    items: list[OrderOut]
+    total: int
+    page: int
+    per_page: int
 
 #: Keyed orders: the first ``OrderPlaced`` of a key wins.
 KEYED_ORDERS = Keyed(orders, watchers, "request_digest", "order", "placed")

@@ -16,19 +16,54 @@ from tables.inventory import stock
 from web.bodies import read_body, read_query
 from web.errors import Conflict, NotFound
 from web.identity import require
-from web.openapi import (
-    WRITE_ACCEPTED,
-    InventoryOut,
-    ProductOut,
-    ProductPage,
-    RestockOut,
-    endpoint,
-)
+from web.openapi import WRITE_ACCEPTED, endpoint
 from web.positions import accepted, visible, written
 from web.routing import on_owner, route_to_owner
 from web.views import ShopView
 
-__all__ = ["ProductIn", "ProductPatch", "RestockIn"]
+__all__ = ["InventoryOut", "ProductIn", "ProductOut", "ProductPage", "ProductPatch", "RestockIn",
+           "RestockOut"]
+
+
+# -- Answers -------------------------------------------------------------------------------
+
+
+class ProductOut(BaseModel):
+    """A product as the catalog shows it (``stock_level`` is the availability band)."""
+
+    sku: str
+    name: str | None = None
+    description: str | None = None
+    category: str | None = None
+    price_cents: int | None = None
+    image_url: str | None = None
+    stock_level: str | None = None
+
+
+class ProductPage(BaseModel):
+    """A page of the catalog."""
+
+    items: list[ProductOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class InventoryOut(BaseModel):
+    """The exact stock of a sku."""
+
+    sku: str
+    available: int
+    reserved: int
+    sold: int
+
+
+class RestockOut(BaseModel):
+    """A restock: the units added and the sku's stock once applied (none in a 202)."""
+
+    sku: str
+    quantity: int
+    stock: InventoryOut | None = None
 
 SKU = r"^[A-Z0-9][A-Z0-9-]{2,31}$"
 

@@ -33,13 +33,27 @@ from web.bodies import read_body
 from web.errors import Conflict, NotFound
 from web.identity import may_see, require
 from web.middleware import request_id
-from web.openapi import WRITE_ACCEPTED, UserOut, endpoint
+from web.openapi import WRITE_ACCEPTED, endpoint
 from web.positions import accepted, visible, written
 from web.routing import Unavailable, on_owner, route_to_owner
 from web.tokens import hash_password
 from web.views import ShopView
 
-__all__ = ["Conflict", "ProfileIn", "RegisterIn"]
+__all__ = ["Conflict", "ProfileIn", "RegisterIn", "UserOut"]
+
+
+# -- Answers -------------------------------------------------------------------------------
+
+
+class UserOut(BaseModel):
+    """A user's public profile."""
+
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+    created_at: str
+    active: bool
 
 #: How long a request waits for the agent's decision before answering 503 (retry).
 DECISION_WAIT_S = 10.0

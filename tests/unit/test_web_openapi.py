@@ -190,9 +190,9 @@ def test_security_names_the_roles_each_operation_needs(doc: dict[str, Any]) -> N
 
 def test_response_models_match_what_the_views_build() -> None:
     from models.users import public_user
-    from web.auth import token_answer
-    from web.openapi import ProductOut, TokensOut, UserOut
-    from web.products import public_product
+    from web.auth import TokensOut, token_answer
+    from web.products import ProductOut, public_product
+    from web.users import UserOut
 
     row = {"id": "u1", "email": "a@b.c", "name": "A", "roles": ["customer"],
            "created_at": "2024-01-01T00:00:00+00:00", "active": True, "password_hash": "x"}
@@ -217,7 +217,7 @@ async def test_get_openapi_json_serves_the_document() -> None:
 
 
 def test_other_success_statuses_are_documented_with_the_response_model() -> None:
-    from web.openapi import OrderOut
+    from web.orders import OrderOut
 
     ep = Endpoint("GET", "/api/things/{thing_id}", "A thing.", response=OrderOut, roles=(),
                   also={202: "not settled yet: the thing as it is now"})
