@@ -45,10 +45,14 @@ def run_in_one_shell(commands: list[str]) -> list[tuple[int, str]]:
     return answers
 
 
+#: A login hashes at the standard Argon2 cost, behind the demo shoppers' own logins.
+LOGIN_TIMEOUT_S = 30
+
+
 def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=LOGIN_TIMEOUT_S) as response:
         return response.status, json.loads(response.read())
 
 
