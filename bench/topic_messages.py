@@ -1,12 +1,12 @@
 """Kafka messages a worker writes: idle, and per order through the saga, topic by topic.
 
 One real shop worker on its own Tansu broker and its own RabbitMQ virtual host, with the
-bench's products. Each count reads every topic from its beginning to its end (a raw consumer,
-so the figure does not depend on Tansu's end offsets, see runtime/tansu_compat.py) and counts
-its records; the ``orders`` topic is counted by event type too. Three counts: once the worker
-is idle after the catalog, ``--idle`` seconds later (what an idle worker writes: nothing is
-the goal), and once the worker is idle again after ``--orders`` orders placed with
-``pm_card_ok``, 50 in flight (messages per order, the tables' changelogs included).
+bench's products. Each count reads every topic from its beginning up to the end offsets of
+the moment it starts (a raw consumer) and counts the records; the ``orders`` topic is counted
+by event type too. Three counts: once the worker is idle after the catalog, ``--idle``
+seconds later (what an idle worker writes: nothing is the goal), and once the worker is idle
+again after ``--orders`` orders placed with ``pm_card_ok``, 50 in flight (messages per order,
+the tables' changelogs included).
 
 ``python -m bench.topic_messages [--orders 1000] [--idle 30]``
 """
@@ -48,12 +48,14 @@ async def count_messages(bootstrap: str) -> tuple[Counter[str], Counter[str]]:
                for partition in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        # Up to the end offsets of now: a worker that writes all the time would never leave
+        # a quiet moment. Tansu may answer an end offset inside the last batch, and a fetch
+        # returns whole batches, so reading up to it reads that batch to its end.
+        ends = await consumer.end_offsets(tps)
         by_topic: Counter[str] = Counter()
         by_type: Counter[str] = Counter()
-        quiet = 0
-        while quiet < 6:  # 1.8 s without a record: the end of every partition
+        while await _short_of(consumer, ends):
             batches = await consumer.getmany(timeout_ms=300, max_records=20_000)
-            quiet = 0 if any(batches.values()) else quiet + 1
             for tp, records in batches.items():
                 by_topic[tp.topic] += len(records)
                 if tp.topic == "orders":
@@ -61,6 +63,14 @@ async def count_messages(bootstrap: str) -> tuple[Counter[str], Counter[str]]:
         return by_topic, by_type
     finally:
         await consumer.stop()
+
+
+async def _short_of(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Return True while ``consumer`` has not read some partition up to its end in ``ends``."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
 
 
 def _type_of(value: bytes | None) -> str:
@@ -104,7 +114,15 @@ async def measure_topic_messages(workdir: Path, rabbit_url: str, orders: int,
 
                     began = time.monotonic()
                     await asyncio.gather(*(one(n) for n in range(orders)))
-                    await wait_until_idle(pid, time.monotonic() + 300 + orders / 20)
+                    deadline = time.monotonic() + 300 + orders / 20
+                    # Every order confirmed, then the worker idle: on a busy machine a worker
+                    # short of CPU can look idle with a backlog still to work off.
+                    while (await count_messages(broker.bootstrap))[1]["order_confirmed"] \
+                            < idle_types["order_confirmed"] + orders:
+                        if time.monotonic() > deadline:
+                            raise BenchError("the orders were not all confirmed in time")
+                        await asyncio.sleep(1.0)
+                    await wait_until_idle(pid, deadline)
                     saga_took = time.monotonic() - began
                     done, done_types = await count_messages(broker.bootstrap)
             finally:
