@@ -179,9 +179,10 @@ ORDER_EVENTS = {
     **{f"order_{status}": OrderUpdate for status in SETTLED},
 }
 
-#: Types the shop no longer writes to the orders topic that older workers did
-#: (``expiry_sweep``: each worker now looks for its overdue orders on a timer). The topic
-#: keeps what they wrote, so every reader of it passes these over: never dead-lettered.
+#: Types older versions wrote to the orders topic that the shop no longer writes
+#: (``expiry_sweep``: a task's request to each partition's owner to look for overdue orders,
+#: which every worker does on a timer of its own). The topic keeps what they wrote, so every
+#: reader of it passes these over: never dead-lettered.
 RETIRED_ORDER_TYPES = frozenset({"expiry_sweep"})
 
 
