@@ -35,8 +35,7 @@ def make_services(settings: Settings) -> Services:
     """Make a worker's services from ``settings`` (nothing is started or connected here)."""
     rabbit = RabbitConnection(settings.rabbit_url)
     publisher = RabbitPublisher(rabbit, settings.datadir / "outbox.sqlite3")
-    tasks = shop_tasks(expire_orders_every=settings.task_expire_orders_every,
-                       promotion_windows_every=settings.task_promotion_windows_every,
+    tasks = shop_tasks(promotion_windows_every=settings.task_promotion_windows_every,
                        popularity_every=settings.task_popularity_every,
                        daily_report_cron=settings.task_daily_report_cron)
     return Services(

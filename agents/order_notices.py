@@ -26,7 +26,7 @@ from agents.batches import Decoded, decode_batch, in_partition_of, ready_batches
 from agents.dead_letters import dead_letter, event_type_of, request_held
 from agents.topics import orders_topic
 from app import app
-from models.orders import ORDER_EVENTS, OrderUpdate
+from models.orders import ORDER_EVENTS, RETIRED_ORDER_TYPES, OrderUpdate
 from tables.replay import Position
 
 __all__ = ["NOTICES", "NoticeReadersFailed", "apply_notices", "each_notice",
@@ -34,7 +34,7 @@ __all__ = ["NOTICES", "NoticeReadersFailed", "apply_notices", "each_notice",
 
 #: Every order_<status> notice type; the orders topic's other events are passed over.
 NOTICES = frozenset(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)
-NOT_NOTICES = frozenset(t for t in ORDER_EVENTS if t not in NOTICES)
+NOT_NOTICES = frozenset({*(t for t in ORDER_EVENTS if t not in NOTICES), *RETIRED_ORDER_TYPES})
 
 #: Notices a batch takes at most.
 BATCH = 2_000

@@ -2,10 +2,9 @@
 
 It consumes the ``orders`` and ``payments`` topics (both keyed by order id), so an order's
 row is always written from the same partition number. A timer asks again for answers an
-order may have lost in a worker's crash (see :func:`chase_open_orders`). Orders that waited
-longer than SHOP_ORDER_TTL for stock or payment are expired when the task scheduler's
-``expire-orders`` task sends an ``ExpirySweep`` to every partition
-(:func:`request_expiry_sweep`): each worker expires the overdue orders it owns.
+order may have lost in a worker's crash (see :func:`chase_open_orders`). Another timer, on
+every worker, asks to expire the orders it owns that waited longer than SHOP_ORDER_TTL for
+stock or payment (see :func:`expire_on_time`).
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ from models.inventory import StockRejected, StockReserved
 from models.orders import (
     ACTIVE,
     ORDER_EVENTS,
+    RETIRED_ORDER_TYPES,
     CancelRequested,
     DeliverRequested,
     ExpireRequested,
-    ExpirySweep,
     Order,
     OrderIndexed,
     OrderPlaced,
@@ -53,11 +52,10 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "chase_open_orders",
+    "expire_on_time",
     "expire_overdue_orders",
-    "expire_when_asked",
     "index_orders_by_user",
     "move_order",
-    "request_expiry_sweep",
     "run_order_saga",
 ]
 
@@ -66,9 +64,11 @@ SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, Paym
                Refunded, CancelRequested, ShipRequested, DeliverRequested, ExpireRequested,
                PromotionRedeemed, PromotionRefused)
 
-#: Types on the saga's topics that are for other agents or readers (skipped undecoded).
+#: Types on the saga's topics that are for other agents or readers, or retired (skipped
+#: undecoded).
 NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested", "provider_answered",
-                              *(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate)})
+                              *(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate),
+                              *RETIRED_ORDER_TYPES})
 
 #: How often open orders may be checked for lost answers, in seconds.
 CHASE_S = 1.0
@@ -86,9 +86,6 @@ SAFETY_SCAN_S = 15.0
 
 async def apply_order_event(event: Any, position: Position) -> None:
     """Move the order ``event`` is about, once, and send what that causes."""
-    if isinstance(event, ExpirySweep):
-        _expiry_due.set()  # looked at outside this event: see expire_when_asked
-        return
     if not isinstance(event, SAGA_EVENTS):
         return
     sends, row = move_order(orders, event, position, utcnow())
@@ -312,26 +309,23 @@ async def chase_open_orders() -> None:
     await send_all(sends)
 
 
-#: Set by an ``ExpirySweep``; the task below then looks for overdue orders once.
-_expiry_due = asyncio.Event()
+@app.timer(interval=app.settings.task_expire_orders_every, name="orders.expire")
+async def expire_on_time() -> None:
+    """Ask to expire the overdue orders this worker owns (every SHOP_TASK_EXPIRE_ORDERS_EVERY).
 
-
-@app.task
-async def expire_when_asked() -> None:
-    """Look for overdue orders once after each burst of sweeps.
-
-    Not inside the sweep's own event: there, a table read sees only that event's partition
-    (Faust's RocksDB store reads the current event's partition), and a worker owning several
-    partitions gets a sweep for each at once; one look here covers all of them.
+    Every worker runs it over its own partitions, so no message has to reach each partition's
+    owner: the orders topic carries order events only. Outside any event, so a table read
+    sees every partition this worker owns (inside an event, Faust's RocksDB store reads that
+    event's partition only). Only while the worker is ready: during a recovery a row may be
+    behind. An order is found again at every look until its expiry is applied, so a request
+    lost in a crash is made again (:class:`AskAgain` spaces the repeats).
     """
-    while True:
-        await _expiry_due.wait()
-        _expiry_due.clear()
-        if tables_ready(app):
-            try:
-                await expire_overdue_orders()
-            except Exception:  # the next sweep tries again; never let the task die
-                log.exception("expiry sweep failed; the next sweep tries again")
+    if not tables_ready(app):
+        return
+    try:
+        await expire_overdue_orders()
+    except Exception:  # the next look tries again; an exception would end the timer
+        log.exception("looking for overdue orders failed; the next look tries again")
 
 
 async def expire_overdue_orders() -> int:
@@ -366,22 +360,5 @@ async def expire_overdue_orders() -> int:
     open_index.look_again_at(soonest)
     _expiring.forget_old(clock)
     if expired:
-        log.info("expiry sweep: %d overdue order(s) asked to expire", expired)
+        log.info("%d overdue order(s) asked to expire", expired)
     return expired
-
-
-async def request_expiry_sweep() -> int:
-    """Send an ``ExpirySweep`` to every partition of the orders topic; return how many.
-
-    The owner of each partition expires its overdue orders (the expire-orders task). A
-    worker that is not ready (starting, rebalancing) sends none: its producer may not know the
-    topic's partitions yet, and the next period's sweep comes soon.
-    """
-    if not tables_ready(app):
-        return 0
-    partitions = app.conf.topic_partitions
-    for partition in range(partitions):
-        sweep = ExpirySweep.new(partition=partition, correlation_id=f"sweep-{partition}")
-        await orders_topic.send(key=f"sweep-{partition}", partition=partition,
-                                value=sweep.dumps())
-    return partitions

@@ -16,7 +16,7 @@ from typing import Any
 
 from app import app
 from models.base import utcnow
-from models.tasks import DAILY_REPORT, EXPIRE_ORDERS, POPULARITY, PROMOTION_WINDOWS, next_run
+from models.tasks import DAILY_REPORT, POPULARITY, PROMOTION_WINDOWS, next_run
 from rabbit_bridge.tasks import publish_run
 
 __all__ = ["publish_task", "published", "schedule_report"]
@@ -47,12 +47,6 @@ def schedule_report() -> dict[str, dict[str, Any]]:
                    "next_run": next_run(task, now).isoformat(),
                    "published_here": published.get(name)}
             for name, task in app.services.task_workers.tasks.items()}
-
-
-@app.timer(app.settings.task_expire_orders_every, on_leader=True, name="scheduler.expire-orders")
-async def schedule_expire_orders() -> None:
-    """Publish the expire-orders task."""
-    publish_task(EXPIRE_ORDERS)
 
 
 @app.timer(app.settings.task_promotion_windows_every, on_leader=True,

@@ -5,9 +5,6 @@ state), so the work happens where the state lives, once per partition, under the
 guard. ``wiring.py`` gives :data:`SHOP_HANDLERS` to the task workers (rabbit_bridge/tasks.py),
 which run them and know nothing of the agents.
 
-- ``expire-orders``: an ``ExpirySweep`` to every orders partition; each owner expires its
-  orders past their deadline. Idempotent by state: an expired order stays expired, and the
-  saga ignores an expiry of an order that has settled.
 - ``promotion-windows``: ``agents.promotions.apply_promotion_windows()`` asks the promotions
   agent to re-check the codes whose window opened or closed, at the time it names; a
   repeated check finds the status already right and changes nothing.
@@ -22,20 +19,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from agents.orders import request_expiry_sweep
 from agents.promotions import apply_promotion_windows
 from agents.reports import request_daily_report, request_popularity
-from models.tasks import DAILY_REPORT, EXPIRE_ORDERS, POPULARITY, PROMOTION_WINDOWS
+from models.tasks import DAILY_REPORT, POPULARITY, PROMOTION_WINDOWS
 from rabbit_bridge.tasks import Handler, TaskRun
 
-__all__ = ["SHOP_HANDLERS", "daily_report", "expire_orders", "popularity",
-           "promotion_windows"]
-
-
-async def expire_orders(run: TaskRun) -> str:
-    """Ask every orders partition's owner to expire its overdue orders."""
-    partitions = await request_expiry_sweep()
-    return f"expiry sweep sent to {partitions} partitions"
+__all__ = ["SHOP_HANDLERS", "daily_report", "popularity", "promotion_windows"]
 
 
 async def promotion_windows(run: TaskRun) -> str:
@@ -66,7 +55,6 @@ def _period_start(run: TaskRun) -> datetime:
 
 #: The handler of each of the shop's tasks (models.tasks.shop_tasks).
 SHOP_HANDLERS: dict[str, Handler] = {
-    EXPIRE_ORDERS: expire_orders,
     PROMOTION_WINDOWS: promotion_windows,
     DAILY_REPORT: daily_report,
     POPULARITY: popularity,

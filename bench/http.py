@@ -51,7 +51,8 @@ async def measure_http(broker: Any, workdir: Path, rabbit_url: str, requests: in
     """Return the bare handler's and each shop read's results (``rounds`` of ``requests``)."""
     _require_rabbitmq(rabbit_url)
     # A private virtual host: task messages of other workers on the shared one would reach
-    # this worker (an expiry sweep can create the orders topic with the wrong partitions).
+    # this worker (a task's handler sending to a topic before this worker created it creates
+    # it with the broker's default partitions).
     async with bench_vhost(rabbit_url) as url:
         return await _measure(broker, workdir, url, requests, concurrency, deadline, rounds)
 

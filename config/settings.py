@@ -362,7 +362,7 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("admin_password", "SHOP_ADMIN_PASSWORD", _password,
          "Password of the first admin (8 to 128 characters)."),
     Spec("task_expire_orders_every", "SHOP_TASK_EXPIRE_ORDERS_EVERY", _seconds(0.1, 3600),
-         "Seconds between runs of the expire-orders task (orders past SHOP_ORDER_TTL)."),
+         "Seconds between each worker's looks for the orders it owns past SHOP_ORDER_TTL."),
     Spec("task_promotion_windows_every", "SHOP_TASK_PROMOTION_WINDOWS_EVERY",
          _seconds(0.1, 3600),
          "Seconds between runs of the promotion-windows task (activate, expire)."),

@@ -53,12 +53,12 @@ __all__ = [
     "ACTIVE",
     "MAX_UNITS",
     "ORDER_EVENTS",
+    "RETIRED_ORDER_TYPES",
     "SETTLED",
     "CancelRequested",
     "Decision",
     "DeliverRequested",
     "ExpireRequested",
-    "ExpirySweep",
     "Order",
     "OrderIndexed",
     "OrderLine",
@@ -132,17 +132,10 @@ class DeliverRequested(Event):
 
 
 class ExpireRequested(Event):
-    """The scheduler found the order waiting too long for stock or payment."""
+    """The worker owning the order found it waiting too long for stock or payment."""
 
     event_type = "expire_requested"
     order_id: str
-
-
-class ExpirySweep(Event):
-    """The task scheduler asks the owner of this partition to expire its overdue orders."""
-
-    event_type = "expiry_sweep"
-    partition: int
 
 
 class OrderIndexed(Event):
@@ -182,10 +175,15 @@ class OrderUpdate(Event):
 #: Order events by type; ``order_<status>`` notices all decode as OrderUpdate.
 ORDER_EVENTS = {
     **event_types(OrderPlaced, StockReserved, StockRejected, CancelRequested, ShipRequested,
-                  DeliverRequested, ExpireRequested, ExpirySweep, PromotionRedeemed,
-                  PromotionRefused),
+                  DeliverRequested, ExpireRequested, PromotionRedeemed, PromotionRefused),
     **{f"order_{status}": OrderUpdate for status in SETTLED},
 }
+
+#: Types older versions wrote to the orders topic that the shop no longer writes
+#: (``expiry_sweep``: a task's request to each partition's owner to look for overdue orders,
+#: which every worker does on a timer of its own). The topic keeps what they wrote, so every
+#: reader of it passes these over: never dead-lettered.
+RETIRED_ORDER_TYPES = frozenset({"expiry_sweep"})
 
 
 @dataclass(frozen=True, slots=True)

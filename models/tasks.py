@@ -21,7 +21,6 @@ __all__ = [
     "ATTEMPT_HEADER",
     "DAILY_REPORT",
     "DEAD_LETTER_EXCHANGE",
-    "EXPIRE_ORDERS",
     "POPULARITY",
     "PROMOTION_WINDOWS",
     "TASK_HEADER",
@@ -48,7 +47,6 @@ TASK_HEADER = "x-task"
 DEAD_LETTER_EXCHANGE = "shop.tasks.dead"
 
 #: The shop's tasks.
-EXPIRE_ORDERS = "expire-orders"
 PROMOTION_WINDOWS = "promotion-windows"
 DAILY_REPORT = "daily-report"
 POPULARITY = "popularity"
@@ -179,13 +177,10 @@ def retry_queue(name: str, delay: float) -> str:
     return f"tasks.{name}.retry.{round(delay * 1000)}ms"
 
 
-def shop_tasks(*, expire_orders_every: float, promotion_windows_every: float,
-               popularity_every: float, daily_report_cron: str) -> dict[str, TaskDefinition]:
+def shop_tasks(*, promotion_windows_every: float, popularity_every: float,
+               daily_report_cron: str) -> dict[str, TaskDefinition]:
     """Return the shop's tasks by name, with their schedules from the settings."""
     tasks = [
-        TaskDefinition(EXPIRE_ORDERS, every=expire_orders_every, max_attempts=5,
-                       backoff_base=1.0, backoff_max=60.0, stale_after=300.0,
-                       description="expire orders not paid within SHOP_ORDER_TTL"),
         TaskDefinition(PROMOTION_WINDOWS, every=promotion_windows_every, max_attempts=5,
                        backoff_base=1.0, backoff_max=60.0, stale_after=300.0,
                        description="activate and expire promotions whose window opened "

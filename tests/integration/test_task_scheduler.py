@@ -24,7 +24,10 @@ from tests.integration.shop import ADMIN, Shop
 
 pytestmark = pytest.mark.integration
 
-TASK_NAMES = {"expire-orders", "promotion-windows", "daily-report", "popularity"}
+TASK_NAMES = {"promotion-windows", "daily-report", "popularity"}
+#: The example of a periodic task (run every second or two here).
+PROMOTION_WINDOWS = "promotion-windows"
+TAP = "test.promotion-windows-published"
 
 
 async def publish_daily_report(url: str, day: str) -> None:
@@ -56,7 +59,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], within: float = 30.0) 
 async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
                                                      private_rabbit: PrivateRabbit) -> None:
     worker = workers.start("w1", SHOP_RABBIT_URL=private_rabbit.url, SHOP_ORDER_TTL="3",
-                           SHOP_PAYMENT_SLOW_SECONDS="6", SHOP_TASK_POPULARITY_EVERY="1")
+                           SHOP_PAYMENT_SLOW_SECONDS="6", SHOP_TASK_POPULARITY_EVERY="1",
+                           SHOP_TASK_PROMOTION_WINDOWS_EVERY="1")
     await asyncio.to_thread(worker.wait_ready)
     async with aiohttp.ClientSession() as http:
         shop = Shop(http, worker.url)
@@ -69,7 +73,7 @@ async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
         settled = [await shop.settled(user, body["id"])
                    for user, (_, body) in zip(("dana", "erin", "finn"), placed, strict=True)]
         statuses = [order["status"] for order in settled]
-        assert statuses == ["confirmed", "confirmed", "expired"], "expire-orders ran"
+        assert statuses == ["confirmed", "confirmed", "expired"], "the expiry looked"
 
         today = utcnow().date().isoformat()
 
@@ -109,14 +113,14 @@ async def test_tasks_run_and_report_on_a_real_worker(workers: WorkerFactory,
                                                      "failures", "next_run")}
                           for name, t in tasks.items()}, indent=1))
         assert set(tasks) == TASK_NAMES
-        for name in ("expire-orders", "daily-report", "popularity"):
+        for name in TASK_NAMES:
             assert tasks[name]["done"] >= 1 and tasks[name]["failures"] == 0
             assert tasks[name]["last_run"]["outcome"] == "done"
             assert tasks[name]["dead"] == 0 and isinstance(tasks[name]["queued"], int)
 
         async def four_periods() -> Any:  # one a second: how many so far depends on the pace
             _, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
-            mine = {task["name"]: task for task in body["tasks"]}["expire-orders"]
+            mine = {task["name"]: task for task in body["tasks"]}[PROMOTION_WINDOWS]
             return (mine["published_here"] or {}).get("periods", 0) >= 4
 
         assert await eventually(four_periods), "the leader publishes, period after period"
@@ -128,23 +132,23 @@ async def test_a_rabbitmq_outage_loses_no_scheduled_task(workers: WorkerFactory,
                                                          private_rabbit: PrivateRabbit) -> None:
     # Every period the leader publishes is copied to a queue of the test's own, bound before
     # the worker starts: the set of periods published, outage and outbox included.
-    await tap_published_runs(private_rabbit.url, EXPIRE_ORDERS)
+    await tap_published_runs(private_rabbit.url, PROMOTION_WINDOWS)
     # Two periods a second: some wait in the outbox during the outage, and the runs the
     # outbox releases at once stay within the runs a worker remembers (RECENT_RUNS).
     worker = workers.start("w1", SHOP_RABBIT_URL=private_rabbit.url,
-                           SHOP_TASK_EXPIRE_ORDERS_EVERY="0.5")
+                           SHOP_TASK_PROMOTION_WINDOWS_EVERY="0.5")
     await asyncio.to_thread(worker.wait_ready)
     async with aiohttp.ClientSession() as http:
         shop = Shop(http, worker.url)
 
-        async def expire_orders() -> dict[str, Any]:
+        async def promotion_windows() -> dict[str, Any]:
             _, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
-            return next(t for t in body["tasks"] if t["name"] == EXPIRE_ORDERS)
+            return next(t for t in body["tasks"] if t["name"] == PROMOTION_WINDOWS)
 
         done: set[str] = set()
-        watching = asyncio.create_task(_watch_runs(expire_orders, done))
+        watching = asyncio.create_task(_watch_runs(promotion_windows, done))
         try:
-            await eventually(lambda: _done(expire_orders, 2))
+            await eventually(lambda: _done(promotion_windows, 2))
             private_rabbit.stop_app()
             await asyncio.sleep(3.0)  # the leader keeps publishing: into the outbox
             _, ready = await shop.call("GET", "/ready")
@@ -164,7 +168,7 @@ async def test_a_rabbitmq_outage_loses_no_scheduled_task(workers: WorkerFactory,
         finally:
             watching.cancel()
         since = await published_periods(private_rabbit.url)
-        task = await expire_orders()
+        task = await promotion_windows()
         print(f"outage: {kept} task messages kept in the outbox; {len(published)} periods "
               f"published, every one run ({len(done)} periods run so far, "
               f"{len(since)} published since), {task['stale']} stale")
@@ -172,10 +176,6 @@ async def test_a_rabbitmq_outage_loses_no_scheduled_task(workers: WorkerFactory,
         assert {period for period in done if period in published} == published
         assert done <= published | since, f"runs of periods never published: {done - published}"
         assert task["failures"] == 0 and task["dead"] == 0
-
-
-TAP = "test.expire-orders-published"
-EXPIRE_ORDERS = "expire-orders"
 
 
 async def tap_published_runs(url: str, task: str) -> None:
@@ -227,7 +227,8 @@ async def _outbox_empty(shop: Shop) -> bool:
 
 async def test_only_the_leader_publishes_and_a_new_leader_takes_over(
         workers: WorkerFactory, private_rabbit: PrivateRabbit) -> None:
-    started = [workers.start(name, SHOP_RABBIT_URL=private_rabbit.url)
+    started = [workers.start(name, SHOP_RABBIT_URL=private_rabbit.url,
+                             SHOP_TASK_PROMOTION_WINDOWS_EVERY="1")
                for name in ("w1", "w2")]
     for worker in started:
         await asyncio.to_thread(worker.wait_ready)
@@ -235,13 +236,13 @@ async def test_only_the_leader_publishes_and_a_new_leader_takes_over(
         shops = [Shop(http, worker.url) for worker in started]
 
         async def publishers() -> list[int]:
-            """Return the indexes of the workers that published expire-orders recently."""
+            """Return the indexes of the workers that published promotion-windows recently."""
             found = []
             for index, shop in enumerate(shops):
                 status, body = await shop.call("GET", "/api/admin/tasks", headers=ADMIN)
                 if status != 200:
                     continue
-                task = next(t for t in body["tasks"] if t["name"] == "expire-orders")
+                task = next(t for t in body["tasks"] if t["name"] == PROMOTION_WINDOWS)
                 mine = task["published_here"]
                 if mine and utcnow() - datetime.fromisoformat(
                         mine["last_published_at"]) < timedelta(seconds=2):

@@ -35,8 +35,7 @@ async def test_promotion_windows_call_the_promotions_agent(
 
 
 def test_every_shop_task_has_a_handler() -> None:
-    assert set(SHOP_HANDLERS) == {"expire-orders", "promotion-windows", "daily-report",
-                                  "popularity"}
+    assert set(SHOP_HANDLERS) == {"promotion-windows", "daily-report", "popularity"}
 
 
 def test_the_wiring_gives_every_task_its_handler_and_the_bridge_its_callbacks() -> None:

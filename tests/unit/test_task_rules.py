@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from config.settings import Settings
 from models.tasks import (
     DAILY_REPORT,
-    EXPIRE_ORDERS,
+    PROMOTION_WINDOWS,
     Outcome,
     TaskDefinition,
     after_failure,
@@ -101,13 +101,12 @@ def test_bad_definitions_are_refused(bad: dict[str, object]) -> None:
 
 
 def test_the_shop_tasks_take_their_schedules_from_the_settings() -> None:
-    settings = Settings(task_expire_orders_every=2.5, task_daily_report_cron="0 1 * * *")
-    tasks = shop_tasks(expire_orders_every=settings.task_expire_orders_every,
-                       promotion_windows_every=settings.task_promotion_windows_every,
+    settings = Settings(task_promotion_windows_every=2.5, task_daily_report_cron="0 1 * * *")
+    tasks = shop_tasks(promotion_windows_every=settings.task_promotion_windows_every,
                        popularity_every=settings.task_popularity_every,
                        daily_report_cron=settings.task_daily_report_cron)
-    assert set(tasks) == {"expire-orders", "promotion-windows", "daily-report", "popularity"}
-    assert tasks[EXPIRE_ORDERS].every == 2.5
+    assert set(tasks) == {"promotion-windows", "daily-report", "popularity"}
+    assert tasks[PROMOTION_WINDOWS].every == 2.5
     assert tasks[DAILY_REPORT].cron == "0 1 * * *"
     assert all(task.max_attempts >= 2 for task in tasks.values())
 
