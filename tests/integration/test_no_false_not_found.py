@@ -86,6 +86,26 @@ async def read_until_all_found(http: aiohttp.ClientSession, survivors: list[Work
     return seen, {key: last.get(key) for key in sorted(missing)}
 
 
+async def watch_readiness(http: aiohttp.ClientSession, survivors: list[Worker]) -> list[dict]:
+    """Look at every survivor's /ready until cancelled: each answer is 200, or 503 with the
+    partitions a restore still reads while the worker restores (``kafka.restoring``).
+    Return the restores seen."""
+    restores: list[dict] = []
+    try:
+        while True:
+            for worker in survivors:
+                status, body, _ = await get_json(http, worker.url + "/ready")
+                assert status in (200, 503), (worker.name, status, body)
+                if body["kafka"]["recovering"]:
+                    assert isinstance(body["kafka"]["restoring"], dict), body
+                    assert all(n > 0 for n in body["kafka"]["restoring"].values()), body
+                    if body["kafka"]["restoring"]:
+                        restores.append(body["kafka"]["restoring"])
+            await asyncio.sleep(0.5)
+    except asyncio.CancelledError:
+        return restores
+
+
 async def one_killed(workers: WorkerFactory, count: int, standby: int) -> None:
     started = [workers.start(f"w{n}", SHOP_STANDBY_REPLICAS=str(standby),
                              SHOP_COMMIT_INTERVAL="60") for n in range(count)]
@@ -98,7 +118,13 @@ async def one_killed(workers: WorkerFactory, count: int, standby: int) -> None:
         victim, survivors = started[-1], started[:-1]
         victim.kill()
         killed = time.monotonic()
-        seen, missing = await read_until_all_found(http, survivors, rows)
+        watching = asyncio.ensure_future(watch_readiness(http, survivors))
+        try:
+            seen, missing = await read_until_all_found(http, survivors, rows)
+        finally:
+            watching.cancel()
+        restores = await watching  # raises what the watch found wrong
+        print(f"restores seen on /ready: {len(restores)}, e.g. {restores[:1]}")
         print(f"{count} workers, standby {standby}: answers while recovering {dict(seen)}, "
               f"{len(missing)} reads not 200 {time.monotonic() - killed:.1f} s after the kill")
         for key, answer in missing.items():
