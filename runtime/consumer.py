@@ -41,6 +41,13 @@ Four ways it gets that wrong around a rebalance, each of which lost orders in th
    killed worker had never committed its ``orders`` partitions). Here a flow resumed after
    this generation's seek makes the partitions be read again from their committed offsets
    (never committed: from their first offset) before anything more is handed over.
+   Only the stream partitions are read again, and only when the flow resumes for them: the
+   restore of the tables also resumes the flow, for the changelogs alone (the streams stay
+   paused), and a seek of this generation may come before it (Faust seeks whenever a fetch
+   returns while the flow is stopped). The records of a batch that are not read again
+   (changelogs, standbys, global tables) are still handed over: dropping them left their
+   positions past records never applied, and a survivor of a kill -9 restored its tables
+   for ever, answering 503 until the next rebalance.
 
 ``shop_consumer_records_ahead_total``, ``shop_consumer_stale_acks_total``,
 ``shop_consumer_commits_withheld_total`` and ``shop_consumer_read_again_total`` count each
@@ -185,6 +192,8 @@ class ShopConsumer(Consumer):
         past it: the partitions are read again from their committed offsets before anything
         more is handed over (see :meth:`getmany`)."""
         super().resume_flow()
+        if self.app.in_recovery:  # the restore's: only the changelogs flow, nothing to read
+            return  # again, and the tables are not restored yet (no position to note)
         if self._sought_in is not None and self._sought_in == self.app.consumer_generation_id:
             self._read_again = True
             self._note_positions()
@@ -199,16 +208,17 @@ class ShopConsumer(Consumer):
         if positions.ends_unknown() and (self._note_ends is None or self._note_ends.done()):
             self._note_ends = asyncio.ensure_future(self._note_ends_of_taken_over())
 
-    async def _read_again_from_committed(self) -> None:
+    async def _read_again_from_committed(self) -> set[TP]:
         """Seek every assigned stream partition to its committed offset (never committed: to
-        its first offset) and set its read offset to the offset before."""
+        its first offset) and set its read offset to the offset before; return the
+        partitions sought (the changelogs and the topics without acknowledgements are not)."""
         self._read_again = False
         is_changelog = self._is_changelog_tp
         acks_enabled_for = self.app.topics.acks_enabled_for
         offsets = {tp: self._committed_offset[tp] for tp in self.assignment()
                    if acks_enabled_for(tp.topic) and not is_changelog(tp)}
         if not offsets:
-            return
+            return set()
         firsts = await self._thread.call_thread(self._seek_all_in_thread, offsets)
         # Nothing comes before a partition's first offset: it is the head a commit starts at.
         self._committed_offset.update(firsts)
@@ -217,6 +227,7 @@ class ShopConsumer(Consumer):
         READ_AGAIN.inc()
         log.info("consumer: the streams' buffers were emptied as the flow resumed; reading "
                  "%d partitions again from their committed offsets", len(offsets))
+        return set(offsets)
 
     async def _seek_all_in_thread(self, offsets: Mapping[TP, int | None]) -> dict[TP, int]:
         """Seek each partition to its offset, or to its first when it has none, and return
@@ -333,16 +344,17 @@ class ShopConsumer(Consumer):
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
         """Faust's batch of records, without those ahead of their partition's read offset
-        (checked as Faust's drain loop checks it, right after this yields)."""
+        (checked as Faust's drain loop checks it, right after this yields), nor those of
+        partitions sought back or read again meanwhile."""
         if self._read_again:
             await self._read_again_from_committed()
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         sought: set[TP] = set()
         async for tp, message in super().getmany(timeout):
-            if self._read_again:  # the flow resumed meanwhile: this batch is from before
-                await self._read_again_from_committed()
-                return
+            if self._read_again:  # the flow resumed meanwhile: the rest of this batch of the
+                # partitions read again is from before; that of the others (changelogs) is not
+                sought |= await self._read_again_from_committed()
             if tp in sought:
                 continue  # read again from where the partition was sought to
             last = read_offset.get(tp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
@@ -35,7 +36,7 @@ from web.positions import POSITIONS_PATH
 from web.routing import Unavailable, owner_url
 from web.views import ShopView
 
-__all__ = ["VIEW_TOPICS", "missing_topics", "partitions_not_fetched", "readiness",
+__all__ = ["VIEW_TOPICS", "missing_topics", "partitions_not_fetched", "readiness", "restoring",
            "view_topics_ready"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ async def readiness() -> dict[str, Any]:
         "rebalancing": bool(app.rebalancing),
         "recovering": bool(recovery.in_recovery),
     }
+    if recovery.in_recovery:
+        kafka["restoring"] = restoring(recovery.active_stats())
     if kafka_ready:
         kafka["assigned_partitions"] = len(app.consumer.assignment())
         kafka["partitions_not_fetched"] = partitions_not_fetched()
@@ -74,6 +77,16 @@ async def readiness() -> dict[str, Any]:
     admin = await first_admin_ready() if kafka_ready else False
     ready = kafka_ready and topics and admin and (rabbit.is_connected or degraded)
     return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq, "first_admin": admin}
+
+
+def restoring(stats: Mapping[Any, Any]) -> dict[str, int]:
+    """Return, per changelog partition a restore still reads (Faust's ``active_stats``:
+    topic partition -> highwater, offset, remaining), the records it still needs. A
+    partition whose count stays the same for long is not being read. Until a new restore
+    has read the highwaters, Faust's stats are the last restore's, some below zero: only
+    records still needed are named."""
+    return {f"{tp.topic}[{tp.partition}]": int(stat.remaining)
+            for tp, stat in sorted(stats.items()) if stat.remaining > 0}
 
 
 def missing_topics(partitions: dict[str, int], wanted: dict[str, int]) -> list[str]:

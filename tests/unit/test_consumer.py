@@ -224,7 +224,7 @@ def bare_consumer(committed: int | None = None) -> Any:
     consumer._n_acked = 0
     consumer._waiting_for_ack = None
     consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True),
-                                   consumer_generation_id=GENERATION)
+                                   consumer_generation_id=GENERATION, in_recovery=False)
     return consumer
 
 
@@ -405,3 +405,47 @@ def test_a_batch_fetched_before_the_flow_resumed_is_not_handed_over(
     assert asyncio.run(hand_over()) == [101]
     assert consumer.kafka.sought == {("orders", 4): 7}
     assert consumer._read_offset[PARTITION] == 6
+
+
+CHANGELOG = TP("shopstream-orders-changelog", 0)
+
+
+def test_a_flow_resumed_for_the_restore_reads_nothing_again() -> None:
+    """The restore resumes the flow for the changelogs alone, the streams paused; a seek of
+    this generation may come first (Faust seeks when a fetch returns while the flow is
+    stopped), and the streams are read again once recovery is over, not before."""
+    consumer = flowing_consumer({PARTITION: 7}, sought_in=GENERATION)
+    consumer.app.in_recovery = True
+    consumer.resume_flow()
+    assert not consumer._read_again
+    consumer.app.in_recovery = False
+    consumer.resume_flow()
+    assert consumer._read_again
+
+
+def test_a_batch_read_again_still_hands_its_changelog_records_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the stream partitions are sought again; a changelog's records dropped from the
+    batch would never come again (its position is past them), and a table restoring from it
+    would wait for them for ever."""
+    consumer = flowing_consumer({PARTITION: 7}, sought_in=GENERATION)
+    consumer._sought_back = {}
+    consumer._read_offset[CHANGELOG] = 100  # not moved here: the drain loop moves it
+    consumer.app.topics.acks_enabled_for = lambda topic: topic != CHANGELOG.topic  # Faust's
+    records = [(PARTITION, 101), (CHANGELOG, 101), (PARTITION, 102), (CHANGELOG, 102),
+               (CHANGELOG, 103), (PARTITION, 103)]
+
+    async def batch(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:  # noqa: ASYNC109
+        for tp, offset in records:
+            if (tp, offset) == (CHANGELOG, 101):
+                consumer.resume_flow()  # the rebalance ends while the batch is handed over
+            yield tp, SimpleNamespace(topic=tp.topic, offset=offset)
+
+    monkeypatch.setattr(Consumer, "getmany", batch)
+
+    async def hand_over() -> list[tuple[str, int]]:
+        return [(tp.topic, message.offset) async for tp, message in consumer.getmany(1.0)]
+
+    assert asyncio.run(hand_over()) == [
+        ("orders", 101), (CHANGELOG.topic, 101), (CHANGELOG.topic, 102), (CHANGELOG.topic, 103)]
+    assert consumer.kafka.sought == {("orders", 4): 7}  # the changelog is not sought

@@ -60,6 +60,7 @@ REACHED = [
      "_ensure_consumer"),
     ("runtime/consumer.py", "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread",
      "call_thread"),
+    ("runtime/consumer.py", "faust.App", "in_recovery"),
     ("runtime/rebalance.py", "faust.transport.consumer.Consumer", "unacked"),
     ("runtime/rebalance.py", "faust.transport.consumer.Consumer",
      "commit_and_end_transactions"),

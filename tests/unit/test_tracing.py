@@ -12,6 +12,8 @@ from typing import Any
 from unittest.mock import AsyncMock, patch
 
 import pytest
+from faust.tables.recovery import RecoveryStats
+from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,7 +40,7 @@ from rabbit_bridge.log_records import log_entry, log_json, ships
 from rabbit_bridge.log_store import LogFilter
 from tables.replay import Position
 from web.middleware import install_request_id_logging
-from web.operations import missing_topics
+from web.operations import missing_topics, restoring
 
 ids = st.from_regex(r"[A-Za-z0-9._:-]{1,128}", fullmatch=True)
 
@@ -212,6 +214,15 @@ def test_the_timeline_is_ordered_and_has_each_record_once(entries: list[dict[str
     named = [s["event_id"] for s in steps if s["event_id"]]
     assert len(named) == len(set(named))
     assert {e["event_id"] for e in entries} == {s["event_id"] for s in steps}
+
+
+def test_a_restore_names_what_each_changelog_partition_still_needs() -> None:
+    stats = {TP("shopstream-orders-changelog", 2): RecoveryStats(8, -1, 9),
+             TP("shopstream-catalog-changelog", 0): RecoveryStats(69, 40, 29),
+             TP("shopstream-sales-changelog", 0): RecoveryStats(19, 52, -33)}  # stale
+    assert restoring(stats) == {"shopstream-catalog-changelog[0]": 29,
+                                "shopstream-orders-changelog[2]": 9}
+    assert restoring({}) == {}
 
 
 def test_missing_topics_are_named() -> None:
