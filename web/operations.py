@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+import aiohttp
 from faust.tables.recovery import Recovery
 from faust.types import TopicT
 from faust.web import Request, Response
@@ -32,6 +33,7 @@ from runtime.positions import positions
 from runtime.tables import tables_ready
 from runtime.transport import broker_topics
 from tables.users import emails
+from web.middleware import forwarding_headers, is_forwarded
 from web.positions import POSITIONS_PATH
 from web.routing import Unavailable, owner_url
 from web.views import ShopView
@@ -49,8 +51,9 @@ VIEW_TOPICS: tuple[TopicT, ...] = (
 TOPICS_RECHECK_S = 1.0
 
 
-async def readiness() -> dict[str, Any]:
-    """Return whether this worker can serve, with detail per dependency."""
+async def readiness(forwarded: bool = False) -> dict[str, Any]:
+    """Return whether this worker can serve, with detail per dependency (``forwarded``: asked
+    by another worker, which this one does not ask in turn)."""
     recovery = cast(Recovery, app.tables.recovery)  # type: ignore[attr-defined]
     kafka_ready = tables_ready(app)
     kafka: dict[str, Any] = {
@@ -74,7 +77,7 @@ async def readiness() -> dict[str, Any]:
         rabbitmq["degraded"] = True
     topics = await view_topics_ready() if kafka_ready else False
     kafka["topics"] = topics
-    admin = await first_admin_ready() if kafka_ready else False
+    admin = await first_admin_ready(forwarded) if kafka_ready else False
     ready = kafka_ready and topics and admin and (rabbit.is_connected or degraded)
     return {"ready": ready, "kafka": kafka, "rabbitmq": rabbitmq, "first_admin": admin}
 
@@ -133,20 +136,51 @@ async def view_topics_ready() -> bool:
     return True
 
 
-async def first_admin_ready() -> bool:
+#: Seconds another worker has to say whether the first admin can log in there.
+ASK_OWNER_S = 2.0
+
+
+class _AdminSeen:
+    """Whether the first admin could log in once (a row that, once there, stays)."""
+
+    ready = False
+
+
+async def first_admin_ready(forwarded: bool = False) -> bool:
     """Return False while the admin named by SHOP_ADMIN_EMAIL cannot log in yet.
 
     The worker that owns the address's ``emails`` row answers its logins, and says so only
     once the row is there; a deploy that waits for its workers' ``/ready`` then logs in.
-    Any other worker only routes the login there.
+    Any other worker routes the login there, so it asks that worker (once it said yes, never
+    again); asked itself by another worker that takes it for the owner while it takes a third
+    (ownership moving), it says no rather than ask on.
     """
-    if not (app.settings.admin_email and app.settings.admin_password):
+    if _AdminSeen.ready or not (app.settings.admin_email and app.settings.admin_password):
         return True
     try:
         owner = await owner_url(emails.name, app.settings.admin_email)
     except Unavailable:
         return False
-    return owner is not None or emails.get(app.settings.admin_email) is not None
+    if owner is None:
+        ready = emails.get(app.settings.admin_email) is not None
+    elif forwarded:
+        return False
+    else:
+        ready = await _owner_says_admin_ready(str(owner))
+    _AdminSeen.ready = ready
+    return ready
+
+
+async def _owner_says_admin_ready(owner: str) -> bool:
+    headers = forwarding_headers(str(app.conf.canonical_url), app.settings.jwt_secret)
+    try:
+        async with app.http_client.get(
+                f"{owner.rstrip('/')}/ready", headers=headers,
+                timeout=aiohttp.ClientTimeout(total=ASK_OWNER_S)) as answer:
+            body = await answer.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("first_admin") is True
 
 
 def partitions_not_fetched() -> dict[str, str]:
@@ -185,7 +219,7 @@ class Ready(ShopView):
     not)."""
 
     async def get(self, request: Request) -> Response:
-        detail = await readiness()
+        detail = await readiness(is_forwarded(request, app.settings.jwt_secret))
         return self.json(detail, status=200 if detail["ready"] else 503)
 
 
