@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import faust
 
-from models.base import Effect, Event, event_types, new_event_id
+from models.base import Effect, Event, event_types
 from models.inventory import (
     CommitStock,
     ReleaseStock,
@@ -476,9 +476,17 @@ def _inventory(kind: type[ReleaseStock] | type[CommitStock], sku: str, order_id:
     return Effect("inventory", sku, kind.new(sku=sku, order_id=order_id, correlation_id=order_id))
 
 
+def notice_id(order: Order) -> str:
+    """Return the event id of the notice of ``order``'s latest status change: the same for the
+    same change, so a change decided again (its first decision's row lost in a crash, its
+    notice not) announces itself with the id its readers already know."""
+    step = f"{order.id}:{order.status}:{len(order.history)}"
+    return hashlib.blake2b(step.encode(), digest_size=16).hexdigest()
+
+
 def _notice(order: Order) -> Effect:
     notice = OrderUpdate(
-        type=f"order_{order.status}", event_id=new_event_id(),
+        type=f"order_{order.status}", event_id=notice_id(order),
         occurred_at=datetime.fromisoformat(order.history[-1][1]), correlation_id=order.id,
         order_id=order.id, user_id=order.user_id, status=order.status,
         total_cents=order.total_cents, reason=order.reason)

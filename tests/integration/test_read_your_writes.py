@@ -219,9 +219,15 @@ async def test_the_position_token_is_honoured_refused_and_bounded(
 
         # A partitioned topic's token is answered by the partition's owner, whichever worker
         # it reaches; an offset not written yet is a bounded 503.
-        owned = {worker.url: expect(await call(worker, "GET", "/positions"), 200)["applied"]
-                 for worker in (a, b)}
-        orders_a = sorted(k for k in owned[a.url] if k.startswith("orders:"))
+        # Orders on a's partitions (this test may run on a cluster of its own, with no orders
+        # yet): each round of writes places orders with random ids, half of them a's.
+        for round_ in range(6):
+            owned = {worker.url: expect(await call(worker, "GET", "/positions"), 200)["applied"]
+                     for worker in (a, b)}
+            orders_a = sorted(k for k in owned[a.url] if k.startswith("orders:"))
+            if orders_a:
+                break
+            await write_then_read(call, a, a, f"tok{round_}")
         assert orders_a, owned
         partition = int(orders_a[0].split(":")[1])
         offset = owned[a.url][orders_a[0]]

@@ -234,6 +234,16 @@ def test_the_charge_confirms_the_order_and_sells_its_stock() -> None:
     assert update.occurred_at == at(5)
 
 
+def test_a_change_decided_again_announces_itself_with_the_same_notice_id() -> None:
+    # A crash can lose the row of a confirmation whose notice was sent: the charge is decided
+    # again, and its notice must carry the id the notice readers already know.
+    first, again = decide(reserved(), charged(), at(5)), decide(reserved(), charged(), at(6))
+    assert notice(first).event_id == notice(again).event_id
+    assert first.order is not None
+    shipped = decide(first.order, ShipRequested.new(order_id=OID), at(7))
+    assert notice(shipped).event_id != notice(first).event_id
+
+
 def test_an_order_is_shipped_then_delivered_with_its_whole_history() -> None:
     ship = decide(confirmed(), ShipRequested.new(order_id=OID), at(10))
     assert ship.order is not None and ship.order.status == "shipped"
