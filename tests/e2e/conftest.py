@@ -96,6 +96,16 @@ class Tab:
     unlabelled: list[str] = field(default_factory=list)
     too_wide: list[str] = field(default_factory=list)
 
+    def log_in(self, path: str, email: str, password: str, heading: str) -> None:
+        """Open the console page ``path``, log in there and wait for its ``heading``."""
+        from playwright.sync_api import expect  # see browser(): missing, it fails there
+
+        self.page.goto(path)
+        self.page.get_by_label("Email").fill(email)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Log in").click()
+        expect(self.page.get_by_role("heading", name=heading)).to_be_visible()
+
     def shot(self, what: str) -> Path:
         """Save a full-page screenshot ``<name>-<what>.png``; check the page's labels."""
         path = SCREENSHOTS / f"{self.name}-{what}.png"

@@ -32,11 +32,7 @@ def test_admin_sees_a_purchase_live_restocks_creates_a_promotion_and_answers_a_t
     page = tab.page
     started = time.monotonic()
 
-    page.goto("/admin")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    tab.log_in("/admin", ADMIN_EMAIL, ADMIN_PASSWORD, "Dashboard")
 
     # A customer buys while the dashboard is open: it shows the purchase without a reload.
     analytics = page.locator("#kpis")

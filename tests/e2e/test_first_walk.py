@@ -87,11 +87,7 @@ def test_a_first_walk_through_the_demo_shop_has_no_error(
         # The console and the live analytics, with the development admin make run printed.
         admin = pages("walk-console", shop.url, DESKTOP)
         console = admin.page
-        console.goto("/admin")
-        console.get_by_label("Email").fill(DEV_ADMIN_EMAIL)
-        console.get_by_label("Password").fill(DEV_ADMIN_PASSWORD)
-        console.get_by_role("button", name="Log in").click()
-        expect(console.get_by_role("heading", name="Dashboard")).to_be_visible()
+        admin.log_in("/admin", DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, "Dashboard")
         admin.shot("dashboard")
         console.goto("/analytics")
         expect(console.locator("#purchases")).to_be_visible()

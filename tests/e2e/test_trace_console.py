@@ -60,11 +60,7 @@ def test_an_operator_follows_a_checkout_on_the_trace_page(shop_worker: Worker,
 
     tab = pages("trace", url, DESKTOP)
     page = tab.page
-    page.goto("/admin/trace")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Trace")).to_be_visible()
+    tab.log_in("/admin/trace", ADMIN_EMAIL, ADMIN_PASSWORD, "Trace")
 
     # By request id: the gateway request first, then the saga and the notification.
     page.get_by_label("Request id or order id").fill(request_id)
