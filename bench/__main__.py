@@ -35,8 +35,8 @@ from bench.report import (
     write_results,
 )
 from bench.saga import measure_saga
+from bench.scaling import EFFICIENCY_GOAL, measure_analytics_scaling, measure_scaling
 from bench.scaling import GOAL as SCALING_GOAL
-from bench.scaling import measure_analytics_scaling, measure_scaling
 from bench.shop_agent import measure_shop_agent
 from bench.soak import add_soak_arguments, print_soak_figures, soak_arguments, soak_phase
 from scripts.devstack import Broker, StackError, start_tansu
@@ -98,12 +98,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "on the tracking events; medians (default 3; --quick 1)")
     parser.add_argument("--http-rounds", type=int, help="rounds of the HTTP reads, each "
                         "endpoint loaded in turn in each round; medians (default 3; --quick 1)")
-    parser.add_argument("--only", choices=["http", "saga", "logs", "soak"],
+    parser.add_argument("--only", choices=["http", "saga", "logs", "soak", "scaling"],
                         help="run just this phase "
                         "(http: the HTTP reads against the bare handler; saga: the raw "
                         "producer, then the order saga; logs: centralized logging against raw "
                         "aio-pika, and a view's p99 with shipping off and on; soak: one worker "
-                        "under simulate, its memory over time (only run alone); writes only "
+                        "under simulate, its memory over time (only run alone); scaling: the "
+                        "saga through one worker then two, rate and CPU an order; writes only "
                         "--json if given)")
     add_soak_arguments(parser)
     parser.add_argument("--json", type=Path, metavar="PATH",
@@ -193,9 +194,19 @@ async def saga_only(options: Options, broker: Broker, workdir: Path) -> list[Pha
     return [producer, *await saga_phase(options, broker, workdir, producer), *floor]
 
 
+async def scaling_phase(options: Options, broker: Broker, workdir: Path
+                        ) -> list[PhaseResult]:
+    """Run the saga through one worker, then two (each on a broker of its own)."""
+    say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
+        "two with a standby replica and two without (each run on its own fresh broker)")
+    deadline = time.monotonic() + 360 + options.saga_orders / 10
+    return await measure_scaling(options.saga_orders, workdir, options.rabbit_url, deadline)
+
+
 #: The phases ``--only`` runs alone.
 PHASES: dict[str, Callable[[Options, Broker, Path], Awaitable[list[PhaseResult]]]] = {
-    "http": http_phase, "saga": saga_only, "logs": logs_phase, "soak": soak_phase}
+    "http": http_phase, "saga": saga_only, "logs": logs_phase, "soak": soak_phase,
+    "scaling": scaling_phase}
 
 
 async def until_sigterm(run: Awaitable[list[PhaseResult]]) -> list[PhaseResult]:
@@ -274,11 +285,7 @@ async def run_phases(options: Options, broker: Broker, workdir: Path) -> list[Ph
     results.extend(await faust_floor(options, broker, workdir,
                                      events[:options.faust_messages]))
 
-    say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
-        "two with a standby replica and two without (each run on its own fresh broker)")
-    deadline = time.monotonic() + 360 + options.saga_orders / 10
-    results.extend(await measure_scaling(options.saga_orders, workdir, options.rabbit_url,
-                                         deadline))
+    results.extend(await scaling_phase(options, broker, workdir))
 
     say(f"analytics windows: {options.tracking_events:,} tracking events, raw aiokafka "
         "consume + decode against a real worker's windows (on a broker of its own)")
@@ -345,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = {"soak_seconds": options.soak_seconds,
                         "soak_idle_seconds": options.soak_idle_seconds,
                         "soak_users": options.soak_users, "soak_rate": options.soak_rate}
+        elif options.only == "scaling":
+            print_scaling_table(results, SCALING_GOAL, efficiency_goal=EFFICIENCY_GOAL)
+            settings = {"saga_orders": options.saga_orders}
         elif options.only == "saga":
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])
@@ -372,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_analytics_table(analytics)
     print()
-    print_scaling_table(scaling, SCALING_GOAL)
+    print_scaling_table(scaling, SCALING_GOAL, efficiency_goal=EFFICIENCY_GOAL)
     print()
     print_scaling_table(tracking, SCALING_GOAL, unit="events")
     print()

@@ -139,13 +139,24 @@ def print_http_table(results: list[PhaseResult]) -> None:
               "goal >= 0.6 x bare, p99 < 20 ms)")
 
 
-def print_scaling_table(results: list[PhaseResult], goal: float, unit: str = "orders") -> None:
-    """Print workers | standbys | units | seconds | units/s | ratio to one worker."""
-    rows = [("workers", "standbys", unit, "seconds", f"{unit}/s", "x one worker")]
+def print_scaling_table(results: list[PhaseResult], goal: float, unit: str = "orders",
+                        efficiency_goal: float | None = None) -> None:
+    """Print workers | standbys | units | seconds | units/s | ratio to one worker, and where
+    the runs measured it, the workers' CPU an order and its ratio to one worker's."""
+    cpu = all("cpu_ms_per_order" in r.extra for r in results) and bool(results)
+    rows: list[tuple[str, ...]] = [
+        ("workers", "standbys", unit, "seconds", f"{unit}/s", "x one worker")]
+    if cpu:
+        rows[0] += ("CPU ms an order", "x one", "net of idle, x one")
     for r in results:
-        rows.append((str(r.extra["workers"]), str(r.extra.get("standby_replicas", "")),
-                     f"{r.messages:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}",
-                     f"{r.extra['ratio_to_one_worker']:.2f}"))
+        row: tuple[str, ...] = (str(r.extra["workers"]), str(r.extra.get("standby_replicas", "")),
+               f"{r.messages:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}",
+               f"{r.extra['ratio_to_one_worker']:.2f}")
+        if cpu:
+            row += (f"{r.extra['cpu_ms_per_order']:.2f}",
+                    f"{r.extra.get('cpu_ratio_to_one_worker', 1.0):.2f}",
+                    f"{r.extra.get('net_cpu_ratio_to_one_worker', 1.0):.2f}")
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
@@ -158,9 +169,11 @@ def print_scaling_table(results: list[PhaseResult], goal: float, unit: str = "or
                 f"medians of {results[0].extra['rounds']} rounds")
     else:
         what = "OrderPlaced -> confirmed through the whole saga"
+    efficiency = (f"; CPU an order: two workers <= {efficiency_goal} x one's (all workers' "
+                  "CPU until they idle again)" if cpu and efficiency_goal else "")
     print(f"({what}, {results[0].extra['partitions']} partitions, each run on a fresh broker; "
-          f"goal: two workers >= {goal} x one; {os.cpu_count()} cores here, shared with the "
-          "broker and the bench)")
+          f"goal: two workers >= {goal} x one{efficiency}; {os.cpu_count()} cores here, shared "
+          "with the broker and the bench)")
 
 
 def write_results(document: dict[str, Any], also: Path | None = None) -> list[Path]:

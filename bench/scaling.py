@@ -11,6 +11,13 @@ the topic; every order must be confirmed. Every hop of the saga (orders, invento
 the notices' consumers) is keyed over all partitions. The figure is the ratio of the two
 rates (goal: two workers >= 1.7 x one, on a machine with a core per worker to spare).
 
+Scale-out as efficiency, which two workers sharing two cores can show: the workers' CPU
+(user + system, all of them together) from the first order until every worker idles again
+(everything the orders caused is done), an order; two workers against one (goal: at most
+EFFICIENCY_GOAL x). Each worker's idle CPU (polling the broker) is measured over IDLE_S
+before the orders and reported apart: *net* is the CPU less what the workers would have
+used idling for as long.
+
 Two workers run twice: with one standby replica (the default: each worker also keeps a copy
 of the other's table partitions, for a fast failover) and with none (SHOP_STANDBY_REPLICAS=0;
 on a machine whose cores the workers share, the standby copies cost throughput).
@@ -46,15 +53,26 @@ from bench.analytics import (
 from bench.errors import BenchError
 from bench.kafka_raw import create_topic, measure_producer, new_producer
 from bench.report import UNLIMITED, PhaseResult, say
-from bench.saga import Confirmations, add_products, bench_sku
+from bench.saga import (
+    IDLE_SHARE,
+    IDLE_WINDOW_S,
+    Confirmations,
+    add_products,
+    bench_sku,
+    cpu_seconds,
+)
 from bench.shop_agent import _check_alive, _require_rabbitmq, _wait_ready
 from models.orders import OrderLine, OrderPlaced
 from scripts.devstack import Worker, broker_env, start_tansu, start_worker
 
-__all__ = ["GOAL", "measure_analytics_scaling", "measure_scaling"]
+__all__ = ["EFFICIENCY_GOAL", "GOAL", "measure_analytics_scaling", "measure_scaling"]
 
-#: Goal for two workers against one (issue 9).
+#: Goal for two workers' rate against one's.
 GOAL = 1.7
+#: Goal for two workers' CPU an order against one's.
+EFFICIENCY_GOAL = 1.15
+#: Seconds over which each worker's idle CPU is measured before the orders.
+IDLE_S = 3.0
 PRODUCTS = 50
 PRICE_CENTS = 1000
 #: Seconds every worker must stay ready before the clock starts.
@@ -73,10 +91,38 @@ async def measure_scaling(orders: int, workdir: Path, rabbit_url: str,
         two = await _run(2, orders, workdir, rabbit_url, deadline, standbys=standbys)
         ratio = two.rate / one.rate if one.rate else 0.0
         two.extra["ratio_to_one_worker"] = round(ratio, 3)
+        cpu = two.extra["cpu_ms_per_order"] / one.extra["cpu_ms_per_order"]
+        net = two.extra["net_cpu_ms_per_order"] / one.extra["net_cpu_ms_per_order"]
+        two.extra["cpu_ratio_to_one_worker"] = round(cpu, 3)
+        two.extra["net_cpu_ratio_to_one_worker"] = round(net, 3)
         say(f"scaling: 2 workers, {standbys} standby replica(s), {two.rate:,.0f} orders/s = "
-            f"{ratio:.2f} x one (goal >= {GOAL})")
+            f"{ratio:.2f} x one (goal >= {GOAL}); worker CPU an order "
+            f"{two.extra['cpu_ms_per_order']:.1f} ms = {cpu:.2f} x one's "
+            f"{one.extra['cpu_ms_per_order']:.1f} ms (net of idle polling {net:.2f} x; goal "
+            f"<= {EFFICIENCY_GOAL})")
         results.append(two)
     return results
+
+
+def workers_cpu(workers: list[Worker]) -> float:
+    """Return the CPU seconds the ``workers`` have used together."""
+    return sum(cpu_seconds(w.process.pid) for w in workers if w.process is not None)
+
+
+async def wait_all_idle(workers: list[Worker], deadline: float) -> tuple[float, float]:
+    """Wait until every one of ``workers`` idles (each below IDLE_SHARE of a core over
+    IDLE_WINDOW_S); return when that window began and the workers' CPU seconds then."""
+    pids = [w.process.pid for w in workers if w.process is not None]
+    used = [cpu_seconds(pid) for pid in pids]
+    while True:
+        began = time.perf_counter()
+        await asyncio.sleep(IDLE_WINDOW_S)
+        now = [cpu_seconds(pid) for pid in pids]
+        if all(b - a < IDLE_SHARE * IDLE_WINDOW_S for a, b in zip(used, now, strict=True)):
+            return began, sum(used)
+        if time.monotonic() > deadline:
+            raise BenchError("the workers did not work off the orders' backlog in time")
+        used = now
 
 
 def placed_orders(count: int, run: int) -> list[OrderPlaced]:
@@ -118,6 +164,11 @@ async def _run(count: int, orders: int, workdir: Path, rabbit_url: str,
             producer = new_producer(broker.bootstrap)
             await producer.start()
             try:
+                await wait_all_idle(workers, deadline)
+                idle_before = workers_cpu(workers)
+                await asyncio.sleep(IDLE_S)
+                idle_per_s = (workers_cpu(workers) - idle_before) / IDLE_S
+                cpu_before = workers_cpu(workers)
                 started = time.perf_counter()
                 sent = [await producer.send("orders", key=p.order_id.encode(), value=p.dumps())
                         for p in placed]
@@ -127,6 +178,9 @@ async def _run(count: int, orders: int, workdir: Path, rabbit_url: str,
                 await producer.stop()
             await confirmations.wait_for([p.order_id for p in placed], deadline)
             seconds = max(confirmations.seen[p.order_id] for p in placed) - started
+            done, cpu_done = await wait_all_idle(workers, deadline)
+            cpu_used = cpu_done - cpu_before
+            busy = done - started
     finally:
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
         broker.stop()
@@ -136,7 +190,12 @@ async def _run(count: int, orders: int, workdir: Path, rabbit_url: str,
                        startup_seconds=startup,
                        extra={"phase": "scaling", "workers": count, "partitions": partitions,
                               "standby_replicas": standbys if count > 1 else 0,
-                              "confirmed": orders})
+                              "confirmed": orders,
+                              "cpu_ms_per_order": round(cpu_used / orders * 1000, 3),
+                              "net_cpu_ms_per_order": round(
+                                  max(cpu_used - idle_per_s * busy, 0.0) / orders * 1000, 3),
+                              "idle_cpu_share": round(idle_per_s, 3),
+                              "seconds_until_idle": round(busy, 2)})
 
 
 async def _wait_settled(http: aiohttp.ClientSession, workers: list[Worker]) -> None:

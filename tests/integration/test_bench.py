@@ -64,7 +64,10 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert one["messages"] == two["messages"] == bare_two["messages"] == 100
     assert all(p["extra"]["confirmed"] == 100 for p in (one, two, bare_two))
     assert two["extra"]["ratio_to_one_worker"] > 0 and bare_two["extra"]["ratio_to_one_worker"] > 0
-    assert "x one worker" in result.stdout
+    assert all(p["extra"]["cpu_ms_per_order"] > 0 for p in (one, two, bare_two))
+    assert two["extra"]["cpu_ratio_to_one_worker"] > 0
+    assert bare_two["extra"]["net_cpu_ratio_to_one_worker"] > 0
+    assert "x one worker" in result.stdout and "CPU ms an order" in result.stdout
     tracked = [p for p in phases if p["extra"].get("phase") == "scaling-analytics"]
     assert [(p["extra"]["workers"], p["extra"]["standby_replicas"]) for p in tracked] == [
         (1, 0), (2, 1), (2, 0)]
