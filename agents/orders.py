@@ -1,10 +1,12 @@
 """Orders agent: the saga. Applies each order event to the order and sends what it causes.
 
 It consumes the ``orders`` and ``payments`` topics (both keyed by order id), so an order's
-row is always written from the same partition number. A timer asks again for answers an
-order may have lost in a worker's crash (see :func:`chase_open_orders`). Another timer, on
-every worker, asks to expire the orders it owns that waited longer than SHOP_ORDER_TTL for
-stock or payment (see :func:`expire_on_time`).
+row is always written from the same partition number; its payment row too, which this agent
+also writes (the payment step, agents/payments.py, runs here in the order's partition). A
+timer asks again for answers an order may have lost in a worker's crash (see
+:func:`chase_open_orders`). Another timer, on every worker, asks to expire the orders it
+owns that waited longer than SHOP_ORDER_TTL for stock or payment (see
+:func:`expire_on_time`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,24 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from faust.types import StreamT
 
 from agents.batches import fold_batches
-from agents.dead_letters import for_each_event
+from agents.dead_letters import event_type_of, for_each_event
+from agents.payments import (
+    PAYMENT_STEPS,
+    RETRIES,
+    PaymentGaveUp,
+    call_provider,
+    note_settled,
+    settle_payment,
+)
 from agents.sending import send_all, to_sends
 from agents.topics import inventory_topic, order_saga_topics, orders_topic, user_orders_topic
 from app import app
-from models.base import utcnow
+from models.base import Event, decode_event, utcnow
 from models.inventory import StockRejected, StockReserved
 from models.orders import (
     ACTIVE,
@@ -42,10 +52,20 @@ from models.orders import (
     decide,
     index_order,
 )
-from models.payments import PAYMENT_EVENTS, PaymentFailed, PaymentSucceeded, Refunded
+from models.payments import (
+    PAYMENT_EVENTS,
+    PaymentFailed,
+    PaymentRequested,
+    PaymentSucceeded,
+    ProviderCall,
+    Refunded,
+    RefundRequested,
+    RetryPolicy,
+)
 from models.promotions import PromotionRedeemed, PromotionRefused
 from runtime.tables import tables_ready
 from tables.orders import open_index, open_orders, orders, orders_by_user, watchers
+from tables.payments import payments
 from tables.replay import RECENT_IDS, Position, Row, Send, decide_once
 
 log = logging.getLogger(__name__)
@@ -57,6 +77,7 @@ __all__ = [
     "index_orders_by_user",
     "move_order",
     "run_order_saga",
+    "saga_step",
 ]
 
 #: The events that move an order (the others on these topics are for other agents).
@@ -66,8 +87,7 @@ SAGA_EVENTS = (OrderPlaced, StockReserved, StockRejected, PaymentSucceeded, Paym
 
 #: Types on the saga's topics that are for other agents or readers, or retired (skipped
 #: undecoded).
-NOT_FOR_THE_SAGA = frozenset({"payment_requested", "refund_requested", "provider_answered",
-                              *(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate),
+NOT_FOR_THE_SAGA = frozenset({*(t for t, cls in ORDER_EVENTS.items() if cls is OrderUpdate),
                               *RETIRED_ORDER_TYPES})
 
 #: How often open orders may be checked for lost answers, in seconds.
@@ -84,20 +104,97 @@ SAFETY_SCAN_S = 15.0
 
 
 
-async def apply_order_event(event: Any, position: Position) -> None:
-    """Move the order ``event`` is about, once, and send what that causes."""
-    if not isinstance(event, SAGA_EVENTS):
+async def apply_saga_event(event: Any, position: Position) -> None:
+    """Move the order ``event`` is about (and its payment), once, and send what that causes."""
+    if not isinstance(event, (*SAGA_EVENTS, *PAYMENT_STEPS)):
         return
-    sends, row = move_order(orders, event, position, utcnow())
-    if row is not None:
-        track_deadline(event.order_id, row)
-        watchers.changed(event.order_id, row)
-    await send_all(sends)
+    step = saga_step(orders, payments, event, position, utcnow(), RETRIES)
+    for order_id, row in step.rows:
+        track_deadline(order_id, row)
+        watchers.changed(order_id, row)
+    if step.paid:
+        note_settled(event.order_id)
+    await send_all(step.sends)
+    for call in step.calls:
+        call_provider(call)
+    if step.gave_up:
+        raise PaymentGaveUp(step.gave_up)  # for_each_event dead-letters this message
+
+
+class SagaStep(NamedTuple):
+    """What one event did to its order and payment rows: the messages to send, the order rows
+    written (order id, row), the provider calls to make, whether it was a payment step, and
+    why the payment gave up ("" unless it did)."""
+
+    sends: list[Send]
+    rows: list[tuple[str, Row]]
+    calls: list[ProviderCall]
+    paid: bool
+    gave_up: str
+
+
+#: Payment events types the saga hands to its payment step when an order's decision asks for
+#: them, instead of sending them: the payment row lives in the order's partition.
+PAYMENT_REQUESTS: dict[str, type[Event]] = {PaymentRequested.event_type: PaymentRequested,
+                    RefundRequested.event_type: RefundRequested}
+#: Payment outcomes a payment step applies to the order at once (and still sends, for the
+#: topic's other readers).
+PAYMENT_OUTCOMES: dict[str, type[Event]] = {
+    cls.event_type: cls for cls in (PaymentSucceeded, PaymentFailed, Refunded)}
+
+
+def saga_step(order_table: MutableMapping[str, Row], payment_table: MutableMapping[str, Row],
+              event: Any, position: Position, now: datetime, policy: RetryPolicy) -> SagaStep:
+    """Apply a saga or payment event to the order's row and its payment row, once each.
+
+    Both rows live in the order's partition. An order's decision that asks for a charge or a
+    refund starts it on the payment row in the same step; a payment step (a request or the
+    provider's answer from the payments topic) applies its outcome to the order in the same
+    step, and still sends it to the payments topic for its readers. Each row is written at
+    most once an event, so that the replay guard's offset of the event is one write's: what
+    the second row's step causes for the first row goes through its topic.
+    """
+    if isinstance(event, PAYMENT_STEPS):
+        paid = settle_payment(payment_table, event, position, now.timestamp(), policy)
+        sends, rows = list(paid.sends), []  # every outcome goes to the topic too
+        for send in paid.sends:
+            outcome = _payment_event(send, PAYMENT_OUTCOMES)
+            if outcome is not None:
+                order_sends, row = move_order(order_table, outcome, position, now)
+                sends.extend(order_sends)
+                if row is not None:
+                    rows.append((outcome.order_id, row))
+        return SagaStep(sends, rows, list(paid.calls), True, paid.gave_up)
+    order_sends, row = move_order(order_table, event, position, now)
+    calls: list[ProviderCall] = []
+    asked, gave_up = False, ""
+    sends = []
+    for send in order_sends:
+        request = _payment_event(send, PAYMENT_REQUESTS)
+        if request is None:
+            sends.append(send)
+            continue
+        paid = settle_payment(payment_table, request, position, now.timestamp(), policy)
+        sends.extend(paid.sends)
+        calls.extend(paid.calls)
+        asked, gave_up = True, gave_up or paid.gave_up
+    return SagaStep(sends, [(event.order_id, row)] if row is not None else [], calls, asked,
+                    gave_up)
+
+
+def _payment_event(send: Send, types: dict[str, type[Event]]) -> Any:
+    """Return the payment event ``send`` carries if its type is one of ``types``, else None."""
+    topic, _, value = send
+    if topic != "payments":
+        return None
+    kind = event_type_of(value.encode())
+    return decode_event(types, value.encode()) if kind in types else None
 
 
 def move_order(table: MutableMapping[str, Row], event: Any, position: Position,
                now: datetime) -> tuple[list[Send], Row | None]:
-    """Apply a saga event to its order's row in ``table``, once; return the sends and the row.
+    """Apply a saga event to its order's row in ``table``, once; return the sends and the row
+    (None if the event changed nothing: a repeated answer writes no row).
 
     An order's releases, commits and refunds are asked for by nobody if lost, so its row
     keeps the sends of all of its recent events (``keep_sends=RECENT_IDS``).
@@ -105,7 +202,11 @@ def move_order(table: MutableMapping[str, Row], event: Any, position: Position,
     decided: list[Row | None] = []
 
     def step(row: Row | None) -> tuple[Row | None, list[Send]]:
-        decision = decide(Order.from_row(row) if row else None, event, now)
+        order = Order.from_row(row) if row else None
+        decision = decide(order, event, now)
+        if decision.order == order and not decision.effects:
+            decided.append(None)
+            return None, []  # nothing changes: nothing to write (a repeated answer)
         new_row = decision.order.to_row() if decision.order else None
         decided.append(new_row if new_row is not None else row)
         return new_row, to_sends(decision.effects)
@@ -131,8 +232,8 @@ def track_deadline(order_id: str, row: dict[str, Any]) -> None:
 
 @app.agent(order_saga_topics, name="orders.saga")
 async def run_order_saga(stream: StreamT[bytes]) -> None:
-    """Consume order and payment events into the orders table."""
-    await for_each_event(stream, {**ORDER_EVENTS, **PAYMENT_EVENTS}, apply_order_event,
+    """Consume order and payment events into the orders and payments tables."""
+    await for_each_event(stream, {**ORDER_EVENTS, **PAYMENT_EVENTS}, apply_saga_event,
                          agent="orders.saga", skip=NOT_FOR_THE_SAGA)
 
 

@@ -1,14 +1,17 @@
-"""Payments agent: charges and refunds through the provider, once per order, never waiting.
+"""Payments: charges and refunds through the provider, once per order, never waiting.
 
-A request marks the order's payment row pending and the provider is called in the background;
-what came of the call returns on the payments topic (``ProviderAnswered``, keyed by order id)
-and settles the row, so the row keeps one writer and a slow provider holds up nobody else
-(``models/payments.py``). A call that raised or outlived ``SHOP_PAYMENT_CALL_TIMEOUT`` comes
-back as a fault: the row schedules the next try with backoff, made here when its time comes,
-and after ``SHOP_PAYMENT_TRIES`` the payment gives up and the fault's message is
-dead-lettered. A call lost with a worker is made again: the saga asks again for an order
-still waiting, and after each rebalance every worker calls again for the pending rows it owns
-(at their next try's time).
+The payment step runs in the order's own partition, by the saga's agent (agents/orders.py):
+payment rows are keyed by order id like orders, so the agent that moves an order also writes
+its payment row, and a charge the saga asks for is started in the same step, without a hop
+through the payments topic. A request marks the order's payment row pending and the provider
+is called in the background; what came of the call returns on the payments topic
+(``ProviderAnswered``, keyed by order id) and settles the row, so the row keeps one writer
+and a slow provider holds up nobody else (``models/payments.py``). A call that raised or
+outlived ``SHOP_PAYMENT_CALL_TIMEOUT`` comes back as a fault: the row schedules the next try
+with backoff, made here when its time comes, and after ``SHOP_PAYMENT_TRIES`` the payment
+gives up and the fault's message is dead-lettered. A call lost with a worker is made again:
+the saga asks again for an order still waiting, and after each rebalance every worker calls
+again for the pending rows it owns (at their next try's time).
 """
 
 from __future__ import annotations
@@ -19,14 +22,10 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, NamedTuple
 
-from faust.types import StreamT
-
-from agents.dead_letters import for_each_event
-from agents.sending import send_all, to_sends
+from agents.sending import to_sends
 from agents.topics import payments_topic
 from app import app
 from models.payments import (
-    PAYMENT_EVENTS,
     CallFault,
     Charge,
     PaymentProvider,
@@ -46,8 +45,8 @@ from runtime.tables import tables_ready
 from tables.payments import payments
 from tables.replay import Position, Row, Send, decide_once
 
-__all__ = ["PaymentGaveUp", "PaymentStep", "call_again_after_rebalance", "provider",
-           "settle_payment", "settle_payments"]
+__all__ = ["PAYMENT_STEPS", "PaymentGaveUp", "PaymentStep", "call_again_after_rebalance",
+           "call_provider", "note_settled", "provider", "settle_payment"]
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +67,20 @@ _sent_tries: dict[tuple[str, str], int] = {}
 SENT_TRIES_LIMIT = 10_000
 
 
+#: The payment events a payment step handles (the outcomes on the topic are the saga's).
+PAYMENT_STEPS = (PaymentRequested, RefundRequested, ProviderAnswered)
+
+
 class PaymentGaveUp(Exception):
     """A charge or refund ran out of tries, or its refund was refused: dead-letter it."""
 
 
-async def apply_payment_event(event: Any, position: Position) -> None:
-    """Start a charge or refund, or settle one with what came of it, once per event."""
-    if not isinstance(event, PaymentRequested | RefundRequested | ProviderAnswered):
-        return  # the outcomes on this topic are for the orders agent
-    step = settle_payment(payments, event, position, time.time(), RETRIES)
-    row = payments.get(event.order_id)
+def note_settled(order_id: str) -> None:
+    """Forget the tries sent for ``order_id``'s calls once its row waits for none."""
+    row = payments.get(order_id)
     if row is not None and pending_call(row) is None:
         for kind in ("charge", "refund"):
-            _sent_tries.pop((kind, event.order_id), None)
-    await send_all(step.sends)
-    for call in step.calls:
-        call_provider(call)
-    if step.gave_up:
-        raise PaymentGaveUp(step.gave_up)  # for_each_event dead-letters this message
+            _sent_tries.pop((kind, order_id), None)
 
 
 class PaymentStep(NamedTuple):
@@ -167,13 +162,6 @@ async def _ask(call: ProviderCall) -> Charge | Refund:
                                      order_id=call.order_id)
     return await provider.refund(f"refund:{call.order_id}", call.charge_id, call.amount_cents,
                                  order_id=call.order_id)
-
-
-@app.agent(payments_topic, name="payments.charges")
-async def settle_payments(stream: StreamT[bytes]) -> None:
-    """Consume payment requests and the provider's answers from the payments topic."""
-    await for_each_event(stream, PAYMENT_EVENTS, apply_payment_event, agent="payments.charges",
-                         skip=frozenset({"payment_succeeded", "payment_failed", "refunded"}))
 
 
 #: The rebalance after which this worker last looked for pending rows.

@@ -267,7 +267,7 @@ def chase(order: Order) -> list[Effect]:
     """Return the requests to send again for an order that waits too long for an answer.
 
     A request or its answer can be lost when a worker dies between writing a row and sending
-    what the row caused; asking again is safe, since the inventory and the payments agent
+    what the row caused; asking again is safe, since the inventory agent and the payment step
     answer a repeated request from their state (a held sku answers "reserved" again, a charged
     order answers with its charge).
     """

@@ -1,10 +1,10 @@
 """Payments: the events of a charge and a refund, the payment row, and its retries.
 
 Charges and refunds are idempotent by order id: the provider gets the order id as the
-idempotency key (``refund:<order id>`` for the refund), and the payments agent keeps one
+idempotency key (``refund:<order id>`` for the refund), and the payment step keeps one
 payment row per order, so a replayed ``PaymentRequested`` never charges twice.
 
-A provider may take seconds to answer, and the payments agent must not wait for it: one slow
+A provider may take seconds to answer, and the payment step must not wait for it: one slow
 charge would hold every payment behind it. So a request marks the row ``charging`` (or
 ``refunding``) and the agent calls the provider in the background (:func:`start_call`); what
 came of the call returns to the payments topic as ``ProviderAnswered`` and settles the row
@@ -126,7 +126,7 @@ class Refunded(Event):
 
 
 class ProviderAnswered(Event):
-    """What came of a charge or refund the payments agent made for an order.
+    """What came of a charge or refund the payment step made for an order.
 
     ``fault`` is empty for an answer (``ok`` says which), else ``"error"`` (the provider
     raised) or ``"timeout"`` (no answer in time), with the error in ``reason``; ``attempt``

@@ -41,7 +41,7 @@ __all__ = ["APPLIERS", "GLOBAL_TOPICS", "AppliedPositions", "Outcome", "position
 #: the table the API reads). Other agents on the same topic do not count.
 APPLIERS: dict[str, str] = {
     "orders": "orders.saga",
-    "payments": "payments.charges",
+    "payments": "orders.saga",
     "inventory": "inventory.stock",
     "catalog": "catalog.products",
     "promotions": "promotions.codes",

@@ -1,4 +1,4 @@
-"""Payments tables: one payment per order (written only by the payments agent)."""
+"""Payments tables: one payment per order (written by the saga's agent, in its partition)."""
 
 from __future__ import annotations
 

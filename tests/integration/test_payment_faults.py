@@ -59,7 +59,7 @@ def succeeded_charges(ledger: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def dead_letters(shop: Shop) -> list[dict[str, Any]]:
-    status, page = await shop.call("GET", "/api/admin/dead-letters?agent=payments.charges",
+    status, page = await shop.call("GET", "/api/admin/dead-letters?agent=orders.saga",
                                    headers=ADMIN)
     assert status == 200, page
     return list(page["items"])

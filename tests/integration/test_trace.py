@@ -37,16 +37,14 @@ CHECKOUT = [
     ("orders.saga", "orders", "order_placed"),
     ("inventory.stock", "inventory", "reserve_stock"),
     ("orders.saga", "orders", "stock_reserved"),
-    ("payments.charges", "payments", "payment_requested"),
-    ("payments.charges", "payments", "provider_answered"),
-    ("orders.saga", "payments", "payment_succeeded"),
+    ("orders.saga", "payments", "provider_answered"),
     ("notifications.orders", "orders", "order_confirmed"),
     ("notifications.inbox", "notifications", "notify"),
     ("mail", "shop.notifications", "receipt"),
 ]
 #: Each other step the checkout causes, that must come after the step named with it.
 ALSO_AFTER = {("inventory.stock", "inventory", "commit_stock"):
-              ("orders.saga", "payments", "payment_succeeded")}
+              ("orders.saga", "payments", "provider_answered")}
 LINE = set(CHECKOUT) | set(ALSO_AFTER)
 
 

@@ -93,7 +93,7 @@ Handle = Callable[[Message, Position], list[Send]]
 
 @dataclass
 class Agent:
-    """A consumer group with its table, positions, committed offsets and producer buffer."""
+    """A consumer group with its table(s), positions, committed offsets and producer buffer."""
 
     name: str
     topics: tuple[str, ...]
@@ -103,6 +103,8 @@ class Agent:
     position: dict[tuple[str, int], int] = field(default_factory=dict)
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     buffer: list[Send] = field(default_factory=list)
+    #: Tables the agent writes besides ``table`` (flushed and lost with it).
+    more_tables: tuple[StoredTable, ...] = ()
 
     def ready(self) -> list[tuple[str, int]]:
         """Return the partitions with a message to read next."""
@@ -126,7 +128,8 @@ class Agent:
         sends, self.buffer = self.buffer, []
         for send in sends:
             route(send)
-        self.table.flush()
+        for table in (self.table, *self.more_tables):
+            table.flush()
 
     def commit(self, route: Callable[[Send], None]) -> None:
         """Flush, then commit every position (Faust commits only what was flushed)."""
@@ -137,5 +140,6 @@ class Agent:
         """Lose the buffer and read again from the committed offsets."""
         self.buffer = []
         self.position = dict(self.committed)
-        self.table.lose_unflushed(taken_over=taken_over)
+        for table in (self.table, *self.more_tables):
+            table.lose_unflushed(taken_over=taken_over)
 

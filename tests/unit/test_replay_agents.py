@@ -1,7 +1,8 @@
 """The replay guard on the agents' own step functions: rows remember every event they absorbed.
 
 ``agents.orders.move_order`` and ``agents.inventory.change_stock`` are what the saga and the
-inventory agents run for each event (with the worker's table; here a dict). Their rules build
+inventory agents run for each event (with the worker's table; here a dict), and
+``agents.orders.saga_step`` the saga's whole step, its payment step included. Their rules build
 rows fresh, so the guard must carry the row's history across each write: a redelivery of any
 event the row absorbed, on any of its topics, is recognised however many events came after.
 """
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.inventory import change_stock
-from agents.orders import move_order
+from agents.orders import SagaStep, move_order, saga_step
 from agents.payments import settle_payment
 from models.base import Event, decode_event
 from models.inventory import (
@@ -27,7 +28,7 @@ from models.inventory import (
     Restock,
     StockReserved,
 )
-from models.orders import ORDER_EVENTS, OrderLine, OrderPlaced
+from models.orders import ORDER_EVENTS, CancelRequested, OrderLine, OrderPlaced
 from models.payments import (
     PAYMENT_EVENTS,
     Charge,
@@ -170,3 +171,66 @@ def test_a_payment_row_recognises_its_request_and_its_answer() -> None:
     assert already_applied(row, first) and already_applied(row, second)
     again = settle_payment(table, request, first, 0.0, RetryPolicy())
     assert again.calls == [] and table["o1"] == row, "a redelivered request charges nothing"
+
+
+def test_the_saga_starts_the_charge_and_applies_its_answer_in_the_order_s_own_step() -> None:
+    """``agents.orders.saga_step``: the order's reservation starts the charge on the payment
+    row in the same step (no payments message), the provider's answer confirms the order in
+    the step that settles the payment (its outcome still sent to the topic), and a redelivery
+    of either changes no row and makes no second call."""
+    orders_log, payments_log = Log("orders"), Log("payments")
+    orders: dict[str, Row] = {}
+    payments: dict[str, Row] = {}
+
+    def step(log: Log, event: Event) -> tuple[Position, SagaStep]:
+        position = log.append(event)
+        return position, saga_step(orders, payments, event, position, NOW, RetryPolicy())
+
+    step(orders_log, placed(quantity=1))
+    reserved = StockReserved.new(sku="sku-a", order_id="o1", quantity=1)
+    at_reserved, asked = step(orders_log, reserved)
+    assert orders["o1"]["status"] == "reserved" and payments["o1"]["status"] == "charging"
+    assert [call.call for call in asked.calls] == ["charge"]
+    assert sent(asked.sends, "payments") == [], "the charge is started here, not sent"
+    answer = answer_of(asked.calls[0], Charge(True, charge_id="ch_1"))
+    at_answer, settled = step(payments_log, answer)
+    assert orders["o1"]["status"] == "confirmed" and payments["o1"]["status"] == "succeeded"
+    assert [e.type for e in sent(settled.sends, "payments")] == ["payment_succeeded"]
+    assert [e.type for e in sent(settled.sends, "inventory")] == ["commit_stock"]
+    assert [order_id for order_id, _ in settled.rows] == ["o1"]
+    rows = json.loads(json.dumps([orders, payments]))
+    again = saga_step(orders, payments, reserved, at_reserved, NOW, RetryPolicy())
+    assert again.calls == [] and json.loads(json.dumps([orders, payments])) == rows
+    again = saga_step(orders, payments, answer, at_answer, NOW, RetryPolicy())
+    assert [e.type for e in sent(again.sends, "inventory")] == ["commit_stock"], \
+        "a redelivered answer sends what it caused again"
+    assert json.loads(json.dumps([orders, payments])) == rows
+    outcome = sent(settled.sends, "payments")[0]
+    _, read_back = step(payments_log, outcome)
+    assert read_back.sends == [] and read_back.rows == [], "the outcome, read back, is a no-op"
+    assert json.loads(json.dumps([orders, payments])) == rows
+
+
+def test_a_charge_that_comes_after_the_order_ended_is_refunded_through_the_topic() -> None:
+    """The order's row and the payment row are each written once a step: the refund that the
+    late charge's outcome asks for goes to the payments topic (the payment row already took
+    the answer in this step), and starts when the saga reads it."""
+    orders_log, payments_log = Log("orders"), Log("payments")
+    orders: dict[str, Row] = {}
+    payments: dict[str, Row] = {}
+
+    def step(log: Log, event: Event) -> SagaStep:
+        position = log.append(event)
+        return saga_step(orders, payments, event, position, NOW, RetryPolicy())
+
+    step(orders_log, placed(quantity=1))
+    asked = step(orders_log, StockReserved.new(sku="sku-a", order_id="o1", quantity=1))
+    step(orders_log, CancelRequested.new(order_id="o1"))
+    assert orders["o1"]["status"] == "cancelled"
+    late = step(payments_log, answer_of(asked.calls[0], Charge(True, charge_id="ch_1")))
+    assert orders["o1"]["charged_cents"] == 500 and payments["o1"]["status"] == "succeeded"
+    [refund] = [e for e in sent(late.sends, "payments") if e.type == "refund_requested"]
+    assert late.calls == []
+    refunding = step(payments_log, refund)
+    assert payments["o1"]["status"] == "refunding"
+    assert [call.call for call in refunding.calls] == ["refund"]
