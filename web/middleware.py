@@ -137,12 +137,20 @@ def install_request_id_logging() -> None:
 def log_http_step(method: str, path: str, status: int, started: float) -> None:
     """Log that a request to ``path`` was answered ``status`` (``started``: perf_counter).
 
-    Called while the request's id is current, so the record carries it.
+    Called while the request's id is current, so the record carries it. The record is the
+    one ``http_steps.info`` makes, naming this function as its caller, without looking the
+    caller up on the stack (once per request).
     """
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    http_steps.info("%s %s %d in %.1f ms", method, path, status, took_ms,
-                    extra={"trace": {"kind": "http", "method": method, "path": path,
-                                     "status": status, "ms": took_ms}})
+    http_steps.handle(http_steps.makeRecord(
+        http_steps.name, logging.INFO, _STEP_FILE, _STEP_LINE, "%s %s %d in %.1f ms",
+        (method, path, status, took_ms), None, "log_http_step",
+        {"trace": {"kind": "http", "method": method, "path": path, "status": status,
+                   "ms": took_ms}}))
+
+
+_STEP_FILE = log_http_step.__code__.co_filename
+_STEP_LINE = log_http_step.__code__.co_firstlineno
 
 
 class TokenBuckets:
