@@ -24,7 +24,7 @@ from faust.web.exceptions import WebError
 from runtime.positions import positions
 from runtime.tables import tables_ready
 from web.errors import ApiError, error_response
-from web.positions import honour_position
+from web.positions import POSITION_HEADER, honour_position
 
 __all__ = ["NotRestored", "ShopView", "json_bytes"]
 
@@ -65,7 +65,8 @@ class ShopView(View):
         sensor_state = sensors.on_web_request_start(app, request, view=self)
         response: Response | None = None
         try:
-            await honour_position(app, request)
+            if POSITION_HEADER in request.headers:  # most requests carry none
+                await honour_position(app, request)
             response = await method(cast(Request, request), **(request.match_info or {}))
         except ApiError as exc:
             if exc.status == 404 and not (tables_ready(app) and positions.caught_up()):
