@@ -46,6 +46,10 @@ SHOP_LAYERS = frozenset({"agents", "tables", "web", "models", "config", "rabbit_
 #: Loggers never shipped: the bridge itself and its AMQP client (shipping would feed itself).
 BRIDGE_LOGGERS = ("rabbit_bridge", "aio_pika", "aiormq", "pamqp")
 
+#: ``json.dumps(trace, default=str, separators=(",", ":"))``, its encoder made once (a trace
+#: step is logged for every /api request).
+_TRACE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
 _SHOP_ROOTS = SHOP_LAYERS | {"app", TRACE_LOGGER}
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
@@ -186,5 +190,5 @@ def log_json(record: logging.LogRecord, message: str, worker: str,
     trace = _trace(record)
     extra = "".join(f",{_quote(field)}:{_quote(value)}" for field, value in named)
     if trace is not None:
-        extra += f',"trace":{json.dumps(trace, default=str, separators=(",", ":"))}'
+        extra += f',"trace":{_TRACE_ENCODER.encode(trace)}'
     return key, fixed + extra + "}"

@@ -167,10 +167,14 @@ class ShopMonitor(PrometheusMonitor):
     # -- tables -----------------------------------------------------------------------------
 
     def on_table_get(self, table: CollectionT, key: Any) -> None:
-        """Count a read of ``table``."""
-        self._table_or_create(table).keys_retrieved += 1
-        _child(self._table_reads, table.name, lambda: self._metrics.table_operations.labels(
-            table=f"table.{table.name}", operation=self.KEYS_RETRIEVED)).inc()
+        """Count a read of ``table`` (a view's keyed read counts two or three)."""
+        known = self._table_reads.get(table.name)
+        if known is None:
+            known = self._table_reads[table.name] = (
+                self._table_or_create(table), self._metrics.table_operations.labels(
+                    table=f"table.{table.name}", operation=self.KEYS_RETRIEVED))
+        known[0].keys_retrieved += 1
+        known[1].inc()
 
     def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
         """Count a write of ``table``."""

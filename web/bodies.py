@@ -63,6 +63,9 @@ async def read_body(request: Request | web.Request, model: type[M]) -> M:
                             details=_problems(exc)) from None
 
 
+_NO_QUERY: dict[str, str] = {}
+
+
 def _refuse_unstorable(data: object, model: str, what: str) -> None:
     """Raise Unprocessable naming every string (or key) of ``data`` with a control character."""
     problems = [{"field": field, "problem": "contains a control character"}
@@ -93,7 +96,10 @@ def _problems(exc: ValidationError) -> list[dict[str, str]]:
 
 def read_query(request: Request | web.Request, model: type[M]) -> M:
     """Return the request's query parameters validated as ``model``."""
-    query = dict(cast(web.Request, request).query)
+    incoming = cast(web.Request, request)
+    if not incoming.query_string:  # most reads: nothing to parse or look through
+        return model.model_validate(_NO_QUERY)
+    query = dict(incoming.query)
     _refuse_unstorable(query, model.__name__, "the query")
     try:
         return model.model_validate(query)

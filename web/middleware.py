@@ -14,7 +14,9 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -131,18 +133,80 @@ def install_request_id_logging() -> None:
         return record
 
     record_with_request_id.shop_request_id = True  # type: ignore[attr-defined]
+    record_with_request_id.shop_wraps = factory  # type: ignore[attr-defined]
     logging.setLogRecordFactory(record_with_request_id)
 
 
 def log_http_step(method: str, path: str, status: int, started: float) -> None:
     """Log that a request to ``path`` was answered ``status`` (``started``: perf_counter).
 
-    Called while the request's id is current, so the record carries it.
+    Called while the request's id is current, so the record carries it. The record is the
+    one ``http_steps.info`` makes, naming this function as its caller; see :func:`_step_record`.
     """
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    http_steps.info("%s %s %d in %.1f ms", method, path, status, took_ms,
-                    extra={"trace": {"kind": "http", "method": method, "path": path,
-                                     "status": status, "ms": took_ms}})
+    args = (method, path, status, took_ms)
+    trace = {"kind": "http", "method": method, "path": path, "status": status, "ms": took_ms}
+    plain = (getattr(logging.getLogRecordFactory(), "shop_wraps", None) is logging.LogRecord
+             and threading.get_ident() == _MAIN_THREAD)
+    if plain and _template is not None:
+        record = _step_record(_template, args, trace)
+    else:
+        record = http_steps.makeRecord(http_steps.name, logging.INFO, _STEP_FILE, _STEP_LINE,
+                                       _STEP_MESSAGE, args, None, "log_http_step",
+                                       {"trace": trace})
+        if plain:
+            _remember_template(record)
+    http_steps.handle(record)
+
+
+_STEP_FILE = log_http_step.__code__.co_filename
+_STEP_LINE = log_http_step.__code__.co_firstlineno
+_STEP_MESSAGE = "%s %s %d in %.1f ms"
+#: The fields every HTTP step record has alike, from the first one made in full.
+_template: dict[str, Any] | None = None
+_MAIN_THREAD = threading.main_thread().ident
+_new_record = logging.LogRecord.__new__
+
+
+def _remember_template(record: logging.LogRecord) -> None:
+    global _template
+    if "taskName" in record.__dict__:
+        return  # a Python that names the current task in each record: made in full
+    template = dict(record.__dict__)
+    # When the logging module started, as LogRecord counts relativeCreated from it.
+    template["_start"] = record.created - record.relativeCreated / 1000
+    _template = template
+
+
+def _forget_template() -> None:
+    global _template
+    _template = None  # a forked child has another pid
+
+
+os.register_at_fork(after_in_child=_forget_template)
+
+
+def _step_record(template: dict[str, Any], args: tuple[Any, ...],
+                 trace: dict[str, Any]) -> logging.LogRecord:
+    """Return the record ``logging.LogRecord`` and the request-id factory would make for an
+    HTTP step on the event loop's (main) thread: the same fields, the constant ones copied.
+
+    ``LogRecord.__init__`` works out its file name, module, thread and process names and
+    asks the kernel for the pid on every record: a third of the step's logging.
+    """
+    record = _new_record(logging.LogRecord)
+    fields = record.__dict__
+    fields.update(template)
+    start = fields.pop("_start")
+    now = time.time()
+    fields["args"] = args
+    fields["created"] = now
+    fields["msecs"] = int((now - int(now)) * 1000) + 0.0
+    fields["relativeCreated"] = (now - start) * 1000
+    fields["trace"] = trace
+    fields["request_id"] = REQUEST_ID.get()
+    fields["shop_subject"] = SUBJECT.get()
+    return record
 
 
 class TokenBuckets:

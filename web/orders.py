@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from faust.web import Request, Response
 from pydantic import BaseModel, Field
@@ -36,6 +36,7 @@ from models.orders import (
 )
 from models.positions import Written
 from models.promotions import PromotionError, discount_for, normalise_code
+from runtime.tables import derived
 from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
 from tables.payments import payments
@@ -49,7 +50,7 @@ from web.openapi import WRITE_ACCEPTED, endpoint
 from web.positions import accepted, visible, written
 from web.queries import WaitQuery
 from web.routing import Unavailable, on_owner, owner_url, route_to_owner
-from web.views import ShopView
+from web.views import ShopView, json_bytes
 
 __all__ = ["OrderIn", "OrderLineOut", "OrderOut", "OrderPage", "StatusChange"]
 
@@ -277,15 +278,32 @@ class OrderView(ShopView):
     async def get(self, request: Request, order_id: str) -> Response:
         caller = require(request)
         wait = read_query(request, WaitQuery).wait
-        row = orders.get(order_id)
-        if row is not None and not may_see(caller, row["user_id"]):
+        shown = derived(orders, order_id, shown_order)
+        if shown is not None and not may_see(caller, shown.user_id):
             raise NotFound(f"no order {order_id!r}")  # someone else's: no waiting on it
-        if wait:
-            row = await wait_until_settled(order_id, wait)
+        if shown is not None and (shown.settled or not wait):
+            return self.json_bytes(shown.body)
+        row = await wait_until_settled(order_id, wait) if wait else None
         if row is None or not may_see(caller, row["user_id"]):
             raise NotFound(f"no order {order_id!r}")
         settled = row["status"] in SETTLED
-        return self.json(public_order(row), status=200 if settled or not wait else 202)
+        return self.json(public_order(row), status=200 if settled else 202)
+
+
+class ShownOrder(NamedTuple):
+    """What ``GET /api/orders/{id}`` needs of a stored order: whose, settled or not, and the
+    answer's bytes."""
+
+    user_id: str
+    settled: bool
+    body: bytes
+
+
+def shown_order(row: dict[str, Any] | None) -> ShownOrder | None:
+    """Return the order as ``GET /api/orders/{id}`` shows it (None: no order)."""
+    if row is None:
+        return None
+    return ShownOrder(row["user_id"], row["status"] in SETTLED, json_bytes(public_order(row)))
 
 
 async def current_order(order_id: str, request: Request) -> dict[str, Any] | None:

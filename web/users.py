@@ -28,6 +28,7 @@ from models.users import (
     password_problem,
     public_user,
 )
+from runtime.tables import derived
 from tables.users import email_watchers, emails, user_watchers, users, wait_for
 from web.bodies import read_body
 from web.errors import Conflict, NotFound
@@ -37,7 +38,7 @@ from web.openapi import WRITE_ACCEPTED, endpoint
 from web.positions import accepted, visible, written
 from web.routing import Unavailable, on_owner, route_to_owner
 from web.tokens import hash_password
-from web.views import ShopView
+from web.views import ShopView, json_bytes
 
 __all__ = ["Conflict", "ProfileIn", "RegisterIn", "UserOut"]
 
@@ -156,6 +157,11 @@ async def send_user_event(event: Event, user_id: str
     return row, None
 
 
+def shown_user(row: dict[str, Any] | None) -> bytes | None:
+    """Return the bytes of a user as the API shows them (None: no user)."""
+    return None if row is None else json_bytes(public_user(row))
+
+
 async def own_row(user_id: str) -> dict[str, Any]:
     """Return the caller's row; a just-registered user's row may be a moment away."""
     row = await wait_for(user_watchers, users, user_id, lambda row: row is not None,
@@ -177,6 +183,9 @@ class MeView(ShopView):
         caller = require(request)
 
         async def local() -> Response:
+            shown = derived(users, caller.user_id, shown_user)
+            if shown is not None:
+                return self.json_bytes(shown)
             return self.json(public_user(await own_row(caller.user_id)))
 
         return await on_owner(users.name, caller.user_id, request, local)

@@ -163,3 +163,54 @@ def test_the_read_cache_forgets_the_oldest_key_first() -> None:
     assert cache.get("c") is _UNKNOWN
     cache.clear()
     assert len(cache) == 0
+
+
+def _events(row: dict[str, Any] | None) -> tuple[int, ...] | None:
+    _made.append(row)
+    return None if row is None else (row["events"],)
+
+
+_made: list[dict[str, Any] | None] = []
+
+
+def test_a_derived_value_is_made_once_per_stored_version_of_the_row(monkeypatch: Any) -> None:
+    from runtime.tables import derived
+
+    table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
+    _made.clear()
+    assert derived(table, "s1", _events) == (1,) and derived(table, "s1", _events) == (1,)
+    assert derived(table, "nobody", _events) is None
+    assert derived(table, "nobody", _events) is None
+    assert _made == [{"events": 1}, None] and store.reads == 2
+    assert table.get("s1") == {"events": 1} and store.reads == 2, "one remembered read"
+    table.on_key_set("s1", {"events": 2})  # a write here
+    store.rows[b"s1"] = b'{"events": 2}'
+    assert derived(table, "s1", _events) == (2,)
+    store.rows[b"s1"] = b'{"events": 3}'  # a changelog record
+    table.apply_changelog_batch([])
+    assert derived(table, "s1", _events) == (3,)
+    assert _made[2:] == [{"events": 2}, {"events": 3}]
+
+
+def test_a_derived_value_within_an_event_is_made_from_the_store(monkeypatch: Any) -> None:
+    from runtime import tables as base
+    from runtime.tables import derived
+
+    table, store = _table_on(monkeypatch, {b"s1": b'{"events": 1}'})
+    monkeypatch.setattr(base, "current_event", lambda: object())
+    _made.clear()
+    assert derived(table, "s1", _events) == (1,) and derived(table, "s1", _events) == (1,)
+    assert store.reads == 2 and len(_made) == 2
+
+
+def test_a_derived_value_is_forgotten_with_its_key() -> None:
+    from runtime.tables import ReadCache
+
+    cache = ReadCache(1)
+    cache.put("a", b"1")
+    cache.derived("a")[_events] = (1,)
+    cache.put("a", b"2")  # a new version of the row
+    assert cache.derived("a") == {}
+    cache.derived("a")[_events] = (2,)
+    cache.put("b", b"3")  # "a" is the oldest: forgotten, with what was derived from it
+    assert cache._derived == {}

@@ -266,3 +266,35 @@ async def test_the_gateway_skips_the_limit_only_for_a_proven_forward(fused: Test
               **forwarding_headers("http://worker-2:6066", SECRET)}
     statuses = [(await fused.get("/api/who", headers=proven)).status for _ in range(6)]
     assert statuses == [200] * 6
+
+
+def test_an_http_step_record_has_the_fields_of_one_made_in_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from models.tracing import REQUEST_ID
+    from web import middleware
+
+    install_request_id_logging()
+    records: list[logging.LogRecord] = []
+    monkeypatch.setattr(middleware.http_steps, "handle", records.append)
+    monkeypatch.setattr(middleware, "_template", None)
+    token = REQUEST_ID.set("a" * 32)
+    try:
+        middleware.log_http_step("GET", "/api/users/me", 200, time.perf_counter())
+        middleware.log_http_step("GET", "/api/orders/1", 404, time.perf_counter())
+    finally:
+        REQUEST_ID.reset(token)
+    full, copied = records
+    assert middleware._template is not None, "the second record is made from the first"
+    moments = {"created", "msecs", "relativeCreated", "args", "trace"}
+    assert set(copied.__dict__) == set(full.__dict__)
+    assert {k: v for k, v in copied.__dict__.items() if k not in moments} == \
+        {k: v for k, v in full.__dict__.items() if k not in moments}
+    assert copied.getMessage().startswith("GET /api/orders/1 404 in ")
+    assert copied.trace["status"] == 404 and copied.request_id == "a" * 32
+    assert copied.funcName == "log_http_step" and copied.filename == "middleware.py"
+    assert 0 <= copied.created - full.created < 5
+    assert abs((copied.relativeCreated - full.relativeCreated) / 1000
+               - (copied.created - full.created)) < 1e-3
+    assert copied.msecs == int((copied.created - int(copied.created)) * 1000)

@@ -246,3 +246,14 @@ async def test_a_row_not_found_before_the_tables_are_restored_is_a_503(
     error = await error_of(response)
     assert error["code"] == "unavailable"
     assert "restoring" in error["message"]
+
+
+async def test_an_answer_of_encoded_bytes_is_the_json_answer_of_the_value() -> None:
+    from web.views import ShopView, json_bytes
+
+    value = {"id": "o-1", "at": datetime(2024, 1, 2, tzinfo=UTC), "name": "Zoë", "n": [1, 2.5]}
+    made = ShopView.json(cast(Any, None), value)
+    given = ShopView.json_bytes(cast(Any, None), json_bytes(value))
+    assert given.body == made.body and given.status == made.status == 200
+    assert dict(given.headers) == dict(made.headers)
+    assert given.content_type == "application/json" and given.charset == "utf-8"
