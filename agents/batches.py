@@ -38,6 +38,7 @@ from prometheus_client import Counter
 
 from agents.dead_letters import dead_letter
 from models.base import Event, EventTypes, decode_event
+from runtime.positions import APPLIERS, positions
 from tables.replay import Position, Row, update_many
 
 E = TypeVar("E", bound=Event)
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["WITHIN_S", "Decoded", "Failures", "current_events", "decode_batch",
            "distinct_messages", "fold_batches",
-           "fold_into", "handle_batches", "in_partition_of", "ready_batches"]
+           "fold_into", "handle_batches", "in_partition_of", "note_applied", "ready_batches"]
 
 #: How long a batch waits to fill before it is handled with what it has (s).
 WITHIN_S = 0.05
@@ -203,6 +204,22 @@ async def handle_batches(stream: StreamT[Any], model: type[E] | EventTypes,
                 failed.extend(handle(items))
         for event, exc in failed:
             await dead_letter(event, exc, agent=agent, stage="handle")
+        note_applied(events, agent)
+
+
+def note_applied(events: Sequence[EventT], agent: str) -> None:
+    """The batch of ``events`` is handled: where ``agent`` is its topic's applier
+    (runtime/positions.py), each partition's last offset in it counts as applied."""
+    if agent not in APPLIERS.values():
+        return
+    last: dict[tuple[str, int], int] = {}
+    for event in events:
+        message = event.message
+        if APPLIERS.get(message.topic) == agent:
+            where = (message.topic, message.partition)
+            last[where] = max(last.get(where, -1), message.offset)
+    for (topic, partition), offset in last.items():
+        positions.handled(topic, partition, offset)
 
 
 async def fold_batches(stream: StreamT[Any], model: type[E], table: MutableMapping[str, Row],

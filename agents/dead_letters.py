@@ -28,7 +28,7 @@ from agents.topics import dead_letters_topic
 from models.base import Event, EventTypes, decode_event, utcnow
 from models.dead_letters import DeadLetter
 from models.tracing import REQUEST_ID, SUBJECT, TRACE_LOGGER, header_request_id, subject_of
-from runtime.positions import APPLIERS, positions
+from runtime.positions import APPLIERS, causes_of, positions
 from tables.replay import Position
 
 __all__ = ["dead_letter", "event_type_of", "for_each_event", "request_held"]
@@ -60,14 +60,17 @@ async def for_each_event(
     ``model`` is one event class, or event classes by their type (see models.base). Events
     whose type is in ``skip`` (other agents' events on a shared topic) are passed over
     without being decoded. Once the topic's applier (runtime/positions.py) is done with an
-    event, however that ended, the event's offset counts as applied on this worker.
+    event, however that ended, the event's offset counts as applied on this worker, with the
+    sends of its handling that the topic follows (``FOLLOWS``) as what it caused.
     """
     async for event in stream.events():
         message = event.message
-        if not (skip and event_type_of(message.value) in skip):
-            await _handle(event, model, handler, agent)
-        if APPLIERS.get(message.topic) == agent:
-            positions.handled(message.topic, message.partition, message.offset)
+        applier = APPLIERS.get(message.topic) == agent
+        with causes_of(message.topic if applier else None) as caused:
+            if not (skip and event_type_of(message.value) in skip):
+                await _handle(event, model, handler, agent)
+        if applier:
+            positions.handled(message.topic, message.partition, message.offset, caused)
 
 
 async def _handle(event: EventT, model: type[E] | EventTypes, handler: Handler[E],

@@ -12,6 +12,7 @@ from app import app
 from models.base import Effect
 from models.tracing import REQUEST_ID, REQUEST_ID_HEADER
 from rabbit_bridge.outbox import OutgoingMessage
+from runtime.positions import sending
 from tables.replay import Send
 
 __all__ = ["RABBIT", "send_all", "to_rabbit", "to_sends"]
@@ -37,7 +38,8 @@ async def send_all(sends: Iterable[Send]) -> None:
     RabbitMQ messages are published durable, all in one write to the publisher's outbox file,
     before the event's offset can be committed. Both carry the id of the request being
     handled, if any (models/tracing.py): Kafka messages through ShopTopic, RabbitMQ messages
-    as their ``shop-request-id`` header.
+    as their ``shop-request-id`` header. A Kafka message is also noted as caused by the event
+    being applied, if its topic follows the message's (runtime/positions.py).
     """
     durable: list[OutgoingMessage] = []
     request_id = REQUEST_ID.get()
@@ -48,5 +50,5 @@ async def send_all(sends: Iterable[Send]) -> None:
             durable.append(OutgoingMessage(exchange, routing_key, message_id, value.encode(),
                                            time.time(), headers))
         else:
-            await TOPICS[topic].send(key=key, value=value.encode())
+            sending(topic, await TOPICS[topic].send(key=key, value=value.encode()))
     app.services.publisher.publish_durable(durable)

@@ -47,7 +47,7 @@ from web.idempotency import Keyed, first_of_key
 from web.identity import Identity, may_see, require
 from web.middleware import forwarding_headers, request_id
 from web.openapi import WRITE_ACCEPTED, endpoint
-from web.positions import accepted, visible, written
+from web.positions import accepted, pending, visible, written
 from web.queries import WaitQuery
 from web.routing import Unavailable, on_owner, owner_url, route_to_owner
 from web.views import ShopView, json_bytes
@@ -257,14 +257,17 @@ class OrdersView(ShopView):
 
     async def placed(self, request: Request, order_id: str, sent: list[Written]) -> Response:
         """Return the answer of a placed order: 201, the order as stored (from its owner) and
-        its ``Location``; 202 and a ``Shop-Position`` if the orders agent did not apply it in
-        time. ``sent`` is empty for a keyed retry (the order is there)."""
+        its ``Location``; 202 and a ``Shop-Position`` if the orders agent did not apply it,
+        or the customer's list of orders did not take it, in time. ``sent`` is empty for a
+        keyed retry (the order is there)."""
         location = f"/api/orders/{order_id}"
-        shown = await visible(app, sent) and await current_order(order_id, request)
+        later = await pending(app, sent)  # the order, and its place in the customer's list
+        shown = not later and await current_order(order_id, request)
         if not shown and not sent:
             raise Unavailable("this order is not readable on its owner yet; retry in a second")
         if not shown:
-            return accepted(self, {"id": order_id, "status": "placed"}, location, sent)
+            return accepted(self, {"id": order_id, "status": "placed"}, location,
+                            later or sent)
         return self.json(shown, status=201, headers={"Location": location})
 
 

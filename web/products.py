@@ -17,7 +17,7 @@ from web.bodies import read_body, read_query
 from web.errors import Conflict, NotFound
 from web.identity import require
 from web.openapi import WRITE_ACCEPTED, endpoint
-from web.positions import accepted, visible, written
+from web.positions import accepted, pending, visible, written
 from web.routing import on_owner, route_to_owner
 from web.views import ShopView
 
@@ -153,9 +153,10 @@ class ProductsView(ShopView):
             sent.append(written(await (await inventory_topic.send(key=product.sku,
                                                                   value=restock.dumps()))))
         location = f"/api/products/{product.sku}"
-        row = catalog.get(product.sku) if await visible(self.app, sent) else None
+        later = await pending(self.app, sent)  # the stock: its level in the catalog too
+        row = None if later else catalog.get(product.sku)
         if row is None:
-            return accepted(self, {**fields, "stock_level": None}, location, sent)
+            return accepted(self, {**fields, "stock_level": None}, location, later or sent)
         return self.json(public_product(row), status=201, headers={"Location": location})
 
 
@@ -200,9 +201,11 @@ class RestockView(ShopView):
             restock = Restock.new(sku=sku, quantity=body.quantity)
             sent = written(await (await inventory_topic.send(key=sku, value=restock.dumps())))
             answer = {"sku": sku, "quantity": body.quantity}
-            row = stock.get(sku) if await visible(self.app, [sent]) else None
+            # The stock, and its level in every worker's catalog, one hop later.
+            later = await pending(self.app, [sent])
+            row = None if later else stock.get(sku)
             if row is None:
-                return accepted(self, answer, f"/api/inventory/{sku}", [sent])
+                return accepted(self, answer, f"/api/inventory/{sku}", later or [sent])
             return self.json({**answer, "stock": Stock.from_row(sku, row).public()})
 
         return await on_owner(stock.name, sku, request, local)

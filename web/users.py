@@ -1,8 +1,9 @@
 """Users HTTP: register, read and change one's profile, read a user, deactivate a user.
 
 Registering is decided on the worker that owns the e-mail key: the request is routed there,
-puts a ``ClaimEmail`` on ``user-emails`` and waits for the e-mails agent to decide (201 or
-409). A user is read and changed on the worker that owns the user id key.
+puts a ``ClaimEmail`` on ``user-emails`` and waits for the e-mails agent to decide (409), then
+for the user's row the decision registers (201; 202 if that takes longer than
+SHOP_WRITE_WAIT_S). A user is read and changed on the worker that owns the user id key.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from web.errors import Conflict, NotFound
 from web.identity import may_see, require
 from web.middleware import request_id
 from web.openapi import WRITE_ACCEPTED, endpoint
-from web.positions import accepted, visible, written
+from web.positions import accepted, pending, visible, written
 from web.routing import Unavailable, on_owner, route_to_owner
 from web.tokens import hash_password
 from web.views import ShopView, json_bytes
@@ -103,9 +104,10 @@ class ProfileIn(BaseModel):
 
 
 @endpoint("POST", "/api/users", body=RegisterIn, status=201, response=UserOut,
-          errors=(409, 503))
+          errors=(409, 503), also=WRITE_ACCEPTED)
 class RegisterView(ShopView):
-    """Register a new customer: 201 with the user, or 409 when the e-mail is taken."""
+    """Register a new customer: 201 with the user (readable on every worker), or 409 when
+    the e-mail is taken."""
 
     async def post(self, request: Request) -> Response:
         body = await read_body(request, RegisterIn)
@@ -125,7 +127,8 @@ class RegisterView(ShopView):
                                correlation_id=request_id(request) or user_id)
         watching = email_watchers.watch(body.email)
         try:
-            await (await user_emails_topic.send(key=body.email, value=claim.dumps()))
+            sent = written(await (await user_emails_topic.send(key=body.email,
+                                                               value=claim.dumps())))
         except BaseException:
             email_watchers.forget(body.email, watching)
             raise
@@ -137,24 +140,30 @@ class RegisterView(ShopView):
             raise Conflict("this e-mail address is already registered")
         user = {"id": user_id, "email": body.email, "name": body.name,
                 "roles": row["roles"], "created_at": row["claimed_at"], "active": True}
-        return self.json(user, status=201, headers={"Location": f"/api/users/{user_id}"})
+        location = f"/api/users/{user_id}"
+        # The claim registers the user's row one hop later, on the user id's owner.
+        later = await pending(app, [sent])
+        if later:
+            return accepted(self, user, location, later)
+        return self.json(user, status=201, headers={"Location": location})
 
 
 async def send_user_event(event: Event, user_id: str
-                          ) -> tuple[dict[str, Any], Written | None]:
+                          ) -> tuple[dict[str, Any], list[Written]]:
     """Send ``event`` about ``user_id`` (on its owner); return the row once it is applied
-    and None, or the row as it was and where the event landed if it was not applied in
-    time."""
+    (with the login change it causes) and no position, or the row as it was and what is not
+    applied yet if the wait ran out."""
     before = users.get(user_id)
     sent = written(await (await users_topic.send(key=user_id, value=event.dumps())))
-    if not await visible(app, [sent]):
+    later = await pending(app, [sent])
+    if later:
         if before is None:
             raise NotFound(f"no user {user_id!r}")
-        return before, sent
+        return before, later
     row = users.get(user_id)
     if row is None:
         raise NotFound(f"no user {user_id!r}")
-    return row, None
+    return row, []
 
 
 def shown_user(row: dict[str, Any] | None) -> bytes | None:
@@ -199,15 +208,15 @@ class MeView(ShopView):
             row = await own_row(user_id)
             sent: list[Written] = []
             if body.name is not None and body.name != row["name"]:
-                row, pending = await send_user_event(ProfileUpdated.new(
+                row, later = await send_user_event(ProfileUpdated.new(
                     user_id=user_id, name=body.name, correlation_id=user_id), user_id)
-                sent += [pending] if pending else []
+                sent += later
             if body.password is not None:
                 password_hash = await hash_password(body.password)
-                row, pending = await send_user_event(PasswordChanged.new(
+                row, later = await send_user_event(PasswordChanged.new(
                     user_id=user_id, password_hash=password_hash, correlation_id=user_id),
                     user_id)
-                sent += [pending] if pending else []
+                sent += later
             if sent:
                 changed = {**public_user(row), **({"name": body.name} if body.name else {})}
                 return accepted(self, changed, "/api/users/me", sent)
@@ -249,11 +258,11 @@ class DeactivateView(ShopView):
                                         correlation_id=user_id)
             cut = written(await (await revocations_topic.send(key=user_id,
                                                                value=revoked.dumps())))
-            (row, pending), refused = await asyncio.gather(
+            (row, later), refused = await asyncio.gather(
                 send_user_event(UserDeactivated.new(
                     user_id=user_id, by=caller.user_id, correlation_id=user_id), user_id),
                 visible(app, [cut]))
-            sent = [p for p in (pending, None if refused else cut) if p is not None]
+            sent = later + ([] if refused else [cut])
             if sent:
                 return accepted(self, {**public_user(row), "active": False},
                                 f"/api/users/{user_id}", sent)

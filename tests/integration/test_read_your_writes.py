@@ -2,7 +2,9 @@
 
 The matrix: every write endpoint, written through one worker and at once read (or acted on)
 through the same worker and through the other: the write answered 201/200 with the resource
-as stored, and the next request sees it, every time, with no sleep and no retry in between.
+as stored, and the next request sees it, every time, with no sleep and no retry in between;
+so does what it causes one hop later (a new user's row, a new password's login, the catalog's
+stock level, the customer's list of orders).
 
 The token: a ``Shop-Position`` header is honoured across the two workers (a read waits for
 an offset not written yet, and answers once it is), refused when malformed or forged (400 in
@@ -90,6 +92,9 @@ async def write_then_read(call: Client, w: Worker, r: Worker, tag: str) -> None:
     email = f"ryw-{tag}@example.com"
     user = expect(await call(w, "POST", "/api/users", body={
         "email": email, "password": PASSWORD, "name": "Before"}), 201)
+    for reader in (r, w):  # the user's row, one hop after the e-mail's claim
+        assert expect(await call(reader, "GET", f"/api/users/{user['id']}", ADMIN),
+                      200)["email"] == email
     tokens = expect(await call(r, "POST", "/api/auth/login",
                                body={"email": email, "password": PASSWORD}), 200)
     me = {"Authorization": f"Bearer {tokens['access_token']}"}
@@ -97,13 +102,20 @@ async def write_then_read(call: Client, w: Worker, r: Worker, tag: str) -> None:
     assert expect(await call(w, "PATCH", "/api/users/me", me, {"name": "After"}),
                   200)["name"] == "After"
     assert expect(await call(r, "GET", "/api/users/me", me), 200)["name"] == "After"
+    # A new password: the login data, one hop after the user's row, take it at once.
+    expect(await call(w, "PATCH", "/api/users/me", me, {"password": PASSWORD + "!"}), 200)
+    tokens = expect(await call(r, "POST", "/api/auth/login",
+                               body={"email": email, "password": PASSWORD + "!"}), 200)
+    me = {"Authorization": f"Bearer {tokens['access_token']}"}
 
     # Products: create (with stock), change, restock.
     sku = f"RYW-{tag.upper()}"
     product = {"sku": sku, "name": "Before", "category": "books", "price_cents": 700,
                "initial_stock": 5}
-    assert expect(await call(w, "POST", "/api/products", ADMIN, product), 201)["sku"] == sku
-    assert expect(await call(r, "GET", f"/api/products/{sku}"), 200)["name"] == "Before"
+    created = expect(await call(w, "POST", "/api/products", ADMIN, product), 201)
+    assert (created["sku"], created["stock_level"]) == (sku, "low_stock"), created
+    seen = expect(await call(r, "GET", f"/api/products/{sku}"), 200)
+    assert (seen["name"], seen["stock_level"]) == ("Before", "low_stock"), seen
     assert expect(await call(r, "GET", f"/api/inventory/{sku}", ADMIN), 200)["available"] == 5
     assert expect(await call(w, "PATCH", f"/api/products/{sku}", ADMIN, {"name": "After"}),
                   200)["name"] == "After"
@@ -112,6 +124,9 @@ async def write_then_read(call: Client, w: Worker, r: Worker, tag: str) -> None:
                                   {"quantity": 3}), 200)
     assert restocked["stock"]["available"] == 8, restocked
     assert expect(await call(r, "GET", f"/api/inventory/{sku}", ADMIN), 200)["available"] == 8
+    for reader in (r, w):  # the catalog's stock level, one hop after the stock
+        assert expect(await call(reader, "GET", f"/api/products/{sku}"),
+                      200)["stock_level"] == "in_stock"
 
     # Orders: place, read, cancel; place, ship, deliver.
     line = {"items": [{"sku": sku, "quantity": 1}], "payment_method": "pm_card_ok"}
@@ -119,6 +134,9 @@ async def write_then_read(call: Client, w: Worker, r: Worker, tag: str) -> None:
     assert placed["status"] != "" and placed["user_id"] == user["id"], placed
     seen = expect(await call(r, "GET", f"/api/orders/{placed['id']}", me), 200)
     assert seen["id"] == placed["id"], seen
+    for reader in (r, w):  # the customer's list of orders, one hop after the order
+        listed = expect(await call(reader, "GET", "/api/orders", me), 200)["items"]
+        assert placed["id"] in [item["id"] for item in listed], listed
     cancelled = expect(await call(r, "POST", f"/api/orders/{placed['id']}/cancel", me), 200)
     assert cancelled["status"] == "cancelled", cancelled
     placed = expect(await call(w, "POST", "/api/orders", me, line), 201)

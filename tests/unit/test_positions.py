@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import runtime.positions
 from models.positions import MAX_POSITIONS, BadToken, Written, decode_token, encode_token
-from runtime.positions import APPLIERS, AppliedPositions, positions
+from runtime.positions import (
+    APPLIERS,
+    FOLLOWS,
+    GLOBAL_TOPICS,
+    AppliedPositions,
+    causes_of,
+    positions,
+    sending,
+)
 from runtime.tables import note_source_offsets
 
 SECRET = "a-test-secret-of-at-least-32-characters!"
@@ -161,3 +171,91 @@ def test_a_global_tables_changelog_advances_its_topic_on_every_worker() -> None:
     revision = (positions.applied("promotions", 0) or -1) + 3
     note_source_offsets("promotions", json.dumps({"code": "X", "revision": revision}).encode())
     assert positions.applied("promotions", 0) == revision
+
+
+def landed(topic: str, partition: int, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset)
+
+
+def sent_to(topic: str, partition: int, offset: int) -> asyncio.Future[SimpleNamespace]:
+    future: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
+    future.set_result(landed(topic, partition, offset))
+    return future
+
+
+def test_every_followed_hop_is_from_and_to_a_topic_the_api_reads() -> None:
+    assert set(FOLLOWS) <= set(APPLIERS)
+    assert all(caused <= set(APPLIERS) for caused in FOLLOWS.values())
+    # A global topic is applied by every worker, its agent on one: what it sent is unknown
+    # to the others, so it follows nothing.
+    assert not set(FOLLOWS) & GLOBAL_TOPICS
+
+
+def test_an_applier_collects_its_sends_to_the_topics_its_topic_follows() -> None:
+    async def scenario() -> tuple[list[object], list[object], list[object]]:
+        to_users, to_orders = sent_to("users", 1, 5), sent_to("orders", 0, 2)
+        with causes_of("user-emails") as claimed:
+            sending("users", to_users)
+            sending("orders", to_orders)  # not a hop the e-mails follow
+        with causes_of(None) as not_applier:
+            sending("users", to_users)
+        with causes_of("support") as nothing_followed:
+            sending("users", to_users)
+        sending("users", to_users)  # outside any event: nobody collects it
+        return claimed, not_applier, nothing_followed
+
+    claimed, not_applier, nothing_followed = run(scenario())
+    assert len(claimed) == 1 and not not_applier and not nothing_followed
+
+
+def test_what_an_applied_event_caused_is_answered_once_it_landed() -> None:
+    async def scenario() -> list[object]:
+        known = AppliedPositions()
+        known.assigned([("user-emails", 0)])
+        later: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
+        known.handled("user-emails", 0, 7, [later])
+        assert known.applied("user-emails", 0) == 7  # applied at once, its cause in flight
+        in_flight = await known.caused("user-emails", 0, 7, 0.01)
+        waiting = asyncio.ensure_future(known.caused("user-emails", 0, 7, 5.0))
+        await asyncio.sleep(0)
+        later.set_result(landed("users", 3, 41))
+        failed: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("the producer failed"))
+        known.handled("user-emails", 0, 8, [sent_to("users", 1, 2), failed])
+        known.handled("user-emails", 0, 9)
+        return [in_flight, await waiting, await known.caused("user-emails", 0, 7, 0),
+                await known.caused("user-emails", 0, 8, 0.01),
+                await known.caused("user-emails", 0, 9, 0)]
+
+    assert run(scenario()) == [None, (("users", 3, 41),), (("users", 3, 41),), None, ()]
+
+
+def test_causes_are_bounded_and_go_with_their_partition(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.positions, "MAX_CAUSES", 3)
+
+    async def scenario() -> list[object]:
+        known = AppliedPositions()
+        known.assigned([("orders", 0), ("orders", 1)])
+        for offset in range(4):
+            known.handled("orders", 0, offset, [sent_to("user-orders", 2, 10 + offset)])
+        forgotten = await known.caused("orders", 0, 0, 0)
+        kept = await known.caused("orders", 0, 3, 0)
+        known.assigned([("orders", 1)])
+        return [forgotten, kept, await known.caused("orders", 0, 3, 0)]
+
+    assert run(scenario()) == [(), (("user-orders", 2, 13),), ()]
+
+
+def test_a_handled_batch_advances_its_appliers_topics_to_their_last_offsets() -> None:
+    from agents.batches import note_applied
+
+    def event(topic: str, partition: int, offset: int) -> SimpleNamespace:
+        return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition,
+                                                       offset=offset))
+
+    before = positions.applied("user-orders", 5) or -1
+    batch = [event("user-orders", 5, before + 3), event("user-orders", 5, before + 2)]
+    note_applied(batch, "orders.by-user")  # type: ignore[arg-type]
+    note_applied([event("user-orders", 5, before + 9)], "analytics.sessions")  # type: ignore[arg-type]
+    assert positions.applied("user-orders", 5) == before + 3
