@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from runtime.monitor import StoreMemoryCollector
 from runtime.store_memory import (
+    HEAP_ARENAS,
     MB,
     RELEASED_CACHE_BYTES,
     IdleRelease,
@@ -145,3 +150,47 @@ def test_metrics_report_the_stores_figures(tmp_path: Path, monkeypatch: Any) -> 
     assert "shop_store_databases 3.0" in text
     for name in ("memtables", "block_cache", "write_buffers", "table_readers"):
         assert f"shop_store_{name}_bytes " in text
+
+
+_COUNT_ARENAS = """
+import ctypes, sys, threading
+from runtime.store_memory import limit_heap_arenas
+if sys.argv[1] == "capped":
+    assert limit_heap_arenas()
+all_allocated = threading.Barrier(8)
+def allocate():
+    kept = [bytes(1000 + n) for n in range(200)]  # over 512 bytes: malloc, not pymalloc
+    all_allocated.wait()  # an exited thread's arena would be handed to the next thread
+    del kept
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+out = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, out)
+libc.fclose(out)
+print(open(sys.argv[2]).read().count("<heap nr="))
+"""
+
+
+def _arenas_after_threads(capped: bool, tmp_path: Path) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_ARENAS, "capped" if capped else "free",
+         str(tmp_path / f"malloc-{capped}.xml")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="malloc arenas are glibc's")
+def test_the_arena_cap_holds_threads_to_two_heaps(tmp_path: Path) -> None:
+    """A worker caps its arenas before its threads start (runtime/app.py): eight threads that
+    allocate then share two heaps, where each would have one of its own."""
+    assert _arenas_after_threads(False, tmp_path) > HEAP_ARENAS
+    assert _arenas_after_threads(True, tmp_path) <= HEAP_ARENAS
