@@ -19,6 +19,7 @@ from runtime.store_memory import (
     HEAP_ARENAS,
     MB,
     RELEASED_CACHE_BYTES,
+    HeapTrim,
     IdleRelease,
     ShopRocksDBOptions,
     StoreMemory,
@@ -194,3 +195,52 @@ def test_the_arena_cap_holds_threads_to_two_heaps(tmp_path: Path) -> None:
     allocate then share two heaps, where each would have one of its own."""
     assert _arenas_after_threads(False, tmp_path) > HEAP_ARENAS
     assert _arenas_after_threads(True, tmp_path) <= HEAP_ARENAS
+
+
+def test_the_heap_is_trimmed_every_period_and_never_when_switched_off() -> None:
+    trim = HeapTrim(every=60.0)
+    assert [trim.due(t) for t in (100.0, 130.0, 159.9, 160.0, 200.0, 220.0)] == [
+        False, False, False, True, False, True]
+    off = HeapTrim(every=0.0)
+    assert not any(off.due(t) for t in range(0, 10_000, 60))
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=50.0), min_size=1, max_size=60))
+def test_two_trims_are_a_period_apart_at_least(steps: list[float]) -> None:
+    trim = HeapTrim(every=60.0)
+    now, trims = 0.0, []
+    for step in steps:
+        now += step
+        if trim.due(now):
+            trims.append(now)
+    assert all(later - earlier >= 60.0 for earlier, later in itertools.pairwise(trims))
+
+
+_HOLES = """
+import ctypes, sys
+from runtime.store_memory import return_free_heap
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+chunks = [libc.malloc(16 * 1024) for _ in range(4000)]  # 64 MB in the main arena
+for chunk in chunks:
+    ctypes.memset(chunk, 1, 16 * 1024)
+for n, chunk in enumerate(chunks):
+    if n % 8:  # a chunk in use every 128 KB: the heap cannot shrink from its top
+        libc.free(chunk)
+before = rss_kb()
+return_free_heap()
+print(before, rss_kb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_returning_the_free_heap_gives_back_the_holes_between_chunks_in_use() -> None:
+    done = subprocess.run([sys.executable, "-c", _HOLES], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parents[2])
+    before, after = (int(kb) for kb in done.stdout.split())
+    assert before - after > 40 * 1024  # of the 56 MB freed in 112 KB holes
