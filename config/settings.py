@@ -75,8 +75,8 @@ class Settings:
     analytics_grace: float = 300.0
     demo_catalog: str = "on"
     demo_shoppers: float = 20.0
-    store_memory_mb: float = 64.0
-    store_write_buffers_mb: float = 32.0
+    store_memory_mb: float = 32.0
+    store_write_buffers_mb: float = 16.0
     store_write_buffer_mb: float = 1.0
     store_idle_release: float = 30.0
 

@@ -17,6 +17,7 @@ from config.checks import wait_for_kafka
 from runtime.monitor import ShopMonitor
 from runtime.positions import positions
 from runtime.rebalance import count_assignment, wait_for_streams, wait_limit
+from runtime.store_memory import limit_heap_arenas
 from runtime.tansu_compat import TansuTransport
 from runtime.transport import ShopTransport
 from runtime.web import ShopWeb
@@ -65,7 +66,14 @@ class ShopApp(faust.App):
         raise TypeError("use web.routing.route_to_owner to answer on the key's owner")
 
     def worker_init(self) -> None:
-        """Check Kafka answers and create this worker's data dir before the worker starts."""
+        """Cap the malloc arenas, check Kafka answers and create this worker's data dir before
+        the worker starts.
+
+        The cap is set before the worker makes its first thread (the Kafka consumer's, the
+        executor's): glibc gives a thread an arena of its own as it first allocates, and a
+        cap set later leaves the arenas made before it (five in a worker that set it when its
+        first store opened, each keeping what its threads freed)."""
+        limit_heap_arenas()
         try:
             wait_for_kafka(self.settings)
         except ConfigError as exc:

@@ -40,8 +40,8 @@ from typing import Any
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
-__all__ = ["MB", "Figures", "IdleRelease", "ShopRocksDBOptions", "StoreMemory", "Turn",
-           "limit_heap_arenas", "return_free_heap", "shared_memory"]
+__all__ = ["MB", "TRIM_EVERY_S", "Figures", "HeapTrim", "IdleRelease", "ShopRocksDBOptions",
+           "StoreMemory", "Turn", "limit_heap_arenas", "return_free_heap", "shared_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ M_ARENA_MAX = -8
 #: Arenas the worker's threads share. glibc's default, 8 per core, lets each RocksDB and
 #: executor thread keep an arena of its own whose freed memory is rarely reused elsewhere.
 HEAP_ARENAS = 2
+
+#: Seconds between two returns of the heap's free pages while the worker is busy. Under steady
+#: traffic the memory glibc kept freed in its main arena grew from 3.6 to 16.5 MB over the last
+#: three and a half minutes of a ten-minute soak (~0.06 MB/s) while the memory in use stayed
+#: flat: the freed chunks sit in holes below chunks in use, and the RSS grew with them.
+TRIM_EVERY_S = 60.0
 
 #: Memtables a store may hold: the one being written and one being flushed.
 MEMTABLES_PER_STORE = 2
@@ -200,6 +206,28 @@ class IdleRelease:
             self.released = True
             return Turn.RELEASE
         return None
+
+
+class HeapTrim:
+    """Decide when a busy worker hands the heap's free pages back (:func:`return_free_heap`):
+    every ``every`` seconds (never if 0), the first time a full period after the first call.
+    An idle worker's release returns them too (:meth:`StoreMemory.release`)."""
+
+    def __init__(self, every: float = TRIM_EVERY_S) -> None:
+        self.every = every
+        self._last: float | None = None
+
+    def due(self, now: float) -> bool:
+        """Return whether to trim the heap now (``now`` in seconds)."""
+        if self.every <= 0:
+            return False
+        if self._last is None:
+            self._last = now
+            return False
+        if now - self._last < self.every:
+            return False
+        self._last = now
+        return True
 
 
 def _glibc() -> Any:

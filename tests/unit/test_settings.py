@@ -123,7 +123,7 @@ def test_the_payment_retry_defaults_and_values() -> None:
 def test_the_store_memory_defaults_and_values() -> None:
     settings = Settings()
     assert (settings.store_memory_mb, settings.store_write_buffers_mb,
-            settings.store_write_buffer_mb) == (64.0, 32.0, 1.0)
+            settings.store_write_buffer_mb) == (32.0, 16.0, 1.0)
     custom = Settings.from_env({"SHOP_STORE_MEMORY_MB": "128", "SHOP_STORE_WRITE_BUFFERS_MB":
                                 "128", "SHOP_STORE_WRITE_BUFFER_MB": "0.5"})
     assert (custom.store_memory_mb, custom.store_write_buffers_mb,

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from runtime.monitor import StoreMemoryCollector
 from runtime.store_memory import (
+    HEAP_ARENAS,
     MB,
     RELEASED_CACHE_BYTES,
+    HeapTrim,
     IdleRelease,
     ShopRocksDBOptions,
     StoreMemory,
@@ -145,3 +151,96 @@ def test_metrics_report_the_stores_figures(tmp_path: Path, monkeypatch: Any) -> 
     assert "shop_store_databases 3.0" in text
     for name in ("memtables", "block_cache", "write_buffers", "table_readers"):
         assert f"shop_store_{name}_bytes " in text
+
+
+_COUNT_ARENAS = """
+import ctypes, sys, threading
+from runtime.store_memory import limit_heap_arenas
+if sys.argv[1] == "capped":
+    assert limit_heap_arenas()
+all_allocated = threading.Barrier(8)
+def allocate():
+    kept = [bytes(1000 + n) for n in range(200)]  # over 512 bytes: malloc, not pymalloc
+    all_allocated.wait()  # an exited thread's arena would be handed to the next thread
+    del kept
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+out = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, out)
+libc.fclose(out)
+print(open(sys.argv[2]).read().count("<heap nr="))
+"""
+
+
+def _arenas_after_threads(capped: bool, tmp_path: Path) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_ARENAS, "capped" if capped else "free",
+         str(tmp_path / f"malloc-{capped}.xml")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="malloc arenas are glibc's")
+def test_the_arena_cap_holds_threads_to_two_heaps(tmp_path: Path) -> None:
+    """A worker caps its arenas before its threads start (runtime/app.py): eight threads that
+    allocate then share two heaps, where each would have one of its own."""
+    assert _arenas_after_threads(False, tmp_path) > HEAP_ARENAS
+    assert _arenas_after_threads(True, tmp_path) <= HEAP_ARENAS
+
+
+def test_the_heap_is_trimmed_every_period_and_never_when_switched_off() -> None:
+    trim = HeapTrim(every=60.0)
+    assert [trim.due(t) for t in (100.0, 130.0, 159.9, 160.0, 200.0, 220.0)] == [
+        False, False, False, True, False, True]
+    off = HeapTrim(every=0.0)
+    assert not any(off.due(t) for t in range(0, 10_000, 60))
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=50.0), min_size=1, max_size=60))
+def test_two_trims_are_a_period_apart_at_least(steps: list[float]) -> None:
+    trim = HeapTrim(every=60.0)
+    now, trims = 0.0, []
+    for step in steps:
+        now += step
+        if trim.due(now):
+            trims.append(now)
+    assert all(later - earlier >= 60.0 for earlier, later in itertools.pairwise(trims))
+
+
+_HOLES = """
+import ctypes, sys
+from runtime.store_memory import return_free_heap
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+chunks = [libc.malloc(16 * 1024) for _ in range(4000)]  # 64 MB in the main arena
+for chunk in chunks:
+    ctypes.memset(chunk, 1, 16 * 1024)
+for n, chunk in enumerate(chunks):
+    if n % 8:  # a chunk in use every 128 KB: the heap cannot shrink from its top
+        libc.free(chunk)
+before = rss_kb()
+return_free_heap()
+print(before, rss_kb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_returning_the_free_heap_gives_back_the_holes_between_chunks_in_use() -> None:
+    done = subprocess.run([sys.executable, "-c", _HOLES], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parents[2])
+    before, after = (int(kb) for kb in done.stdout.split())
+    assert before - after > 40 * 1024  # of the 56 MB freed in 112 KB holes
