@@ -6,7 +6,8 @@ beside the order's payment row (its status and retry state, ``models/payments.py
 only.
 
 The request is answered by the worker that owns the order's ``payments`` partition (the
-worker whose payments agent calls the provider for it), like the other keyed views. The
+worker whose saga agent calls the provider for it, in the order's partition), like the other
+keyed views. The
 simulated provider's ledger is the memory of that worker's process: it holds the calls that
 process made, and starts empty when the process starts or the partition moves to another
 worker. A real provider answers from its own records.
@@ -63,7 +64,7 @@ class ProviderLedgerOut(BaseModel):
     charges: list[ProviderChargeOut]
     refunds: list[ProviderRefundOut]
     payment: dict[str, Any] | None = Field(
-        description="the payments agent's row: status, attempts, next_try_at, last_error, ...")
+        description="the order's payment row: status, attempts, next_try_at, last_error, ...")
 
 
 def provider_ledger(order_id: str) -> dict[str, Any] | None:

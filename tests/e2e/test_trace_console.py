@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 BUYER = customer("e2e-traced-buyer")
 #: The steps the timeline must show, in this order (data-kind, data-type).
 STEPS = [("http", None), ("event", "order_placed"), ("event", "reserve_stock"),
-         ("event", "payment_requested"), ("event", "order_confirmed"), ("event", "notify")]
+         ("event", "provider_answered"), ("event", "order_confirmed"), ("event", "notify")]
 
 
 def traced(url: str, trace_id: str, within: float = 30.0) -> list[dict[str, Any]]:

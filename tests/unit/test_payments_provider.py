@@ -131,7 +131,7 @@ async def test_a_refund_of_an_unknown_charge_fails(charge_id: str) -> None:
     assert refund == Refund(False, reason="unknown_charge")
 
 
-# -- the payments agent's rule --------------------------------------------------------------
+# -- the payment step's rule ----------------------------------------------------------------
 
 
 def request(amount: int = 2200, method: str = "pm_card_ok") -> PaymentRequested:
