@@ -56,6 +56,9 @@ MAX_EXPLAINED = 8
 RECORD = re.compile(r"(?P<topic>[\w.-]+)\[(?P<partition>\d+)\]@(?P<offset>\d+):")
 
 
+# 2,000 orders, each answered once its customer's list has it, through a worker that is killed
+# and a group that rebalances twice: 100-200 s on two shared cores, more beside other work.
+@pytest.mark.timeout(600)
 async def test_a_worker_killed_mid_saga_leaves_every_invariant_intact(
     workers: WorkerFactory, private_rabbit: PrivateRabbit,
 ) -> None:
