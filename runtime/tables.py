@@ -197,13 +197,19 @@ class FastReads:
             return super().get(key, default)  # type: ignore[misc]
         table.on_key_get(key)
         if current_event() is None and table.window is None:
-            value = self._read_cache.get(key)
-            if value is _UNKNOWN:
-                value = store._get(store._encode_key(key))
-                self._read_cache.put(key, value)
+            value = self._cached_bytes(key)
         else:
             value = store._get(store._encode_key(key))
         return default if value is None else store._decode_value(value)
+
+    def _cached_bytes(self, key: Any) -> bytes | None:
+        """Return the stored bytes of ``key`` (None: no row) through the read cache."""
+        value = self._read_cache.get(key)
+        if value is _UNKNOWN:
+            store: Any = cast(Any, self).data
+            value = store._get(store._encode_key(key))
+            self._read_cache.put(key, value)
+        return cast(bytes | None, value)
 
     def derive(self, key: Any, make: Callable[[Any], D]) -> D:
         """Return ``make(row)`` (``row`` None without one), made once per stored version of
@@ -214,12 +220,8 @@ class FastReads:
                 or table.window is not None or current_event() is not None):
             return make(self.get(key))
         table.on_key_get(key)
-        cache = self._read_cache
-        value = cache.get(key)
-        if value is _UNKNOWN:
-            value = store._get(store._encode_key(key))
-            cache.put(key, value)
-        made = cache.derived(key)
+        value = self._cached_bytes(key)
+        made = self._read_cache.derived(key)
         try:
             return cast(D, made[make])
         except KeyError:
