@@ -70,7 +70,7 @@ def step_key(step: dict[str, Any]) -> tuple[str, str, str]:
 
 
 async def trace(http: aiohttp.ClientSession, worker: Worker, trace_id: str,
-                within: float = 30.0, also: tuple[str, str, str] | None = None,
+                within: float = 30.0, also: tuple[tuple[str, str, str], ...] = (),
                 ) -> dict[str, Any]:
     """Return the trace of ``trace_id`` once the checkout's steps (and ``also``) are in (log
     shipping is asynchronous), read through ``worker``."""
@@ -80,7 +80,7 @@ async def trace(http: aiohttp.ClientSession, worker: Worker, trace_id: str,
             body = await answer.json()
             assert answer.status == 200, body
         keys = [step_key(step) for step in body["steps"]]
-        if set(keys) >= LINE | ({also} if also else set()) and body["complete"]:
+        if set(keys) >= LINE | set(also) and body["complete"]:
             return dict(body)
         if time.monotonic() > deadline:
             raise AssertionError(f"trace {trace_id} incomplete: {keys}")
@@ -139,14 +139,15 @@ async def test_a_checkout_is_followed_through_two_workers(
                              headers={**ADMIN, "X-Request-Id": shipping}) as answer:
             assert answer.status in (200, 202), await answer.json()
         shipped = ("orders.saga", "orders", "ship_requested")
-        by_order = await trace(http, b, placed["id"], also=shipped)
+        ship_step = ("http", f"POST /api/orders/{placed['id']}/ship", "")
+        by_order = await trace(http, b, placed["id"], also=(shipped, ship_step))
         # the shipping's own notification is a notify step too: the checkout's are its request's
         checkout_steps = [s for s in by_order["steps"] if s["request_id"] == request_id]
         assert checkout_line({"steps": checkout_steps}) == CHECKOUT
         assert by_order["requests"] == [request_id, shipping]
         keys = [step_key(step) for step in by_order["steps"]]
-        assert keys.index(("http", f"POST /api/orders/{placed['id']}/ship", "")) \
-            < keys.index(shipped) and keys.index(CHECKOUT[-1]) < keys.index(shipped)
+        assert keys.index(ship_step) < keys.index(shipped)
+        assert keys.index(CHECKOUT[-1]) < keys.index(shipped)
 
         # The central log finds the records that name the order, and only those.
         async with http.get(f"{a.url}/api/admin/logs?order_id={placed['id']}&limit=1000",
