@@ -20,7 +20,8 @@ from aiokafka.structs import RecordMetadata
 from bench.errors import BenchError
 from bench.report import PhaseResult
 
-__all__ = ["create_topic", "measure_consumer", "measure_producer", "new_producer", "send_all"]
+__all__ = ["count_messages", "create_topic", "grown", "measure_consumer", "measure_producer",
+           "new_producer", "send_all"]
 
 #: How long reading the raw topic back may take before the phase fails.
 READ_TIMEOUT_S = 120.0
@@ -98,3 +99,54 @@ async def measure_consumer(bootstrap: str, topic: str, count: int) -> PhaseResul
         await consumer.stop()
     return PhaseResult("raw aiokafka consumer + json.loads + count", seen, seconds,
                        extra={"partitions": len(partitions), "distinct_keys": len(per_key)})
+
+
+async def count_messages(bootstrap: str, *, skip_prefix: str | None = None
+                         ) -> tuple[Counter[str], Counter[str]]:
+    """Return the records of every topic so far (but those whose name starts with
+    ``skip_prefix``), by topic, and those of ``orders`` by type."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        topics = await consumer.topics()
+        tps = [TopicPartition(topic, partition) for topic in topics
+               if skip_prefix is None or not topic.startswith(skip_prefix)
+               for partition in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        # Up to the end offsets of now: a worker that writes all the time would never leave
+        # a quiet moment. Tansu may answer an end offset inside the last batch, and a fetch
+        # returns whole batches, so reading up to it reads that batch to its end.
+        ends = await consumer.end_offsets(tps)
+        by_topic: Counter[str] = Counter()
+        by_type: Counter[str] = Counter()
+        while await _short_of(consumer, ends):
+            batches = await consumer.getmany(timeout_ms=300, max_records=20_000)
+            for tp, records in batches.items():
+                by_topic[tp.topic] += len(records)
+                if tp.topic == "orders":
+                    by_type.update(_type_of(record.value) for record in records)
+        return by_topic, by_type
+    finally:
+        await consumer.stop()
+
+
+async def _short_of(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Return True while ``consumer`` has not read some partition up to its end in ``ends``."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+def _type_of(value: bytes | None) -> str:
+    try:
+        return str(json.loads(value or b"")["type"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def grown(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    """Return the counts that grew from ``before`` to ``after``, by how much."""
+    return {key: after[key] - before[key] for key in sorted(after) if after[key] > before[key]}

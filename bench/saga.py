@@ -24,11 +24,13 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from bench.errors import BenchError
+from bench.kafka_raw import count_messages, grown
 from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _require_rabbitmq, _wait_ready
 from config.settings import DEV_JWT_SECRET
@@ -38,6 +40,8 @@ from web.tokens import issue_access_token
 __all__ = ["Confirmations", "add_products", "bench_sku", "measure_saga"]
 
 PRODUCTS = 50
+#: The steady rate of the goal's low-load latency (orders/s).
+STEADY_RATE = 20
 #: A worker using less than this share of a core over IDLE_WINDOW_S has worked off its backlog.
 IDLE_SHARE = 0.3
 IDLE_WINDOW_S = 1.0
@@ -211,12 +215,15 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                 assert worker.process is not None
                 pid = worker.process.pid
                 await wait_until_idle(pid, deadline)
+                written, _ = await count_messages(broker.bootstrap, skip_prefix="bench-")
                 began = time.perf_counter()
                 cpu_before = cpu_seconds(pid)
                 seconds, saturated = await _saturated(http, worker.url, confirmations, orders,
                                                       concurrency, deadline)
                 drained = await wait_until_idle(pid, deadline) - began
                 cpu_used = cpu_seconds(pid) - cpu_before
+                messages = grown(written, (await count_messages(
+                    broker.bootstrap, skip_prefix="bench-"))[0])
                 rate, sustained = orders / seconds, orders / drained
                 say(f"saga: {rate:,.0f} orders/s confirmed, {sustained:,.0f}/s sustained "
                     f"(everything done {drained:.1f} s after the first order; "
@@ -225,6 +232,10 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                     f"{latency_seconds:.0f} s")
                 latencies = await _open_loop(http, worker.url, confirmations, sustained / 2,
                                              latency_seconds, deadline)
+                await wait_until_idle(pid, deadline)
+                say(f"saga: latency at {STEADY_RATE} orders/s for {latency_seconds:.0f} s")
+                steady = await _open_loop(http, worker.url, confirmations, STEADY_RATE,
+                                          latency_seconds, deadline)
     finally:
         await asyncio.to_thread(worker.stop)
     ms = 1000.0
@@ -235,10 +246,33 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                            "p50_ms": round(_percentile(saturated, 0.5) * ms, 1),
                            "p99_ms": round(_percentile(saturated, 0.99) * ms, 1),
                            "sustained_orders_per_s": round(sustained, 1),
-                           "worker_cpu_ms_per_order": round(cpu_used / orders * ms, 2)}),
+                           "worker_cpu_ms_per_order": round(cpu_used / orders * ms, 2),
+                           **messages_per_order(messages, orders)}),
         PhaseResult("saga at half the sustained rate (latency)", len(latencies),
                     latency_seconds,
                     extra={"rate": round(sustained / 2, 1),
                            "p50_ms": round(_percentile(latencies, 0.5) * ms, 1),
-                           "p99_ms": round(_percentile(latencies, 0.99) * ms, 1)}),
+                           "p99_ms": round(_percentile(latencies, 0.99) * ms, 1),
+                           "steady_rate": STEADY_RATE,
+                           "steady_p50_ms": round(_percentile(steady, 0.5) * ms, 1),
+                           "steady_p99_ms": round(_percentile(steady, 0.99) * ms, 1)}),
     ]
+
+
+#: The saga's own topics and tables: what an order needs, before the readers of its notices.
+SAGA_TOPICS = frozenset({"orders", "inventory", "payments", "user-orders",
+                         *(f"shopstream-{table}-changelog" for table in (
+                             "orders", "payments", "stock", "open-orders", "orders-by-user"))})
+
+
+def messages_per_order(messages: dict[str, int], orders: int) -> dict[str, Any]:
+    """Return the Kafka messages the worker wrote an order: all, the saga's own, changelogs."""
+    def per_order(count: int) -> float:
+        return round(count / orders, 2)
+
+    return {"messages_per_order": per_order(sum(messages.values())),
+            "saga_messages_per_order": per_order(
+                sum(n for topic, n in messages.items() if topic in SAGA_TOPICS)),
+            "changelog_messages_per_order": per_order(
+                sum(n for topic, n in messages.items() if topic.endswith("-changelog"))),
+            "messages_by_topic": messages}

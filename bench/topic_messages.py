@@ -20,68 +20,20 @@ import random
 import shutil
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.errors import BenchError
+from bench.kafka_raw import count_messages, grown
 from bench.report import UNLIMITED, say
 from bench.saga import PRODUCTS, _place, add_products, wait_until_idle
 from scripts.devstack import StackError, broker_env, rabbit_vhost, start_tansu, start_worker
 
-__all__ = ["count_messages", "main", "measure_topic_messages"]
+__all__ = ["main", "measure_topic_messages"]
 
 #: Orders in flight while the saga runs.
 IN_FLIGHT = 50
-
-
-async def count_messages(bootstrap: str) -> tuple[Counter[str], Counter[str]]:
-    """Return the records of every topic so far, by topic, and those of ``orders`` by type."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=50)
-    await consumer.start()
-    try:
-        topics = await consumer.topics()
-        tps = [TopicPartition(topic, partition) for topic in topics
-               for partition in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        # Up to the end offsets of now: a worker that writes all the time would never leave
-        # a quiet moment. Tansu may answer an end offset inside the last batch, and a fetch
-        # returns whole batches, so reading up to it reads that batch to its end.
-        ends = await consumer.end_offsets(tps)
-        by_topic: Counter[str] = Counter()
-        by_type: Counter[str] = Counter()
-        while await _short_of(consumer, ends):
-            batches = await consumer.getmany(timeout_ms=300, max_records=20_000)
-            for tp, records in batches.items():
-                by_topic[tp.topic] += len(records)
-                if tp.topic == "orders":
-                    by_type.update(_type_of(record.value) for record in records)
-        return by_topic, by_type
-    finally:
-        await consumer.stop()
-
-
-async def _short_of(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    """Return True while ``consumer`` has not read some partition up to its end in ``ends``."""
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return True
-    return False
-
-
-def _type_of(value: bytes | None) -> str:
-    try:
-        return str(json.loads(value or b"")["type"])
-    except (ValueError, KeyError, TypeError):
-        return "?"
-
-
-def _grown(before: Counter[str], after: Counter[str]) -> dict[str, int]:
-    return {key: after[key] - before[key] for key in sorted(after) if after[key] > before[key]}
 
 
 async def measure_topic_messages(workdir: Path, rabbit_url: str, orders: int,
@@ -104,7 +56,7 @@ async def measure_topic_messages(workdir: Path, rabbit_url: str, orders: int,
                     await asyncio.sleep(idle_seconds)
                     idle, idle_types = await count_messages(broker.bootstrap)
                     idle_took = time.monotonic() - began
-                    say(f"idle {idle_took:.1f} s: {_grown(start, idle) or 'no message'}")
+                    say(f"idle {idle_took:.1f} s: {grown(start, idle) or 'no message'}")
                     rng = random.Random(3)
                     limit = asyncio.Semaphore(IN_FLIGHT)
 
@@ -129,16 +81,16 @@ async def measure_topic_messages(workdir: Path, rabbit_url: str, orders: int,
                 await asyncio.to_thread(worker.stop)
     finally:
         broker.stop()
-    saga = _grown(idle, done)
+    saga = grown(idle, done)
     changelogs = sum(n for topic, n in saga.items() if topic.endswith("-changelog"))
     return {
         "idle_seconds": round(idle_took, 1),
-        "idle_messages": _grown(start, idle),
-        "idle_orders_by_type": _grown(start_types, idle_types),
+        "idle_messages": grown(start, idle),
+        "idle_orders_by_type": grown(start_types, idle_types),
         "orders": orders,
         "saga_seconds": round(saga_took, 1),
         "saga_messages": saga,
-        "saga_orders_by_type": _grown(idle_types, done_types),
+        "saga_orders_by_type": grown(idle_types, done_types),
         "messages_per_order": round(sum(saga.values()) / orders, 2),
         "changelog_messages_per_order": round(changelogs / orders, 2),
         "orders_topic_messages_per_order": round(saga.get("orders", 0) / orders, 2),

@@ -44,11 +44,12 @@ from yarl import URL
 
 from config.settings import Settings
 from runtime import heap
+from runtime.changelog import ChangelogBatches
 from runtime.positions import GLOBAL_TOPICS, positions
 from runtime.store_memory import MB, ShopRocksDBOptions, StoreMemory, shared_memory
 
-__all__ = ["OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore", "ShopTable",
-           "derived", "note_source_offsets", "tables_ready"]
+__all__ = ["BulkChangelog", "OwnWrites", "ReadCache", "ShopGlobalTable", "ShopRocksDBStore",
+           "ShopTable", "derived", "note_source_offsets", "tables_ready"]
 
 R = TypeVar("R")  # what OwnWrites holds back: a changelog event
 D = TypeVar("D")  # what a view derives from a row (derived)
@@ -262,8 +263,70 @@ class FastReads:
         super().reset_state()  # type: ignore[misc]
 
 
-class ShopTable(FastReads, RawStrKeys, faust.Table):
-    """A Faust table whose ``str`` keys are stored and routed as raw UTF-8 bytes."""
+class BulkChangelog:
+    """Table writes whose changelog records go to Kafka in bulk (mixed into Faust's Table).
+
+    A write encodes its row once, stores those bytes, and hands the same bytes as the
+    changelog record to the producer's :class:`runtime.changelog.ChangelogBatches`, which
+    sends a changelog partition's records as one batch and delivers them all before Faust
+    commits a source offset. As Faust's own write, it goes to the current event's partition,
+    and is counted by the sensor. Windowed tables, tables with their own partitioner and
+    stores that do not keep bytes write as Faust does.
+    """
+
+    _batches: ChangelogBatches | bool | None = False  # False: not looked up yet
+    _changelog_name = ""
+
+    def _changelog_batches(self) -> ChangelogBatches | None:
+        batches = self._batches
+        if batches is False:
+            table: Any = self
+            batches = None
+            if (table.window is None and not table.use_partitioner
+                    and isinstance(table.data, SerializedStore)):
+                batches = getattr(table.app.producer, "changelog_batches", None)
+                self._changelog_name = table.changelog_topic.get_topic_name()
+            self._batches = batches
+        return cast(ChangelogBatches | None, batches)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        batches = self._changelog_batches()
+        if batches is None:
+            super().__setitem__(key, value)  # type: ignore[misc]
+            return
+        table: Any = self
+        store = table.data
+        raw_key, raw_value = store._encode_key(key), store._encode_value(value)
+        self._write(batches, key, raw_key, raw_value)
+        store._set(raw_key, raw_value)
+        table._sensor_on_set(table, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        batches = self._changelog_batches()
+        if batches is None:
+            super().__delitem__(key)  # type: ignore[misc]
+            return
+        table: Any = self
+        store = table.data
+        raw_key = store._encode_key(key)
+        self._write(batches, key, raw_key, None)
+        store._del(raw_key)
+        table._sensor_on_del(table, key)
+
+    def _write(self, batches: ChangelogBatches, key: Any, raw_key: bytes,
+               raw_value: bytes | None) -> None:
+        table: Any = self
+        event = current_event()
+        if event is None:  # Faust's rule: a table changes only from an agent's event
+            raise TypeError("Cannot modify table key from outside of stream iteration")
+        table._read_cache.forget(key)
+        batches.append(table.name, table.data, TP(self._changelog_name, event.message.partition),
+                       raw_key, raw_value)
+
+
+class ShopTable(BulkChangelog, FastReads, RawStrKeys, faust.Table):
+    """A Faust table whose ``str`` keys are stored and routed as raw UTF-8 bytes, and whose
+    changelog records go to Kafka in bulk."""
 
 
 class OwnWrites(Generic[R]):

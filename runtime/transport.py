@@ -36,6 +36,7 @@ from faust.types.tuples import FutureMessage
 from mode import Service
 from prometheus_client import Counter
 
+from runtime.changelog import ChangelogBatches
 from runtime.consumer import ShopConsumer
 
 __all__ = ["DrainingProducerBuffer", "ShopProducer", "ShopTransport", "broker_topics"]
@@ -110,7 +111,9 @@ class DrainingProducerBuffer(ProducerBuffer):
 
 
 class ShopProducer(Producer):
-    """Faust's aiokafka producer with :class:`DrainingProducerBuffer`."""
+    """Faust's aiokafka producer with :class:`DrainingProducerBuffer`, and the tables'
+    changelog records in bulk (:class:`runtime.changelog.ChangelogBatches`; not with Faust's
+    threaded producer, whose client lives in another thread's loop)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -119,6 +122,15 @@ class ShopProducer(Producer):
         if self.threaded_producer is not None:
             buffer.threaded_producer = self.threaded_producer
         self.buffer = buffer
+        self.changelog_batches: ChangelogBatches | None = (
+            None if self.threaded_producer is not None
+            else ChangelogBatches(self._ensure_producer))
+
+    async def flush(self) -> None:
+        """Deliver the tables' pending changelog records, then flush as Faust does."""
+        if self.changelog_batches is not None:
+            await self.changelog_batches.flush()
+        await super().flush()
 
 
 class ShopTransport(Transport):

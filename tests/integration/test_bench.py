@@ -38,6 +38,11 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     phases = document["phases"]
     assert [p["messages"] for p in phases[:5]] == [2000, 2000, 500, 300, 100]
     assert phases[5]["extra"]["p99_ms"] >= phases[5]["extra"]["p50_ms"] > 0
+    saga, steady = phases[4]["extra"], phases[5]["extra"]
+    assert saga["messages_per_order"] > saga["saga_messages_per_order"] > 0
+    assert saga["changelog_messages_per_order"] > 0 and saga["messages_by_topic"]["orders"] >= 300
+    assert steady["steady_rate"] == 20 and steady["steady_p99_ms"] >= steady["steady_p50_ms"] > 0
+    assert "Kafka messages an order:" in result.stdout
     assert all(p["msgs_per_s"] > 0 for p in phases)
     assert phases[1]["ratio_to_baseline"] == 1.0
     assert phases[2]["extra"]["table_total"] == 500  # every event counted, once

@@ -18,12 +18,13 @@ CHECKED_AGAINST = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiok
 #: The patches that depend on each library's internals.
 PATCHES = {
     "faust-streaming": "runtime/app.py, transport.py, consumer.py, rebalance.py, "
-                       "tansu_compat.py, worker.py, tables.py, store_memory.py, routing.py, "
-                       "monitor.py, web.py",
+                       "tansu_compat.py, worker.py, tables.py, changelog.py, store_memory.py, "
+                       "routing.py, monitor.py, web.py",
     "mode-streaming": "runtime/worker.py (the worker's start-up), consumer.py (its thread's "
                       "call_thread), transport.py (Service.task)",
     "aiokafka": "runtime/tansu_compat.py (_fetch_max_wait_ms), routing.py (the producer's "
-                "_metadata), consumer.py (seek in the consumer's thread)",
+                "_metadata), consumer.py (seek in the consumer's thread), changelog.py "
+                "(create_batch/send_batch)",
 }
 
 #: (patch, class, attribute or method it reaches into) for every such part of a library.
@@ -85,6 +86,12 @@ REACHED = [
     ("runtime/tables.py", "faust.stores.rocksdb.Store", "_get"),
     ("runtime/tables.py", "faust.stores.base.SerializedStore", "_encode_key"),
     ("runtime/tables.py", "faust.stores.base.SerializedStore", "_decode_value"),
+    ("runtime/tables.py", "faust.stores.base.SerializedStore", "_encode_value"),
+    ("runtime/tables.py", "faust.stores.rocksdb.Store", "_set"),
+    ("runtime/tables.py", "faust.stores.rocksdb.Store", "_del"),
+    ("runtime/changelog.py", "faust.stores.rocksdb.Store", "set_persisted_offset"),
+    ("runtime/changelog.py", "aiokafka.AIOKafkaProducer", "create_batch"),
+    ("runtime/changelog.py", "aiokafka.AIOKafkaProducer", "send_batch"),
     ("runtime/tables.py", "faust.tables.recovery.Recovery", "completed"),
     ("runtime/store_memory.py", "faust.stores.rocksdb.RocksDBOptions", "as_options"),
     ("runtime/store_memory.py", "faust.stores.rocksdb.RocksDBOptions", "open"),
