@@ -179,7 +179,8 @@ async def faust_floor(options: Options, broker: Broker, workdir: Path,
     deadline = time.monotonic() + 240 + len(events) / 250
     floor = await measure_faust_floor(broker, events, workdir, deadline)
     say(f"Faust's floor done: {floor[0].extra['event_us']:.0f} µs an event, "
-        f"{floor[0].extra['table_write_us']:.0f} µs a table write")
+        f"{floor[0].extra['table_write_us']:.0f} µs a table write, "
+        f"{floor[0].extra['bulk_table_write_us']:.0f} µs the shop's")
     return floor
 
 

@@ -2,9 +2,11 @@
 (or, with ``BENCH_FAUST_MODE``, takes the raw bytes and does nothing or writes a row each).
 
 Run by :mod:`bench.faust_agent` as ``python -m faust -A bench.faust_app worker`` with its
-settings in ``BENCH_FAUST_*`` variables (nothing of the shop's settings or code). When the
-agent has processed ``BENCH_FAUST_TARGET`` events it writes, to ``BENCH_FAUST_RESULT``, the
-wall-clock times of the first and the last of them and the table's total.
+settings in ``BENCH_FAUST_*`` variables (nothing of the shop's settings or code, but in the
+``bulk-write`` mode: the same row writes into the shop's table class on the shop's transport,
+runtime/changelog.py). When the agent has processed ``BENCH_FAUST_TARGET`` events it writes,
+to ``BENCH_FAUST_RESULT``, the wall-clock times of the first and the last of them and the
+table's total.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from pathlib import Path
 import faust
 from faust.models.fields import StringField
 from faust.types import StreamT
+from faust.types.transports import TransportT
+
+from runtime.tables import ShopTable
+from runtime.transport import ShopTransport
 
 __all__ = ["MODE", "BenchEvent", "Stopwatch", "app"]
 
@@ -53,7 +59,25 @@ class BenchEvent(
     path: str | None = None
 
 
-app = faust.App(
+#: What the agent does with each event (BENCH_FAUST_MODE): ``count`` decodes it as a Record
+#: and adds one to its session's count; ``pass`` takes the raw bytes and does nothing (no
+#: table at all); ``write`` takes the raw bytes and writes them to a row of their own;
+#: ``bulk-write`` does the same into a ShopTable, whose changelog records go out in bulk.
+MODE = os.environ.get("BENCH_FAUST_MODE", "count")
+if MODE not in ("count", "pass", "write", "bulk-write"):
+    raise SystemExit(f"bench.faust_app: BENCH_FAUST_MODE={MODE!r} is not count, pass, write "
+                     "or bulk-write")
+
+
+class ShopTransportApp(faust.App):
+    """The bare app on the shop's transport (its producer sends the tables' changelogs in
+    bulk), for ``bulk-write``."""
+
+    def _new_transport(self) -> TransportT:
+        return ShopTransport(self.conf.broker_consumer, self)
+
+
+app = (ShopTransportApp if MODE == "bulk-write" else faust.App)(
     _env("APP_ID"),
     broker=_env("BROKER"),
     store="rocksdb://",
@@ -68,13 +92,6 @@ app = faust.App(
     autodiscover=False,
 )
 
-#: What the agent does with each event (BENCH_FAUST_MODE): ``count`` decodes it as a Record
-#: and adds one to its session's count; ``pass`` takes the raw bytes and does nothing (no
-#: table at all); ``write`` takes the raw bytes and writes them to a row of their own.
-MODE = os.environ.get("BENCH_FAUST_MODE", "count")
-if MODE not in ("count", "pass", "write"):
-    raise SystemExit(f"bench.faust_app: BENCH_FAUST_MODE={MODE!r} is not count, pass or write")
-
 if MODE == "count":
     events_topic = app.topic(_env("TOPIC"), key_type=str, key_serializer="raw",
                              value_type=BenchEvent)
@@ -86,6 +103,10 @@ else:
 if MODE == "write":
     #: n -> the n-th event's bytes.
     raw_rows = app.Table("raw-rows", key_type=bytes, value_type=bytes)
+elif MODE == "bulk-write":
+    raw_rows = ShopTable(app, name="raw-rows", key_type=bytes, value_type=bytes,
+                         beacon=app.tables.beacon)
+    app.tables.add(raw_rows)
 
 
 class Stopwatch:
@@ -127,7 +148,7 @@ else:
     async def take_raw(events: StreamT[bytes]) -> None:
         """Take each event's bytes; in ``write`` mode, write them to a new row."""
         watch = Stopwatch(int(_env("TARGET")), Path(_env("RESULT")))
-        write = MODE == "write"
+        write = MODE in ("write", "bulk-write")
         async for value in events:
             if write:
                 raw_rows[b"%d" % watch.seen] = value
