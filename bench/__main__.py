@@ -20,6 +20,8 @@ from bench.events import SESSIONS, make_events
 from bench.faust_agent import measure_faust_agent, measure_faust_floor
 from bench.http import measure_http
 from bench.kafka_raw import create_topic, measure_consumer, measure_producer
+from bench.ledger import SIZES as LEDGER_SIZES
+from bench.ledger import measure_ledger, print_ledger
 from bench.logs import measure_logs, print_logs_table
 from bench.notifications import STREAMS, measure_notifications
 from bench.report import (
@@ -157,6 +159,10 @@ async def saga_phase(options: Options, broker: Broker, workdir: Path,
     saga = await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders, 64,
                               options.saga_latency_seconds, deadline)
     saga[0].extra["ratio_to_raw_producer"] = round(saga[0].rate / producer.rate, 5)
+    say("stock commands against ledgers of " + ", ".join(f"{n:,}" for n in LEDGER_SIZES)
+        + " orders")
+    saga[0].extra["stock_command_us_by_ledger"] = {
+        size: round(us, 1) for size, us in measure_ledger().items()}
     return saga
 
 
@@ -359,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.only == "saga":
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])
+            print_ledger(results[1].extra["stock_command_us_by_ledger"])
             print_faust_floor(results[3])
             settings = {"messages": options.messages, "saga_orders": options.saga_orders}
         else:
@@ -380,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table([r for r in results if r not in http and r not in logs and r not in scaling
                  and r not in analytics and r not in tracking], baseline)
     print_faust_floor(next(r for r in results if r.extra.get("phase") == "faust-floor"))
+    print_ledger(next(r.extra["stock_command_us_by_ledger"] for r in results
+                      if "stock_command_us_by_ledger" in r.extra))
     print()
     print_analytics_table(analytics)
     print()

@@ -43,6 +43,9 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert saga["changelog_messages_per_order"] > 0 and saga["messages_by_topic"]["orders"] >= 300
     assert steady["steady_rate"] == 20 and steady["steady_p99_ms"] >= steady["steady_p50_ms"] > 0
     assert "Kafka messages an order:" in result.stdout
+    ledger = {int(size): us for size, us in saga["stock_command_us_by_ledger"].items()}
+    assert sorted(ledger) == [10, 100, 1000, 5000] and all(us > 0 for us in ledger.values())
+    assert "stock command against its sku's ledger" in result.stdout
     assert all(p["msgs_per_s"] > 0 for p in phases)
     assert phases[1]["ratio_to_baseline"] == 1.0
     assert phases[2]["extra"]["table_total"] == 500  # every event counted, once
@@ -87,9 +90,11 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     for notified in (pipeline, inbox):
         assert notified["messages"] == 300 and notified["extra"]["ratio_to_bare_faust_agent"] > 0
     floor = [p for p in phases if p["extra"].get("phase") == "faust-floor"]
-    assert [(p["messages"], p["extra"]["mode"]) for p in floor] == [(500, "pass"), (500, "write")]
+    assert [(p["messages"], p["extra"]["mode"]) for p in floor] == [
+        (500, "pass"), (500, "write"), (500, "bulk-write")]
     assert all(p["extra"]["table_total"] == 500 for p in floor)  # every event taken, once
     assert floor[0]["extra"]["event_us"] > 0 and floor[0]["extra"]["table_write_us"] != 0
+    assert floor[0]["extra"]["bulk_table_write_us"] != 0
     assert "Faust's floor here:" in result.stdout
 
 
