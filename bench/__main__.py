@@ -386,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     analytics = [r for r in results if r.extra.get("phase") == "analytics"]
     print_table([r for r in results if r not in http and r not in logs and r not in scaling
                  and r not in analytics and r not in tracking], baseline)
+    saga = next(r for r in results if "stock_command_us_by_ledger" in r.extra)
+    print_saga_figures(saga, results[results.index(saga) + 1])
+    print_ledger(saga.extra["stock_command_us_by_ledger"])
     print_faust_floor(next(r for r in results if r.extra.get("phase") == "faust-floor"))
-    print_ledger(next(r.extra["stock_command_us_by_ledger"] for r in results
-                      if "stock_command_us_by_ledger" in r.extra))
     print()
     print_analytics_table(analytics)
     print()

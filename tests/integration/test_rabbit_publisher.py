@@ -36,19 +36,23 @@ async def bind_test_queue(url: str) -> None:
 
 
 async def drain(url: str, expected: int, within: float = 30.0) -> list[dict[str, object]]:
-    """Return the bodies of the messages in the test queue, waiting for ``expected``."""
+    """Return the bodies of the messages in the test queue, waiting for ``expected`` distinct
+    message ids (a publisher that lost a confirm in an outage sends a message again: the copy
+    has the same id, and does not count)."""
     received: list[dict[str, object]] = []
+    ids: set[object] = set()
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(QUEUE, durable=True)
         deadline = asyncio.get_running_loop().time() + within
-        while len(received) < expected and asyncio.get_running_loop().time() < deadline:
+        while len(ids) < expected and asyncio.get_running_loop().time() < deadline:
             message = await queue.get(fail=False)
             if message is None:
                 await asyncio.sleep(0.05)
                 continue
             received.append({**json.loads(message.body), "_id": message.message_id})
+            ids.add(message.message_id)
             await message.ack()
     return received
 
