@@ -127,7 +127,11 @@ async def test_a_checkout_is_followed_through_two_workers(
             assert keys.index(before) < keys.index(step), keys
         steps = by_request["steps"]
         assert all(step["request_id"] == request_id for step in steps)
-        assert {step["worker"] for step in steps} == {a.url, b.url}  # across both workers
+        # Read through a, the trace holds b's records: the POST was answered by b. Which worker
+        # handled each later step follows the partitions' assignment, which may give b every
+        # partition the checkout touches (a few runs in a hundred).
+        handled_by = {step["worker"] for step in steps}
+        assert b.url in handled_by and handled_by <= {a.url, b.url}
         assert [step["at"] for step in steps] == sorted(step["at"] for step in steps)
         assert by_request["requests"] == [request_id]
         [placing] = [s for s in steps if step_key(s) == CHECKOUT[0]]
