@@ -117,12 +117,10 @@ class ChangelogBatches:
                     continue  # more may have joined meanwhile
                 async with self._lock:
                     await self._send_pending()
-        except Exception:  # the next flush hands over again and reports it
+        except Exception:  # kept as the failure: every later flush raises it
             log.exception("handing table changelog records to Kafka failed")
         finally:
-            self._hand_over = None
-            if self._pending:  # appended after the loop looked: hand over those too
-                self._hand_over = asyncio.ensure_future(self._hand_over_soon())
+            self._hand_over = None  # the loop ends with nothing pending, or after a failure
 
     async def _send_pending(self) -> None:
         """Send everything pending, one batch (or more, if large) a partition, in order.
