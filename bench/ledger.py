@@ -1,11 +1,13 @@
 """A stock command's cost against the size of its sku's ledger (no broker, no worker).
 
-Every command on a sku reads and writes the sku's whole row, and the row keeps an entry for
-each order that touched the sku within SHOP_ORDER_TTL (models/inventory.py, ``Stock``): a
-shop that sells a sku N times a second holds about N x SHOP_ORDER_TTL entries in its row. The
-bench builds rows of several sizes directly and times ``agents.inventory.change_stock`` (the
-function the inventory agent calls) reserving against each, through a table that keeps rows
-as the JSON bytes the store keeps. The baseline is the smallest ledger, in the same run.
+A sku's ledger keeps an entry for each order that touched the sku within SHOP_ORDER_TTL
+(models/inventory.py, ``Stock``): a shop that sells a sku N times a second holds about
+N x SHOP_ORDER_TTL entries. The recent ones are in the sku's row, which every command reads
+and writes; the others in archive rows by the time their order was placed. The bench sells
+a sku N orders spread over the last SHOP_ORDER_TTL, through ``agents.inventory.change_stock``
+(the function the inventory agent calls) and a table that keeps rows as the JSON bytes the
+store keeps, then times reserves for new orders against it. The baseline is the smallest
+ledger, in the same run.
 
 ``python -m bench.ledger``
 """
@@ -19,7 +21,8 @@ from datetime import UTC, datetime
 from typing import cast
 
 from agents.inventory import change_stock
-from models.inventory import HELD, SOLD, Entry, ReserveStock, Stock
+from models.base import Event
+from models.inventory import LEDGER_KEEP_S, CommitStock, ReserveStock, Restock
 from tables.replay import Position, Row
 
 __all__ = ["SIZES", "measure_ledger", "print_ledger"]
@@ -52,28 +55,46 @@ class JsonRows(MutableMapping[str, Row]):
         return len(self._raw)
 
 
-def _row(entries: int, at: int) -> Row:
-    """Return a sku's row with ``entries`` orders in its ledger, half held, half sold."""
-    ledger = {f"o-{n:06d}": Entry(1, HELD if n % 2 else SOLD, at) for n in range(entries)}
-    return Stock("S", initial=10**9, available=10**9, reserved=entries // 2, sold=entries // 2,
-                 ledger=ledger, seen=at).to_row()
+def _sold(table: JsonRows, orders: int, now: int, keep: int) -> int:
+    """Sell ``orders`` orders of one unit each, placed evenly over the ``keep`` s before
+    ``now`` (each reserved, then paid a second later); return the next offset."""
+    offset = 0
+
+    def apply(event: Event) -> None:
+        nonlocal offset
+        change_stock(table, event, Position("inventory", offset, event.event_id), keep=keep)
+        offset += 1
+
+    apply(Restock(type="restock", event_id="stock", sku="S", quantity=10**9, initial=True,
+                  occurred_at=_at(now - keep - 1)))
+    for n in range(orders):
+        placed = now - keep + n * keep // orders
+        apply(ReserveStock(type="reserve_stock", event_id=f"r-{n}", sku="S", order_id=f"o-{n}",
+                           quantity=1, placed_at=placed, occurred_at=_at(placed)))
+        apply(CommitStock(type="commit_stock", event_id=f"c-{n}", sku="S", order_id=f"o-{n}",
+                          placed_at=placed, occurred_at=_at(placed + 1)))
+    return offset
 
 
-def measure_ledger(sizes: tuple[int, ...] = SIZES, commands: int = COMMANDS) -> dict[int, float]:
+def _at(second: int) -> datetime:
+    return datetime.fromtimestamp(second, UTC)
+
+
+def measure_ledger(sizes: tuple[int, ...] = SIZES, commands: int = COMMANDS,
+                   keep: int = LEDGER_KEEP_S) -> dict[int, float]:
     """Return µs a reserve takes against a ledger of each size in ``sizes``."""
-    now = datetime.now(UTC)
-    at = int(now.timestamp())
+    now = int(time.time())
     timed: dict[int, float] = {}
     for size in sizes:
         table = JsonRows()
-        table["S"] = _row(size, at)
+        offset = _sold(table, size, now, keep)
         reserves = [ReserveStock(type="reserve_stock", sku="S", order_id=f"x-{n}", quantity=1,
-                                 event_id=f"e-{size}-{n}", occurred_at=now)
+                                 event_id=f"e-{size}-{n}", placed_at=now, occurred_at=_at(now))
                     for n in range(commands)]
         began = time.perf_counter()
-        for offset, reserve in enumerate(reserves):
-            change_stock(table, reserve, Position("inventory", offset, reserve.event_id),
-                         keep=900)
+        for n, reserve in enumerate(reserves):
+            change_stock(table, reserve, Position("inventory", offset + n, reserve.event_id),
+                         keep=keep)
         timed[size] = (time.perf_counter() - began) / commands * 1e6
     return timed
 

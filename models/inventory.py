@@ -5,11 +5,16 @@ sku). A ledger per order makes every command idempotent by the order's state at 
 any order of delivery: reserving for an order that holds or bought stock, releasing or
 committing a hold that is gone, returning twice, change nothing (see :class:`Stock`).
 Invariant: ``initial + restocked = available + reserved + sold``, nothing ever negative.
+
+The ledger of a busy sku is long (every order of the last ``SHOP_ORDER_TTL``), so only its
+recent part lives in the sku's row; finished orders move, by the time their order was placed,
+into archive rows of ``LEDGER_BUCKET_S`` seconds each (see :func:`apply_inventory_event`).
+A command's cost then follows the sku's recent orders, not all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -18,7 +23,11 @@ from models.catalog import StockLevelChanged, stock_level
 
 __all__ = [
     "INVENTORY_EVENTS",
+    "LEDGER_BUCKET_S",
     "LEDGER_KEEP_S",
+    "ArchiveReader",
+    "Bucket",
+    "Change",
     "CommitStock",
     "Entry",
     "ReleaseStock",
@@ -29,6 +38,9 @@ __all__ = [
     "StockRejected",
     "StockReserved",
     "apply_inventory_event",
+    "archive_entries",
+    "archive_row",
+    "bucket_of",
     "commit",
     "prune",
     "release",
@@ -45,6 +57,7 @@ class ReserveStock(Event):
     sku: str
     order_id: str
     quantity: int
+    placed_at: int = 0
 
 
 class ReleaseStock(Event):
@@ -53,6 +66,7 @@ class ReleaseStock(Event):
     event_type = "release_stock"
     sku: str
     order_id: str
+    placed_at: int = 0
 
 
 class CommitStock(Event):
@@ -61,6 +75,7 @@ class CommitStock(Event):
     event_type = "commit_stock"
     sku: str
     order_id: str
+    placed_at: int = 0
 
 
 class ReturnStock(Event):
@@ -70,6 +85,7 @@ class ReturnStock(Event):
     sku: str
     order_id: str
     quantity: int
+    placed_at: int = 0
 
 
 class Restock(Event):
@@ -105,6 +121,8 @@ INVENTORY_EVENTS = event_types(ReserveStock, ReleaseStock, CommitStock, ReturnSt
 #: How long (seconds of event time) the ledger keeps an order after its last command, unless
 #: told otherwise: the default SHOP_ORDER_TTL.
 LEDGER_KEEP_S = 900
+#: Width (seconds of the orders' placing time) of one archive row of a sku's ledger.
+LEDGER_BUCKET_S = 10
 
 
 class Entry(NamedTuple):
@@ -112,15 +130,26 @@ class Entry(NamedTuple):
 
     ``at`` is the newest ``occurred_at`` (whole seconds) of the commands for the order that
     reached the sku; a pruned entry's late duplicate is told by it (see :class:`Stock`).
+    ``placed`` is when the order was placed (0: not known), which files the entry in its
+    archive row once the order is done here.
 
-    A tuple, stored as it is (JSON writes it ``[quantity, state, at]``): every command reads
-    and writes the sku's whole ledger, and a frozen dataclass cost about 2 µs an entry each
-    way, more than the JSON.
+    A tuple, stored as it is (JSON writes it ``[quantity, state, at, placed]``): every command
+    reads and writes the sku's recent ledger, and a frozen dataclass cost about 2 µs an entry
+    each way, more than the JSON.
     """
 
     quantity: int
     state: str
     at: int
+    placed: int = 0
+
+
+class Bucket(NamedTuple):
+    """An archive row of a sku's ledger as the sku's row knows it: its newest ``at``, and the
+    units ``sold`` to its orders (less those whose entry the recent ledger overrides)."""
+
+    at: int
+    sold: int
 
 
 #: Entry states: held (reserved) or rejected, then sold, released or returned; at most once
@@ -128,6 +157,14 @@ class Entry(NamedTuple):
 HELD, REJECTED, SOLD, RELEASED, RETURNED = "held", "rejected", "sold", "released", "returned"
 #: States in which an entry may be pruned once it is old enough (a hold never is).
 PRUNABLE = frozenset({REJECTED, SOLD, RELEASED, RETURNED})
+
+#: Reads the entries of one of a sku's archive rows (by bucket).
+ArchiveReader = Callable[[int], Mapping[str, Entry]]
+
+
+def bucket_of(placed: int) -> int:
+    """Return the archive row (its first second) of an order placed at second ``placed``."""
+    return placed - placed % LEDGER_BUCKET_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +179,10 @@ class Stock:
     passed since its order's last command here; ``horizon`` is then the newest ``at`` pruned.
     A command for an order not in the ledger that occurred at or before the horizon is a late
     duplicate of a pruned order's and changes nothing.
+
+    ``ledger`` is the recent part: holds, and finished orders placed in the last
+    ``LEDGER_BUCKET_S`` seconds or two. The rest is in archive rows, one per ``bucket_of``
+    the orders' placing time (``buckets``); an entry in ``ledger`` overrides the archive's.
     """
 
     sku: str
@@ -153,6 +194,7 @@ class Stock:
     ledger: Mapping[str, Entry] = field(default_factory=dict)
     horizon: int = 0
     seen: int = 0
+    buckets: Mapping[int, Bucket] = field(default_factory=dict)
 
     @property
     def holds(self) -> dict[str, int]:
@@ -161,15 +203,17 @@ class Stock:
 
     @property
     def returns(self) -> dict[str, int]:
-        """Return the units returned per order (those still in the ledger)."""
+        """Return the units returned per order (those in the recent ledger)."""
         return {o: e.quantity for o, e in self.ledger.items() if e.state == RETURNED}
 
     def to_row(self) -> dict[str, Any]:
         """Return the table row for this stock."""
-        return {"sku": self.sku, "initial": self.initial, "restocked": self.restocked,
-                "available": self.available, "reserved": self.reserved, "sold": self.sold,
-                "ledger": dict(self.ledger),
-                "horizon": self.horizon, "seen": self.seen}
+        row = {"sku": self.sku, "initial": self.initial, "restocked": self.restocked,
+               "available": self.available, "reserved": self.reserved, "sold": self.sold,
+               "ledger": dict(self.ledger), "horizon": self.horizon, "seen": self.seen}
+        if self.buckets:
+            row["buckets"] = {str(b): bucket for b, bucket in self.buckets.items()}
+        return row
 
     @classmethod
     def from_row(cls, sku: str, row: Mapping[str, Any] | None) -> Stock:
@@ -177,13 +221,13 @@ class Stock:
         if not row:
             return cls(sku)
         if "ledger" in row:
-            stored = row["ledger"]
-            ledger = dict(zip(stored, map(Entry._make, stored.values()), strict=True))
+            ledger = _entries(row["ledger"])
         else:  # a row from before the ledger: its holds and returns
             ledger = {**{o: Entry(q, RETURNED, 0) for o, q in row.get("returns", {}).items()},
                       **{o: Entry(q, HELD, 0) for o, q in row.get("holds", {}).items()}}
+        buckets = {int(b): Bucket._make(v) for b, v in row.get("buckets", {}).items()}
         return cls(sku, row["initial"], row["restocked"], row["available"], row["reserved"],
-                   row["sold"], ledger, row.get("horizon", 0), row.get("seen", 0))
+                   row["sold"], ledger, row.get("horizon", 0), row.get("seen", 0), buckets)
 
     def public(self) -> dict[str, int | str]:
         """Return what the API shows: ``{sku, available, reserved, sold}``."""
@@ -195,6 +239,21 @@ class Stock:
         return bool(self.horizon) and order_id not in self.ledger and at <= self.horizon
 
 
+def _entries(stored: Mapping[str, Any]) -> dict[str, Entry]:
+    """Return a stored ledger's entries (those stored before ``placed`` have three fields)."""
+    return {o: Entry._make(v) if len(v) == 4 else Entry(*v) for o, v in stored.items()}
+
+
+def archive_row(entries: Mapping[str, Entry]) -> dict[str, Any]:
+    """Return the table row of an archive row holding ``entries``."""
+    return {"ledger": dict(entries)}
+
+
+def archive_entries(row: Mapping[str, Any] | None) -> dict[str, Entry]:
+    """Return the entries of a stored archive row (none: no entries)."""
+    return _entries(row["ledger"]) if row else {}
+
+
 def _noted(stock: Stock, order_id: str, entry: Entry, at: int) -> Stock:
     """Return ``stock`` with the order's ``entry``, seen at ``at``."""
     entry = entry._replace(at=max(entry.at, at))
@@ -203,7 +262,8 @@ def _noted(stock: Stock, order_id: str, entry: Entry, at: int) -> Stock:
     return replace(stock, ledger={**stock.ledger, order_id: entry})
 
 
-def reserve(stock: Stock, order_id: str, quantity: int, at: int = 0) -> tuple[Stock, bool]:
+def reserve(stock: Stock, order_id: str, quantity: int, at: int = 0,
+            placed: int = 0) -> tuple[Stock, bool]:
     """Hold ``quantity`` for ``order_id`` if available; return (stock, reserved?).
 
     An order the sku has seen keeps its answer: held or sold is "reserved" (asked again), and
@@ -215,13 +275,13 @@ def reserve(stock: Stock, order_id: str, quantity: int, at: int = 0) -> tuple[St
     if stock.is_stale(order_id, at):
         return stock, False
     if quantity <= 0 or quantity > stock.available:
-        return _noted(stock, order_id, Entry(0, REJECTED, at), at), False
-    held = _noted(stock, order_id, Entry(quantity, HELD, at), at)
+        return _noted(stock, order_id, Entry(0, REJECTED, at, placed), at), False
+    held = _noted(stock, order_id, Entry(quantity, HELD, at, placed), at)
     return replace(held, available=stock.available - quantity,
                    reserved=stock.reserved + quantity), True
 
 
-def release(stock: Stock, order_id: str, at: int = 0) -> Stock:
+def release(stock: Stock, order_id: str, at: int = 0, placed: int = 0) -> Stock:
     """Give the hold of ``order_id`` back to available stock (a sale stays sold).
 
     An order the sku never held for is remembered as released, so that its reservation, if
@@ -231,7 +291,7 @@ def release(stock: Stock, order_id: str, at: int = 0) -> Stock:
     if entry is None:
         if stock.is_stale(order_id, at):
             return stock
-        return _noted(stock, order_id, Entry(0, RELEASED, at), at)
+        return _noted(stock, order_id, Entry(0, RELEASED, at, placed), at)
     if entry.state != HELD:
         return _noted(stock, order_id, entry, at)
     released = _noted(stock, order_id, entry._replace(state=RELEASED), at)
@@ -251,7 +311,8 @@ def commit(stock: Stock, order_id: str, at: int = 0) -> Stock:
                    sold=stock.sold + entry.quantity)
 
 
-def return_sold(stock: Stock, order_id: str, quantity: int, at: int = 0) -> Stock:
+def return_sold(stock: Stock, order_id: str, quantity: int, at: int = 0,
+                placed: int = 0) -> Stock:
     """Put the units of a cancelled paid order back on the shelf, once per order.
 
     Sold units go back from sold; held units (the return overtook the order's commit) go back
@@ -260,10 +321,11 @@ def return_sold(stock: Stock, order_id: str, quantity: int, at: int = 0) -> Stoc
     """
     entry = stock.ledger.get(order_id)
     if entry is None:
-        forgotten = stock.sold - sum(e.quantity for e in stock.ledger.values() if e.state == SOLD)
+        remembered = sum(e.quantity for e in stock.ledger.values() if e.state == SOLD)
+        forgotten = stock.sold - remembered - sum(b.sold for b in stock.buckets.values())
         if stock.is_stale(order_id, at) or quantity <= 0 or quantity > forgotten:
             return stock
-        returned = _noted(stock, order_id, Entry(quantity, RETURNED, at), at)
+        returned = _noted(stock, order_id, Entry(quantity, RETURNED, at, placed), at)
         return replace(returned, available=stock.available + quantity,
                        sold=stock.sold - quantity)
     if entry.state not in (HELD, SOLD):
@@ -277,9 +339,14 @@ def return_sold(stock: Stock, order_id: str, quantity: int, at: int = 0) -> Stoc
 
 
 def prune(stock: Stock, now: int, keep: int) -> Stock:
-    """Forget the orders no longer held whose last command here is over ``keep`` s old."""
+    """Forget the orders no longer held whose last command here is over ``keep`` s old.
+
+    An entry whose bucket has an archive row stays until it is archived: it may stand for the
+    archive's older entry of its order, and goes with the archive row.
+    """
     seen = max(stock.seen, now)
-    old = [o for o, e in stock.ledger.items() if e.state in PRUNABLE and e.at < seen - keep]
+    old = [o for o, e in stock.ledger.items() if e.state in PRUNABLE and e.at < seen - keep
+           and bucket_of(e.placed) not in stock.buckets]
     if not old:
         return stock if seen == stock.seen else replace(stock, seen=seen)
     horizon = max(stock.horizon, *(stock.ledger[o].at for o in old))
@@ -301,18 +368,50 @@ def restock(stock: Stock, quantity: int, *, initial: bool = False) -> Stock:
                    available=stock.available + quantity)
 
 
-def apply_inventory_event(stock: Stock, event: Event,
-                          keep: int = LEDGER_KEEP_S) -> tuple[Stock, list[Effect]]:
-    """Return the stock after ``event`` and what it causes (answers, stock level notices).
+class Change(NamedTuple):
+    """What one command did to a sku: its stock, what it causes, and its archive rows.
+
+    ``archives`` are the archive rows to write (bucket -> every entry of the row), before the
+    sku's row; ``dropped`` the archive rows to delete, after it. Each archive row written
+    holds only entries the sku's row also holds until it is written, so a worker that dies
+    between the two writes leaves nothing the replay would count twice.
+    """
+
+    stock: Stock
+    effects: list[Effect]
+    archives: dict[int, dict[str, Entry]]
+    dropped: tuple[int, ...]
+
+
+def _nothing_archived(bucket: int) -> Mapping[str, Entry]:
+    return {}
+
+
+def apply_inventory_event(stock: Stock, event: Event, keep: int = LEDGER_KEEP_S,
+                          archive: ArchiveReader = _nothing_archived) -> Change:
+    """Return the stock after ``event``, what it causes (answers, stock level notices), and
+    the archive rows it writes; ``archive`` reads the sku's archive rows.
 
     The ledger forgets an order ``keep`` seconds of event time after its last command here
     (see :class:`Stock`); the orders agent passes SHOP_ORDER_TTL, since an order waits no
     longer than that for stock and a reservation older than it is for an expired order.
+
+    The recent ledger stays short: once the second ``LEDGER_BUCKET_S`` after an order's
+    bucket has passed, its finished entries move to the bucket's archive row (one bucket a
+    command, the oldest), and an archive row goes as a whole once its newest entry is ``keep``
+    old. A command for an order found only in an archive row works on its entry as if it were
+    recent, and a changed entry stays recent until it is archived again.
     """
-    effects: list[Effect] = []
     at = int(event.occurred_at.timestamp())
+    if isinstance(event, Restock):
+        after = restock(stock, event.quantity, initial=event.initial)
+        return _finish(stock, after, [], at, keep, archive, tell=True)
+    if not isinstance(event, (ReserveStock, ReleaseStock, CommitStock, ReturnStock)):
+        return Change(stock, [], {}, ())
+    before = _lifted(stock, event.order_id, event.placed_at, archive)
+    effects: list[Effect] = []
     if isinstance(event, ReserveStock):
-        after, ok = reserve(stock, event.order_id, event.quantity, at)
+        after, ok = reserve(before, event.order_id, event.quantity, at, event.placed_at)
         answer: Event = (
             StockReserved.new(order_id=event.order_id, sku=stock.sku, quantity=event.quantity,
                               correlation_id=event.order_id)
@@ -322,17 +421,74 @@ def apply_inventory_event(stock: Stock, event: Event,
         )
         effects.append(Effect("orders", event.order_id, answer))
     elif isinstance(event, ReleaseStock):
-        after = release(stock, event.order_id, at)
+        after = release(before, event.order_id, at, event.placed_at)
     elif isinstance(event, CommitStock):
-        after = commit(stock, event.order_id, at)
-    elif isinstance(event, ReturnStock):
-        after = return_sold(stock, event.order_id, event.quantity, at)
-    elif isinstance(event, Restock):
-        after = restock(stock, event.quantity, initial=event.initial)
+        after = commit(before, event.order_id, at)
     else:
-        return stock, effects
+        after = return_sold(before, event.order_id, event.quantity, at, event.placed_at)
+    if after is before:
+        after = stock  # nothing changed (an archived entry stays where it is)
+    return _finish(stock, after, effects, at, keep, archive, order_id=event.order_id)
+
+
+def _lifted(stock: Stock, order_id: str, placed: int, archive: ArchiveReader) -> Stock:
+    """Return ``stock`` with the order's archived entry in its recent ledger, if it has one."""
+    if order_id in stock.ledger:
+        return stock
+    for bucket in dict.fromkeys((bucket_of(placed), 0)):
+        if bucket in stock.buckets:
+            entry = archive(bucket).get(order_id)
+            if entry is not None:
+                kept = stock.buckets[bucket]
+                sold = kept.sold - (entry.quantity if entry.state == SOLD else 0)
+                return replace(stock, ledger={**stock.ledger, order_id: entry},
+                               buckets={**stock.buckets, bucket: kept._replace(sold=sold)})
+    return stock
+
+
+def _finish(stock: Stock, after: Stock, effects: list[Effect], at: int, keep: int,
+            archive: ArchiveReader, *, order_id: str | None = None, tell: bool = False) -> Change:
+    """Archive and prune ``after``, and tell the catalog of a new stock level."""
     after = prune(after, at, keep)
-    if isinstance(event, Restock) or stock_level(after.available) != stock_level(stock.available):
+    after, archives = _archived(after, archive, order_id)
+    after = _dropped(after, keep)
+    archives = {b: entries for b, entries in archives.items() if b in after.buckets}
+    dropped = tuple(b for b in stock.buckets if b not in after.buckets)
+    if tell or stock_level(after.available) != stock_level(stock.available):
         effects.append(Effect("catalog", stock.sku, StockLevelChanged.new(
             sku=stock.sku, level=stock_level(after.available), available=after.available)))
-    return after, effects
+    return Change(after, effects, archives, dropped)
+
+
+def _archived(stock: Stock, archive: ArchiveReader,
+              order_id: str | None) -> tuple[Stock, dict[int, dict[str, Entry]]]:
+    """Move the finished recent entries of the oldest closed bucket to its archive row.
+
+    The entry of the command's own order stays (a later command moves it): an archive row may
+    only receive entries the sku's row held before the command, so that the command, replayed
+    after a worker died between the two writes, finds what it found the first time.
+    """
+    closing = stock.seen - 2 * LEDGER_BUCKET_S
+    due = [bucket_of(e.placed) for o, e in stock.ledger.items()
+           if e.state in PRUNABLE and bucket_of(e.placed) <= closing and o != order_id]
+    if not due:
+        return stock, {}
+    bucket = min(due)
+    moving = {o: e for o, e in stock.ledger.items()
+              if e.state in PRUNABLE and bucket_of(e.placed) == bucket and o != order_id}
+    entries = {**(archive(bucket) if bucket in stock.buckets else {}), **moving}
+    kept = Bucket(max(e.at for e in entries.values()),
+                  sum(e.quantity for e in entries.values() if e.state == SOLD))
+    ledger = {o: e for o, e in stock.ledger.items() if o not in moving}
+    return (replace(stock, ledger=ledger, buckets={**stock.buckets, bucket: kept}),
+            {bucket: entries})
+
+
+def _dropped(stock: Stock, keep: int) -> Stock:
+    """Forget the archive rows whose newest entry is over ``keep`` s old."""
+    old = [b for b, kept in stock.buckets.items() if kept.at < stock.seen - keep]
+    if not old:
+        return stock
+    horizon = max(stock.horizon, *(stock.buckets[b].at for b in old))
+    buckets = {b: kept for b, kept in stock.buckets.items() if b not in old}
+    return replace(stock, buckets=buckets, horizon=horizon)

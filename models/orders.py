@@ -214,6 +214,11 @@ class Order:
         """Return the order's skus."""
         return [sku for sku, _, _ in self.items]
 
+    @property
+    def placed_second(self) -> int:
+        """Return when the order was placed, in whole seconds (its stock commands carry it)."""
+        return int(datetime.fromisoformat(self.history[0][1]).timestamp())
+
     def to_row(self) -> dict[str, Any]:
         """Return the table row (the API's order document plus the saga's bookkeeping)."""
         return {
@@ -257,7 +262,9 @@ def decide(order: Order | None, event: Event, now: datetime) -> Decision:
     if order is None:
         # An answer for an order this row never saw: give back what it would hold.
         if isinstance(event, StockReserved):
-            return Decision(None, [_inventory(ReleaseStock, event.sku, event.order_id)])
+            release = ReleaseStock.new(sku=event.sku, order_id=event.order_id,
+                                       correlation_id=event.order_id)
+            return Decision(None, [Effect("inventory", event.sku, release)])
         return Decision(None)
     handler = _HANDLERS.get(type(event))
     return handler(order, event, now) if handler else Decision(order)
@@ -274,6 +281,7 @@ def chase(order: Order) -> list[Effect]:
     if order.status == "placed":
         asks = [
             Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=order.id, quantity=qty,
+                                                      placed_at=order.placed_second,
                                                       correlation_id=order.id))
             for sku, qty, _ in order.items if sku not in order.reserved
         ]
@@ -313,6 +321,7 @@ def _placed(order: Order | None, event: OrderPlaced, now: datetime) -> Decision:
     )
     reserve = [
         Effect("inventory", sku, ReserveStock.new(sku=sku, order_id=placed.id, quantity=qty,
+                                                  placed_at=int(now.timestamp()),
                                                   correlation_id=placed.id))
         for sku, qty, _ in placed.items
     ]
@@ -360,7 +369,7 @@ def _stock_reserved(order: Order, event: StockReserved, now: datetime) -> Decisi
             # sale with the sale, and holds nothing anew.
             return Decision(order)
         # The order ended (rejected, cancelled, expired) before this answer: give it back.
-        return Decision(order, [_inventory(ReleaseStock, event.sku, order.id)])
+        return Decision(order, [_inventory(ReleaseStock, event.sku, order)])
     return _charge_if_ready(replace(order, reserved=order.reserved | {event.sku}), now)
 
 
@@ -398,7 +407,7 @@ def _payment_succeeded(order: Order, event: PaymentSucceeded, now: datetime) -> 
     charged = replace(order, charged_cents=event.amount_cents)
     if order.status == "reserved":
         confirmed = replace(_moved(charged, "confirmed", now), reserved=frozenset())
-        commits = [_inventory(CommitStock, sku, order.id) for sku in order.skus]
+        commits = [_inventory(CommitStock, sku, order) for sku in order.skus]
         return Decision(confirmed, [*commits, _notice(confirmed)])
     # The order ended while the charge was under way: give the money back.
     refund = RefundRequested.new(order_id=order.id, correlation_id=order.id)
@@ -432,6 +441,7 @@ def _end(order: Order, status: str, now: datetime, reason: str) -> Decision:
         ended, give_back = _give_back(replace(_moved(order, status, now), reason=reason))
         returns = [
             Effect("inventory", sku, ReturnStock.new(sku=sku, order_id=order.id, quantity=qty,
+                                                     placed_at=order.placed_second,
                                                      correlation_id=order.id))
             for sku, qty, _ in order.items
         ]
@@ -469,11 +479,13 @@ def _release_all(order: Order) -> list[Effect]:
     """Release every sku of an ending order, not only those it knows it holds: a sku whose
     answer is still on its way (or was lost in a crash) may hold stock too, and a release of
     nothing held changes nothing."""
-    return [_inventory(ReleaseStock, sku, order.id) for sku in sorted(set(order.skus))]
+    return [_inventory(ReleaseStock, sku, order) for sku in sorted(set(order.skus))]
 
 
-def _inventory(kind: type[ReleaseStock] | type[CommitStock], sku: str, order_id: str) -> Effect:
-    return Effect("inventory", sku, kind.new(sku=sku, order_id=order_id, correlation_id=order_id))
+def _inventory(kind: type[ReleaseStock] | type[CommitStock], sku: str, order: Order) -> Effect:
+    return Effect("inventory", sku, kind.new(sku=sku, order_id=order.id,
+                                             placed_at=order.placed_second,
+                                             correlation_id=order.id))
 
 
 def notice_id(order: Order) -> str:

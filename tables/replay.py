@@ -160,6 +160,7 @@ def decide_once(
     *,
     table_name: str = "",
     keep_sends: int = 1,
+    rewrite_first: Callable[[Row], None] | None = None,
 ) -> list[Send]:
     """Apply ``decide(row) -> (new row, sends)`` once; return the messages to send.
 
@@ -171,10 +172,11 @@ def decide_once(
     events per second (a sku's stock) keep one, since their consumers ask again for a lost
     answer; rows whose messages nobody asks for again (an order's releases, commits and
     refunds) keep every one of their events' (``keep_sends=RECENT_IDS``). A decision with no
-    row (None) writes nothing.
+    row (None) writes nothing. ``rewrite_first(row)`` writes again, before a skipped row is
+    (see :func:`_skip`), the other rows that row depends on (a sku's archive rows).
     """
     row = table.get(key)
-    if _skip(table, key, row, position, table_name):
+    if _skip(table, key, row, position, table_name, rewrite_first):
         for sent in _sent((row or {}).get("_applied") or {}):
             if sent["event_id"] == position.event_id:
                 return [(topic, k, value) for topic, k, value in sent["sends"]]
@@ -194,12 +196,14 @@ def _sent(applied: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _skip(table: MutableMapping[str, Row], key: str, row: Row | None, position: Position,
-          table_name: str) -> bool:
+          table_name: str, rewrite_first: Callable[[Row], None] | None = None) -> bool:
     """Return True if ``row`` already has the event (and count it as skipped)."""
     if not already_applied(row, position):
         return False
     assert row is not None
     _count_skip(table, table_name, row, position)
+    if rewrite_first is not None:
+        rewrite_first(row)
     # Written again all the same. A duplicate append (same id, new offset) marks its offset
     # too, so that a redelivery of it is still skipped once its id has left the ring. A
     # redelivery rewrites the row as it is: the worker that wrote it may have died before

@@ -73,10 +73,18 @@ class StoredTable(dict[str, Row]):
         super().__setitem__(key, json.loads(json.dumps(row)))  # stored as JSON, as the store
         self.unflushed.add(key)
 
+    def pop(self, key: str, *default: Row | None) -> Row | None:  # type: ignore[override]
+        if key in self:
+            self.unflushed.add(key)  # a deletion, flushed as one
+        return super().pop(key, *default)
+
     def flush(self) -> None:
         """The changelog writes left the producer."""
         for key in self.unflushed:
-            self.changelog[key] = json.dumps(self[key])
+            if key in self:
+                self.changelog[key] = json.dumps(self[key])
+            else:
+                self.changelog.pop(key, None)
         self.unflushed.clear()
 
     def lose_unflushed(self, *, taken_over: bool) -> None:

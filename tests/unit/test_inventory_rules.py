@@ -14,7 +14,10 @@ from models.base import Effect, Event, decode_event
 from models.catalog import StockLevelChanged
 from models.inventory import (
     INVENTORY_EVENTS,
+    LEDGER_BUCKET_S,
+    Bucket,
     CommitStock,
+    Entry,
     ReleaseStock,
     ReserveStock,
     Restock,
@@ -23,6 +26,7 @@ from models.inventory import (
     StockRejected,
     StockReserved,
     apply_inventory_event,
+    bucket_of,
     commit,
     release,
     reserve,
@@ -268,9 +272,9 @@ def test_an_unknown_sku_has_no_stock() -> None:
 
 def test_the_row_keeps_the_ledger() -> None:
     stock = return_sold(commit(reserve(stocked(9), "o1", 2, at=5)[0], "o1", at=6), "o1", 2, at=7)
-    stock, _ = reserve(stock, "o2", 3, at=8)
+    stock, _ = reserve(stock, "o2", 3, at=8, placed=4)
     row = json.loads(json.dumps(stock.to_row()))
-    assert row["ledger"] == {"o1": [2, "returned", 7], "o2": [3, "held", 8]}
+    assert row["ledger"] == {"o1": [2, "returned", 7, 0], "o2": [3, "held", 8, 4]}
     assert Stock.from_row("sku-a", row) == stock
     assert (stock.holds, stock.returns) == ({"o2": 3}, {"o1": 2})
     assert stock.public() == {"sku": "sku-a", "available": 6, "reserved": 3, "sold": 0}
@@ -293,7 +297,7 @@ def kinds(effects: list[Effect]) -> list[tuple[str, str, str]]:
 
 
 def test_a_reservation_is_answered_on_the_orders_topic() -> None:
-    stock, effects = apply_inventory_event(
+    stock, effects, *_ = apply_inventory_event(
         stocked(10), ReserveStock.new(sku="sku-a", order_id="o1", quantity=3))
     assert stock.holds == {"o1": 3}
     assert kinds(effects) == [("orders", "o1", "stock_reserved")]
@@ -304,7 +308,7 @@ def test_a_reservation_is_answered_on_the_orders_topic() -> None:
 
 
 def test_a_shortage_is_answered_with_what_is_left() -> None:
-    stock, effects = apply_inventory_event(
+    stock, effects, *_ = apply_inventory_event(
         stocked(2), ReserveStock.new(sku="sku-a", order_id="o1", quantity=3))
     assert (stock.available, stock.reserved, stock.holds) == (2, 0, {})
     assert kinds(effects) == [("orders", "o1", "stock_rejected")]
@@ -320,7 +324,7 @@ def test_a_shortage_is_answered_with_what_is_left() -> None:
 ])
 def test_the_catalog_hears_when_the_stock_level_changes(available: int, quantity: int,
                                                         level: str | None) -> None:
-    stock, effects = apply_inventory_event(
+    stock, effects, *_ = apply_inventory_event(
         stocked(available), ReserveStock.new(sku="sku-a", order_id="o1", quantity=quantity))
     notices = [e for e in effects if e.topic == "catalog"]
     if level is None:
@@ -334,13 +338,13 @@ def test_the_catalog_hears_when_the_stock_level_changes(available: int, quantity
 
 def test_a_release_that_brings_the_stock_back_tells_the_catalog() -> None:
     held, _ = reserve(stocked(3), "o1", 3)
-    stock, effects = apply_inventory_event(held, ReleaseStock.new(sku="sku-a", order_id="o1"))
+    stock, effects, *_ = apply_inventory_event(held, ReleaseStock.new(sku="sku-a", order_id="o1"))
     assert stock.available == 3
     assert kinds(effects) == [("catalog", "sku-a", "stock_level_changed")]
 
 
 def test_every_restock_tells_the_catalog() -> None:
-    stock, effects = apply_inventory_event(stocked(10), Restock.new(sku="sku-a", quantity=1))
+    stock, effects, *_ = apply_inventory_event(stocked(10), Restock.new(sku="sku-a", quantity=1))
     assert stock.available == 11
     assert kinds(effects) == [("catalog", "sku-a", "stock_level_changed")]
 
@@ -354,14 +358,14 @@ def test_commands_that_leave_the_level_alone_send_nothing(command: Event) -> Non
     held, _ = reserve(stocked(20), "o1", 2)
     if isinstance(command, ReturnStock):
         held = commit(held, "o1")
-    _, effects = apply_inventory_event(held, command)
+    _, effects, *_ = apply_inventory_event(held, command)
     assert effects == []
 
 
 def test_an_event_that_is_not_an_inventory_command_changes_nothing() -> None:
     stock = stocked(4)
     answer = StockReserved.new(order_id="o1", sku="sku-a", quantity=1)
-    assert apply_inventory_event(stock, answer) == (stock, [])
+    assert apply_inventory_event(stock, answer) == (stock, [], {}, ())
 
 
 # -- the ledger is bounded: finished orders are pruned, their late duplicates change nothing --
@@ -371,11 +375,35 @@ PLANS = (("reserve", "commit"), ("reserve", "commit", "return"), ("reserve", "re
          ("release", "reserve"), ("reserve", "return", "commit"))
 
 
-def command(kind: str, order_id: str, quantity: int, at: int) -> Event:
+class Shelf:
+    """A sku's stock and its archive rows, changed as the inventory agent changes them."""
+
+    def __init__(self, stock: Stock, keep: int = KEEP) -> None:
+        self.stock, self.keep = stock, keep
+        self.rows: dict[int, dict[str, Entry]] = {}
+
+    def apply(self, event: Event) -> list[Effect]:
+        change = apply_inventory_event(self.stock, event, self.keep,
+                                       lambda bucket: self.rows.get(bucket, {}))
+        self.rows.update(change.archives)
+        for bucket in change.dropped:
+            del self.rows[bucket]
+        assert set(self.rows) == set(change.stock.buckets), "a listed row is missing"
+        self.stock = change.stock
+        return change.effects
+
+    @property
+    def ledger(self) -> dict[str, Entry]:
+        """Return every entry the sku remembers (a recent entry overrides an archived one)."""
+        archived = {o: e for bucket in sorted(self.rows) for o, e in self.rows[bucket].items()}
+        return {**archived, **self.stock.ledger}
+
+
+def command(kind: str, order_id: str, quantity: int, at: int, placed: int = 0) -> Event:
     """Return an inventory command for sku-a that occurred at second ``at``."""
     fields: dict[str, Any] = {"type": kind + "_stock", "event_id": f"{order_id}-{kind}-{at}",
                               "occurred_at": datetime.fromtimestamp(at, UTC), "sku": "sku-a",
-                              "order_id": order_id}
+                              "order_id": order_id, "placed_at": placed}
     classes: dict[str, Any] = {"reserve": ReserveStock, "release": ReleaseStock,
                                "commit": CommitStock, "return": ReturnStock}
     if kind in ("reserve", "return"):
@@ -384,82 +412,152 @@ def command(kind: str, order_id: str, quantity: int, at: int) -> Event:
 
 
 @st.composite
-def sku_logs(draw: st.DrawFn) -> list[Event]:
+def sku_logs(draw: st.DrawFn, keep: int = KEEP) -> list[Event]:
     """The inventory log of one sku as the saga writes it, with duplicates appended late.
 
-    Each order lives less than KEEP seconds (its commands follow one of PLANS, in any of the
-    orders Kafka allows between partitions); a duplicate of any earlier command (same event,
-    same time) may be appended at any later point, long after its order was pruned.
+    Each order lives less than ``keep`` seconds (its commands follow one of PLANS, in any of
+    the orders Kafka allows between partitions, and carry the order's placing time, or none
+    as from older versions); a duplicate of any earlier command (same event, same time) may
+    be appended at any later point, long after its order was archived or pruned.
     """
     log: list[Event] = []
     clock = 1_000
-    lives: list[tuple[str, int, int, list[str]]] = []  # (order, quantity, start, plan left)
+    lives: list[tuple[str, int, int, list[str]]] = []  # (order, quantity, placed, plan left)
     for _ in range(draw(st.integers(1, 60))):
         step = draw(st.sampled_from(("order", "advance", "advance", "duplicate", "tick")))
         if step == "order":
             order_id, quantity = f"o{len(lives)}", draw(st.integers(1, 3))
+            placed = draw(st.sampled_from((clock, clock, 0)))
             plan = list(draw(st.sampled_from(PLANS)))
-            log.append(command(plan.pop(0), order_id, quantity, clock))
-            lives.append((order_id, quantity, clock, plan))
+            log.append(command(plan.pop(0), order_id, quantity, clock, placed))
+            lives.append((order_id, quantity, placed, plan))
         elif step == "advance":
-            going = [life for life in lives if life[3] and clock - life[2] < KEEP // 2]
+            going = [life for life in lives if life[3] and clock - life[2] < keep // 2]
             if going:
-                order_id, quantity, _, plan = draw(st.sampled_from(going))
-                log.append(command(plan.pop(0), order_id, quantity, clock))
+                order_id, quantity, placed, plan = draw(st.sampled_from(going))
+                log.append(command(plan.pop(0), order_id, quantity, clock, placed))
         elif step == "duplicate" and log:
             log.append(draw(st.sampled_from(log)))
         else:
-            clock += draw(st.integers(1, 2 * KEEP))
+            clock += draw(st.integers(1, 2 * keep))
     return log
 
 
 @settings(max_examples=150)
-@given(log=sku_logs())
-def test_pruning_the_ledger_changes_no_count(log: list[Event]) -> None:
-    """The stock with a bounded ledger counts as one that never forgets, event by event."""
-    forgetting = remembering = restock(Stock("sku-a"), 5, initial=True)
+@given(data=st.data(), keep=st.sampled_from((KEEP, 45, 200)))
+def test_pruning_the_ledger_changes_no_count(data: st.DataObject, keep: int) -> None:
+    """The stock with a bounded ledger, its finished orders archived by the time they were
+    placed, counts as one that never forgets, event by event."""
+    log = data.draw(sku_logs(keep))
+    forgetting = Shelf(restock(Stock("sku-a"), 5, initial=True), keep)
+    remembering = Shelf(restock(Stock("sku-a"), 5, initial=True), 10**9)
     answered: set[str] = set()
     for event in log:
-        forgetting, said = apply_inventory_event(forgetting, event, KEEP)
-        remembering, meant = apply_inventory_event(remembering, event, 10**9)
-        counts = (forgetting.available, forgetting.reserved, forgetting.sold)
-        assert counts == (remembering.available, remembering.reserved, remembering.sold)
-        assert_adds_up(forgetting, 5)
+        said, meant = forgetting.apply(event), remembering.apply(event)
+        now, then = forgetting.stock, remembering.stock
+        assert (now.available, now.reserved, now.sold) == (then.available, then.reserved,
+                                                          then.sold)
+        assert_adds_up(now, 5)
         if event.event_id not in answered:  # a duplicate's answer goes to a finished order
             assert kinds(said) == kinds(meant)
         answered.add(event.event_id)
         for order_id, entry in forgetting.ledger.items():
-            assert entry.state == "held" or entry.at >= forgetting.seen - KEEP, order_id
+            kept = entry.state == "held" or entry.at >= now.seen - keep - 2 * LEDGER_BUCKET_S
+            assert kept or bucket_of(entry.placed) in now.buckets, order_id
+        assert {o: (e.quantity, e.state) for o, e in remembering.ledger.items()} == {
+            o: (e.quantity, e.state) for o, e in forgetting.ledger.items()
+        } | {o: (e.quantity, e.state) for o, e in remembering.ledger.items()
+             if o not in forgetting.ledger}
+
+
+@settings(max_examples=100)
+@given(log=sku_logs(200))
+def test_the_recent_ledger_keeps_only_holds_and_recent_orders(log: list[Event]) -> None:
+    """Finished orders leave the sku's row once their bucket is two buckets old (the rows'
+    cost follows the sku's recent orders) and are found in their archive row."""
+    shelf = Shelf(restock(Stock("sku-a"), 5, initial=True), 200)
+    for event in log:
+        shelf.apply(event)
+    closing = shelf.stock.seen - 2 * LEDGER_BUCKET_S
+    old = [o for o, e in shelf.stock.ledger.items()
+           if e.state != "held" and bucket_of(e.placed) <= closing]
+    assert len(old) <= 1 + len({bucket_of(e.placed) for e in shelf.stock.ledger.values()})
+    again = Stock.from_row("sku-a", json.loads(json.dumps(shelf.stock.to_row())))
+    assert again == shelf.stock
+
+
+def test_a_finished_order_moves_to_its_archive_row_and_is_found_there() -> None:
+    shelf = Shelf(restock(Stock("sku-a"), 10, initial=True), keep=900)
+    reserved = command("reserve", "o1", 4, 100, 100)
+    committed = command("commit", "o1", 4, 101, 100)
+    for event in (reserved, committed, command("reserve", "o2", 1, 125, 125)):
+        shelf.apply(event)
+    assert "o1" not in shelf.stock.ledger, "archived once its bucket (100-109) closed"
+    assert shelf.rows == {100: {"o1": Entry(4, "sold", 101, 100)}}
+    assert shelf.stock.buckets == {100: Bucket(101, 4)}
+    effects = shelf.apply(reserved)  # asked again: the archive answers with the sale
+    assert [type(e.event) for e in effects] == [StockReserved]
+    assert (shelf.stock.available, shelf.stock.sold) == (5, 4)
+    shelf.apply(command("return", "o1", 4, 130, 100))
+    assert (shelf.stock.available, shelf.stock.sold) == (9, 0)
+    assert shelf.stock.ledger["o1"].state == "returned", "a changed entry is recent again"
+    assert shelf.stock.buckets[100].sold == 0, "and no longer counted as sold in its bucket"
+    shelf.apply(command("return", "o1", 4, 130, 100))
+    assert (shelf.stock.available, shelf.stock.sold) == (9, 0), "returned once"
+    shelf.apply(command("reserve", "o3", 1, 131, 131))
+    assert shelf.rows[100]["o1"].state == "returned" and "o1" not in shelf.stock.ledger
+
+
+def test_an_archive_row_goes_as_a_whole_and_its_orders_stay_known_as_pruned() -> None:
+    shelf = Shelf(restock(Stock("sku-a"), 10, initial=True), keep=100)
+    reserved = command("reserve", "o1", 4, 100, 100)
+    for event in (reserved, command("commit", "o1", 4, 101, 100),
+                  command("reserve", "o2", 1, 130, 130)):
+        shelf.apply(event)
+    assert 100 in shelf.rows
+    shelf.apply(command("reserve", "o3", 1, 300, 300))
+    assert shelf.rows == {} and shelf.stock.horizon == 101
+    effects = shelf.apply(reserved)
+    assert [type(e.event) for e in effects] == [StockRejected], "a pruned order's duplicate"
+    assert (shelf.stock.available, shelf.stock.reserved, shelf.stock.sold) == (4, 2, 4)
+
+
+def test_an_old_row_reads_as_the_recent_ledger() -> None:
+    row = {"sku": "sku-a", "initial": 5, "restocked": 0, "available": 3, "reserved": 2,
+           "sold": 0, "ledger": {"o1": [2, "held", 7]}, "horizon": 0, "seen": 7}
+    stock = Stock.from_row("sku-a", row)
+    assert stock.ledger == {"o1": Entry(2, "held", 7, 0)} and stock.buckets == {}
 
 
 def test_a_finished_order_is_forgotten_and_its_late_duplicates_change_nothing() -> None:
     reserved = command("reserve", "o1", 4, 100)
     committed = command("commit", "o1", 4, 101)
-    stock = restock(Stock("sku-a"), 10, initial=True)
-    for event in (reserved, committed):
-        stock, _ = apply_inventory_event(stock, event, KEEP)
-    later, _ = apply_inventory_event(stock, command("reserve", "o2", 1, 200), KEEP)
-    assert "o1" not in later.ledger and later.horizon == 101
+    shelf = Shelf(restock(Stock("sku-a"), 10, initial=True))
+    for event in (reserved, committed, command("reserve", "o2", 1, 200)):
+        shelf.apply(event)
+    assert "o1" not in shelf.ledger and shelf.stock.horizon == 101
     for late in (reserved, committed, command("release", "o1", 0, 101)):
-        again, effects = apply_inventory_event(later, late, KEEP)
-        assert (again.available, again.reserved, again.sold) == (5, 1, 4)
-        assert "o1" not in again.ledger
+        effects = shelf.apply(late)
+        stock = shelf.stock
+        assert (stock.available, stock.reserved, stock.sold) == (5, 1, 4)
+        assert "o1" not in shelf.ledger
         assert all(not isinstance(e.event, StockReserved) for e in effects)
 
 
 def test_a_paid_order_cancelled_after_it_was_forgotten_still_returns_its_units() -> None:
-    stock = restock(Stock("sku-a"), 10, initial=True)
+    shelf = Shelf(restock(Stock("sku-a"), 10, initial=True))
     for event in (command("reserve", "o1", 4, 100), command("commit", "o1", 4, 101),
                   command("reserve", "o2", 1, 200)):
-        stock, _ = apply_inventory_event(stock, event, KEEP)
+        shelf.apply(event)
     returned = command("return", "o1", 4, 300)
-    back, _ = apply_inventory_event(stock, returned, KEEP)
-    assert (back.available, back.sold) == (9, 0)
-    assert apply_inventory_event(back, returned, KEEP)[0].sold == 0, "returned once"
+    shelf.apply(returned)
+    assert (shelf.stock.available, shelf.stock.sold) == (9, 0)
+    shelf.apply(returned)
+    assert shelf.stock.sold == 0, "returned once"
 
 
 def test_a_hold_is_never_forgotten() -> None:
-    stock = restock(Stock("sku-a"), 10, initial=True)
-    stock, _ = apply_inventory_event(stock, command("reserve", "o1", 4, 100), KEEP)
-    stock, _ = apply_inventory_event(stock, command("reserve", "o2", 1, 10_000), KEEP)
-    assert stock.holds == {"o1": 4, "o2": 1}
+    shelf = Shelf(restock(Stock("sku-a"), 10, initial=True))
+    shelf.apply(command("reserve", "o1", 4, 100, 100))
+    shelf.apply(command("reserve", "o2", 1, 10_000, 10_000))
+    assert shelf.stock.holds == {"o1": 4, "o2": 1}

@@ -10,6 +10,7 @@ event the row absorbed, on any of its topics, is recognised however many events 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,9 @@ from models.inventory import (
     ReleaseStock,
     ReserveStock,
     Restock,
+    Stock,
     StockReserved,
+    archive_entries,
 )
 from models.orders import ORDER_EVENTS, CancelRequested, OrderLine, OrderPlaced
 from models.payments import (
@@ -37,7 +40,9 @@ from models.payments import (
     RetryPolicy,
     answer_of,
 )
+from tables.inventory import archive_key
 from tables.replay import Position, Row, already_applied
+from tests.unit.test_inventory_rules import sku_logs
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 KEEP = 900
@@ -153,6 +158,115 @@ def test_duplicates_appended_at_any_distance_never_change_the_counts(data: st.Da
     row = json.loads(json.dumps(table["sku-a"]))
     assert (row["reserved"], row["sold"]) == (0, sold)
     assert row["initial"] + row["restocked"] == row["available"] + row["sold"]
+
+
+class Changelog(MutableMapping[str, Row]):
+    """A table whose writes are also appended, in order, to a log (the changelog's order)."""
+
+    def __init__(self, rows: dict[str, Row] | None = None) -> None:
+        self.rows: dict[str, Row] = dict(rows or {})
+        self.writes: list[tuple[str, str | None]] = []
+
+    def __getitem__(self, key: str) -> Row:
+        return self.rows[key]
+
+    def __setitem__(self, key: str, row: Row) -> None:
+        raw = json.dumps(row)
+        self.rows[key] = json.loads(raw)
+        self.writes.append((key, raw))
+
+    def __delitem__(self, key: str) -> None:
+        del self.rows[key]
+        self.writes.append((key, None))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def restored(writes: list[tuple[str, str | None]]) -> Changelog:
+    """Return the table a worker restores from ``writes`` (a changelog's records)."""
+    table = Changelog()
+    for key, raw in writes:
+        if raw is None:
+            table.rows.pop(key, None)
+        else:
+            table.rows[key] = json.loads(raw)
+    return table
+
+
+def counts(table: MutableMapping[str, Row]) -> tuple[int, int, int]:
+    row = table["sku-a"]
+    return row["available"], row["reserved"], row["sold"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_a_worker_dying_between_any_two_writes_counts_as_one_that_never_died(
+    data: st.DataObject,
+) -> None:
+    """The sku's archive rows and its row are written one after the other; the changelog may
+    end anywhere between them (a kill, a batch that did not leave). The events after the last
+    commit are delivered again to what the changelog holds, or to the local store, which has
+    every write, and that replay may die anywhere too: the counts and the ledger come out as
+    if nothing had died, and every archive row the sku's row lists is there."""
+    keep = data.draw(st.sampled_from((45, 200)))
+    stocked = Restock(type="restock", event_id="first-stock", sku="sku-a", quantity=5,
+                      initial=True, occurred_at=datetime.fromtimestamp(1_000, UTC))
+    log = [stocked, *data.draw(sku_logs(keep))]  # the sku's clock starts at 1,000 s
+    positions = [Position("inventory", n, e.event_id) for n, e in enumerate(log)]
+
+    def run(table: MutableMapping[str, Row], start: int = 0) -> None:
+        for event, position in zip(log[start:], positions[start:], strict=True):
+            change_stock(table, event, position, keep=keep)
+
+    never_died = Changelog()
+    run(never_died)
+    local = Changelog()
+    run(local)
+    committed = data.draw(st.integers(0, len(log)), label="committed")
+    first_writes = len(restored_upto(log, positions, committed, keep).writes)
+    for cut in range(first_writes, len(local.writes) + 1):  # the changelog ends at any write
+        recovered = restored(local.writes[:cut])
+        run(recovered, committed)
+        assert_same(recovered, never_died)
+    # The same worker restarts on its local store, which is ahead of the changelog, replays
+    # there (the guard skips what the store has and writes it again), and dies again.
+    cut = data.draw(st.integers(first_writes, len(local.writes)), label="changelog ends")
+    again = Changelog(local.rows)
+    run(again, committed)
+    second = data.draw(st.integers(0, len(again.writes)), label="second death")
+    recovered = restored(local.writes[:cut] + again.writes[:second])
+    run(recovered, committed)
+    assert_same(recovered, never_died)
+
+
+def assert_same(recovered: Changelog, never_died: Changelog) -> None:
+    assert counts(recovered) == counts(never_died)
+    buckets = recovered["sku-a"].get("buckets", {})
+    assert all(archive_key("sku-a", int(b)) in recovered for b in buckets)
+    assert ledger_of(recovered) == ledger_of(never_died)
+
+
+def restored_upto(log: list[Event], positions: list[Position], end: int,
+                  keep: int) -> Changelog:
+    """Return the table after the first ``end`` events (what a commit at ``end`` flushed)."""
+    table = Changelog()
+    for event, position in zip(log[:end], positions[:end], strict=True):
+        change_stock(table, event, position, keep=keep)
+    return table
+
+
+def ledger_of(table: MutableMapping[str, Row]) -> dict[str, tuple[int, str]]:
+    """Return every order the sku remembers: its archive rows, overridden by its row."""
+    stock = Stock.from_row("sku-a", table["sku-a"])
+    entries = {}
+    for bucket in sorted(stock.buckets):
+        entries.update(archive_entries(table[archive_key("sku-a", bucket)]))
+    entries.update(stock.ledger)
+    return {o: (e.quantity, e.state) for o, e in entries.items()}
 
 
 def test_a_payment_row_recognises_its_request_and_its_answer() -> None:
