@@ -13,6 +13,7 @@ from agents.topics import inventory_topic
 from app import app
 from models.inventory import (
     INVENTORY_EVENTS,
+    LEDGER_ARCHIVE_OVER,
     Entry,
     Restock,
     Stock,
@@ -35,10 +36,11 @@ async def apply_stock_command(event: Any, position: Position) -> None:
 
 
 def change_stock(table: MutableMapping[str, Row], event: Any, position: Position,
-                 *, keep: int) -> list[Send]:
+                 *, keep: int, archive_over: int = LEDGER_ARCHIVE_OVER) -> list[Send]:
     """Apply an inventory command to its sku's row in ``table``, once; return its sends.
 
-    ``keep`` is how long the sku's ledger remembers a finished order (models.inventory.Stock).
+    ``keep`` is how long the sku's ledger remembers a finished order, ``archive_over`` how
+    many finished orders the sku's row keeps before it archives them (models.inventory).
     The sku's archive rows are written before its row and deleted after it. The row notes
     which event last wrote each archive row, so that a redelivery the guard skips writes
     again those the row depends on, before the row itself (tables.replay._skip).
@@ -50,7 +52,8 @@ def change_stock(table: MutableMapping[str, Row], event: Any, position: Position
         return archive_entries(table.get(archive_key(sku, bucket)))
 
     def decide(row: Row | None) -> tuple[Row | None, list[Send]]:
-        change = apply_inventory_event(Stock.from_row(sku, row), event, keep, archived)
+        change = apply_inventory_event(Stock.from_row(sku, row), event, keep, archived,
+                                       archive_over)
         if row is None and not isinstance(event, Restock):  # no row for unknown skus
             return None, to_sends(change.effects)
         for bucket, entries in change.archives.items():

@@ -23,6 +23,7 @@ from models.catalog import StockLevelChanged, stock_level
 
 __all__ = [
     "INVENTORY_EVENTS",
+    "LEDGER_ARCHIVE_OVER",
     "LEDGER_BUCKET_S",
     "LEDGER_KEEP_S",
     "ArchiveReader",
@@ -57,7 +58,7 @@ class ReserveStock(Event):
     sku: str
     order_id: str
     quantity: int
-    placed_at: int = 0
+    placed_at: int = 0  # the second the order was placed: its ledger bucket (0: not known)
 
 
 class ReleaseStock(Event):
@@ -66,7 +67,7 @@ class ReleaseStock(Event):
     event_type = "release_stock"
     sku: str
     order_id: str
-    placed_at: int = 0
+    placed_at: int = 0  # the second the order was placed: its ledger bucket (0: not known)
 
 
 class CommitStock(Event):
@@ -75,7 +76,7 @@ class CommitStock(Event):
     event_type = "commit_stock"
     sku: str
     order_id: str
-    placed_at: int = 0
+    placed_at: int = 0  # the second the order was placed: its ledger bucket (0: not known)
 
 
 class ReturnStock(Event):
@@ -85,7 +86,7 @@ class ReturnStock(Event):
     sku: str
     order_id: str
     quantity: int
-    placed_at: int = 0
+    placed_at: int = 0  # the second the order was placed: its ledger bucket (0: not known)
 
 
 class Restock(Event):
@@ -123,6 +124,10 @@ INVENTORY_EVENTS = event_types(ReserveStock, ReleaseStock, CommitStock, ReturnSt
 LEDGER_KEEP_S = 900
 #: Width (seconds of the orders' placing time) of one archive row of a sku's ledger.
 LEDGER_BUCKET_S = 10
+#: Finished entries a sku's row may keep past their bucket's closing before they go to
+#: archive rows: a sku sold less than about this often per SHOP_ORDER_TTL keeps its whole
+#: ledger in its row (short), and pays no archive writes.
+LEDGER_ARCHIVE_OVER = 64
 
 
 class Entry(NamedTuple):
@@ -372,9 +377,9 @@ class Change(NamedTuple):
     """What one command did to a sku: its stock, what it causes, and its archive rows.
 
     ``archives`` are the archive rows to write (bucket -> every entry of the row), before the
-    sku's row; ``dropped`` the archive rows to delete, after it. Each archive row written
-    holds only entries the sku's row also holds until it is written, so a worker that dies
-    between the two writes leaves nothing the replay would count twice.
+    sku's row; ``dropped`` the archive rows to delete, after it. An archive row receives only
+    entries the sku's row held before the command, and still holds until it is written, so a
+    worker that dies between the two writes leaves nothing the replay would count twice.
     """
 
     stock: Stock
@@ -388,7 +393,8 @@ def _nothing_archived(bucket: int) -> Mapping[str, Entry]:
 
 
 def apply_inventory_event(stock: Stock, event: Event, keep: int = LEDGER_KEEP_S,
-                          archive: ArchiveReader = _nothing_archived) -> Change:
+                          archive: ArchiveReader = _nothing_archived,
+                          archive_over: int = LEDGER_ARCHIVE_OVER) -> Change:
     """Return the stock after ``event``, what it causes (answers, stock level notices), and
     the archive rows it writes; ``archive`` reads the sku's archive rows.
 
@@ -397,15 +403,16 @@ def apply_inventory_event(stock: Stock, event: Event, keep: int = LEDGER_KEEP_S,
     longer than that for stock and a reservation older than it is for an expired order.
 
     The recent ledger stays short: once the second ``LEDGER_BUCKET_S`` after an order's
-    bucket has passed, its finished entries move to the bucket's archive row (one bucket a
-    command, the oldest), and an archive row goes as a whole once its newest entry is ``keep``
-    old. A command for an order found only in an archive row works on its entry as if it were
-    recent, and a changed entry stays recent until it is archived again.
+    bucket has passed, its finished entries may move to the bucket's archive row (one bucket
+    a command, the oldest, while over ``archive_over`` such entries wait), and an archive row
+    goes as a whole once its newest entry is ``keep`` old. A command for an order found only
+    in an archive row works on its entry as if it were recent, and a changed entry stays
+    recent until it is archived again.
     """
     at = int(event.occurred_at.timestamp())
     if isinstance(event, Restock):
         after = restock(stock, event.quantity, initial=event.initial)
-        return _finish(stock, after, [], at, keep, archive, tell=True)
+        return _finish(stock, after, [], at, keep, (archive, archive_over), tell=True)
     if not isinstance(event, (ReserveStock, ReleaseStock, CommitStock, ReturnStock)):
         return Change(stock, [], {}, ())
     before = _lifted(stock, event.order_id, event.placed_at, archive)
@@ -428,7 +435,8 @@ def apply_inventory_event(stock: Stock, event: Event, keep: int = LEDGER_KEEP_S,
         after = return_sold(before, event.order_id, event.quantity, at, event.placed_at)
     if after is before:
         after = stock  # nothing changed (an archived entry stays where it is)
-    return _finish(stock, after, effects, at, keep, archive, order_id=event.order_id)
+    return _finish(stock, after, effects, at, keep, (archive, archive_over),
+                   order_id=event.order_id)
 
 
 def _lifted(stock: Stock, order_id: str, placed: int, archive: ArchiveReader) -> Stock:
@@ -447,12 +455,13 @@ def _lifted(stock: Stock, order_id: str, placed: int, archive: ArchiveReader) ->
 
 
 def _finish(stock: Stock, after: Stock, effects: list[Effect], at: int, keep: int,
-            archive: ArchiveReader, *, order_id: str | None = None, tell: bool = False) -> Change:
-    """Archive and prune ``after``, and tell the catalog of a new stock level."""
-    after = prune(after, at, keep)
-    after, archives = _archived(after, archive, order_id)
-    after = _dropped(after, keep)
-    archives = {b: entries for b, entries in archives.items() if b in after.buckets}
+            archiving: tuple[ArchiveReader, int], *, order_id: str | None = None,
+            tell: bool = False) -> Change:
+    """Prune and archive ``after``, and tell the catalog of a new stock level."""
+    if at > after.seen:
+        after = replace(after, seen=at)
+    after = prune(_dropped(after, keep), at, keep)  # a dropped row's entries may go too
+    after, archives = _archived(after, *archiving, order_id)
     dropped = tuple(b for b in stock.buckets if b not in after.buckets)
     if tell or stock_level(after.available) != stock_level(stock.available):
         effects.append(Effect("catalog", stock.sku, StockLevelChanged.new(
@@ -460,7 +469,7 @@ def _finish(stock: Stock, after: Stock, effects: list[Effect], at: int, keep: in
     return Change(after, effects, archives, dropped)
 
 
-def _archived(stock: Stock, archive: ArchiveReader,
+def _archived(stock: Stock, archive: ArchiveReader, over: int,
               order_id: str | None) -> tuple[Stock, dict[int, dict[str, Entry]]]:
     """Move the finished recent entries of the oldest closed bucket to its archive row.
 
@@ -471,7 +480,7 @@ def _archived(stock: Stock, archive: ArchiveReader,
     closing = stock.seen - 2 * LEDGER_BUCKET_S
     due = [bucket_of(e.placed) for o, e in stock.ledger.items()
            if e.state in PRUNABLE and bucket_of(e.placed) <= closing and o != order_id]
-    if not due:
+    if len(due) <= over:
         return stock, {}
     bucket = min(due)
     moving = {o: e for o, e in stock.ledger.items()

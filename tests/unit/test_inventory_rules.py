@@ -14,6 +14,7 @@ from models.base import Effect, Event, decode_event
 from models.catalog import StockLevelChanged
 from models.inventory import (
     INVENTORY_EVENTS,
+    LEDGER_ARCHIVE_OVER,
     LEDGER_BUCKET_S,
     Bucket,
     CommitStock,
@@ -378,13 +379,13 @@ PLANS = (("reserve", "commit"), ("reserve", "commit", "return"), ("reserve", "re
 class Shelf:
     """A sku's stock and its archive rows, changed as the inventory agent changes them."""
 
-    def __init__(self, stock: Stock, keep: int = KEEP) -> None:
-        self.stock, self.keep = stock, keep
+    def __init__(self, stock: Stock, keep: int = KEEP, over: int = 0) -> None:
+        self.stock, self.keep, self.over = stock, keep, over
         self.rows: dict[int, dict[str, Entry]] = {}
 
     def apply(self, event: Event) -> list[Effect]:
         change = apply_inventory_event(self.stock, event, self.keep,
-                                       lambda bucket: self.rows.get(bucket, {}))
+                                       lambda bucket: self.rows.get(bucket, {}), self.over)
         self.rows.update(change.archives)
         for bucket in change.dropped:
             del self.rows[bucket]
@@ -444,12 +445,12 @@ def sku_logs(draw: st.DrawFn, keep: int = KEEP) -> list[Event]:
 
 
 @settings(max_examples=150)
-@given(data=st.data(), keep=st.sampled_from((KEEP, 45, 200)))
-def test_pruning_the_ledger_changes_no_count(data: st.DataObject, keep: int) -> None:
+@given(data=st.data(), keep=st.sampled_from((KEEP, 45, 200)), over=st.sampled_from((0, 3, 64)))
+def test_pruning_the_ledger_changes_no_count(data: st.DataObject, keep: int, over: int) -> None:
     """The stock with a bounded ledger, its finished orders archived by the time they were
-    placed, counts as one that never forgets, event by event."""
+    placed (past ``over`` of them waiting), counts as one that never forgets, event by event."""
     log = data.draw(sku_logs(keep))
-    forgetting = Shelf(restock(Stock("sku-a"), 5, initial=True), keep)
+    forgetting = Shelf(restock(Stock("sku-a"), 5, initial=True), keep, over)
     remembering = Shelf(restock(Stock("sku-a"), 5, initial=True), 10**9)
     answered: set[str] = set()
     for event in log:
@@ -520,6 +521,19 @@ def test_an_archive_row_goes_as_a_whole_and_its_orders_stay_known_as_pruned() ->
     effects = shelf.apply(reserved)
     assert [type(e.event) for e in effects] == [StockRejected], "a pruned order's duplicate"
     assert (shelf.stock.available, shelf.stock.reserved, shelf.stock.sold) == (4, 2, 4)
+
+
+def test_a_sku_sold_seldom_keeps_its_whole_ledger_in_its_row() -> None:
+    """Under LEDGER_ARCHIVE_OVER finished orders past their bucket, nothing is archived."""
+    shelf = Shelf(restock(Stock("sku-a"), 100, initial=True), keep=900,
+                  over=LEDGER_ARCHIVE_OVER)
+    for n in range(LEDGER_ARCHIVE_OVER + 1):
+        at = 1_000 + 10 * n
+        shelf.apply(command("reserve", f"o{n}", 1, at, at))
+        shelf.apply(command("commit", f"o{n}", 1, at + 1, at))
+    assert shelf.rows == {} and len(shelf.stock.ledger) == LEDGER_ARCHIVE_OVER + 1
+    shelf.apply(command("reserve", "last", 1, 1_700, 1_700))
+    assert list(shelf.rows) == [1_000], "one past the limit: the oldest bucket goes"
 
 
 def test_an_old_row_reads_as_the_recent_ledger() -> None:

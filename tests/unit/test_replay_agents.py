@@ -213,6 +213,7 @@ def test_a_worker_dying_between_any_two_writes_counts_as_one_that_never_died(
     every write, and that replay may die anywhere too: the counts and the ledger come out as
     if nothing had died, and every archive row the sku's row lists is there."""
     keep = data.draw(st.sampled_from((45, 200)))
+    over = data.draw(st.sampled_from((0, 2)))  # finished orders a row keeps before archiving
     stocked = Restock(type="restock", event_id="first-stock", sku="sku-a", quantity=5,
                       initial=True, occurred_at=datetime.fromtimestamp(1_000, UTC))
     log = [stocked, *data.draw(sku_logs(keep))]  # the sku's clock starts at 1,000 s
@@ -220,14 +221,14 @@ def test_a_worker_dying_between_any_two_writes_counts_as_one_that_never_died(
 
     def run(table: MutableMapping[str, Row], start: int = 0) -> None:
         for event, position in zip(log[start:], positions[start:], strict=True):
-            change_stock(table, event, position, keep=keep)
+            change_stock(table, event, position, keep=keep, archive_over=over)
 
     never_died = Changelog()
     run(never_died)
     local = Changelog()
     run(local)
     committed = data.draw(st.integers(0, len(log)), label="committed")
-    first_writes = len(restored_upto(log, positions, committed, keep).writes)
+    first_writes = len(restored_upto(log, positions, committed, keep, over).writes)
     for cut in range(first_writes, len(local.writes) + 1):  # the changelog ends at any write
         recovered = restored(local.writes[:cut])
         run(recovered, committed)
@@ -250,12 +251,12 @@ def assert_same(recovered: Changelog, never_died: Changelog) -> None:
     assert ledger_of(recovered) == ledger_of(never_died)
 
 
-def restored_upto(log: list[Event], positions: list[Position], end: int,
-                  keep: int) -> Changelog:
+def restored_upto(log: list[Event], positions: list[Position], end: int, keep: int,
+                  over: int) -> Changelog:
     """Return the table after the first ``end`` events (what a commit at ``end`` flushed)."""
     table = Changelog()
     for event, position in zip(log[:end], positions[:end], strict=True):
-        change_stock(table, event, position, keep=keep)
+        change_stock(table, event, position, keep=keep, archive_over=over)
     return table
 
 
