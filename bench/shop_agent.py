@@ -33,6 +33,9 @@ GROUP = "shopstream"
 POLL_S = 0.2
 READY_TIMEOUT_S = 120.0
 PROGRESS_EVERY_S = 5.0
+#: How long one session read may keep answering 503 (a rebalance or a restore) before the
+#: bench gives up.
+UNAVAILABLE_TIMEOUT_S = 60.0
 
 
 async def measure_shop_agent(broker: Broker, events: Sequence[tuple[str, bytes]],
@@ -142,15 +145,25 @@ async def _wait_applied(http: aiohttp.ClientSession, worker: Worker, broker: Bro
 
 
 async def _session_events(http: aiohttp.ClientSession, worker: Worker, session: str) -> int:
-    """Return the events the worker's table holds for ``session`` (0 if it has no row)."""
-    async with http.get(f"{worker.url}/api/analytics/sessions/{session}",
-                        headers=ADMIN) as response:
-        if response.status == 404:
-            return 0
-        if response.status != 200:
-            raise BenchError(f"GET session {session} answered {response.status}: "
-                             f"{(await response.text())[:300]}")
-        return int((await response.json())["events"])
+    """Return the events the worker's table holds for ``session`` (0 if it has no row).
+
+    A 503 means the worker is restoring or taking over partitions (a rebalance can follow
+    ``/ready``), so the row may exist: it is asked again after its ``Retry-After``.
+    """
+    deadline = time.monotonic() + UNAVAILABLE_TIMEOUT_S
+    while True:
+        async with http.get(f"{worker.url}/api/analytics/sessions/{session}",
+                            headers=ADMIN) as response:
+            if response.status == 404:
+                return 0
+            if response.status == 200:
+                return int((await response.json())["events"])
+            body = (await response.text())[:300]
+            if response.status != 503 or time.monotonic() > deadline:
+                raise BenchError(f"GET session {session} answered {response.status}: {body}")
+            wait = float(response.headers.get("Retry-After", "1"))
+        _check_alive(worker)
+        await asyncio.sleep(min(wait, 1.0))
 
 
 async def _table_total(http: aiohttp.ClientSession, worker: Worker, sessions: set[str]) -> int:
