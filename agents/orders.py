@@ -1,8 +1,8 @@
 """Orders agent: the saga. Applies each order event to the order and sends what it causes.
 
 It consumes the ``orders`` and ``payments`` topics (both keyed by order id), so an order's
-row is always written from the same partition number; its payment row too, which this agent
-also writes (the payment step, agents/payments.py, runs here in the order's partition). A
+row is always written from the same partition number. The row keeps the order's payment too
+(tables/payments.py): the payment step, agents/payments.py, runs here in the order's step. A
 timer asks again for answers an order may have lost in a worker's crash (see
 :func:`chase_open_orders`). Another timer, on every worker, asks to expire the orders it
 owns that waited longer than SHOP_ORDER_TTL for stock or payment (see
@@ -23,14 +23,7 @@ from faust.types import StreamT
 
 from agents.batches import fold_batches
 from agents.dead_letters import event_type_of, for_each_event
-from agents.payments import (
-    PAYMENT_STEPS,
-    RETRIES,
-    PaymentGaveUp,
-    call_provider,
-    note_settled,
-    settle_payment,
-)
+from agents.payments import PAYMENT_STEPS, RETRIES, PaymentGaveUp, call_provider, note_settled
 from agents.sending import send_all, to_sends
 from agents.topics import inventory_topic, order_saga_topics, orders_topic, user_orders_topic
 from app import app
@@ -61,11 +54,12 @@ from models.payments import (
     Refunded,
     RefundRequested,
     RetryPolicy,
+    apply_payment_event,
 )
 from models.promotions import PromotionRedeemed, PromotionRefused
 from runtime.tables import tables_ready
 from tables.orders import open_index, open_orders, orders, orders_by_user, watchers
-from tables.payments import payments
+from tables.payments import PAYMENT, payment_of
 from tables.replay import RECENT_IDS, Position, Row, Send, decide_once
 
 log = logging.getLogger(__name__)
@@ -75,7 +69,6 @@ __all__ = [
     "expire_on_time",
     "expire_overdue_orders",
     "index_orders_by_user",
-    "move_order",
     "run_order_saga",
     "saga_step",
 ]
@@ -108,12 +101,12 @@ async def apply_saga_event(event: Any, position: Position) -> None:
     """Move the order ``event`` is about (and its payment), once, and send what that causes."""
     if not isinstance(event, (*SAGA_EVENTS, *PAYMENT_STEPS)):
         return
-    step = saga_step(orders, payments, event, position, utcnow(), RETRIES)
+    step = saga_step(orders, event, position, utcnow(), RETRIES)
     for order_id, row in step.rows:
         track_deadline(order_id, row)
         watchers.changed(order_id, row)
     if step.paid:
-        note_settled(event.order_id)
+        note_settled(event.order_id, payment_of(orders.get(event.order_id)))
     await send_all(step.sends)
     for call in step.calls:
         call_provider(call)
@@ -122,8 +115,8 @@ async def apply_saga_event(event: Any, position: Position) -> None:
 
 
 class SagaStep(NamedTuple):
-    """What one event did to its order and payment rows: the messages to send, the order rows
-    written (order id, row), the provider calls to make, whether it was a payment step, and
+    """What one event did to its order's row: the messages to send, the rows whose order
+    changed (order id, row), the provider calls to make, whether it was a payment step, and
     why the payment gave up ("" unless it did)."""
 
     sends: list[Send]
@@ -134,7 +127,7 @@ class SagaStep(NamedTuple):
 
 
 #: Payment events types the saga hands to its payment step when an order's decision asks for
-#: them, instead of sending them: the payment row lives in the order's partition.
+#: them, instead of sending them: the payment row lives in the order's row.
 PAYMENT_REQUESTS: dict[str, type[Event]] = {PaymentRequested.event_type: PaymentRequested,
                     RefundRequested.event_type: RefundRequested}
 #: Payment outcomes a payment step applies to the order at once (and still sends, for the
@@ -143,43 +136,78 @@ PAYMENT_OUTCOMES: dict[str, type[Event]] = {
     cls.event_type: cls for cls in (PaymentSucceeded, PaymentFailed, Refunded)}
 
 
-def saga_step(order_table: MutableMapping[str, Row], payment_table: MutableMapping[str, Row],
-              event: Any, position: Position, now: datetime, policy: RetryPolicy) -> SagaStep:
-    """Apply a saga or payment event to the order's row and its payment row, once each.
+def saga_step(table: MutableMapping[str, Row], event: Any, position: Position, now: datetime,
+              policy: RetryPolicy) -> SagaStep:
+    """Apply a saga or payment event to its order's row, payment included, once.
 
-    Both rows live in the order's partition. An order's decision that asks for a charge or a
-    refund starts it on the payment row in the same step; a payment step (a request or the
-    provider's answer from the payments topic) applies its outcome to the order in the same
-    step, and still sends it to the payments topic for its readers. Each row is written at
-    most once an event, so that the replay guard's offset of the event is one write's: what
-    the second row's step causes for the first row goes through its topic.
+    The order's row keeps its payment row (tables/payments.py), so a step writes one row
+    once, with one changelog record. An order's decision that asks for a charge or a refund
+    starts it on the payment in the same step; a payment step (a request or the provider's
+    answer from the payments topic) applies its outcome to the order in the same step, and
+    still sends it to the payments topic for its readers. Each step applies the payment rules
+    at most once: what a payment step's outcome makes the order ask of its payment (the
+    refund of a charge that came after the order ended) goes through the payments topic.
+    A payment event for an order without a row changes nothing.
     """
-    if isinstance(event, PAYMENT_STEPS):
-        paid = settle_payment(payment_table, event, position, now.timestamp(), policy)
-        sends, rows = list(paid.sends), []  # every outcome goes to the topic too
-        for send in paid.sends:
-            outcome = _payment_event(send, PAYMENT_OUTCOMES)
-            if outcome is not None:
-                order_sends, row = move_order(order_table, outcome, position, now)
-                sends.extend(order_sends)
-                if row is not None:
-                    rows.append((outcome.order_id, row))
-        return SagaStep(sends, rows, list(paid.calls), True, paid.gave_up)
-    order_sends, row = move_order(order_table, event, position, now)
     calls: list[ProviderCall] = []
-    asked, gave_up = False, ""
-    sends = []
-    for send in order_sends:
-        request = _payment_event(send, PAYMENT_REQUESTS)
-        if request is None:
-            sends.append(send)
-            continue
-        paid = settle_payment(payment_table, request, position, now.timestamp(), policy)
-        sends.extend(paid.sends)
-        calls.extend(paid.calls)
-        asked, gave_up = True, gave_up or paid.gave_up
-    return SagaStep(sends, [(event.order_id, row)] if row is not None else [], calls, asked,
-                    gave_up)
+    gave_up: list[str] = []
+    moved: list[bool] = []  # [whether the order changed], once the step ran
+    paid = isinstance(event, PAYMENT_STEPS)
+
+    def step(row: Row | None) -> tuple[Row | None, list[Send]]:
+        moved.append(False)
+        payment = payment_of(row)
+        sends: list[Send] = []
+        if paid:
+            finished = apply_payment_event(payment, event, now.timestamp(), policy)
+            payment = finished.row
+            calls.extend([finished.retry] if finished.retry else [])
+            gave_up.extend([finished.gave_up] if finished.gave_up else [])
+            sends = to_sends(finished.effects)  # every outcome goes to the topic too
+            order_row = row
+            for send in list(sends):
+                outcome = _payment_event(send, PAYMENT_OUTCOMES)
+                if outcome is not None:
+                    order_row, order_sends = _order_step(order_row, outcome, now)
+                    sends.extend(order_sends)
+        else:
+            order_row, order_sends = _order_step(row, event, now)
+            for send in order_sends:
+                request = _payment_event(send, PAYMENT_REQUESTS)
+                if request is None:
+                    sends.append(send)
+                    continue
+                started = apply_payment_event(payment, request, now.timestamp(), policy)
+                payment = started.row
+                sends.extend(to_sends(started.effects))
+                calls.extend([started.retry] if started.retry else [])
+        if order_row is None:  # no order: no payment to keep, and no call to make for one
+            calls.clear()
+            gave_up.clear()
+            return None, sends
+        moved[0] = order_row is not row
+        if order_row is row and payment == payment_of(row):
+            return None, sends  # nothing changes: nothing to write (a repeated answer)
+        return {**order_row, PAYMENT: payment} if payment else order_row, sends
+
+    sends = decide_once(table, event.order_id, position, step, keep_sends=RECENT_IDS)
+    # A redelivery the guard skipped (no step ran) reports the row all the same: the worker
+    # may have died after writing it and before the open orders heard of it.
+    skipped = not moved
+    row = table.get(event.order_id) if skipped or moved[0] else None
+    rows = [(event.order_id, row)] if row is not None else []
+    return SagaStep(sends, rows, calls, paid, gave_up[0] if gave_up else "")
+
+
+def _order_step(row: Row | None, event: Any, now: datetime) -> tuple[Row | None, list[Send]]:
+    """Return an order's row after a saga event (``row`` itself if nothing changes: a
+    repeated answer) and what the event causes."""
+    order = Order.from_row(row) if row else None
+    decision = decide(order, event, now)
+    if decision.order == order and not decision.effects:
+        return row, []
+    new_row = decision.order.to_row() if decision.order else None
+    return (new_row if new_row is not None else row), to_sends(decision.effects)
 
 
 def _payment_event(send: Send, types: dict[str, type[Event]]) -> Any:
@@ -189,30 +217,6 @@ def _payment_event(send: Send, types: dict[str, type[Event]]) -> Any:
         return None
     kind = event_type_of(value.encode())
     return decode_event(types, value.encode()) if kind in types else None
-
-
-def move_order(table: MutableMapping[str, Row], event: Any, position: Position,
-               now: datetime) -> tuple[list[Send], Row | None]:
-    """Apply a saga event to its order's row in ``table``, once; return the sends and the row
-    (None if the event changed nothing: a repeated answer writes no row).
-
-    An order's releases, commits and refunds are asked for by nobody if lost, so its row
-    keeps the sends of all of its recent events (``keep_sends=RECENT_IDS``).
-    """
-    decided: list[Row | None] = []
-
-    def step(row: Row | None) -> tuple[Row | None, list[Send]]:
-        order = Order.from_row(row) if row else None
-        decision = decide(order, event, now)
-        if decision.order == order and not decision.effects:
-            decided.append(None)
-            return None, []  # nothing changes: nothing to write (a repeated answer)
-        new_row = decision.order.to_row() if decision.order else None
-        decided.append(new_row if new_row is not None else row)
-        return new_row, to_sends(decision.effects)
-
-    sends = decide_once(table, event.order_id, position, step, keep_sends=RECENT_IDS)
-    return sends, (decided[0] if decided else table.get(event.order_id))
 
 
 def track_deadline(order_id: str, row: dict[str, Any]) -> None:
@@ -232,7 +236,7 @@ def track_deadline(order_id: str, row: dict[str, Any]) -> None:
 
 @app.agent(order_saga_topics, name="orders.saga")
 async def run_order_saga(stream: StreamT[bytes]) -> None:
-    """Consume order and payment events into the orders and payments tables."""
+    """Consume order and payment events into the orders table (payments included)."""
     await for_each_event(stream, {**ORDER_EVENTS, **PAYMENT_EVENTS}, apply_saga_event,
                          agent="orders.saga", skip=NOT_FOR_THE_SAGA)
 

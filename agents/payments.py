@@ -1,13 +1,13 @@
 """Payments: charges and refunds through the provider, once per order, never waiting.
 
-The payment step runs in the order's own partition, by the saga's agent (agents/orders.py):
-payment rows are keyed by order id like orders, so the agent that moves an order also writes
-its payment row, and a charge the saga asks for is started in the same step, without a hop
-through the payments topic. A request marks the order's payment row pending and the provider
-is called in the background; what came of the call returns on the payments topic
-(``ProviderAnswered``, keyed by order id) and settles the row, so the row keeps one writer
-and a slow provider holds up nobody else (``models/payments.py``). A call that raised or
-outlived ``SHOP_PAYMENT_CALL_TIMEOUT`` comes back as a fault: the row schedules the next try
+The payment step runs in the order's own step, by the saga's agent (agents/orders.py): the
+order's row keeps its payment row (tables/payments.py), so the agent that moves an order also
+moves its payment, and a charge the saga asks for is started in the same step, without a hop
+through the payments topic. A request marks the payment pending and the provider is called
+in the background; what came of the call returns on the payments topic (``ProviderAnswered``,
+keyed by order id) and settles the payment, so the row keeps one writer and a slow provider
+holds up nobody else (``models/payments.py``). A call that raised or outlived
+``SHOP_PAYMENT_CALL_TIMEOUT`` comes back as a fault: the payment schedules the next try
 with backoff, made here when its time comes, and after ``SHOP_PAYMENT_TRIES`` the payment
 gives up and the fault's message is dead-lettered. A call lost with a worker is made again:
 the saga asks again for an order still waiting, and after each rebalance every worker calls
@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import MutableMapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
-from agents.sending import to_sends
 from agents.topics import payments_topic
 from app import app
 from models.payments import (
@@ -37,16 +36,14 @@ from models.payments import (
     RetryPolicy,
     SimulatedProvider,
     answer_of,
-    finish_call,
     pending_call,
-    start_call,
 )
 from runtime.tables import tables_ready
-from tables.payments import payments
-from tables.replay import Position, Row, Send, decide_once
+from tables.orders import orders
+from tables.payments import payment_of
 
-__all__ = ["PAYMENT_STEPS", "PaymentGaveUp", "PaymentStep", "call_again_after_rebalance",
-           "call_provider", "note_settled", "provider", "settle_payment"]
+__all__ = ["PAYMENT_STEPS", "PaymentGaveUp", "call_again_after_rebalance", "call_provider",
+           "note_settled", "provider"]
 
 log = logging.getLogger(__name__)
 
@@ -75,44 +72,11 @@ class PaymentGaveUp(Exception):
     """A charge or refund ran out of tries, or its refund was refused: dead-letter it."""
 
 
-def note_settled(order_id: str) -> None:
-    """Forget the tries sent for ``order_id``'s calls once its row waits for none."""
-    row = payments.get(order_id)
-    if row is not None and pending_call(row) is None:
+def note_settled(order_id: str, payment: Mapping[str, Any] | None) -> None:
+    """Forget the tries sent for ``order_id``'s calls once its payment waits for none."""
+    if payment is not None and pending_call(payment) is None:
         for kind in ("charge", "refund"):
             _sent_tries.pop((kind, order_id), None)
-
-
-class PaymentStep(NamedTuple):
-    """What a payment event made of its row: messages to send, calls to make, and why the
-    payment gave up ("" unless it did)."""
-
-    sends: list[Send]
-    calls: list[ProviderCall]
-    gave_up: str
-
-
-def settle_payment(table: MutableMapping[str, Row], event: Any, position: Position,
-                   now: float, policy: RetryPolicy) -> PaymentStep:
-    """Apply a payment request or what came of a call to the order's row in ``table``, once.
-
-    ``now`` (epoch seconds) times the next try of a faulted call.
-    """
-    calls: list[ProviderCall] = []
-    gave_up: list[str] = []
-
-    def decide(row: Row | None) -> tuple[Row | None, list[Send]]:
-        call: ProviderCall | None
-        if isinstance(event, ProviderAnswered):
-            new_row, effects, call, why = finish_call(row, event, now, policy)
-            gave_up.extend([why] if why else [])
-        else:
-            new_row, effects, call = start_call(row, event)
-        calls.extend([call] if call else [])
-        return new_row, to_sends(effects)
-
-    sends = decide_once(table, event.order_id, position, decide)
-    return PaymentStep(sends, calls, gave_up[0] if gave_up else "")
 
 
 def call_provider(call: ProviderCall) -> None:
@@ -180,8 +144,9 @@ async def call_again_after_rebalance() -> None:
         return
     _rebalances_seen = app.rebalancing_count
     again = 0
-    for row in list(payments.values()):
-        call = pending_call(row)
+    for row in list(orders.values()):
+        payment = payment_of(row)
+        call = pending_call(payment) if payment else None
         if call is not None:
             call_provider(call)
             again += 1

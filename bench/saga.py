@@ -262,7 +262,7 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
 #: The saga's own topics and tables: what an order needs, before the readers of its notices.
 SAGA_TOPICS = frozenset({"orders", "inventory", "payments", "user-orders",
                          *(f"shopstream-{table}-changelog" for table in (
-                             "orders", "payments", "stock", "open-orders", "orders-by-user"))})
+                             "orders", "stock", "open-orders", "orders-by-user"))})
 
 
 def messages_per_order(messages: dict[str, int], orders: int) -> dict[str, Any]:

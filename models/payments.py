@@ -71,6 +71,7 @@ __all__ = [
     "RetryPolicy",
     "SimulatedProvider",
     "answer_of",
+    "apply_payment_event",
     "backoff",
     "decide_payment",
     "finish_call",
@@ -200,6 +201,16 @@ class Finished(NamedTuple):
 def backoff(policy: RetryPolicy, faults: int) -> float:
     """Return the seconds to wait before the next try after ``faults`` faulted tries."""
     return policy.base_backoff * 2 ** max(faults - 1, 0)
+
+
+def apply_payment_event(row: Mapping[str, Any] | None, event: Event, now: float = 0.0,
+                        policy: RetryPolicy = RetryPolicy()) -> Finished:
+    """Return the payment row after a request (:func:`start_call`) or what came of a call
+    (:func:`finish_call`), the events it causes, the call to make, and why it gave up."""
+    if isinstance(event, ProviderAnswered):
+        return finish_call(row, event, now, policy)
+    new_row, effects, call = start_call(row, event)
+    return Finished(new_row, effects, call)
 
 
 def start_call(row: Mapping[str, Any] | None,

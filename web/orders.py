@@ -39,7 +39,7 @@ from models.promotions import PromotionError, discount_for, normalise_code
 from runtime.tables import derived
 from tables.catalog import catalog
 from tables.orders import orders, orders_by_user, watchers
-from tables.payments import payments
+from tables.payments import payment_of
 from tables.promotions import promotions
 from web.bodies import Unprocessable, read_body, read_query
 from web.errors import Conflict, NotFound
@@ -368,11 +368,11 @@ endpoint(
 class PaymentView(ShopView):
     """The payment of an order (owner or admin)."""
 
-    @route_to_owner(payments, match_info="order_id")
+    @route_to_owner(orders, match_info="order_id")
     async def get(self, request: Request, order_id: str) -> Response:
         caller = require(request)
-        order = orders.get(order_id)  # same key, same partitions: on this worker too
-        payment = payments.get(order_id)
+        order = orders.get(order_id)
+        payment = payment_of(order)
         if order is None or payment is None or not may_see(caller, order["user_id"]):
             raise NotFound(f"no payment for order {order_id!r}")
         return self.json({k: v for k, v in payment.items() if not k.startswith("_")})

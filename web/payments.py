@@ -5,12 +5,11 @@ the order, with its idempotency key, amount, outcome, id and the attempts the pr
 beside the order's payment row (its status and retry state, ``models/payments.py``). Admins
 only.
 
-The request is answered by the worker that owns the order's ``payments`` partition (the
-worker whose saga agent calls the provider for it, in the order's partition), like the other
-keyed views. The
-simulated provider's ledger is the memory of that worker's process: it holds the calls that
-process made, and starts empty when the process starts or the partition moves to another
-worker. A real provider answers from its own records.
+The request is answered by the worker that owns the order's partition (the worker whose saga
+agent calls the provider for it; the payment row is kept in the order's row), like the other
+keyed views. The simulated provider's ledger is the memory of that worker's process: it holds
+the calls that process made, and starts empty when the process starts or the partition moves
+to another worker. A real provider answers from its own records.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from faust.web import Request, Response
 from pydantic import BaseModel, Field
 
 from agents.payments import provider
-from tables.payments import payments
+from tables.orders import orders
+from tables.payments import payment_of
 from web.errors import NotFound
 from web.identity import require
 from web.openapi import endpoint
@@ -70,7 +70,7 @@ class ProviderLedgerOut(BaseModel):
 def provider_ledger(order_id: str) -> dict[str, Any] | None:
     """Return the provider's ledger of ``order_id`` and its payment row (None if neither)."""
     ledger = provider.ledger(order_id)
-    row = payments.get(order_id)
+    row = payment_of(orders.get(order_id))
     if row is None and not ledger["charges"] and not ledger["refunds"]:
         return None
     payment = {k: v for k, v in row.items() if not k.startswith("_")} if row else None
@@ -82,7 +82,7 @@ def provider_ledger(order_id: str) -> dict[str, Any] | None:
 class ProviderLedgerView(ShopView):
     """The provider's charges and refunds of an order, with its payment row (admin)."""
 
-    @route_to_owner(payments, match_info="order_id")
+    @route_to_owner(orders, match_info="order_id")
     async def get(self, request: Request, order_id: str) -> Response:
         require(request, "admin")
         found = provider_ledger(order_id)

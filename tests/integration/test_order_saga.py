@@ -120,9 +120,9 @@ async def test_concurrent_orders_never_oversell_and_a_replay_changes_nothing(
         async with http.get(f"{worker.url}/metrics") as response:
             metrics = await response.text()
     assert after == before
-    # The restarted worker really processed the old events again, and skipped each one.
-    skipped = {table: replays_skipped(metrics, table) for table in ("orders", "stock",
-                                                                    "payments")}
+    # The restarted worker really processed the old events again, and skipped each one (an
+    # order's row keeps its payment: the payments topic's replays are the orders table's).
+    skipped = {table: replays_skipped(metrics, table) for table in ("orders", "stock")}
     print(f"replayed events skipped: {skipped}")
     assert all(count > 0 for count in skipped.values()), skipped
 

@@ -1,8 +1,8 @@
 """The replay guard on the agents' own step functions: rows remember every event they absorbed.
 
-``agents.orders.move_order`` and ``agents.inventory.change_stock`` are what the saga and the
-inventory agents run for each event (with the worker's table; here a dict), and
-``agents.orders.saga_step`` the saga's whole step, its payment step included. Their rules build
+``agents.orders.saga_step`` and ``agents.inventory.change_stock`` are what the saga and the
+inventory agents run for each event (with the worker's table; here a dict): the saga's step
+moves an order and its payment, kept in the order's row. Their rules build
 rows fresh, so the guard must carry the row's history across each write: a redelivery of any
 event the row absorbed, on any of its topics, is recognised however many events came after.
 """
@@ -18,8 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.inventory import change_stock
-from agents.orders import SagaStep, move_order, saga_step
-from agents.payments import settle_payment
+from agents.orders import SagaStep, saga_step
 from models.base import Event, decode_event
 from models.inventory import (
     INVENTORY_EVENTS,
@@ -41,6 +40,7 @@ from models.payments import (
     answer_of,
 )
 from tables.inventory import archive_key
+from tables.payments import payment_of
 from tables.replay import Position, Row, already_applied
 from tests.unit.test_inventory_rules import sku_logs
 
@@ -67,6 +67,13 @@ def placed(order_id: str = "o1", quantity: int = 2) -> OrderPlaced:
                            total_cents=500 * quantity, payment_method="pm_card_ok")
 
 
+def payment(row: Row) -> dict[str, Any]:
+    """Return the payment an order's row keeps."""
+    kept = payment_of(row)
+    assert kept is not None, row
+    return kept
+
+
 def sent(sends: list[tuple[str, str, str]], topic: str) -> list[Event]:
     """Return the events of ``sends`` to ``topic``, decoded as the consumers decode them."""
     types: Any = {**INVENTORY_EVENTS, **ORDER_EVENTS, **PAYMENT_EVENTS}
@@ -82,7 +89,7 @@ def test_an_order_row_recognises_every_event_it_absorbed_across_its_topics() -> 
     def deliver(log: Log, event: Event) -> list[tuple[str, str, str]]:
         position = log.append(event)
         applied.append((position, event))
-        return move_order(table, event, position, NOW)[0]
+        return saga_step(table, event, position, NOW, RetryPolicy()).sends
 
     first_sends = deliver(orders_log, order)
     assert [e.type for e in sent(first_sends, "inventory")] == ["reserve_stock"]
@@ -96,8 +103,8 @@ def test_an_order_row_recognises_every_event_it_absorbed_across_its_topics() -> 
 
     # A worker that crashed before committing gets OrderPlaced again: it is recognised, the
     # row is unchanged, and its kept sends (the reservation) go out again.
-    again, row_after = move_order(table, order, applied[0][0], NOW)
-    assert row_after == row == table["o1"]
+    again = saga_step(table, order, applied[0][0], NOW, RetryPolicy()).sends
+    assert table["o1"] == row
     assert again == first_sends, "the first event's sends are kept after later events"
 
 
@@ -270,22 +277,36 @@ def ledger_of(table: MutableMapping[str, Row]) -> dict[str, tuple[int, str]]:
     return {o: (e.quantity, e.state) for o, e in entries.items()}
 
 
-def test_a_payment_row_recognises_its_request_and_its_answer() -> None:
-    payments_log = Log("payments")
+def test_a_payment_recognises_its_request_and_its_answer() -> None:
+    """A charge asked for again on the payments topic (as the saga does for an order still
+    waiting) makes the same call again and writes nothing; the provider's answer is absorbed
+    once by the order's row, and a redelivery of it changes nothing and calls nothing."""
+    orders_log, payments_log = Log("orders"), Log("payments")
     table: dict[str, Row] = {}
-    request = PaymentRequested.new(order_id="o1", amount_cents=1000, payment_method="pm_card_ok")
-    first = payments_log.append(request)
-    step = settle_payment(table, request, first, 0.0, RetryPolicy())
-    assert [call.call for call in step.calls] == ["charge"]
-    answer = answer_of(step.calls[0], Charge(True, charge_id="ch_1"))
-    second = payments_log.append(answer)
-    outcome = settle_payment(table, answer, second, 0.0, RetryPolicy())
+    order = placed(quantity=1)
+    saga_step(table, order, orders_log.append(order), NOW, RetryPolicy())
+    reserved = StockReserved.new(sku="sku-a", order_id="o1", quantity=1)
+    asked = saga_step(table, reserved, orders_log.append(reserved), NOW, RetryPolicy())
+    charging = table["o1"]
+    request = PaymentRequested.new(order_id="o1", amount_cents=500, payment_method="pm_card_ok")
+    again = saga_step(table, request, payments_log.append(request), NOW, RetryPolicy())
+    assert again.calls == asked.calls and len(asked.calls) == 1 and table["o1"] == charging
+    answer = answer_of(asked.calls[0], Charge(True, charge_id="ch_1"))
+    at_answer = payments_log.append(answer)
+    outcome = saga_step(table, answer, at_answer, NOW, RetryPolicy())
     assert [e.type for e in sent(outcome.sends, "payments")] == ["payment_succeeded"]
     row = table["o1"]
-    assert row["status"] == "succeeded"
-    assert already_applied(row, first) and already_applied(row, second)
-    again = settle_payment(table, request, first, 0.0, RetryPolicy())
-    assert again.calls == [] and table["o1"] == row, "a redelivered request charges nothing"
+    assert payment(row)["status"] == "succeeded" and row["status"] == "confirmed"
+    assert already_applied(row, at_answer)
+    redelivered = saga_step(table, answer, at_answer, NOW, RetryPolicy())
+    assert redelivered.calls == [] and table["o1"] == row, "a redelivered answer charges nothing"
+
+
+def test_a_payment_for_an_order_without_a_row_changes_nothing() -> None:
+    table: dict[str, Row] = {}
+    request = PaymentRequested.new(order_id="o9", amount_cents=500, payment_method="pm_card_ok")
+    step = saga_step(table, request, Log("payments").append(request), NOW, RetryPolicy())
+    assert table == {} and step.rows == [] and step.sends == [] and step.calls == []
 
 
 def test_the_saga_starts_the_charge_and_applies_its_answer_in_the_order_s_own_step() -> None:
@@ -295,57 +316,58 @@ def test_the_saga_starts_the_charge_and_applies_its_answer_in_the_order_s_own_st
     of either changes no row and makes no second call."""
     orders_log, payments_log = Log("orders"), Log("payments")
     orders: dict[str, Row] = {}
-    payments: dict[str, Row] = {}
 
     def step(log: Log, event: Event) -> tuple[Position, SagaStep]:
         position = log.append(event)
-        return position, saga_step(orders, payments, event, position, NOW, RetryPolicy())
+        return position, saga_step(orders, event, position, NOW, RetryPolicy())
 
     step(orders_log, placed(quantity=1))
     reserved = StockReserved.new(sku="sku-a", order_id="o1", quantity=1)
     at_reserved, asked = step(orders_log, reserved)
-    assert orders["o1"]["status"] == "reserved" and payments["o1"]["status"] == "charging"
+    assert orders["o1"]["status"] == "reserved"
+    assert payment(orders["o1"])["status"] == "charging"
     assert [call.call for call in asked.calls] == ["charge"]
     assert sent(asked.sends, "payments") == [], "the charge is started here, not sent"
     answer = answer_of(asked.calls[0], Charge(True, charge_id="ch_1"))
     at_answer, settled = step(payments_log, answer)
-    assert orders["o1"]["status"] == "confirmed" and payments["o1"]["status"] == "succeeded"
+    assert orders["o1"]["status"] == "confirmed"
+    assert payment(orders["o1"])["status"] == "succeeded"
     assert [e.type for e in sent(settled.sends, "payments")] == ["payment_succeeded"]
     assert [e.type for e in sent(settled.sends, "inventory")] == ["commit_stock"]
     assert [order_id for order_id, _ in settled.rows] == ["o1"]
-    rows = json.loads(json.dumps([orders, payments]))
-    again = saga_step(orders, payments, reserved, at_reserved, NOW, RetryPolicy())
-    assert again.calls == [] and json.loads(json.dumps([orders, payments])) == rows
-    again = saga_step(orders, payments, answer, at_answer, NOW, RetryPolicy())
+    rows = json.loads(json.dumps(orders))
+    again = saga_step(orders, reserved, at_reserved, NOW, RetryPolicy())
+    assert again.calls == [] and json.loads(json.dumps(orders)) == rows
+    again = saga_step(orders, answer, at_answer, NOW, RetryPolicy())
     assert [e.type for e in sent(again.sends, "inventory")] == ["commit_stock"], \
         "a redelivered answer sends what it caused again"
-    assert json.loads(json.dumps([orders, payments])) == rows
+    assert json.loads(json.dumps(orders)) == rows
     outcome = sent(settled.sends, "payments")[0]
     _, read_back = step(payments_log, outcome)
     assert read_back.sends == [] and read_back.rows == [], "the outcome, read back, is a no-op"
-    assert json.loads(json.dumps([orders, payments])) == rows
+    assert json.loads(json.dumps(orders)) == rows
 
 
 def test_a_charge_that_comes_after_the_order_ended_is_refunded_through_the_topic() -> None:
-    """The order's row and the payment row are each written once a step: the refund that the
-    late charge's outcome asks for goes to the payments topic (the payment row already took
-    the answer in this step), and starts when the saga reads it."""
+    """A step applies the payment rules once: the refund that the late charge's outcome asks
+    for goes to the payments topic (the payment already took the answer in this step), and
+    starts when the saga reads it."""
     orders_log, payments_log = Log("orders"), Log("payments")
     orders: dict[str, Row] = {}
-    payments: dict[str, Row] = {}
 
     def step(log: Log, event: Event) -> SagaStep:
         position = log.append(event)
-        return saga_step(orders, payments, event, position, NOW, RetryPolicy())
+        return saga_step(orders, event, position, NOW, RetryPolicy())
 
     step(orders_log, placed(quantity=1))
     asked = step(orders_log, StockReserved.new(sku="sku-a", order_id="o1", quantity=1))
     step(orders_log, CancelRequested.new(order_id="o1"))
     assert orders["o1"]["status"] == "cancelled"
     late = step(payments_log, answer_of(asked.calls[0], Charge(True, charge_id="ch_1")))
-    assert orders["o1"]["charged_cents"] == 500 and payments["o1"]["status"] == "succeeded"
+    assert orders["o1"]["charged_cents"] == 500
+    assert payment(orders["o1"])["status"] == "succeeded"
     [refund] = [e for e in sent(late.sends, "payments") if e.type == "refund_requested"]
     assert late.calls == []
     refunding = step(payments_log, refund)
-    assert payments["o1"]["status"] == "refunding"
+    assert payment(orders["o1"])["status"] == "refunding"
     assert [call.call for call in refunding.calls] == ["refund"]

@@ -1,8 +1,8 @@
 """The whole order saga on the agents' own step functions, under at-least-once delivery.
 
 Each agent runs the function its worker runs for an event, through the replay guard, on a
-table of its own: the saga ``agents.orders.saga_step`` (on the orders table and, for the
-payment step it runs in the order's partition, the payments table; the ``SimulatedProvider``
+table of its own: the saga ``agents.orders.saga_step`` (on the orders table, whose rows keep
+the payment of the payment step it runs in the order's step; the ``SimulatedProvider``
 is called in the background, its answers coming back on the payments topic), the inventory
 ``agents.inventory.change_stock``, the promotions ``agents.promotions.count_promotion``, and
 the customers' order index ``update_many`` with ``agents.orders.indexing``. Messages travel
@@ -73,8 +73,9 @@ from models.payments import (
 )
 from models.promotions import PROMOTION_EVENTS, PromotionSaved
 from models.provider import ProviderUnavailable, SimulatedProvider
+from tables.payments import payment_of
 from tables.replay import Position, Send, update_many
-from tests.unit.kafka_model import Agent, Kafka, Message, StoredTable
+from tests.unit.kafka_model import Agent, Kafka, Message
 
 SKUS = ("sku-a", "sku-b", "sku-c")
 PRICES = {"sku-a": 1250, "sku-b": 399, "sku-c": 7000}
@@ -123,9 +124,7 @@ class Shop:
         self.gave_up: list[str] = []  # payments dead-lettered
         self.initial = dict(initial)
         self.placed: dict[str, OrderPlaced] = {}
-        self.payments = StoredTable()
-        self.saga = Agent("orders.saga", ("orders", "payments"), self.move, self.kafka,
-                          more_tables=(self.payments,))
+        self.saga = Agent("orders.saga", ("orders", "payments"), self.move, self.kafka)
         self.inventory = Agent("inventory.stock", ("inventory",), self.change, self.kafka)
         self.promotions = Agent("promotions.codes", ("promotions",), self.count, self.kafka)
         self.index = Agent("orders.by-user", ("user-orders",), self.list_order, self.kafka)
@@ -148,7 +147,7 @@ class Shop:
             return []
         event = read({**ORDER_EVENTS, **PAYMENT_EVENTS}, message)
         self.clock += timedelta(seconds=1)
-        step = saga_step(self.saga.table, self.payments, event, position, self.clock, POLICY)
+        step = saga_step(self.saga.table, event, position, self.clock, POLICY)
         self.calls.extend(step.calls)
         if step.gave_up:
             assert isinstance(event, PAYMENT_STEPS)
@@ -203,7 +202,8 @@ class Shop:
         if agent is self.saga:
             # The calls under way died with it; after the rebalance, the pending rows are
             # called again (agents.payments.call_again_after_rebalance).
-            self.calls = [c for row in self.payments.values() if (c := pending_call(row))]
+            self.calls = [c for row in self.saga.table.values()
+                          if (p := payment_of(row)) and (c := pending_call(p))]
 
     def chase(self, order_id: str) -> None:
         """The saga's timer asks again for an order that waits too long."""
@@ -322,7 +322,7 @@ class Shop:
         assert set(code["orders"]) == holding, (sorted(code["orders"]), sorted(holding))
         for oid, order in orders.items():
             charged, refunded = bool(self.charges(oid)), bool(self.refunds(oid))
-            payment = self.payments.get(oid)
+            payment = payment_of(self.saga.table.get(oid))
             if order.status in PAID:
                 assert (charged, refunded) == (True, False), (order, payment)
             elif charged and not refunded:
@@ -537,7 +537,7 @@ def test_a_refund_that_keeps_failing_is_given_up_and_dead_lettered() -> None:
     shop.request(CancelRequested.new(order_id="o1"))
     shop.settle_all()
     assert shop.orders["o1"].status == "cancelled"
-    assert shop.payments["o1"]["status"] == "refund_failed"
+    assert (payment_of(shop.saga.table["o1"]) or {}).get("status") == "refund_failed"
     assert shop.gave_up == ["o1"]
     shop.check_settled()
 

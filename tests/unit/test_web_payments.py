@@ -19,9 +19,10 @@ async def test_the_ledger_of_an_order_comes_with_its_payment_row() -> None:
     provider = SimulatedProvider(slow_seconds=0)
     charge = await provider.charge("o-1", 2500, "pm_card_ok", order_id="o-1")
     rows: dict[str, dict[str, Any]] = {"o-1": {
-        "order_id": "o-1", "status": "succeeded", "charge_id": charge.charge_id,
-        "attempts": 0, "_applied": {"offsets": {"payments": 3}}}}
-    with patch.object(view, "provider", provider), patch.object(view, "payments", rows):
+        "id": "o-1", "status": "confirmed", "_applied": {"offsets": {"payments": 3}},
+        "payment": {"order_id": "o-1", "status": "succeeded", "charge_id": charge.charge_id,
+                    "attempts": 0}}}
+    with patch.object(view, "provider", provider), patch.object(view, "orders", rows):
         found = view.provider_ledger("o-1")
         nothing = view.provider_ledger("o-2")
     assert found is not None and nothing is None
@@ -36,7 +37,7 @@ async def test_a_ledger_without_a_row_is_still_shown() -> None:
 
     provider = SimulatedProvider()
     await provider.charge("o-3", 100, "pm_card_declined", order_id="o-3")
-    with patch.object(view, "provider", provider), patch.object(view, "payments", {}):
+    with patch.object(view, "provider", provider), patch.object(view, "orders", {}):
         found = view.provider_ledger("o-3")
     assert found is not None and found["payment"] is None
     assert view.ProviderLedgerOut.model_validate(found).charges[0].reason == "card_declined"
