@@ -55,6 +55,7 @@ from models.payments import (
     RefundRequested,
     RetryPolicy,
     apply_payment_event,
+    pending_call,
 )
 from models.promotions import PromotionRedeemed, PromotionRefused
 from runtime.tables import tables_ready
@@ -71,6 +72,8 @@ __all__ = [
     "index_orders_by_user",
     "run_order_saga",
     "saga_step",
+    "track_deadline",
+    "work_pending",
 ]
 
 #: The events that move an order (the others on these topics are for other agents).
@@ -115,9 +118,9 @@ async def apply_saga_event(event: Any, position: Position) -> None:
 
 
 class SagaStep(NamedTuple):
-    """What one event did to its order's row: the messages to send, the rows whose order
-    changed (order id, row), the provider calls to make, whether it was a payment step, and
-    why the payment gave up ("" unless it did)."""
+    """What one event did to its order's row: the messages to send, the row if the step wrote
+    it or the event was a redelivery (order id, row), the provider calls to make, whether it
+    was a payment step, and why the payment gave up ("" unless it did)."""
 
     sends: list[Send]
     rows: list[tuple[str, Row]]
@@ -151,7 +154,7 @@ def saga_step(table: MutableMapping[str, Row], event: Any, position: Position, n
     """
     calls: list[ProviderCall] = []
     gave_up: list[str] = []
-    moved: list[bool] = []  # [whether the order changed], once the step ran
+    moved: list[bool] = []  # [whether the row changed], once the step ran
     paid = isinstance(event, PAYMENT_STEPS)
 
     def step(row: Row | None) -> tuple[Row | None, list[Send]]:
@@ -185,9 +188,9 @@ def saga_step(table: MutableMapping[str, Row], event: Any, position: Position, n
             calls.clear()
             gave_up.clear()
             return None, sends
-        moved[0] = order_row is not row
         if order_row is row and payment == payment_of(row):
             return None, sends  # nothing changes: nothing to write (a repeated answer)
+        moved[0] = True
         return {**order_row, PAYMENT: payment} if payment else order_row, sends
 
     sends = decide_once(table, event.order_id, position, step, keep_sends=RECENT_IDS)
@@ -219,9 +222,18 @@ def _payment_event(send: Send, types: dict[str, type[Event]]) -> Any:
     return decode_event(types, value.encode()) if kind in types else None
 
 
+def work_pending(row: Row) -> bool:
+    """Return True if an order's row waits for something: stock, payment, or the provider's
+    answer to its payment's call."""
+    payment = payment_of(row)
+    return row["status"] in ACTIVE or (payment is not None and pending_call(payment) is not None)
+
+
 def track_deadline(order_id: str, row: dict[str, Any]) -> None:
-    """Keep ``open_orders`` (and its index) to the orders still waiting for stock or payment."""
-    if row["status"] in ACTIVE:
+    """Keep ``open_orders`` (and its index) to the orders with work pending: still waiting
+    for stock or payment, or for the provider's answer to their payment's call (a charge that
+    came after the order ended, a refund)."""
+    if work_pending(row):
         placed_at = row["history"][0]["at"]
         deadline = (datetime.fromisoformat(placed_at)
                     + timedelta(seconds=app.settings.order_ttl)).isoformat()

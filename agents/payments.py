@@ -39,7 +39,7 @@ from models.payments import (
     pending_call,
 )
 from runtime.tables import tables_ready
-from tables.orders import orders
+from tables.orders import open_index, orders
 from tables.payments import payment_of
 
 __all__ = ["PAYMENT_STEPS", "PaymentGaveUp", "call_again_after_rebalance", "call_provider",
@@ -137,15 +137,17 @@ async def call_again_after_rebalance() -> None:
     """After each rebalance, call again for the pending payments this worker now owns.
 
     A worker that died between marking a row pending and the provider's answer took the call
-    with it; the refund of a cancelled order has nobody else to ask again.
+    with it; the refund of a cancelled order has nobody else to ask again. Every order whose
+    payment waits for a call is in the index of open orders (agents.orders.track_deadline),
+    so the look reads the open orders' rows, not every order the worker owns.
     """
     global _rebalances_seen
     if not tables_ready(app) or app.rebalancing_count == _rebalances_seen:
         return
     _rebalances_seen = app.rebalancing_count
     again = 0
-    for row in list(orders.values()):
-        payment = payment_of(row)
+    for order_id in list(open_index.current(app.rebalancing_count)):
+        payment = payment_of(orders.get(order_id))
         call = pending_call(payment) if payment else None
         if call is not None:
             call_provider(call)

@@ -15,9 +15,11 @@ __all__ = ["OpenOrderIndex", "OrderWatchers", "open_index", "open_orders", "orde
 #: order id -> models.orders.Order row (the API's order document plus saga bookkeeping)
 orders = app.Table("orders", key_type=str, help="Every order with its status history.")
 
-#: order id -> ISO time by which the order must be paid; only orders still placed or reserved
+#: order id -> ISO time by which the order must be paid; only orders with work pending (still
+#: placed or reserved, or their payment waiting for the provider: agents.orders.work_pending)
 open_orders = app.Table("open-orders", key_type=str,
-                        help="Orders waiting for stock or payment, with their deadline.")
+                        help="Orders waiting for stock, payment or the provider, with their "
+                             "deadline.")
 
 
 #: user id -> {user_id, orders: [{id, placed_at, total_cents}]} (the newest INDEX_LIMIT)

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.inventory import change_stock
-from agents.orders import SagaStep, saga_step
+from agents.orders import SagaStep, saga_step, work_pending
 from models.base import Event, decode_event
 from models.inventory import (
     INVENTORY_EVENTS,
@@ -36,6 +36,7 @@ from models.payments import (
     Charge,
     PaymentRequested,
     PaymentSucceeded,
+    Refund,
     RetryPolicy,
     answer_of,
 )
@@ -363,6 +364,7 @@ def test_a_charge_that_comes_after_the_order_ended_is_refunded_through_the_topic
     asked = step(orders_log, StockReserved.new(sku="sku-a", order_id="o1", quantity=1))
     step(orders_log, CancelRequested.new(order_id="o1"))
     assert orders["o1"]["status"] == "cancelled"
+    assert work_pending(orders["o1"]), "its charge is still being made"
     late = step(payments_log, answer_of(asked.calls[0], Charge(True, charge_id="ch_1")))
     assert orders["o1"]["charged_cents"] == 500
     assert payment(orders["o1"])["status"] == "succeeded"
@@ -371,3 +373,8 @@ def test_a_charge_that_comes_after_the_order_ended_is_refunded_through_the_topic
     refunding = step(payments_log, refund)
     assert payment(orders["o1"])["status"] == "refunding"
     assert [call.call for call in refunding.calls] == ["refund"]
+    assert [order_id for order_id, _ in refunding.rows] == ["o1"], "a payment's own change too"
+    assert work_pending(orders["o1"]), "a refund under way keeps the order among the open ones"
+    refunded = step(payments_log, answer_of(refunding.calls[0], Refund(True, refund_id="re_1")))
+    assert payment(orders["o1"])["status"] == "refunded" and refunded.calls == []
+    assert not work_pending(orders["o1"])
