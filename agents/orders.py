@@ -108,8 +108,9 @@ async def apply_saga_event(event: Any, position: Position) -> None:
     for order_id, row in step.rows:
         track_deadline(order_id, row)
         watchers.changed(order_id, row)
-    if step.paid:
-        note_settled(event.order_id, payment_of(orders.get(event.order_id)))
+    if step.paid:  # the row as the step left it (read only if the step wrote nothing)
+        after = step.rows[0][1] if step.rows else orders.get(event.order_id)
+        note_settled(event.order_id, payment_of(after))
     await send_all(step.sends)
     for call in step.calls:
         call_provider(call)
@@ -154,11 +155,11 @@ def saga_step(table: MutableMapping[str, Row], event: Any, position: Position, n
     """
     calls: list[ProviderCall] = []
     gave_up: list[str] = []
-    moved: list[bool] = []  # [whether the row changed], once the step ran
+    written: list[Row | None] = []  # [the row the step wrote, or None], once the step ran
     paid = isinstance(event, PAYMENT_STEPS)
 
     def step(row: Row | None) -> tuple[Row | None, list[Send]]:
-        moved.append(False)
+        written.append(None)
         payment = payment_of(row)
         sends: list[Send] = []
         if paid:
@@ -190,14 +191,13 @@ def saga_step(table: MutableMapping[str, Row], event: Any, position: Position, n
             return None, sends
         if order_row is row and payment == payment_of(row):
             return None, sends  # nothing changes: nothing to write (a repeated answer)
-        moved[0] = True
-        return {**order_row, PAYMENT: payment} if payment else order_row, sends
+        written[0] = {**order_row, PAYMENT: payment} if payment else order_row
+        return written[0], sends
 
     sends = decide_once(table, event.order_id, position, step, keep_sends=RECENT_IDS)
     # A redelivery the guard skipped (no step ran) reports the row all the same: the worker
     # may have died after writing it and before the open orders heard of it.
-    skipped = not moved
-    row = table.get(event.order_id) if skipped or moved[0] else None
+    row = written[0] if written else table.get(event.order_id)
     rows = [(event.order_id, row)] if row is not None else []
     return SagaStep(sends, rows, calls, paid, gave_up[0] if gave_up else "")
 
