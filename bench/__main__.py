@@ -36,7 +36,7 @@ from bench.report import (
     say,
     write_results,
 )
-from bench.saga import measure_saga
+from bench.saga import PRODUCTS, measure_saga
 from bench.scaling import EFFICIENCY_GOAL, measure_analytics_scaling, measure_scaling
 from bench.scaling import GOAL as SCALING_GOAL
 from bench.shop_agent import measure_shop_agent
@@ -68,6 +68,7 @@ class Options:
     tracking_events: int = 200_000
     scaling_rounds: int = 3
     http_rounds: int = 3
+    saga_products: int = PRODUCTS
     soak_seconds: float = 600.0
     soak_idle_seconds: float = 60.0
     soak_users: int = 40
@@ -86,6 +87,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
                         "(default 20000; --quick 2000)")
     parser.add_argument("--saga-orders", type=int, help="orders through the saga, saturated "
                         "(default 2000; --quick 200)")
+    parser.add_argument("--saga-products", type=int, help="skus the saga's orders spread over "
+                        f"(default {PRODUCTS}; 1: every order on one sku, a flash sale)")
     parser.add_argument("--saga-latency-seconds", type=float, help="seconds of orders at half "
                         "the saturated rate, for latency (default 10; --quick 3)")
     parser.add_argument("--http-requests", type=int, help="requests per HTTP endpoint, "
@@ -135,14 +138,16 @@ def parse_options(argv: list[str] | None = None) -> Options:
     tracking_events = args.tracking_events or (20_000 if args.quick else 200_000)
     scaling_rounds = args.scaling_rounds or (1 if args.quick else 3)
     http_rounds = args.http_rounds or (1 if args.quick else 3)
-    if min(log_records, log_requests, tracking_events, scaling_rounds, http_rounds) < 1:
+    saga_products = args.saga_products or PRODUCTS
+    if min(log_records, log_requests, tracking_events, scaling_rounds, http_rounds,
+           saga_products) < 1:
         parser.error("message counts and rounds must be at least 1")
     soak = soak_arguments(parser, args)
     return Options(messages, faust_messages, shop_messages, saga_orders, saga_seconds,
                    http_requests, args.json, args.rabbit_url, args.quick, args.keep_logs,
                    log_records=log_records, log_requests=log_requests, only=args.only,
                    tracking_events=tracking_events, scaling_rounds=scaling_rounds,
-                   http_rounds=http_rounds, **soak)
+                   http_rounds=http_rounds, saga_products=saga_products, **soak)
 
 
 async def http_phase(options: Options, broker: Broker, workdir: Path) -> list[PhaseResult]:
@@ -157,7 +162,7 @@ async def saga_phase(options: Options, broker: Broker, workdir: Path,
     """Run the saga (saturated, then latency); its rate is compared with ``producer``'s."""
     deadline = time.monotonic() + 180 + options.saga_orders / 50
     saga = await measure_saga(broker, workdir, options.rabbit_url, options.saga_orders, 64,
-                              options.saga_latency_seconds, deadline)
+                              options.saga_latency_seconds, deadline, options.saga_products)
     saga[0].extra["ratio_to_raw_producer"] = round(saga[0].rate / producer.rate, 5)
     say("stock commands against ledgers of " + ", ".join(f"{n:,}" for n in LEDGER_SIZES)
         + " orders")

@@ -92,8 +92,9 @@ class Confirmations:
             await asyncio.sleep(0.05)
 
 
-async def _place(http: aiohttp.ClientSession, url: str, n: int, rng: random.Random) -> str:
-    body = {"items": [{"sku": bench_sku("BENCH", rng.randrange(PRODUCTS)), "quantity": 1}],
+async def _place(http: aiohttp.ClientSession, url: str, n: int, rng: random.Random,
+                 products: int = PRODUCTS) -> str:
+    body = {"items": [{"sku": bench_sku("BENCH", rng.randrange(products)), "quantity": 1}],
             "payment_method": "pm_card_ok"}
     async with http.post(url + "/api/orders", json=body,
                          headers=CUSTOMERS[n % len(CUSTOMERS)]) as response:
@@ -104,7 +105,8 @@ async def _place(http: aiohttp.ClientSession, url: str, n: int, rng: random.Rand
 
 
 async def _saturated(http: aiohttp.ClientSession, url: str, confirmations: Confirmations,
-                     orders: int, concurrency: int, deadline: float) -> tuple[float, list[float]]:
+                     orders: int, concurrency: int, deadline: float,
+                     products: int = PRODUCTS) -> tuple[float, list[float]]:
     rng = random.Random(3)
     limit = asyncio.Semaphore(concurrency)
     started: dict[str, float] = {}
@@ -112,7 +114,7 @@ async def _saturated(http: aiohttp.ClientSession, url: str, confirmations: Confi
     async def one(n: int) -> None:
         async with limit:
             t0 = time.perf_counter()
-            started[await _place(http, url, n, rng)] = t0
+            started[await _place(http, url, n, rng, products)] = t0
 
     first = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(orders)))
@@ -122,14 +124,21 @@ async def _saturated(http: aiohttp.ClientSession, url: str, confirmations: Confi
 
 
 async def _open_loop(http: aiohttp.ClientSession, url: str, confirmations: Confirmations,
-                     rate: float, seconds: float, deadline: float) -> list[float]:
+                     rate: float, seconds: float, deadline: float,
+                     products: int = PRODUCTS) -> tuple[list[float], list[float]]:
+    """Place orders at ``rate`` for ``seconds``; return each order's time from its POST to its
+    confirmation, and each POST's own time (until the order and its customer's list are
+    visible: the 201)."""
     rng = random.Random(4)
     started: dict[str, float] = {}
+    posts: list[float] = []
     tasks = []
 
     async def one(n: int) -> None:
         t0 = time.perf_counter()
-        started[await _place(http, url, n, rng)] = t0
+        order_id = await _place(http, url, n, rng, products)
+        posts.append(time.perf_counter() - t0)
+        started[order_id] = t0
 
     begin = time.perf_counter()
     for n in range(int(rate * seconds)):
@@ -137,7 +146,7 @@ async def _open_loop(http: aiohttp.ClientSession, url: str, confirmations: Confi
         tasks.append(asyncio.create_task(one(n)))
     await asyncio.gather(*tasks)
     await confirmations.wait_for(list(started), deadline)
-    return [confirmations.seen[oid] - t0 for oid, t0 in started.items()]
+    return [confirmations.seen[oid] - t0 for oid, t0 in started.items()], posts
 
 
 def cpu_seconds(pid: int) -> float:
@@ -194,8 +203,9 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: int,
                        concurrency: int, latency_seconds: float,
-                       deadline: float) -> list[PhaseResult]:
-    """Return the saturated saga rate and the latency at half that rate."""
+                       deadline: float, products: int = PRODUCTS) -> list[PhaseResult]:
+    """Return the saturated saga rate and the latency at half that rate, the orders spread
+    over ``products`` skus (1: every order on one sku, a flash sale)."""
     _require_rabbitmq(rabbit_url)
     spawned = time.monotonic()
     worker = start_worker("bench-saga", broker_env(broker), rabbit_url, workdir,
@@ -206,12 +216,13 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             await _wait_ready(http, worker)
             startup = time.monotonic() - spawned
-            await add_products(http, [worker.url], "BENCH", PRODUCTS, price_cents=100)
-            say(f"saga: worker ready in {startup:.1f} s, {PRODUCTS} products; "
+            await add_products(http, [worker.url], "BENCH", products, price_cents=100)
+            say(f"saga: worker ready in {startup:.1f} s, {products} products; "
                 f"{orders:,} orders with {concurrency} in flight")
             async with Confirmations(broker.bootstrap) as confirmations:
                 # A short warm-up so that first-request costs are not measured.
-                await _saturated(http, worker.url, confirmations, 50, concurrency, deadline)
+                await _saturated(http, worker.url, confirmations, 50, concurrency, deadline,
+                                 products)
                 assert worker.process is not None
                 pid = worker.process.pid
                 await wait_until_idle(pid, deadline)
@@ -219,7 +230,7 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                 began = time.perf_counter()
                 cpu_before = cpu_seconds(pid)
                 seconds, saturated = await _saturated(http, worker.url, confirmations, orders,
-                                                      concurrency, deadline)
+                                                      concurrency, deadline, products)
                 drained = await wait_until_idle(pid, deadline) - began
                 cpu_used = cpu_seconds(pid) - cpu_before
                 messages = grown(written, (await count_messages(
@@ -230,19 +241,20 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                     f"{cpu_used / orders * 1000:.1f} ms of worker CPU an order); latency at "
                     f"half the sustained rate ({sustained / 2:,.0f}/s) for "
                     f"{latency_seconds:.0f} s")
-                latencies = await _open_loop(http, worker.url, confirmations, sustained / 2,
-                                             latency_seconds, deadline)
+                latencies, _ = await _open_loop(http, worker.url, confirmations, sustained / 2,
+                                             latency_seconds, deadline, products)
                 await wait_until_idle(pid, deadline)
                 say(f"saga: latency at {STEADY_RATE} orders/s for {latency_seconds:.0f} s")
-                steady = await _open_loop(http, worker.url, confirmations, STEADY_RATE,
-                                          latency_seconds, deadline)
+                steady, steady_posts = await _open_loop(
+                    http, worker.url, confirmations, STEADY_RATE, latency_seconds, deadline,
+                    products)
     finally:
         await asyncio.to_thread(worker.stop)
     ms = 1000.0
     return [
         PhaseResult("saga end to end, saturated (POST -> confirmed)", orders, seconds,
                     startup_seconds=startup,
-                    extra={"concurrency": concurrency,
+                    extra={"concurrency": concurrency, "products": products,
                            "p50_ms": round(_percentile(saturated, 0.5) * ms, 1),
                            "p99_ms": round(_percentile(saturated, 0.99) * ms, 1),
                            "sustained_orders_per_s": round(sustained, 1),
@@ -255,7 +267,10 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                            "p99_ms": round(_percentile(latencies, 0.99) * ms, 1),
                            "steady_rate": STEADY_RATE,
                            "steady_p50_ms": round(_percentile(steady, 0.5) * ms, 1),
-                           "steady_p99_ms": round(_percentile(steady, 0.99) * ms, 1)}),
+                           "steady_p99_ms": round(_percentile(steady, 0.99) * ms, 1),
+                           "steady_post_p50_ms": round(_percentile(steady_posts, 0.5) * ms, 1),
+                           "steady_post_p99_ms": round(_percentile(steady_posts, 0.99) * ms,
+                                                       1)}),
     ]
 
 
