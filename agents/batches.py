@@ -258,7 +258,7 @@ Failures = list[tuple[EventT, Exception]]
 
 async def handle_batches(stream: StreamT[Any], model: type[E] | EventTypes,
                          handle: Callable[[list[Decoded[E]]], Failures], *, agent: str,
-                         max_events: int = 2_000, within: float = WITHIN_S) -> None:
+                         max_events: int = 2_000, within: float | None = WITHIN_S) -> None:
     """Consume ``stream`` in batches: decode, then ``handle`` each partition's events in that
     partition's event context; dead-letter what does not decode or what ``handle`` says
     failed."""
@@ -293,8 +293,9 @@ def note_applied(events: Sequence[EventT], agent: str) -> None:
 
 async def fold_batches(stream: StreamT[Any], model: type[E], table: MutableMapping[str, Row],
                        key_of: Callable[[E], str], update_of: Callable[[E], Update], *,
-                       agent: str, max_events: int = 2_000) -> None:
+                       agent: str, max_events: int = 2_000,
+                       within: float | None = WITHIN_S) -> None:
     """Consume ``stream`` in batches into ``table`` (see :func:`fold_into`); dead-letter
     what does not decode or update."""
     await handle_batches(stream, model, lambda batch: fold_into(table, batch, key_of, update_of),
-                         agent=agent, max_events=max_events)
+                         agent=agent, max_events=max_events, within=within)
