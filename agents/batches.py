@@ -56,23 +56,31 @@ WITHIN_S = 0.05
 COPIES = Counter("shop_batch_copies_dropped_total",
                  "Second copies of a message in one batch (read again after a rebalance), "
                  "left out of the batch")
+BATCHES = Counter("shop_batches_total", "Batches a batched agent took", ["agent"])
+BATCH_EVENTS = Counter("shop_batch_events_total",
+                       "Events in the batches a batched agent took (divided by "
+                       "shop_batches_total: the mean batch)", ["agent"])
 STALE = Counter("shop_stale_events_skipped_total",
                 "Buffered events of an earlier consumer generation that a batch left to the "
                 "partition's current owner (read again from the committed offset)")
 
 
 async def ready_batches(stream: StreamT[Any], max_events: int,
-                        within: float | None = WITHIN_S) -> AsyncIterator[list[EventT]]:
+                        within: float | None = WITHIN_S, *,
+                        agent: str = "") -> AsyncIterator[list[EventT]]:
     """Yield lists of up to ``max_events`` events of ``stream``, at least every ``within`` s
     (only events of the consumer's current generation, see :func:`current_events`, and each
     message once, see :func:`distinct_messages`). ``within=None``: no linger, a batch is what
     arrived while the last one was handled (runtime/streams.take_ready), for agents on an
-    order's path."""
+    order's path). Each batch is counted under ``agent`` (``shop_batch_*``)."""
     app = stream.app
+    taken, events_taken = BATCHES.labels(agent or "?"), BATCH_EVENTS.labels(agent or "?")
     batches = (take_ready(stream, max_events) if within is None
                else cast(Any, stream).take_events(max_events, within=within))
     async for events in batches:
         current = distinct_messages(current_events(events, app.consumer_generation_id))
+        taken.inc()
+        events_taken.inc(len(events))
         if current:
             yield current
 
@@ -262,7 +270,7 @@ async def handle_batches(stream: StreamT[Any], model: type[E] | EventTypes,
     """Consume ``stream`` in batches: decode, then ``handle`` each partition's events in that
     partition's event context; dead-letter what does not decode or what ``handle`` says
     failed."""
-    async for events in ready_batches(stream, max_events, within=within):
+    async for events in ready_batches(stream, max_events, within=within, agent=agent):
         batch: list[Decoded[E]] = await decode_batch(events, model, agent=agent)
         by_partition: dict[int, list[Decoded[E]]] = defaultdict(list)
         for item in batch:

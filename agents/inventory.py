@@ -162,5 +162,5 @@ def change_stock(table: MutableMapping[str, Row], event: Any, position: Position
 async def keep_stock(stream: StreamT[bytes]) -> None:
     """Consume the inventory topic into the stock table, in batches of what arrived while the
     last batch was handled (no linger: a reservation is on its order's path)."""
-    async for events in ready_batches(stream, BATCH, within=None):
+    async for events in ready_batches(stream, BATCH, within=None, agent=AGENT):
         await apply_stock_commands(events)

@@ -6,8 +6,9 @@ fixed linger: a lone event waits ``within`` before its agent sees it, and an idl
 wakes every ``within`` to find nothing. :func:`take_ready` is the same generator with the
 other wait of group commit: a batch is handed over as soon as the stream holds an event,
 with every event that reached the stream meanwhile (while the previous batch was being
-handled, or in the same fetch). At low load a batch is one event, handled at once; under
-load batches grow by themselves.
+handled, or in the same fetch), up to ``max_``. At low load a batch is one event, handled at
+once; under load batches grow by themselves, as far as the consumer has handed the events
+to the stream (docs/benchmarks.md has the batches measured).
 
 Everything else is Faust's: a processor fills the buffer from the stream's passive drainer,
 the stream's own acknowledgement is off while the generator runs, and a batch's events are
@@ -76,9 +77,16 @@ async def _take_ready(s: Any, max_: int) -> AsyncGenerator[list[EventT], None]:
     try:
         while not s.should_stop:
             await s.wait_for_stopped(buffer_ready)
-            # The drainer adds, in the turn that woke us, every event the stream already
-            # holds; one more turn lets it finish before the batch is taken.
-            await asyncio.sleep(0)
+            # The drainer hands the stream's events over one a turn of the event loop: take
+            # the batch once a turn added nothing (or the batch is full).
+            # The drainer moves the events the stream's queue already holds into the buffer,
+            # one a turn of the event loop: let it, up to a full batch.
+            queue = s.channel.queue
+            turns = 0
+            while len(buffer) < max_ and not queue.empty() and turns < 4 * max_:
+                turns += 1
+                await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the last one taken from the queue joins too
             if not buffer:
                 buffer_ready.clear()
                 continue
