@@ -77,8 +77,6 @@ async def _take_ready(s: Any, max_: int) -> AsyncGenerator[list[EventT], None]:
     try:
         while not s.should_stop:
             await s.wait_for_stopped(buffer_ready)
-            # The drainer hands the stream's events over one a turn of the event loop: take
-            # the batch once a turn added nothing (or the batch is full).
             # The drainer moves the events the stream's queue already holds into the buffer,
             # one a turn of the event loop: let it, up to a full batch.
             queue = s.channel.queue
