@@ -32,6 +32,11 @@ def customer(user_id: str) -> dict[str, str]:
 
 ADMIN = bearer("admin-1", "admin")
 
+#: The longest a request may go unanswered before a test fails naming it (aiohttp's own
+#: default, 5 minutes, is pytest's timeout for a whole test: a hang would name nothing).
+CALL_TIMEOUT_S = 60.0
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+
 
 class Shop:
     """Calls one worker's API."""
@@ -42,10 +47,15 @@ class Shop:
 
     async def call(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                    json: Any = None) -> tuple[int, Any]:
-        """Return (status, JSON body) of one request."""
-        async with self.http.request(method, self.url + path, headers=headers,
-                                     json=json) as response:
-            return response.status, await response.json()
+        """Return (status, JSON body) of one request; fail naming it if no answer comes within
+        CALL_TIMEOUT_S (a view waits SHOP_WRITE_WAIT_S or ``?wait=`` at the most)."""
+        try:
+            async with self.http.request(method, self.url + path, headers=headers, json=json,
+                                         timeout=CALL_TIMEOUT) as response:
+                return response.status, await response.json()
+        except TimeoutError:
+            raise AssertionError(f"{method} {path} got no answer within {CALL_TIMEOUT_S} s "
+                                 f"from {self.url}") from None
 
     async def add_product(self, sku: str, stock: int, *, price_cents: int = 1000,
                           category: str = "books") -> None:
