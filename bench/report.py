@@ -107,8 +107,8 @@ def print_saga_figures(saturated: PhaseResult, latency: PhaseResult) -> None:
           f"at {latency.extra['steady_rate']} orders/s: p50 {latency.extra['steady_p50_ms']} ms, "
           f"p99 {latency.extra['steady_p99_ms']} ms (goal p99 < 150 ms); its POSTs' own "
           f"answer (the order and the customer's list visible): p50 "
-          f"{latency.extra.get('steady_post_p50_ms', '?')} ms, p99 "
-          f"{latency.extra.get('steady_post_p99_ms', '?')} ms")
+          f"{latency.extra['steady_post_p50_ms']} ms, p99 "
+          f"{latency.extra['steady_post_p99_ms']} ms")
 
 
 #: Writes of an order's own rows in the saga of docs/design.md, at the least: its row when placed,

@@ -242,7 +242,7 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                     f"half the sustained rate ({sustained / 2:,.0f}/s) for "
                     f"{latency_seconds:.0f} s")
                 latencies, _ = await _open_loop(http, worker.url, confirmations, sustained / 2,
-                                             latency_seconds, deadline, products)
+                                                latency_seconds, deadline, products)
                 await wait_until_idle(pid, deadline)
                 say(f"saga: latency at {STEADY_RATE} orders/s for {latency_seconds:.0f} s")
                 steady, steady_posts = await _open_loop(

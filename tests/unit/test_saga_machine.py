@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 )
 
 from agents.inventory import change_stock
-from agents.orders import NOT_FOR_THE_SAGA, indexing, saga_step, work_pending
+from agents.orders import NOT_FOR_THE_SAGA, indexing, saga_step
 from agents.payments import PAYMENT_STEPS
 from agents.promotions import count_promotion
 from agents.sending import to_sends
@@ -202,10 +202,8 @@ class Shop:
         if agent is self.saga:
             # The calls under way died with it; after the rebalance, the pending rows are
             # called again (agents.payments.call_again_after_rebalance).
-            # The look reads the open orders only: those with work pending.
             self.calls = [c for row in self.saga.table.values()
-                          if work_pending(row) and (p := payment_of(row))
-                          and (c := pending_call(p))]
+                          if (p := payment_of(row)) and (c := pending_call(p))]
 
     def chase(self, order_id: str) -> None:
         """The saga's timer asks again for an order that waits too long."""
