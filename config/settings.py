@@ -52,6 +52,7 @@ class Settings:
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
     producer_linger: float = 0.005
+    producer_request_timeout: float = 40.0
     rate_limit: float = 100.0
     rate_burst: float = 200.0
     write_wait_s: float = 5.0
@@ -325,6 +326,9 @@ SETTINGS: tuple[Spec, ...] = (
          "How often processed offsets are committed; shorter means less replay after a crash."),
     Spec("producer_linger", "SHOP_PRODUCER_LINGER", _seconds(0, 1),
          "How long the producer gathers messages into one request (latency for throughput)."),
+    Spec("producer_request_timeout", "SHOP_PRODUCER_REQUEST_TIMEOUT", _seconds(5, 1200),
+         "How long a produce request may go unanswered before the producer sends it again on a "
+         "new connection (a message itself may wait for Kafka up to Faust's 20 minutes)."),
     Spec("rate_limit", "SHOP_RATE_LIMIT", _between(float, 0.1, 1_000_000.0, "requests a second"),
          "Requests a second each caller (user, or address when anonymous) may make to /api."),
     Spec("rate_burst", "SHOP_RATE_BURST", _between(float, 1.0, 1_000_000.0, "requests"),

@@ -1,4 +1,5 @@
-"""The producer buffer's flush waits for every buffered message (runtime/transport.py).
+"""The producer buffer's flush waits for every buffered message, and the producer says when
+messages wait long in its client (runtime/transport.py).
 
 A commit trusts the flush: offsets are committed once it returns. Faust's own buffer gives up
 after 0.1 s without progress, so a slow send (a loaded machine, a broker that answers late)
@@ -8,13 +9,21 @@ lets a commit pass changelog records still in the buffer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.transport.producer import ProducerBuffer
 
-from runtime.transport import DrainingProducerBuffer
+from runtime.transport import (
+    STALL_REPEAT_S,
+    STALL_WARN_S,
+    DrainingProducerBuffer,
+    ShopProducer,
+    waiting_batches,
+)
 
 SEND_S = 0.25
 
@@ -100,3 +109,54 @@ async def test_an_empty_buffer_flushes_at_once() -> None:
         assert time.monotonic() - began < SEND_S
     finally:
         await buffer.stop()
+
+
+def _client(ages: dict[str, list[float]], now: float, in_flight: set[int]) -> Any:
+    """An aiokafka producer's parts the watch reads: a deque of batches a partition (by their
+    creation time), the sender's brokers with a request in flight, the request timeout."""
+    batches = {tp: [SimpleNamespace(_ctime=now - age) for age in queue]
+               for tp, queue in ages.items()}
+    return SimpleNamespace(_message_accumulator=SimpleNamespace(_batches=batches),
+                           _sender=SimpleNamespace(_in_flight=in_flight),
+                           client=SimpleNamespace(_request_timeout_ms=40_000))
+
+
+def test_waiting_batches_counts_every_batch_and_ages_the_oldest_first_one() -> None:
+    client = _client({"orders-0": [3.0, 1.0], "orders-1": [], "stock-2": [7.5]}, 100.0, set())
+    assert waiting_batches(client._message_accumulator._batches, 100.0) == (3, 7.5)
+    assert waiting_batches({}, 100.0) == (0, 0.0)
+
+
+def test_the_watch_warns_once_a_batch_waits_too_long_and_not_on_every_look(
+        caplog: pytest.LogCaptureFixture) -> None:
+    watch = SimpleNamespace(_stall_warned=0.0)
+    look = ShopProducer.look_at_waiting
+    with caplog.at_level(logging.WARNING, logger="runtime.transport"):
+        look(watch, _client({"orders-0": [STALL_WARN_S - 1]}, 1000.0, set()), 1000.0)
+        assert not caplog.records
+        look(watch, _client({"orders-0": [STALL_WARN_S + 1], "orders-1": [1.0]}, 1000.0, {0}),
+             1000.0)
+        look(watch, _client({"orders-0": [STALL_WARN_S + 6]}, 1005.0, {0}), 1005.0)
+        assert len(caplog.records) == 1
+        assert "2 batch(es)" in caplog.text and "for 11 s" in caplog.text
+        assert "broker(s) [0]" in caplog.text and "SHOP_PRODUCER_REQUEST_TIMEOUT=40" in caplog.text
+        look(watch, _client({"orders-0": [STALL_WARN_S + 1 + STALL_REPEAT_S]},
+                            1000.0 + STALL_REPEAT_S, {0}), 1000.0 + STALL_REPEAT_S)
+        assert len(caplog.records) == 2
+        look(watch, _client({}, 1100.0, set()), 1100.0)  # flowing again: the next stall warns
+        look(watch, _client({"orders-0": [STALL_WARN_S]}, 1101.0, {0}), 1101.0)
+        assert len(caplog.records) == 3
+
+
+async def test_the_worker_s_client_answers_within_the_setting_and_keeps_faust_s_delivery_time(
+        ) -> None:
+    from app import app
+
+    client = app.producer._new_producer()
+    try:
+        assert client.client._request_timeout_ms == app.settings.producer_request_timeout * 1000
+        assert client._sender._request_timeout_ms == client.client._request_timeout_ms
+        assert client._message_accumulator._batch_ttl == app.conf.producer_request_timeout
+        assert app.conf.producer_request_timeout == 1200.0
+    finally:
+        await client.stop()  # never started: nothing to close but the object

@@ -24,7 +24,8 @@ PATCHES = {
                       "call_thread), transport.py (Service.task)",
     "aiokafka": "runtime/tansu_compat.py (_fetch_max_wait_ms), routing.py (the producer's "
                 "_metadata), consumer.py (seek in the consumer's thread), changelog.py "
-                "(create_batch/send_batch)",
+                "(create_batch/send_batch), transport.py (the request timeout of the "
+                "producer's connections; its waiting batches)",
 }
 
 #: (patch, class, attribute or method it reaches into) for every such part of a library.
@@ -103,6 +104,17 @@ REACHED = [
     ("runtime/routing.py", "faust.transport.drivers.aiokafka.Producer", "_ensure_producer"),
     ("runtime/transport.py", "faust.transport.drivers.aiokafka.Producer", "_ensure_producer"),
     ("runtime/routing.py", "aiokafka.AIOKafkaProducer", "_metadata"),
+    ("runtime/transport.py", "faust.transport.drivers.aiokafka.Producer", "_new_producer"),
+    ("runtime/transport.py", "faust.transport.drivers.aiokafka.Producer", "_producer"),
+    ("runtime/transport.py", "aiokafka.AIOKafkaProducer", "client"),
+    ("runtime/transport.py", "aiokafka.AIOKafkaProducer", "_sender"),
+    ("runtime/transport.py", "aiokafka.AIOKafkaProducer", "_message_accumulator"),
+    ("runtime/transport.py", "aiokafka.AIOKafkaClient", "_request_timeout_ms"),
+    ("runtime/transport.py", "aiokafka.producer.sender.Sender", "_request_timeout_ms"),
+    ("runtime/transport.py", "aiokafka.producer.sender.Sender", "_in_flight"),
+    ("runtime/transport.py", "aiokafka.producer.message_accumulator.MessageAccumulator",
+     "_batches"),
+    ("runtime/transport.py", "aiokafka.producer.message_accumulator.MessageBatch", "_ctime"),
     ("runtime/monitor.py", "faust.sensors.prometheus.PrometheusMonitor", "_metrics"),
     ("runtime/monitor.py", "faust.sensors.prometheus.PrometheusMonitor", "_table_or_create"),
     ("runtime/monitor.py", "faust.sensors.prometheus.PrometheusMonitor", "_stream_label"),

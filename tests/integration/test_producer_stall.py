@@ -1,0 +1,175 @@
+"""A produce request the broker never answers, against the real broker and client.
+
+aiokafka keeps one produce request in flight per broker, so while one goes unanswered every
+later message waits behind it; the client gives up on it after its request timeout, closes
+the connection and sends the batch again. Faust sets that timeout to 20 minutes; the shop
+sets it with ``SHOP_PRODUCER_REQUEST_TIMEOUT`` (40 s unless set), and the shop's producer
+reads the age of the oldest waiting batch to say so in its log (runtime/transport.py).
+
+A proxy between the client and Tansu passes everything through but drops the broker's answer
+to one produce request (a lost reply, as a half-open connection gives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from runtime.transport import answer_within, waiting_batches
+from scripts.devstack import free_port, port_open, tansu_binary, wait_for
+
+pytestmark = pytest.mark.integration
+
+PRODUCE = 0  # the Kafka API key of a produce request
+TIMEOUT_S = 4.0
+FAUST_REQUEST_TIMEOUT_MS = 1_200_000
+
+
+class DropOneProduceAnswer:
+    """A TCP proxy to ``upstream`` that drops the answer to the first produce request sent
+    once :attr:`armed` is set (Kafka frames: a 4-byte size, then for a request its API key,
+    version and correlation id, for an answer the correlation id)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.armed = False
+        self.dropped: list[int] = []
+        self._to_drop: int | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self, port: int) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._writers += [writer, up_writer]
+        for pump in (self._requests(reader, up_writer), self._answers(up_reader, writer)):
+            task = asyncio.ensure_future(pump)
+            self._tasks.add(task)
+
+    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                        ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                size = await reader.readexactly(4)
+                frame = await reader.readexactly(struct.unpack(">i", size)[0])
+                api_key, _version, correlation = struct.unpack(">hhi", frame[:8])
+                if self.armed and api_key == PRODUCE and self._to_drop is None:
+                    self._to_drop = correlation
+                writer.write(size + frame)
+                await writer.drain()
+        writer.close()
+
+    async def _answers(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                       ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                size = await reader.readexactly(4)
+                frame = await reader.readexactly(struct.unpack(">i", size)[0])
+                (correlation,) = struct.unpack(">i", frame[:4])
+                if correlation == self._to_drop and not self.dropped:
+                    self.dropped.append(correlation)
+                    continue
+                writer.write(size + frame)
+                await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+def proxied_tansu(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """Start Tansu on a free port, advertising another free port (the proxy's): every
+    connection the client makes goes through the proxy. Yield (Tansu's port, the proxy's)."""
+    port, advertised = free_port(), free_port()
+    with open(tmp_path / "tansu.log", "ab") as log:
+        process = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{advertised}",
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), 15, f"Tansu on 127.0.0.1:{port}")
+        yield port, advertised
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout(
+        proxied_tansu: tuple[int, int]) -> None:
+    topic = "stall"
+    port, advertised = proxied_tansu
+    proxy = DropOneProduceAnswer(("127.0.0.1", port))
+    await proxy.start(advertised)
+    bootstrap = f"127.0.0.1:{advertised}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    # As the shop's producer makes it: Faust's 20 minutes for a message, TIMEOUT_S for an
+    # answer. (Tansu refuses the idempotent producer's InitProducerId, which would make the
+    # resend exact.)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=-1,
+                                request_timeout_ms=FAUST_REQUEST_TIMEOUT_MS, linger_ms=5)
+    answer_within(producer, TIMEOUT_S)
+    await producer.start()
+    try:
+        await (await producer.send(topic, b"warm-up", partition=0))
+        proxy.armed = True
+        began = time.monotonic()
+        first = await producer.send(topic, b"first", partition=0)
+        await asyncio.sleep(0.5)
+        later = await producer.send(topic, b"later", partition=1)  # another partition
+        await asyncio.sleep(1.0)
+        count, age = waiting_batches(producer._message_accumulator._batches, time.monotonic())
+        assert proxy.dropped, "the proxy saw no produce request to drop"
+        assert count == 1 and age >= 0.9, (count, age)  # "later" waits behind "first"
+        assert not later.done()
+        await asyncio.wait_for(asyncio.gather(first, later), timeout=TIMEOUT_S * 3)
+        waited = time.monotonic() - began
+        assert TIMEOUT_S <= waited < TIMEOUT_S * 3, waited
+        assert waiting_batches(producer._message_accumulator._batches, time.monotonic()) \
+            == (0, 0.0)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}",
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not {b"first", b"later"} <= set(values):
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                values.extend(r.value for r in records)
+        # "first" is on the broker once or twice: it was written, its answer lost, and sent
+        # again on a new connection (at least once).
+        assert values.count(b"later") == 1 and 1 <= values.count(b"first") <= 2, values
+    finally:
+        await consumer.stop()
+        await proxy.stop()
