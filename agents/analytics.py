@@ -310,7 +310,7 @@ async def absorb_batch(events: Sequence[EventT]) -> int:
 @app.agent(analytics_topic, name=AGENT)
 async def absorb_tracked(stream: StreamT[bytes]) -> None:
     """Consume the analytics topic, in batches, into sessions, windows and users' behaviour."""
-    async for events in ready_batches(stream, BATCH, within=BATCH_WITHIN_S):
+    async for events in ready_batches(stream, BATCH, within=BATCH_WITHIN_S, agent=AGENT):
         began = time.perf_counter()
         taken = await absorb_batch(events)
         BUSY.inc(time.perf_counter() - began)
@@ -417,7 +417,8 @@ def sweep(now: float) -> int:
 async def merge_windows(stream: StreamT[bytes]) -> None:
     """Consume the rollup topic into each window's merged figures, on every worker."""
     next_sweep = 0.0
-    async for events in ready_batches(stream, ROLLUP_BATCH, within=ROLLUP_WITHIN_S):
+    async for events in ready_batches(stream, ROLLUP_BATCH, within=ROLLUP_WITHIN_S,
+                                      agent="analytics.rollup"):
         newest: dict[str, dict[str, tuple[int, bytes]]] = defaultdict(dict)
         for event in events:
             message = event.message

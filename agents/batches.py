@@ -39,12 +39,13 @@ from prometheus_client import Counter
 from agents.dead_letters import dead_letter
 from models.base import Event, EventTypes, decode_event
 from runtime.positions import APPLIERS, positions
+from runtime.streams import take_ready
 from tables.replay import Position, Row, update_many
 
 E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
 
-__all__ = ["WITHIN_S", "Decoded", "Failures", "current_events", "decode_batch",
+__all__ = ["WITHIN_S", "Decoded", "Failures", "WriteBack", "current_events", "decode_batch",
            "distinct_messages", "fold_batches",
            "fold_into", "handle_batches", "in_partition_of", "note_applied", "ready_batches"]
 
@@ -55,19 +56,31 @@ WITHIN_S = 0.05
 COPIES = Counter("shop_batch_copies_dropped_total",
                  "Second copies of a message in one batch (read again after a rebalance), "
                  "left out of the batch")
+BATCHES = Counter("shop_batches_total", "Batches a batched agent took", ["agent"])
+BATCH_EVENTS = Counter("shop_batch_events_total",
+                       "Events in the batches a batched agent took (divided by "
+                       "shop_batches_total: the mean batch)", ["agent"])
 STALE = Counter("shop_stale_events_skipped_total",
                 "Buffered events of an earlier consumer generation that a batch left to the "
                 "partition's current owner (read again from the committed offset)")
 
 
 async def ready_batches(stream: StreamT[Any], max_events: int,
-                        within: float = WITHIN_S) -> AsyncIterator[list[EventT]]:
+                        within: float | None = WITHIN_S, *,
+                        agent: str = "") -> AsyncIterator[list[EventT]]:
     """Yield lists of up to ``max_events`` events of ``stream``, at least every ``within`` s
     (only events of the consumer's current generation, see :func:`current_events`, and each
-    message once, see :func:`distinct_messages`)."""
+    message once, see :func:`distinct_messages`). ``within=None``: no linger, a batch is what
+    arrived while the last one was handled (runtime/streams.take_ready), for agents on an
+    order's path). Each batch is counted under ``agent`` (``shop_batch_*``)."""
     app = stream.app
-    async for events in cast(Any, stream).take_events(max_events, within=within):
+    taken, events_taken = BATCHES.labels(agent or "?"), BATCH_EVENTS.labels(agent or "?")
+    batches = (take_ready(stream, max_events) if within is None
+               else cast(Any, stream).take_events(max_events, within=within))
+    async for events in batches:
         current = distinct_messages(current_events(events, app.consumer_generation_id))
+        taken.inc()
+        events_taken.inc(len(events))
         if current:
             yield current
 
@@ -160,6 +173,70 @@ def in_partition_of(event: EventT) -> Iterator[None]:
 Update = Callable[[Row | None], Row]
 
 
+class WriteBack(MutableMapping[str, Row]):
+    """A table's rows as a batch changes them: read through, written to the table once a row.
+
+    A function that handles one event at a time against a table (the replay guard's
+    ``decide_once`` included) runs unchanged over a batch against this; :meth:`write` then
+    writes each changed row once, in the order of their last change, and deletes after every
+    write (a row is written before, and deleted after, the rows that name it: a sku's
+    archive rows). Reads within the batch see its own writes. Call it inside the partition's
+    event context (:func:`in_partition_of`), as the reads too.
+    """
+
+    def __init__(self, table: MutableMapping[str, Row]) -> None:
+        self._table = table
+        self._changed: dict[str, Row | None] = {}  # key -> row, None: deleted; last change last
+        #: The table's name (the replay guard's counters name the table).
+        self.name: str = getattr(table, "name", "?")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._changed:
+            row = self._changed[key]
+            return default if row is None else row
+        return self._table.get(key, default)
+
+    def __getitem__(self, key: str) -> Row:
+        row = self.get(key)
+        if row is None:
+            raise KeyError(key)
+        return cast(Row, row)
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(cast(str, key)) is not None
+
+    def __setitem__(self, key: str, row: Row) -> None:
+        self._changed.pop(key, None)
+        self._changed[key] = row
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._changed.pop(key, None)
+        self._changed[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("a batch's rows are read by key, not iterated")
+
+    def __len__(self) -> int:
+        raise TypeError("a batch's rows are read by key, not counted")
+
+    @property
+    def writes(self) -> int:
+        """How many writes :meth:`write` makes (rows written or deleted)."""
+        return len(self._changed)
+
+    def write(self) -> None:
+        """Write the changed rows to the table, then delete the deleted ones."""
+        changed, self._changed = self._changed, {}
+        for key, row in changed.items():
+            if row is not None:
+                self._table[key] = row
+        for key, row in changed.items():
+            if row is None:
+                self._table.pop(key, None)
+
+
 def fold_into(table: MutableMapping[str, Row], batch: Sequence[Decoded[E]],
               key_of: Callable[[E], str],
               update_of: Callable[[E], Update]) -> list[tuple[EventT, Exception]]:
@@ -189,11 +266,11 @@ Failures = list[tuple[EventT, Exception]]
 
 async def handle_batches(stream: StreamT[Any], model: type[E] | EventTypes,
                          handle: Callable[[list[Decoded[E]]], Failures], *, agent: str,
-                         max_events: int = 2_000, within: float = WITHIN_S) -> None:
+                         max_events: int = 2_000, within: float | None = WITHIN_S) -> None:
     """Consume ``stream`` in batches: decode, then ``handle`` each partition's events in that
     partition's event context; dead-letter what does not decode or what ``handle`` says
     failed."""
-    async for events in ready_batches(stream, max_events, within=within):
+    async for events in ready_batches(stream, max_events, within=within, agent=agent):
         batch: list[Decoded[E]] = await decode_batch(events, model, agent=agent)
         by_partition: dict[int, list[Decoded[E]]] = defaultdict(list)
         for item in batch:
@@ -224,8 +301,9 @@ def note_applied(events: Sequence[EventT], agent: str) -> None:
 
 async def fold_batches(stream: StreamT[Any], model: type[E], table: MutableMapping[str, Row],
                        key_of: Callable[[E], str], update_of: Callable[[E], Update], *,
-                       agent: str, max_events: int = 2_000) -> None:
+                       agent: str, max_events: int = 2_000,
+                       within: float | None = WITHIN_S) -> None:
     """Consume ``stream`` in batches into ``table`` (see :func:`fold_into`); dead-letter
     what does not decode or update."""
     await handle_batches(stream, model, lambda batch: fold_into(table, batch, key_of, update_of),
-                         agent=agent, max_events=max_events)
+                         agent=agent, max_events=max_events, within=within)

@@ -116,7 +116,7 @@ async def apply_notices(batch: Sequence[Decoded[OrderUpdate]]) -> dict[EventT, l
 @app.agent(orders_topic, name=AGENT)
 async def read_order_notices(stream: StreamT[bytes]) -> None:
     """Consume the orders topic's notices, in batches, for every service that reads them."""
-    async for events in ready_batches(stream, BATCH):
+    async for events in ready_batches(stream, BATCH, agent=AGENT):
         wanted = [e for e in events if event_type_of(e.message.value) not in NOT_NOTICES]
         batch: list[Decoded[OrderUpdate]] = await decode_batch(
             wanted, dict.fromkeys(NOTICES, OrderUpdate), agent=AGENT)

@@ -260,9 +260,11 @@ def indexing(event: OrderIndexed) -> Callable[[dict[str, Any] | None], dict[str,
 
 @app.agent(user_orders_topic, name="orders.by-user")
 async def index_orders_by_user(stream: StreamT[bytes]) -> None:
-    """Consume the user-orders topic, in batches, into each customer's order index."""
+    """Consume the user-orders topic, in batches, into each customer's order index.
+
+    Without a linger: ``POST /api/orders`` answers once the customer's list has the order."""
     await fold_batches(stream, OrderIndexed, orders_by_user, lambda event: event.user_id,
-                       indexing, agent="orders.by-user")
+                       indexing, agent="orders.by-user", within=None)
 
 
 class AskAgain:

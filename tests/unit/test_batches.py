@@ -124,3 +124,34 @@ async def test_ready_batches_hand_each_message_over_once() -> None:
                async for batch in ready_batches(Stream(), 10)]  # type: ignore[arg-type]
     assert batches == [[40, 41, 42]]
     assert COPIES._value.get() == before + 2
+
+
+def test_write_back_reads_its_own_writes_and_writes_each_row_once_deletions_last() -> None:
+    from agents.batches import WriteBack
+
+    class Recording(dict[str, Any]):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.log: list[tuple[str, Any]] = []
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            self.log.append((key, value))
+            super().__setitem__(key, value)
+
+        def pop(self, key: str, default: Any = None) -> Any:
+            self.log.append((key, None))
+            return super().pop(key, default)
+
+    table = Recording({"old": {"n": 0}, "gone": {"n": 9}})
+    rows = WriteBack(table)
+    rows["a"] = {"n": 1}
+    rows["old"] = {"n": 1}
+    del rows["gone"]
+    rows["a"] = {"n": 2}
+    assert rows.get("a") == {"n": 2} and "gone" not in rows and rows.get("gone") is None
+    assert rows["old"] == {"n": 1} and table["old"] == {"n": 0}  # nothing written yet
+    assert rows.writes == 3
+    rows.write()
+    assert table.log == [("old", {"n": 1}), ("a", {"n": 2}), ("gone", None)]
+    assert rows.writes == 0 and rows.get("a") == {"n": 2}
+    assert WriteBack(WriteBack(table)).name == "?"  # the replay guard counts by table name

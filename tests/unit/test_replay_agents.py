@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.inventory import change_stock
+from agents.inventory import change_stock, change_stocks
 from agents.orders import SagaStep, saga_step, work_pending
 from models.base import Event, decode_event
 from models.inventory import (
@@ -215,8 +215,9 @@ def counts(table: MutableMapping[str, Row]) -> tuple[int, int, int]:
 def test_a_worker_dying_between_any_two_writes_counts_as_one_that_never_died(
     data: st.DataObject,
 ) -> None:
-    """The sku's archive rows and its row are written one after the other; the changelog may
-    end anywhere between them (a kill, a batch that did not leave). The events after the last
+    """The sku's archive rows and its row are written one after the other, once a batch of
+    commands (``change_stocks``, what the agent runs); the changelog may end anywhere between
+    them (a kill, a batch that did not leave). The events after the last
     commit are delivered again to what the changelog holds, or to the local store, which has
     every write, and that replay may die anywhere too: the counts and the ledger come out as
     if nothing had died, and every archive row the sku's row lists is there."""
@@ -226,30 +227,110 @@ def test_a_worker_dying_between_any_two_writes_counts_as_one_that_never_died(
                       initial=True, occurred_at=datetime.fromtimestamp(1_000, UTC))
     log = [stocked, *data.draw(sku_logs(keep))]  # the sku's clock starts at 1,000 s
     positions = [Position("inventory", n, e.event_id) for n, e in enumerate(log)]
+    commands = list(zip(log, positions, strict=True))
+    # The agent takes the commands in batches of what arrived meanwhile (any split; a
+    # redelivery splits them its own way) and commits after a batch.
+    splits = st.sets(st.integers(1, len(log)), max_size=8)
+    first_ends, replay_ends = data.draw(splits, label="batches"), data.draw(splits)
 
-    def run(table: MutableMapping[str, Row], start: int = 0) -> None:
-        for event, position in zip(log[start:], positions[start:], strict=True):
-            change_stock(table, event, position, keep=keep, archive_over=over)
+    def run(table: MutableMapping[str, Row], start: int = 0, stop: int = len(log),
+            ends: set[int] = first_ends) -> None:
+        for end in sorted({end for end in ends if start < end < stop} | {stop}):
+            change_stocks(table, commands[start:end], keep=keep, archive_over=over)
+            start = end
 
     never_died = Changelog()
     run(never_died)
     local = Changelog()
     run(local)
-    committed = data.draw(st.integers(0, len(log)), label="committed")
-    first_writes = len(restored_upto(log, positions, committed, keep, over).writes)
+    committed = data.draw(st.sampled_from(sorted({0, len(log), *first_ends})),
+                          label="committed")
+    flushed = Changelog()
+    run(flushed, 0, committed)  # what the commit's flush delivered
+    first_writes = len(flushed.writes)
     for cut in range(first_writes, len(local.writes) + 1):  # the changelog ends at any write
         recovered = restored(local.writes[:cut])
-        run(recovered, committed)
+        run(recovered, committed, ends=replay_ends)
         assert_same(recovered, never_died)
     # The same worker restarts on its local store, which is ahead of the changelog, replays
     # there (the guard skips what the store has and writes it again), and dies again.
     cut = data.draw(st.integers(first_writes, len(local.writes)), label="changelog ends")
     again = Changelog(local.rows)
-    run(again, committed)
+    run(again, committed, ends=replay_ends)
     second = data.draw(st.integers(0, len(again.writes)), label="second death")
     recovered = restored(local.writes[:cut] + again.writes[:second])
     run(recovered, committed)
     assert_same(recovered, never_died)
+
+
+def renamed(event: Event, sku: str) -> Event:
+    """Return ``event`` for another sku (its id too: another sku's command)."""
+    return type(event)(**{**event.asdict(), "sku": sku, "event_id": f"{sku}/{event.event_id}"})
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_a_batch_leaves_the_rows_and_answers_one_command_at_a_time_leaves(
+    data: st.DataObject,
+) -> None:
+    """The inventory agent applies a batch of what arrived meanwhile (``change_stocks``):
+    two skus' commands interleaved, redeliveries included, split into batches anywhere,
+    leave the same rows and the same answers as one command at a time, in no more writes."""
+    keep, over = 200, data.draw(st.sampled_from((0, 2, 64)))
+    first = data.draw(sku_logs(keep))
+    second = [renamed(e, "sku-b") for e in data.draw(sku_logs(keep))]
+    picks = data.draw(st.permutations([0] * len(first) + [1] * len(second)))
+    queues = [iter(first), iter(second)]
+    log = [Restock(type="restock", event_id=f"{sku}-stock", sku=sku, quantity=5, initial=True,
+                   occurred_at=datetime.fromtimestamp(1_000, UTC)) for sku in ("sku-a", "sku-b")]
+    log += [next(queues[pick]) for pick in picks]
+    commands = [(e, Position("inventory", n, e.event_id)) for n, e in enumerate(log)]
+    commands += data.draw(st.lists(st.sampled_from(commands), max_size=5))  # redelivered
+
+    one_at_a_time = Changelog()
+    answers = [change_stock(one_at_a_time, e, p, keep=keep, archive_over=over)
+               for e, p in commands]
+    batched = Changelog()
+    ends = data.draw(st.sets(st.integers(1, len(commands)), max_size=6)) | {len(commands)}
+    outcomes: list[Any] = []
+    start = 0
+    for end in sorted(ends):
+        outcomes += change_stocks(batched, commands[start:end], keep=keep, archive_over=over)
+        start = end
+    assert [made(o) for o in outcomes] == [made(a) for a in answers]
+    assert same_rows(batched.rows) == same_rows(one_at_a_time.rows)
+    assert len(batched.writes) <= len(one_at_a_time.writes)
+
+
+def made(sends: list[Any]) -> list[Any]:
+    """Return ``sends`` without what each new event gets afresh (its id and time)."""
+    return [(topic, key, {k: v for k, v in json.loads(value).items()
+                          if k not in ("event_id", "occurred_at")})
+            for topic, key, value in sends]
+
+
+def same_rows(rows: dict[str, Row]) -> dict[str, Row]:
+    """Return ``rows`` with the sends they keep as :func:`made` gives them."""
+    def kept(row: Row) -> Row:
+        applied = row.get("_applied") or {}
+        if "sent" not in applied:
+            return row
+        sent = [{**one, "sends": made(one["sends"])} for one in applied["sent"]]
+        return {**row, "_applied": {**applied, "sent": sent}}
+    return {key: kept(row) for key, row in rows.items()}
+
+
+def test_a_batch_writes_a_skus_row_once() -> None:
+    log = Log("inventory")
+    table = Changelog()
+    change_stock(table, Restock.new(sku="sku-a", quantity=10), log.append(
+        Restock.new(sku="sku-a", quantity=0)), keep=KEEP)
+    reserves = [ReserveStock.new(sku="sku-a", order_id=f"o{n}", quantity=1) for n in range(5)]
+    table.writes.clear()
+    outcomes = change_stocks(table, [(e, log.append(e)) for e in reserves], keep=KEEP)
+    assert [w[0] for w in table.writes] == ["sku-a"]
+    assert table["sku-a"]["reserved"] == 5
+    assert [[e.type for e in sent(o, "orders")] for o in outcomes] == [["stock_reserved"]] * 5
 
 
 def assert_same(recovered: Changelog, never_died: Changelog) -> None:
@@ -257,15 +338,6 @@ def assert_same(recovered: Changelog, never_died: Changelog) -> None:
     buckets = recovered["sku-a"].get("buckets", {})
     assert all(archive_key("sku-a", int(b)) in recovered for b in buckets)
     assert ledger_of(recovered) == ledger_of(never_died)
-
-
-def restored_upto(log: list[Event], positions: list[Position], end: int, keep: int,
-                  over: int) -> Changelog:
-    """Return the table after the first ``end`` events (what a commit at ``end`` flushed)."""
-    table = Changelog()
-    for event, position in zip(log[:end], positions[:end], strict=True):
-        change_stock(table, event, position, keep=keep, archive_over=over)
-    return table
 
 
 def ledger_of(table: MutableMapping[str, Row]) -> dict[str, tuple[int, str]]:

@@ -19,7 +19,7 @@ CHECKED_AGAINST = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiok
 PATCHES = {
     "faust-streaming": "runtime/app.py, transport.py, consumer.py, rebalance.py, "
                        "tansu_compat.py, worker.py, tables.py, changelog.py, store_memory.py, "
-                       "routing.py, monitor.py, web.py",
+                       "routing.py, monitor.py, web.py, streams.py",
     "mode-streaming": "runtime/worker.py (the worker's start-up), consumer.py (its thread's "
                       "call_thread), transport.py (Service.task)",
     "aiokafka": "runtime/tansu_compat.py (_fetch_max_wait_ms), routing.py (the producer's "
@@ -122,6 +122,14 @@ REACHED = [
      "stream_inbound_time"),
     ("runtime/web.py", "faust.web.drivers.aiohttp.Web", "_wrap_into_asyncdef"),
     ("runtime/web.py", "faust.web.drivers.aiohttp.Web", "cors"),
+    ("runtime/streams.py", "faust.Stream", "_active_agens"),
+    ("runtime/streams.py", "faust.Stream", "_enable_passive"),
+    ("runtime/streams.py", "faust.Stream", "_processors"),
+    ("runtime/streams.py", "faust.Stream", "add_processor"),
+    ("runtime/streams.py", "faust.Stream", "enable_acks"),
+    ("runtime/streams.py", "faust.Stream", "current_event"),
+    ("runtime/streams.py", "faust.Stream", "ack"),
+    ("runtime/streams.py", "faust.Stream", "take_events"),
 ]
 
 
