@@ -1,10 +1,12 @@
 """A produce request the broker never answers, against the real broker and client.
 
 aiokafka keeps one produce request in flight per broker, so while one goes unanswered every
-later message waits behind it; the client gives up on it after its request timeout, closes
-the connection and sends the batch again. Faust sets that timeout to 20 minutes; the shop
-sets it with ``SHOP_PRODUCER_REQUEST_TIMEOUT`` (40 s unless set), and the shop's producer
-reads the age of the oldest waiting batch to say so in its log (runtime/transport.py).
+later message waits behind it. The client gives up on the answer after its request timeout
+and closes the connection, and sends the batches again only if they are younger than that
+same timeout: with one short timeout the messages fail, with Faust's 20 minutes the worker's
+sends wait 20 minutes. The shop shortens only the answer's (``SHOP_PRODUCER_REQUEST_TIMEOUT``,
+40 s unless set: ``runtime.transport.answer_within``), and its producer reads the age of the
+oldest waiting batch to say so in its log.
 
 A proxy between the client and Tansu passes everything through but drops the broker's answer
 to one produce request (a lost reply, as a half-open connection gives).
@@ -17,12 +19,13 @@ import contextlib
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import RequestTimedOutError
 
 from runtime.transport import answer_within, waiting_batches
 from scripts.devstack import free_port, port_open, tansu_binary, wait_for
@@ -66,36 +69,38 @@ class DropOneProduceAnswer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         self._writers += [writer, up_writer]
-        for pump in (self._requests(reader, up_writer), self._answers(up_reader, writer)):
+        for pump in (self._pump(reader, up_writer, self._request),
+                     self._pump(up_reader, writer, self._answer)):
             task = asyncio.ensure_future(pump)
             self._tasks.add(task)
 
-    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                        ) -> None:
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    passes: Callable[[bytes], bool]) -> None:
+        """Copy Kafka frames from ``reader`` to ``writer``, those ``passes`` lets through."""
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 size = await reader.readexactly(4)
                 frame = await reader.readexactly(struct.unpack(">i", size)[0])
-                api_key, _version, correlation = struct.unpack(">hhi", frame[:8])
-                if self.armed and api_key == PRODUCE and self._to_drop is None:
-                    self._to_drop = correlation
-                writer.write(size + frame)
-                await writer.drain()
+                if passes(frame):
+                    writer.write(size + frame)
+                    await writer.drain()
         writer.close()
 
-    async def _answers(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                       ) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                size = await reader.readexactly(4)
-                frame = await reader.readexactly(struct.unpack(">i", size)[0])
-                (correlation,) = struct.unpack(">i", frame[:4])
-                if correlation == self._to_drop and not self.dropped:
-                    self.dropped.append(correlation)
-                    continue
-                writer.write(size + frame)
-                await writer.drain()
-        writer.close()
+    def _request(self, frame: bytes) -> bool:
+        """Pass every request; note the first produce request once armed."""
+        api_key, _version, correlation = struct.unpack(">hhi", frame[:8])
+        if self.armed and api_key == PRODUCE and self._to_drop is None:
+            self._to_drop = correlation
+        return True
+
+    def _answer(self, frame: bytes) -> bool:
+        """Pass every answer but the one to the noted produce request."""
+        (correlation,) = struct.unpack(">i", frame[:4])
+        if correlation == self._to_drop and not self.dropped:
+            self.dropped.append(correlation)
+            return False
+        return True
 
 
 @pytest.fixture
@@ -117,10 +122,10 @@ def proxied_tansu(tmp_path: Path) -> Iterator[tuple[int, int]]:
         process.wait(10)
 
 
-async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout(
-        proxied_tansu: tuple[int, int]) -> None:
-    topic = "stall"
-    port, advertised = proxied_tansu
+async def _proxied(ports: tuple[int, int], topic: str) -> tuple[DropOneProduceAnswer, str]:
+    """Start the proxy in front of Tansu and create ``topic``; return the proxy and the
+    bootstrap address (the proxy's)."""
+    port, advertised = ports
     proxy = DropOneProduceAnswer(("127.0.0.1", port))
     await proxy.start(advertised)
     bootstrap = f"127.0.0.1:{advertised}"
@@ -130,6 +135,32 @@ async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout
         await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     finally:
         await admin.close()
+    return proxy, bootstrap
+
+
+async def test_one_short_timeout_fails_the_message_whose_answer_was_lost(
+        proxied_tansu: tuple[int, int]) -> None:
+    proxy, bootstrap = await _proxied(proxied_tansu, "stall-short")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=-1,
+                                request_timeout_ms=int(TIMEOUT_S * 1000), linger_ms=5)
+    await producer.start()
+    try:
+        await (await producer.send("stall-short", b"warm-up", partition=0))
+        proxy.armed = True
+        first = await producer.send("stall-short", b"first", partition=0)
+        with pytest.raises(RequestTimedOutError):
+            await asyncio.wait_for(first, timeout=TIMEOUT_S * 3)
+        assert proxy.dropped
+    finally:
+        await producer.stop()
+        await proxy.stop()
+
+
+async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout(
+        proxied_tansu: tuple[int, int]) -> None:
+    topic = "stall"
+    port, _ = proxied_tansu
+    proxy, bootstrap = await _proxied(proxied_tansu, topic)
     # As the shop's producer makes it: Faust's 20 minutes for a message, TIMEOUT_S for an
     # answer. (Tansu refuses the idempotent producer's InitProducerId, which would make the
     # resend exact.)
