@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 FLUSH_WARN_S = 5.0
 #: How long Faust's own flush waits for the next message before it gives up.
 FAUST_GIVES_UP_S = 0.1
+
 #: How often the producer looks at what waits in its client, and how old the oldest waiting
 #: batch may get before the log says so (again every STALL_REPEAT_S while it lasts).
 STALL_CHECK_S = 5.0
@@ -160,9 +161,10 @@ class ShopProducer(Producer):
     Its client sends one produce request at a time to each broker, so a request left
     unanswered holds every later message until ``SHOP_PRODUCER_REQUEST_TIMEOUT`` runs out
     (:func:`answer_within`), and a flush (before each offset commit) waits for them without
-    a word. Every few seconds the producer reads the age of the
-    oldest batch still waiting in the client (``shop_producer_oldest_waiting_seconds``) and
-    logs a warning naming the brokers it waits for once that passes ``STALL_WARN_S``."""
+    a word. Every few seconds the producer reads the age of the oldest batch waiting in the
+    client to be sent (``shop_producer_oldest_waiting_seconds``; a batch in flight is not
+    counted, what queues behind it is) and logs a warning naming the brokers it waits for
+    once that passes ``STALL_WARN_S``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
