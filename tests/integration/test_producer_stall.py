@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import RequestTimedOutError
 
 from runtime.transport import answer_within, waiting_batches
-from scripts.devstack import free_port, port_open, tansu_binary, wait_for
+from scripts.devstack import free_port, start_tansu
 
 pytestmark = pytest.mark.integration
 
 PRODUCE = 0  # the Kafka API key of a produce request
 TIMEOUT_S = 4.0
 FAUST_REQUEST_TIMEOUT_MS = 1_200_000
+TOPIC = "stall"  # two partitions
 
 
 class DropOneProduceAnswer:
@@ -55,7 +55,8 @@ class DropOneProduceAnswer:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
 
     async def stop(self) -> None:
-        assert self._server is not None
+        if self._server is None:
+            return
         self._server.close()
         for task in self._tasks:
             task.cancel()
@@ -104,63 +105,48 @@ class DropOneProduceAnswer:
 
 
 @pytest.fixture
-def proxied_tansu(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """Start Tansu on a free port, advertising another free port (the proxy's): every
-    connection the client makes goes through the proxy. Yield (Tansu's port, the proxy's)."""
-    port, advertised = free_port(), free_port()
-    with open(tmp_path / "tansu.log", "ab") as log:
-        process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{advertised}",
-             "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: port_open("127.0.0.1", port), 15, f"Tansu on 127.0.0.1:{port}")
-        yield port, advertised
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-async def _proxied(ports: tuple[int, int], topic: str) -> tuple[DropOneProduceAnswer, str]:
-    """Start the proxy in front of Tansu and create ``topic``; return the proxy and the
+async def proxied(tmp_path: Path) -> AsyncIterator[tuple[DropOneProduceAnswer, str]]:
+    """Tansu behind a :class:`DropOneProduceAnswer`, advertising the proxy's port, so that
+    every connection a client makes goes through it, and TOPIC made. Yield the proxy and the
     bootstrap address (the proxy's)."""
-    port, advertised = ports
-    proxy = DropOneProduceAnswer(("127.0.0.1", port))
-    await proxy.start(advertised)
-    bootstrap = f"127.0.0.1:{advertised}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    advertised = free_port()
+    broker = start_tansu(log_path=tmp_path / "tansu.log", advertised_port=advertised)
+    proxy = DropOneProduceAnswer(("127.0.0.1", broker.port))
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        await proxy.start(advertised)
+        bootstrap = f"127.0.0.1:{advertised}"
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(TOPIC, num_partitions=2, replication_factor=1)])
+        finally:
+            await admin.close()
+        yield proxy, bootstrap
     finally:
-        await admin.close()
-    return proxy, bootstrap
+        await proxy.stop()
+        broker.stop()
 
 
 async def test_one_short_timeout_fails_the_message_whose_answer_was_lost(
-        proxied_tansu: tuple[int, int]) -> None:
-    proxy, bootstrap = await _proxied(proxied_tansu, "stall-short")
+        proxied: tuple[DropOneProduceAnswer, str]) -> None:
+    proxy, bootstrap = proxied
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=-1,
                                 request_timeout_ms=int(TIMEOUT_S * 1000), linger_ms=5)
     await producer.start()
     try:
-        await (await producer.send("stall-short", b"warm-up", partition=0))
+        await (await producer.send(TOPIC, b"warm-up", partition=0))
         proxy.armed = True
-        first = await producer.send("stall-short", b"first", partition=0)
+        first = await producer.send(TOPIC, b"first", partition=0)
         with pytest.raises(RequestTimedOutError):
             await asyncio.wait_for(first, timeout=TIMEOUT_S * 3)
         assert proxy.dropped
     finally:
         await producer.stop()
-        await proxy.stop()
 
 
 async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout(
-        proxied_tansu: tuple[int, int]) -> None:
-    topic = "stall"
-    port, _ = proxied_tansu
-    proxy, bootstrap = await _proxied(proxied_tansu, topic)
+        proxied: tuple[DropOneProduceAnswer, str]) -> None:
+    proxy, bootstrap = proxied
     # As the shop's producer makes it: Faust's 20 minutes for a message, TIMEOUT_S for an
     # answer. (Tansu refuses the idempotent producer's InitProducerId, which would make the
     # resend exact.)
@@ -169,12 +155,12 @@ async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout
     answer_within(producer, TIMEOUT_S)
     await producer.start()
     try:
-        await (await producer.send(topic, b"warm-up", partition=0))
+        await (await producer.send(TOPIC, b"warm-up", partition=0))
         proxy.armed = True
         began = time.monotonic()
-        first = await producer.send(topic, b"first", partition=0)
+        first = await producer.send(TOPIC, b"first", partition=0)
         await asyncio.sleep(0.5)
-        later = await producer.send(topic, b"later", partition=1)  # another partition
+        later = await producer.send(TOPIC, b"later", partition=1)  # another partition
         await asyncio.sleep(1.0)
         count, age = waiting_batches(producer._message_accumulator._batches, time.monotonic())
         assert proxy.dropped, "the proxy saw no produce request to drop"
@@ -188,11 +174,10 @@ async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}",
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        consumer.assign([TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])
         values: list[bytes] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not {b"first", b"later"} <= set(values):
@@ -203,4 +188,3 @@ async def test_an_unanswered_produce_request_holds_later_sends_until_the_timeout
         assert values.count(b"later") == 1 and 1 <= values.count(b"first") <= 2, values
     finally:
         await consumer.stop()
-        await proxy.stop()
