@@ -30,6 +30,7 @@ from bench.report import (
     print_faust_floor,
     print_http_table,
     print_saga_figures,
+    print_scaling_floor,
     print_scaling_table,
     print_table,
     result_document,
@@ -37,7 +38,12 @@ from bench.report import (
     write_results,
 )
 from bench.saga import PRODUCTS, measure_saga
-from bench.scaling import EFFICIENCY_GOAL, measure_analytics_scaling, measure_scaling
+from bench.scaling import (
+    EFFICIENCY_GOAL,
+    measure_analytics_scaling,
+    measure_scaling,
+    measure_scaling_floor,
+)
 from bench.scaling import GOAL as SCALING_GOAL
 from bench.shop_agent import measure_shop_agent
 from bench.soak import add_soak_arguments, print_soak_figures, soak_arguments, soak_phase
@@ -208,11 +214,20 @@ async def saga_only(options: Options, broker: Broker, workdir: Path) -> list[Pha
 
 async def scaling_phase(options: Options, broker: Broker, workdir: Path
                         ) -> list[PhaseResult]:
-    """Run the saga through one worker, then two (each on a broker of its own)."""
+    """Run the saga through one worker, then two (each on a broker of its own); then Faust's
+    floor under scale-out (a bare agent writing a row an event, in the same set-ups)."""
     say(f"scaling: {options.saga_orders:,} orders through the saga with one worker, then "
         "two with a standby replica and two without (each run on its own fresh broker)")
     deadline = time.monotonic() + 360 + options.saga_orders / 10
-    return await measure_scaling(options.saga_orders, workdir, options.rabbit_url, deadline)
+    saga = await measure_scaling(options.saga_orders, workdir, options.rabbit_url, deadline)
+    say(f"scaling: Faust's floor, {options.faust_messages:,} events through a bare agent "
+        "writing a row each, one worker, then two with a standby replica and two without")
+    floor = await measure_scaling_floor(make_events(options.faust_messages), workdir,
+                                        time.monotonic() + 240 + options.faust_messages / 250)
+    say("scaling: Faust's floor: two workers' CPU an event "
+        + ", ".join(f"{r.extra['cpu_ratio_to_one_worker']:.2f} x one's with "
+                    f"{r.extra['standby_replicas']} standby" for r in floor[1:]))
+    return [*saga, *floor]
 
 
 #: The phases ``--only`` runs alone.
@@ -365,8 +380,11 @@ def main(argv: list[str] | None = None) -> int:
                         "soak_idle_seconds": options.soak_idle_seconds,
                         "soak_users": options.soak_users, "soak_rate": options.soak_rate}
         elif options.only == "scaling":
-            print_scaling_table(results, SCALING_GOAL, efficiency_goal=EFFICIENCY_GOAL)
-            settings = {"saga_orders": options.saga_orders}
+            print_scaling_table([r for r in results if r.extra["phase"] == "scaling"],
+                                SCALING_GOAL, efficiency_goal=EFFICIENCY_GOAL)
+            print_scaling_floor([r for r in results if r.extra["phase"] == "scaling-floor"])
+            settings = {"saga_orders": options.saga_orders,
+                        "faust_messages": options.faust_messages}
         elif options.only == "saga":
             print_table(results, results[0])
             print_saga_figures(results[1], results[2])
@@ -389,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     scaling = [r for r in results if r.extra.get("phase") == "scaling"]
     tracking = [r for r in results if r.extra.get("phase") == "scaling-analytics"]
     analytics = [r for r in results if r.extra.get("phase") == "analytics"]
+    floor = [r for r in results if r.extra.get("phase") == "scaling-floor"]
     print_table([r for r in results if r not in http and r not in logs and r not in scaling
-                 and r not in analytics and r not in tracking], baseline)
+                 and r not in analytics and r not in tracking and r not in floor], baseline)
     saga = next(r for r in results if "stock_command_us_by_ledger" in r.extra)
     print_saga_figures(saga, results[results.index(saga) + 1])
     print_ledger(saga.extra["stock_command_us_by_ledger"])
@@ -399,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     print_analytics_table(analytics)
     print()
     print_scaling_table(scaling, SCALING_GOAL, efficiency_goal=EFFICIENCY_GOAL)
+    print_scaling_floor(floor)
     print()
     print_scaling_table(tracking, SCALING_GOAL, unit="events")
     print()

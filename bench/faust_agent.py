@@ -25,7 +25,7 @@ from bench.kafka_raw import create_topic, new_producer, send_all
 from bench.report import PhaseResult, say
 from scripts.devstack import ROOT, Broker, Worker, exit_with_parent, free_port
 
-__all__ = ["MODES", "measure_faust_agent", "measure_faust_floor"]
+__all__ = ["MODES", "measure_faust_agent", "measure_faust_floor", "start_faust_worker"]
 
 TOPIC = "bench-faust-events"
 APP_ID = "bench-faust"
@@ -54,7 +54,7 @@ async def measure_faust_agent(broker: Broker, events: Sequence[tuple[str, bytes]
         await producer.stop()
     say(f"faust agent ({mode}): {len(events):,} events on {topic!r}; starting the worker")
     spawned_at = time.time()
-    worker, result_path = _start_worker(broker, len(events), workdir, mode, topic)
+    worker, result_path = start_faust_worker(broker, len(events), workdir, mode, topic)
     try:
         outcome = await _wait_for_result(worker, result_path, deadline)
     finally:
@@ -90,22 +90,25 @@ async def measure_faust_floor(broker: Broker, events: Sequence[tuple[str, bytes]
     return [bare, writing, bulk]
 
 
-def _start_worker(broker: Broker, target: int, workdir: Path, mode: str,
-                  topic: str) -> tuple[Worker, Path]:
-    """Spawn ``faust -A bench.faust_app worker`` with a fresh data dir under ``workdir``.
+def start_faust_worker(broker: Broker, target: int, workdir: Path, mode: str, topic: str, *,
+                       name: str | None = None, app_id: str | None = None,
+                       standbys: int | None = None) -> tuple[Worker, Path]:
+    """Spawn ``faust -A bench.faust_app worker`` with a fresh data dir under ``workdir``
+    (``name``, ``app_id``: the worker's directory and its group, by default the mode's;
+    ``standbys``: the table's standby replicas, by default Faust's).
 
     At ``-l info``, as the shop's workers run here: at Faust's default (``-l warn``) its
     start-up spinner leaves the root logger at DEBUG for good, and every debug call in
     aiokafka and Faust then builds a record (an event cost 85-125 µs instead of 71-73 µs;
     the shop's workers fix it, :mod:`runtime.worker`, a bare app does not)."""
     web_port = free_port()
-    name = "faust-bench" if mode == "count" else f"faust-bench-{mode}"
+    name = name or ("faust-bench" if mode == "count" else f"faust-bench-{mode}")
     datadir = workdir / name / "data"
     log_path = workdir / name / "worker.log"
     result_path = workdir / name / "result.json"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
-        "BENCH_FAUST_APP_ID": APP_ID if mode == "count" else f"{APP_ID}-{mode}",
+        "BENCH_FAUST_APP_ID": app_id or (APP_ID if mode == "count" else f"{APP_ID}-{mode}"),
         "BENCH_FAUST_BROKER": broker.kafka_url,
         "BENCH_FAUST_DATADIR": str(datadir),
         "BENCH_FAUST_WEB_PORT": str(web_port),
@@ -113,6 +116,7 @@ def _start_worker(broker: Broker, target: int, workdir: Path, mode: str,
         "BENCH_FAUST_TARGET": str(target),
         "BENCH_FAUST_RESULT": str(result_path),
         "BENCH_FAUST_MODE": mode,
+        **({"BENCH_FAUST_STANDBY": str(standbys)} if standbys is not None else {}),
     }
     with open(log_path, "ab") as out:
         process = subprocess.Popen(

@@ -6,7 +6,8 @@ settings in ``BENCH_FAUST_*`` variables (nothing of the shop's settings or code,
 ``bulk-write`` mode: the same row writes into the shop's table class on the shop's transport,
 runtime/changelog.py). When the agent has processed ``BENCH_FAUST_TARGET`` events it writes,
 to ``BENCH_FAUST_RESULT``, the wall-clock times of the first and the last of them and the
-table's total.
+table's total. Several workers with one ``BENCH_FAUST_APP_ID`` share the topic's partitions
+(:func:`bench.faust_agent.measure_standby_floor`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ app = (ShopTransportApp if MODE == "bulk-write" else faust.App)(
     broker_heartbeat_interval=1.5,
     processing_guarantee="at_least_once",
     autodiscover=False,
+    # Standby copies of the table's partitions on the other workers of the group (Faust's
+    # default, 1, unless BENCH_FAUST_STANDBY says otherwise): the scale-out floor runs two.
+    table_standby_replicas=int(os.environ.get("BENCH_FAUST_STANDBY", "1")),
 )
 
 if MODE == "count":

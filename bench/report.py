@@ -187,6 +187,21 @@ def print_scaling_table(results: list[PhaseResult], goal: float, unit: str = "or
           "with the broker and the bench)")
 
 
+def print_scaling_floor(results: list[PhaseResult]) -> None:
+    """Print Faust's own efficiency under scale-out: the bare agent's workers' CPU an event in
+    each set-up, and its ratio to one worker's."""
+    if not results:
+        return
+    setups = "; ".join(
+        f"{r.extra['workers']} worker{'s' if r.extra['workers'] > 1 else ''}"
+        f"{', ' + str(r.extra['standby_replicas']) + ' standby' if r.extra['workers'] > 1 else ''}"
+        f" {r.extra['cpu_us_per_event']:.0f} µs = {r.extra['cpu_ratio_to_one_worker']:.2f} x"
+        for r in results)
+    print(f"Faust's floor under scale-out (a bare agent writing a RocksDB row an event, "
+          f"{results[0].messages:,} events; its workers' CPU an event until they idle): "
+          f"{setups}")
+
+
 def write_results(document: dict[str, Any], also: Path | None = None) -> list[Path]:
     """Write ``document`` to bench-<UTC>.json and latest.json (and ``also``); return the paths."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,13 @@ Two workers run twice: with one standby replica (the default: each worker also k
 of the other's table partitions, for a fast failover) and with none (SHOP_STANDBY_REPLICAS=0;
 on a machine whose cores the workers share, the standby copies cost throughput).
 
+:func:`measure_scaling_floor` measures the same efficiency of Faust itself, under the shop:
+the bare agent of bench/faust_app.py writing a RocksDB row an event (no shop code), its
+workers' CPU an event from the first event until every worker idles again, with one worker,
+then two with a standby replica and two without. A standby replica applies every changelog
+record of the other worker's rows; what that costs a bare agent is the floor under the
+saga's figure with a standby replica.
+
 :func:`measure_analytics_scaling` does the same for tracking events through the analytics
 agents (sessions, windows, the merge), the shop's other high-volume work, in packs as the
 tracking collector writes them (bench/analytics.py), over 8 partitions: the clock runs from
@@ -38,9 +45,11 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.analytics import (
     PACK,
@@ -51,7 +60,8 @@ from bench.analytics import (
     tracking_packs,
 )
 from bench.errors import BenchError
-from bench.kafka_raw import create_topic, measure_producer, new_producer
+from bench.faust_agent import start_faust_worker
+from bench.kafka_raw import create_topic, measure_producer, new_producer, send_all
 from bench.report import UNLIMITED, PhaseResult, say
 from bench.saga import (
     IDLE_SHARE,
@@ -63,9 +73,10 @@ from bench.saga import (
 )
 from bench.shop_agent import _check_alive, _require_rabbitmq, _wait_ready
 from models.orders import OrderLine, OrderPlaced
-from scripts.devstack import Worker, broker_env, start_tansu, start_worker
+from scripts.devstack import Broker, Worker, broker_env, start_tansu, start_worker
 
-__all__ = ["EFFICIENCY_GOAL", "GOAL", "measure_analytics_scaling", "measure_scaling"]
+__all__ = ["EFFICIENCY_GOAL", "GOAL", "measure_analytics_scaling", "measure_scaling",
+           "measure_scaling_floor"]
 
 #: Goal for two workers' rate against one's.
 GOAL = 1.7
@@ -77,6 +88,15 @@ PRODUCTS = 50
 PRICE_CENTS = 1000
 #: Seconds every worker must stay ready before the clock starts.
 SETTLE_S = 5.0
+#: The set-ups of the floor under scale-out: (workers, standby replicas).
+FLOOR_SETUPS = ((1, 0), (2, 1), (2, 0))
+#: Partitions of the floor's topic (the bare app's own, bench/faust_app.py).
+FLOOR_PARTITIONS = 4
+#: Seconds two bare workers stay ready before the clock starts (both join in one generation:
+#: Tansu holds a join for half the session timeout; this is for a late second rebalance).
+FLOOR_SETTLE_S = 2.0
+#: What a Faust worker logs once its partitions are assigned and its tables recovered.
+READY_LINE = b"[^Worker]: Ready"
 
 
 async def measure_scaling(orders: int, workdir: Path, rabbit_url: str,
@@ -283,3 +303,106 @@ async def _run_analytics(count: int, standbys: int, tracked: list[tuple[str, byt
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
         broker.stop()
     return len(tracked) / seconds
+
+
+async def measure_scaling_floor(events: Sequence[tuple[str, bytes]], workdir: Path,
+                                deadline: float) -> list[PhaseResult]:
+    """Return the bare agent's workers' CPU an event (a row written each) in every set-up of
+    FLOOR_SETUPS, on one broker of its own, with the ratio to one worker's."""
+    base = workdir / "scaling-floor"
+    base.mkdir(parents=True, exist_ok=True)
+    broker = start_tansu(log_path=base / "tansu.log")
+    try:
+        results = [await _floor_run(broker, count, standbys, events, base, deadline)
+                   for count, standbys in FLOOR_SETUPS]
+    finally:
+        broker.stop()
+    one = results[0].extra["cpu_us_per_event"]
+    for result in results:
+        result.extra["cpu_ratio_to_one_worker"] = round(
+            result.extra["cpu_us_per_event"] / one, 3) if one else 0.0
+    return results
+
+
+async def _floor_run(broker: Broker, count: int, standbys: int,
+                     events: Sequence[tuple[str, bytes]], base: Path,
+                     deadline: float) -> PhaseResult:
+    """One set-up: ``count`` bare workers in a group of their own take ``events``."""
+    setup = f"floor-{count}-standby-{standbys}"
+    topic, app_id = f"bench-{setup}", f"bench-{setup}"
+    await create_topic(broker.bootstrap, topic, FLOOR_PARTITIONS)
+    workers: list[Worker] = []
+    try:
+        # A target past the last event: the workers share the events, none counts them all.
+        workers = [start_faust_worker(broker, len(events) + 1, base, "write", topic,
+                                      name=f"{setup}-w{n}", app_id=app_id,
+                                      standbys=standbys)[0] for n in range(count)]
+        await _wait_logged_ready(workers, deadline)
+        await asyncio.sleep(FLOOR_SETTLE_S if count > 1 else 0.0)
+        await wait_all_idle(workers, deadline)
+        cpu_before = workers_cpu(workers)
+        started = time.perf_counter()
+        producer = new_producer(broker.bootstrap)
+        await producer.start()
+        try:
+            await send_all(producer, topic, events)
+        finally:
+            await producer.stop()
+        # Every row written first: a few hundred events keep a worker below the idle share,
+        # so idleness alone could end the clock before they were taken.
+        written = await _records_reach(broker.bootstrap, f"{app_id}-raw-rows-changelog",
+                                       len(events), deadline)
+        done, cpu_done = await wait_all_idle(workers, deadline)
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+    cpu_used = cpu_done - cpu_before
+    return PhaseResult(
+        f"Faust's floor, {count} worker{'s' if count > 1 else ''}, {standbys} standby: a bare "
+        f"agent writing a row an event", len(events), done - started,
+        extra={"phase": "scaling-floor", "workers": count, "standby_replicas": standbys,
+               "partitions": FLOOR_PARTITIONS, "changelog_records": written,
+               "cpu_us_per_event": round(cpu_used / len(events) * 1e6, 1)})
+
+
+async def _records_reach(bootstrap: str, topic: str, count: int, deadline: float) -> int:
+    """Read ``topic`` from its beginning until it holds ``count`` records; return how many."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        while not partitions:  # created by the workers as they start: here by now
+            if time.monotonic() > deadline:
+                raise BenchError(f"{topic} was not created in time")
+            await asyncio.sleep(0.2)
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, partition) for partition in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        while seen < count:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{topic} holds {seen:,} records, not {count:,}, in time")
+            batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            seen += sum(len(records) for records in batches.values())
+        return seen
+    finally:
+        await consumer.stop()
+
+
+async def _wait_logged_ready(workers: list[Worker], deadline: float) -> None:
+    """Wait until every bare worker has logged that it is ready (it has no /ready)."""
+    waiting = list(workers)
+    while waiting:
+        for worker in list(waiting):
+            assert worker.process is not None and worker.log_path is not None
+            if worker.process.poll() is not None:
+                raise BenchError(f"the bare Faust worker {worker.name} exited with "
+                                 f"{worker.process.returncode}; see {worker.log_path}")
+            if READY_LINE in worker.log_path.read_bytes():
+                waiting.remove(worker)
+        if time.monotonic() > deadline:
+            raise BenchError(f"the bare Faust workers did not start in time; see "
+                             f"{workers[0].log_path}")
+        await asyncio.sleep(0.2)

@@ -77,6 +77,13 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert two["extra"]["cpu_ratio_to_one_worker"] > 0
     assert bare_two["extra"]["net_cpu_ratio_to_one_worker"] > 0
     assert "x one worker" in result.stdout and "CPU ms an order" in result.stdout
+    bare_scaling = [p for p in phases if p["extra"].get("phase") == "scaling-floor"]
+    assert [(p["extra"]["workers"], p["extra"]["standby_replicas"]) for p in bare_scaling] == [
+        (1, 0), (2, 1), (2, 0)]
+    assert all(p["messages"] == 500 and p["extra"]["changelog_records"] >= 500
+               and p["extra"]["cpu_us_per_event"] > 0 for p in bare_scaling)
+    assert bare_scaling[0]["extra"]["cpu_ratio_to_one_worker"] == 1.0
+    assert "Faust's floor under scale-out" in result.stdout
     tracked = [p for p in phases if p["extra"].get("phase") == "scaling-analytics"]
     assert [(p["extra"]["workers"], p["extra"]["standby_replicas"]) for p in tracked] == [
         (1, 0), (2, 1), (2, 0)]
