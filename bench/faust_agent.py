@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.kafka_raw import create_topic, new_producer, send_all
+from bench.kafka_raw import create_topic, produce_all
 from bench.report import PhaseResult, say
 from scripts.devstack import ROOT, Broker, Worker, exit_with_parent, free_port
 
@@ -46,12 +46,7 @@ async def measure_faust_agent(broker: Broker, events: Sequence[tuple[str, bytes]
     (``mode``: see :data:`MODES`)."""
     topic = TOPIC if mode == "count" else f"{TOPIC}-{mode}"
     await create_topic(broker.bootstrap, topic, 4)
-    producer = new_producer(broker.bootstrap)
-    await producer.start()
-    try:
-        await send_all(producer, topic, events)
-    finally:
-        await producer.stop()
+    await produce_all(broker.bootstrap, topic, events)
     say(f"faust agent ({mode}): {len(events):,} events on {topic!r}; starting the worker")
     spawned_at = time.time()
     worker, result_path = start_faust_worker(broker, len(events), workdir, mode, topic)

@@ -21,7 +21,7 @@ from bench.errors import BenchError
 from bench.report import PhaseResult
 
 __all__ = ["count_messages", "create_topic", "grown", "measure_consumer", "measure_producer",
-           "new_producer", "send_all"]
+           "new_producer", "produce_all", "send_all"]
 
 #: How long reading the raw topic back may take before the phase fails.
 READ_TIMEOUT_S = 120.0
@@ -52,6 +52,16 @@ async def send_all(
     futures = [await producer.send(topic, value, key=key.encode()) for key, value in events]
     await producer.flush()
     return [future.result() for future in futures]
+
+
+async def produce_all(bootstrap: str, topic: str, events: Sequence[tuple[str, bytes]]) -> None:
+    """Send ``events`` to ``topic`` with a producer of their own, and wait for every ack."""
+    producer = new_producer(bootstrap)
+    await producer.start()
+    try:
+        await send_all(producer, topic, events)
+    finally:
+        await producer.stop()
 
 
 async def measure_producer(

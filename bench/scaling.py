@@ -61,7 +61,7 @@ from bench.analytics import (
 )
 from bench.errors import BenchError
 from bench.faust_agent import start_faust_worker
-from bench.kafka_raw import create_topic, measure_producer, new_producer, send_all
+from bench.kafka_raw import create_topic, measure_producer, new_producer, produce_all
 from bench.report import UNLIMITED, PhaseResult, say
 from bench.saga import (
     IDLE_SHARE,
@@ -342,12 +342,7 @@ async def _floor_run(broker: Broker, count: int, standbys: int,
         await wait_all_idle(workers, deadline)
         cpu_before = workers_cpu(workers)
         started = time.perf_counter()
-        producer = new_producer(broker.bootstrap)
-        await producer.start()
-        try:
-            await send_all(producer, topic, events)
-        finally:
-            await producer.stop()
+        await produce_all(broker.bootstrap, topic, events)
         # Every row written first: a few hundred events keep a worker below the idle share,
         # so idleness alone could end the clock before they were taken.
         written = await _records_reach(broker.bootstrap, f"{app_id}-raw-rows-changelog",
