@@ -7,7 +7,7 @@ settings in ``BENCH_FAUST_*`` variables (nothing of the shop's settings or code,
 runtime/changelog.py). When the agent has processed ``BENCH_FAUST_TARGET`` events it writes,
 to ``BENCH_FAUST_RESULT``, the wall-clock times of the first and the last of them and the
 table's total. Several workers with one ``BENCH_FAUST_APP_ID`` share the topic's partitions
-(:func:`bench.faust_agent.measure_standby_floor`).
+(:func:`bench.scaling.measure_scaling_floor`).
 """
 
 from __future__ import annotations

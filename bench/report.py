@@ -192,11 +192,13 @@ def print_scaling_floor(results: list[PhaseResult]) -> None:
     each set-up, and its ratio to one worker's."""
     if not results:
         return
-    setups = "; ".join(
-        f"{r.extra['workers']} worker{'s' if r.extra['workers'] > 1 else ''}"
-        f"{', ' + str(r.extra['standby_replicas']) + ' standby' if r.extra['workers'] > 1 else ''}"
-        f" {r.extra['cpu_us_per_event']:.0f} µs = {r.extra['cpu_ratio_to_one_worker']:.2f} x"
-        for r in results)
+    def setup(extra: dict[str, Any]) -> str:
+        if extra["workers"] == 1:
+            return "1 worker"
+        return f"{extra['workers']} workers, {extra['standby_replicas']} standby"
+
+    setups = "; ".join(f"{setup(r.extra)} {r.extra['cpu_us_per_event']:.0f} µs = "
+                       f"{r.extra['cpu_ratio_to_one_worker']:.2f} x" for r in results)
     print(f"Faust's floor under scale-out (a bare agent writing a RocksDB row an event, "
           f"{results[0].messages:,} events; its workers' CPU an event until they idle): "
           f"{setups}")
