@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> ShopApp:
         canonical_url=settings.canonical_url,
         Table="runtime.tables:ShopTable",
         GlobalTable="runtime.tables:ShopGlobalTable",
+        TableManager="runtime.tables:ShopTableManager",
         Router="runtime.routing:ShopRouter",
         Worker="runtime.worker:ShopWorker",
         web_in_thread=False,

@@ -19,10 +19,16 @@ partition tables, every service's start and stop, every topic created, every Roc
 opened: some 800 lines at each start) and the shop's own start-up chatter off the console
 unless the worker runs at ``-l debug``. The shop's other INFO records stay (e.g. the consumer's
 diagnostics, ``SHOP_LOG_COMMITS``), and what is shipped to RabbitMQ is not filtered here.
+
+Once every service has stopped and every task has ended or been cancelled, mode runs one more
+task on the event loop before it closes it, a sleep of a second. :class:`ShopWorker` sleeps
+:data:`LAST_PASS_S` instead, enough for the callbacks of what was just closed to run: a
+stopped worker exits a second sooner (each restart, each rolling deploy, each test).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -34,6 +40,9 @@ from faust.utils.terminal.spinners import SpinnerHandler
 __all__ = ["ShopWorker", "StartupDetails", "settle_root_logger"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds the event loop runs on after the worker has stopped, before it is closed (mode: 1).
+LAST_PASS_S = 0.05
 
 #: Loggers of the shop's own code: their INFO records are the shop's to keep or not.
 SHOP_LOGGERS = ("app", "agents", "tables", "web", "rabbit_bridge", "models", "config", "runtime",
@@ -126,3 +135,7 @@ class ShopWorker(faust.Worker):
         """Say the worker has stopped."""
         await super().on_shutdown()
         log.info("worker stopped")
+
+    async def _sentinel_task(self) -> None:
+        """The last task before the loop closes (module docstring)."""
+        await asyncio.sleep(LAST_PASS_S)

@@ -28,10 +28,13 @@ __all__ = [
     "Broker",
     "StackError",
     "Worker",
+    "delete_rabbit_vhost",
     "ensure_rabbitmq",
     "exit_with_parent",
     "free_port",
+    "make_rabbit_vhost",
     "preferred_port",
+    "rabbit_vhost",
     "start_mail_sink",
     "start_tansu",
     "start_worker",
@@ -233,20 +236,43 @@ def rabbit_vhost(url: str, prefix: str = "shoptest") -> Iterator[str]:
     tests and benchmarks that run side by side get one each. Without ``rabbitmqctl`` (a remote
     RabbitMQ) ``url`` is yielded as it is.
     """
+    vhost_url = make_rabbit_vhost(url, prefix)
+    try:
+        yield vhost_url
+    finally:
+        delete_rabbit_vhost(vhost_url)
+
+
+def make_rabbit_vhost(url: str, prefix: str = "shoptest") -> str:
+    """Make a fresh virtual host of the local RabbitMQ at ``url`` that its user may use
+    entirely; return its URL (``url`` itself without ``rabbitmqctl``: see :func:`rabbit_vhost`)."""
     ctl = shutil.which("rabbitmqctl")
     if ctl is None:
-        yield url
-        return
+        return url
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     user = urlsplit(url).username or "guest"
     _run([ctl, "-q", "add_vhost", name])
     try:
         _run([ctl, "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"])
-        base = url if url.endswith("/") else url + "/"
-        yield base + name
-    finally:
-        subprocess.run([ctl, "-q", "delete_vhost", name], check=False, capture_output=True,
-                       timeout=60)
+    except BaseException:
+        _delete_vhost(ctl, name)
+        raise
+    base = url if url.endswith("/") else url + "/"
+    return base + name
+
+
+def delete_rabbit_vhost(vhost_url: str) -> None:
+    """Delete the virtual host that :func:`make_rabbit_vhost` made (nothing for a URL it
+    returned as it was given)."""
+    ctl = shutil.which("rabbitmqctl")
+    name = urlsplit(vhost_url).path.lstrip("/")
+    if ctl is not None and name:
+        _delete_vhost(ctl, name)
+
+
+def _delete_vhost(ctl: str, name: str) -> None:
+    subprocess.run([ctl, "-q", "delete_vhost", name], check=False, capture_output=True,
+                   timeout=60)
 
 
 def stop_rabbitmq() -> None:

@@ -7,23 +7,28 @@
   port and data dir, and stops them all after the test (printing their logs' tails). The
   workers of one test share a RabbitMQ virtual host of their own (``workers.vhost_url``):
   on a RabbitMQ shared with other test runs they would otherwise take each other's tasks.
+  The virtual hosts come from ``vhosts`` (one made ahead, deleted in the background).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from scripts.devstack import (
     Broker,
+    StackError,
     Worker,
     broker_env,
+    delete_rabbit_vhost,
     ensure_rabbitmq,
-    rabbit_vhost,
+    make_rabbit_vhost,
     start_tansu,
     start_worker,
     stop_rabbitmq,
@@ -39,6 +44,44 @@ def rabbit_url() -> Iterator[str]:
     yield RABBIT_URL
     if started:
         stop_rabbitmq()
+
+
+class VirtualHosts:
+    """RabbitMQ virtual hosts for the tests of one test process, each test's its own.
+
+    ``rabbitmqctl`` takes 0.6 s a call here (an Erlang VM starts each time), and a virtual
+    host takes three calls: one is made while the test before runs, and a test's is deleted
+    while the next one runs, one call at a time in a thread of their own.
+    """
+
+    def __init__(self, rabbit_url: str) -> None:
+        self.rabbit_url = rabbit_url
+        self._ctl = ThreadPoolExecutor(1, thread_name_prefix="rabbitmqctl")
+        self._spare: Future[str] = self._ctl.submit(make_rabbit_vhost, rabbit_url)
+
+    def take(self) -> str:
+        """Return the URL of a fresh virtual host (and start making the next one)."""
+        vhost_url = self._spare.result()
+        self._spare = self._ctl.submit(make_rabbit_vhost, self.rabbit_url)
+        return vhost_url
+
+    def give_back(self, vhost_url: str) -> None:
+        """Delete the virtual host at ``vhost_url`` (in the background)."""
+        self._ctl.submit(delete_rabbit_vhost, vhost_url)
+
+    def close(self) -> None:
+        """Delete the spare and wait until every virtual host given back is deleted."""
+        with contextlib.suppress(StackError):  # a spare that was not made: nothing to delete
+            self.give_back(self._spare.result())
+        self._ctl.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def vhosts(rabbit_url: str) -> Iterator[VirtualHosts]:
+    """Return the virtual hosts of this test process's tests."""
+    supply = VirtualHosts(rabbit_url)
+    yield supply
+    supply.close()
 
 
 @pytest.fixture
@@ -115,9 +158,13 @@ class WorkerFactory:
 
 
 @pytest.fixture
-def workers(broker: Broker, rabbit_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+def workers(broker: Broker, rabbit_url: str, vhosts: VirtualHosts,
+            tmp_path: Path) -> Iterator[WorkerFactory]:
     """Return a factory of workers on ``broker``; all are stopped after the test."""
-    with rabbit_vhost(rabbit_url) as vhost_url:
+    vhost_url = vhosts.take()
+    try:
         factory = WorkerFactory(broker, rabbit_url, tmp_path, vhost_url)
         yield factory
         factory.stop_all()
+    finally:
+        vhosts.give_back(vhost_url)

@@ -75,6 +75,7 @@ REACHED = [
     ("runtime/tansu_compat.py", "aiokafka.AIOKafkaConsumer", "_fetch_max_wait_ms"),
     ("runtime/worker.py", "faust.Worker", "on_setup_root_logger"),
     ("runtime/worker.py", "faust.Worker", "on_startup_finished"),
+    ("runtime/worker.py", "faust.Worker", "_sentinel_task"),
     ("runtime/tables.py", "faust.Table", "_serializer_from_type"),
     ("runtime/tables.py", "faust.Table", "_new_store_by_url"),
     ("runtime/tables.py", "faust.Table", "apply_changelog_batch"),
@@ -94,6 +95,8 @@ REACHED = [
     ("runtime/changelog.py", "aiokafka.AIOKafkaProducer", "create_batch"),
     ("runtime/changelog.py", "aiokafka.AIOKafkaProducer", "send_batch"),
     ("runtime/tables.py", "faust.tables.recovery.Recovery", "completed"),
+    ("runtime/tables.py", "faust.tables.manager.TableManager", "_update_channels"),
+    ("runtime/tables.py", "faust.tables.manager.TableManager", "recovery"),
     ("runtime/store_memory.py", "faust.stores.rocksdb.RocksDBOptions", "as_options"),
     ("runtime/store_memory.py", "faust.stores.rocksdb.RocksDBOptions", "open"),
     ("runtime/routing.py", "faust.app.router.Router", "_get_table"),
@@ -173,6 +176,22 @@ def test_what_each_patch_reaches_into_still_exists(patch: str, owner: str, name:
     assert has_attribute(cls, name), (
         f"{patch} reaches into {owner}.{name}, which the installed version no longer has: "
         f"the patch must be read against it again (runtime/README.md)")
+
+
+def test_the_shop_table_manager_starts_as_faust_s_does_but_for_its_sleep() -> None:
+    """ShopTableManager.on_start is Faust's without the sleep: if Faust's does more, so must
+    the shop's."""
+    from faust.tables.manager import TableManager
+
+    def statements(method: Any) -> list[str]:
+        lines = inspect.getsource(method).splitlines()[1:]  # without the def line
+        return [line.strip() for line in lines
+                if line.strip() and not line.strip().startswith(('"""', "#"))]
+
+    from runtime.tables import ShopTableManager
+
+    assert statements(TableManager.on_start) == [
+        "await self.sleep(1.0)", *statements(ShopTableManager.on_start)]
 
 
 def test_the_check_sees_a_missing_attribute() -> None:
