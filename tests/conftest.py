@@ -3,10 +3,12 @@
 Integration fixtures (real Tansu, real RabbitMQ, real worker processes) are in
 ``tests/integration/fixtures.py``; unit tests never start a broker.
 
-The suite runs on two processes (pytest-xdist, ``-n 2`` in setup.cfg): the tests that run
+The suite runs on three processes (pytest-xdist, ``-n 3`` in setup.cfg): the tests that run
 several workers, a browser or a bench at once (``HEAVY_FILES``) go one after another to one
-process, so that no two of them share the machine's cores; the rest are spread over both.
-``-n 0`` runs everything in one process (and shows ``-s`` output).
+process, so that no two of them share the machine's cores; the rest are spread over all
+three. A worker's start is mostly waiting (Tansu holds a group join for 3 s), so on two
+cores a third process uses what two leave idle (docs/operations.md, "Tests"). ``-n 0`` runs
+everything in one process (and shows ``-s`` output).
 """
 
 from __future__ import annotations
