@@ -183,12 +183,12 @@ def test_the_shop_table_manager_starts_as_faust_s_does_but_for_its_sleep() -> No
     the shop's."""
     from faust.tables.manager import TableManager
 
+    from runtime.tables import ShopTableManager
+
     def statements(method: Any) -> list[str]:
         lines = inspect.getsource(method).splitlines()[1:]  # without the def line
         return [line.strip() for line in lines
                 if line.strip() and not line.strip().startswith(('"""', "#"))]
-
-    from runtime.tables import ShopTableManager
 
     assert statements(TableManager.on_start) == [
         "await self.sleep(1.0)", *statements(ShopTableManager.on_start)]
