@@ -51,7 +51,7 @@ class Settings:
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.5
     commit_interval: float = 1.0
-    producer_linger: float = 0.005
+    producer_linger: float = 0.0
     producer_request_timeout: float = 40.0
     rate_limit: float = 100.0
     rate_burst: float = 200.0
@@ -325,7 +325,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("commit_interval", "SHOP_COMMIT_INTERVAL", _seconds(0.1, 60),
          "How often processed offsets are committed; shorter means less replay after a crash."),
     Spec("producer_linger", "SHOP_PRODUCER_LINGER", _seconds(0, 1),
-         "How long the producer gathers messages into one request (latency for throughput)."),
+         "How long the producer holds a message for others to join its request. 0 sends at "
+         "once; what arrives while a request is in flight goes together in the next one."),
     Spec("producer_request_timeout", "SHOP_PRODUCER_REQUEST_TIMEOUT", _seconds(5, 1200),
          "How long a produce request may go unanswered before the producer sends it again on a "
          "new connection (a message itself may wait for Kafka up to Faust's 20 minutes)."),
