@@ -109,6 +109,11 @@ def print_saga_figures(saturated: PhaseResult, latency: PhaseResult) -> None:
           f"answer (the order and the customer's list visible): p50 "
           f"{latency.extra['steady_post_p50_ms']} ms, p99 "
           f"{latency.extra['steady_post_p99_ms']} ms")
+    relay_p99 = latency.extra["relay_p99_ms"]
+    print(f"raw aiokafka through the same {latency.extra['relay_hops']} hops at "
+          f"{latency.extra['steady_rate']}/s, the same fetch waits (the broker's floor): p50 "
+          f"{latency.extra['relay_p50_ms']} ms, p99 {relay_p99} ms; the shop's p99 = "
+          f"{latency.extra['steady_p99_ms'] / relay_p99:.2f} x")
 
 
 #: Writes of an order's own rows in the saga of docs/design.md, at the least: its row when placed,

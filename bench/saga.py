@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.errors import BenchError
 from bench.kafka_raw import count_messages, grown
+from bench.relay import HOPS, measure_relay
 from bench.report import ADMIN, UNLIMITED, PhaseResult, say
 from bench.shop_agent import _require_rabbitmq, _wait_ready
 from config.settings import DEV_JWT_SECRET
@@ -42,6 +43,8 @@ __all__ = ["Confirmations", "add_products", "bench_sku", "measure_saga"]
 PRODUCTS = 50
 #: The steady rate of the goal's low-load latency (orders/s).
 STEADY_RATE = 20
+#: How long the reader of confirmations lets Tansu hold a fetch that finds nothing.
+READER_WAIT_MS = 20
 #: A worker using less than this share of a core over IDLE_WINDOW_S has worked off its backlog.
 IDLE_SHARE = 0.3
 IDLE_WINDOW_S = 1.0
@@ -61,7 +64,7 @@ class Confirmations:
     async def __aenter__(self) -> Confirmations:
         consumer = AIOKafkaConsumer("orders", bootstrap_servers=self.bootstrap,
                                     auto_offset_reset="earliest", enable_auto_commit=False,
-                                    fetch_max_wait_ms=20)
+                                    fetch_max_wait_ms=READER_WAIT_MS)
         await consumer.start()
         self._task = asyncio.create_task(self._read(consumer))
         return self
@@ -250,6 +253,10 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                     products)
     finally:
         await asyncio.to_thread(worker.stop)
+    say(f"saga: raw aiokafka through the same {HOPS} hops at {STEADY_RATE}/s for "
+        f"{latency_seconds:.0f} s (the broker's floor)")
+    relay = await measure_relay(broker.bootstrap, STEADY_RATE, latency_seconds,
+                                reader_wait_ms=READER_WAIT_MS)
     ms = 1000.0
     return [
         PhaseResult("saga end to end, saturated (POST -> confirmed)", orders, seconds,
@@ -270,7 +277,10 @@ async def measure_saga(broker: Broker, workdir: Path, rabbit_url: str, orders: i
                            "steady_p99_ms": round(_percentile(steady, 0.99) * ms, 1),
                            "steady_post_p50_ms": round(_percentile(steady_posts, 0.5) * ms, 1),
                            "steady_post_p99_ms": round(_percentile(steady_posts, 0.99) * ms,
-                                                       1)}),
+                                                       1),
+                           "relay_hops": HOPS,
+                           "relay_p50_ms": round(_percentile(relay, 0.5) * ms, 1),
+                           "relay_p99_ms": round(_percentile(relay, 0.99) * ms, 1)}),
     ]
 
 

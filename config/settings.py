@@ -34,6 +34,7 @@ class Settings:
     app_id: str = "shopstream"
     kafka_url: str = "kafka://127.0.0.1:9092"
     kafka_compat: str = ""
+    tansu_fetch_wait: float = 0.05
     rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     smtp_url: str = "smtp://127.0.0.1:25"
     store: str = "rocksdb://"
@@ -293,6 +294,10 @@ SETTINGS: tuple[Spec, ...] = (
          "Kafka bootstrap servers, e.g. kafka://k1:9092;k2:9092."),
     Spec("kafka_compat", "SHOP_KAFKA_COMPAT", _one_of("", "tansu"),
          "Broker quirks to work around: 'tansu' for the embedded dev broker, empty for Kafka."),
+    Spec("tansu_fetch_wait", "SHOP_TANSU_FETCH_WAIT", _seconds(0.001, 1),
+         "With SHOP_KAFKA_COMPAT=tansu: how long a fetch that finds nothing waits. Tansu "
+         "answers it only then, even if data arrives meanwhile, so it delays each hop of a "
+         "quiet shop; shorter costs idle CPU (Kafka answers as soon as data arrives)."),
     Spec("rabbit_url", "SHOP_RABBIT_URL", _url("amqp", "amqps"),
          "RabbitMQ URL for logs, promotions, tasks and mail notifications."),
     Spec("smtp_url", "SHOP_SMTP_URL", _url("smtp"),

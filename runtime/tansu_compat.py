@@ -34,11 +34,12 @@ from runtime.transport import ShopTransport
 
 __all__ = ["TansuTransport", "true_end_offsets"]
 
-#: How long a fetch may wait for data. Tansu answers an empty fetch only when this runs out,
-#: even if data arrives meanwhile, so it is the delay of every hop of a saga while the shop is
-#: quiet. Faust asks for 1,500 ms (a 3-hop order then took 1.7 s). Measured here, idle, per 10 s:
-#: 10 ms -> worker 1.4 s + Tansu 3.0 s of CPU (order p50 83 ms at 20/s); 50 ms -> 0.4 + 1.35 s;
-#: 100 ms -> 0.2 + 1.2 s (order p50 ~275 ms). 50 ms is the trade.
+#: How long a fetch may wait for data, unless ``SHOP_TANSU_FETCH_WAIT`` says otherwise. Tansu
+#: answers an empty fetch only when this runs out, even if data arrives meanwhile, so it is the
+#: delay of every hop of a saga while the shop is quiet. Faust asks for 1,500 ms (a 3-hop order
+#: then took 1.7 s). Measured here, idle, per 10 s: 10 ms -> worker 1.4 s + Tansu 3.0 s of CPU
+#: (order p50 83 ms at 20/s); 50 ms -> 0.4 + 1.35 s; 100 ms -> 0.2 + 1.2 s (order p50 ~275 ms).
+#: 50 ms is the trade.
 FETCH_MAX_WAIT_MS = 50
 
 #: How long to wait for the last batches before saying so in the log, and before giving up
@@ -99,7 +100,10 @@ class TansuConsumerThread(AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        settings = getattr(transport.app, "settings", None)
+        wait_ms = (round(settings.tansu_fetch_wait * 1000) if settings is not None
+                   else FETCH_MAX_WAIT_MS)
+        consumer._fetch_max_wait_ms = wait_ms  # read when the consumer starts
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:

@@ -43,6 +43,8 @@ def test_a_small_benchmark_run_measures_every_phase(tmp_path: Path, rabbit_url: 
     assert saga["changelog_messages_per_order"] > 0 and saga["messages_by_topic"]["orders"] >= 300
     assert steady["steady_rate"] == 20 and steady["steady_p99_ms"] >= steady["steady_p50_ms"] > 0
     assert steady["steady_post_p99_ms"] >= steady["steady_post_p50_ms"] > 0
+    assert steady["relay_hops"] == 4 and steady["relay_p99_ms"] >= steady["relay_p50_ms"] > 0
+    assert "raw aiokafka through the same 4 hops" in result.stdout
     assert "Kafka messages an order:" in result.stdout
     ledger = {int(size): us for size, us in saga["stock_command_us_by_ledger"].items()}
     assert sorted(ledger) == [10, 100, 1000, 5000] and all(us > 0 for us in ledger.values())
