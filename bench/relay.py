@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.errors import BenchError
 from bench.kafka_raw import create_topic
-from runtime.tansu_compat import FETCH_MAX_WAIT_MS
+from config.settings import Settings
 
 __all__ = ["HOPS", "measure_relay"]
 
@@ -41,18 +41,19 @@ async def measure_relay(bootstrap: str, rate: float, seconds: float, *, reader_w
     topics = [f"{prefix}-{hop}" for hop in range(HOPS + 1)]
     for topic in topics:
         await create_topic(bootstrap, topic, PARTITIONS)
-    relay = _consumer(bootstrap, topics[:-1], FETCH_MAX_WAIT_MS)
+    worker_wait_ms = round(Settings().tansu_fetch_wait * 1000)  # the bench's workers' wait
+    relay = _consumer(bootstrap, topics[:-1], worker_wait_ms)
     reader = _consumer(bootstrap, topics[-1:], reader_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
     await producer.start()
     await relay.start()
     await reader.start()
+    _assign(relay, topics[:-1])
+    _assign(reader, topics[-1:])
     seen: dict[int, float] = {}
     tasks = [asyncio.create_task(_relay(relay, producer, topics)),
              asyncio.create_task(_read(reader, seen))]
     try:
-        _assign(relay, topics[:-1])
-        _assign(reader, topics[-1:])
         await _send(producer, topics[0], range(WARM_UP), rate, seen)
         count = round(rate * seconds)
         sent = await _send(producer, topics[0], range(WARM_UP, WARM_UP + count), rate, seen)

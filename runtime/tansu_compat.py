@@ -14,7 +14,7 @@ short-lived consumer (no group, no commits) from the reported offset - 1, the fi
 that batch, and answer the last offset seen + 1. It costs one fetch per partition at the
 start of a recovery, not per event.
 
-The fetch wait: see FETCH_MAX_WAIT_MS below.
+The fetch wait: see TansuConsumerThread below.
 """
 
 from __future__ import annotations
@@ -33,14 +33,6 @@ from runtime.consumer import ShopConsumer
 from runtime.transport import ShopTransport
 
 __all__ = ["TansuTransport", "true_end_offsets"]
-
-#: How long a fetch may wait for data, unless ``SHOP_TANSU_FETCH_WAIT`` says otherwise. Tansu
-#: answers an empty fetch only when this runs out, even if data arrives meanwhile, so it is the
-#: delay of every hop of a saga while the shop is quiet. Faust asks for 1,500 ms (a 3-hop order
-#: then took 1.7 s). Measured here, idle, per 10 s: 10 ms -> worker 1.4 s + Tansu 3.0 s of CPU
-#: (order p50 83 ms at 20/s); 50 ms -> 0.4 + 1.35 s; 100 ms -> 0.2 + 1.2 s (order p50 ~275 ms).
-#: 50 ms is the trade.
-FETCH_MAX_WAIT_MS = 50
 
 #: How long to wait for the last batches before saying so in the log, and before giving up
 #: and trusting the broker's answer (which loses the rest of a last batch from a restored
@@ -100,10 +92,14 @@ class TansuConsumerThread(AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        settings = getattr(transport.app, "settings", None)
-        wait_ms = (round(settings.tansu_fetch_wait * 1000) if settings is not None
-                   else FETCH_MAX_WAIT_MS)
-        consumer._fetch_max_wait_ms = wait_ms  # read when the consumer starts
+        # How long a fetch may wait for data (SHOP_TANSU_FETCH_WAIT). Tansu answers an empty
+        # fetch only when this runs out, even if data arrives meanwhile, so it is the delay of
+        # every hop of a saga while the shop is quiet. Faust asks for 1,500 ms (a 3-hop order
+        # then took 1.7 s). Measured here, idle, per 10 s: 10 ms -> worker 1.4 s + Tansu 3.0 s
+        # of CPU (order p50 83 ms at 20/s); 50 ms -> 0.4 + 1.35 s; 100 ms -> 0.2 + 1.2 s (order
+        # p50 ~275 ms). 50 ms, the default, is the trade. Read when the consumer starts.
+        wait_s = transport.app.settings.tansu_fetch_wait
+        consumer._fetch_max_wait_ms = round(wait_s * 1000)
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:

@@ -27,8 +27,7 @@ __all__ = ["VICTIM_COMMIT_INTERVAL", "WRITES_OUT_S", "Takeover", "kill_once_work
 #: rebalance commits too: the tests kill after the group has settled).
 VICTIM_COMMIT_INTERVAL = "60"
 #: How long the victim goes on after its first rows before the kill: its table writes reach
-#: the changelogs, so the survivor restores rows that already hold the
-#: events it reads again.
+#: the changelogs, so the survivor restores rows that already hold the events it reads again.
 WRITES_OUT_S = 0.5
 
 
