@@ -61,7 +61,7 @@ from faust.types import EventT, StreamT
 from faust.types.windows import WindowT
 from prometheus_client import Counter
 
-from agents.batches import Decoded, in_partition_of, ready_batches
+from agents.batches import FOLD_WITHIN_S, Decoded, in_partition_of, ready_batches
 from agents.dead_letters import dead_letter
 from agents.order_notices import Failures, reads_order_notices
 from agents.recommendations import forward_tracked
@@ -106,12 +106,10 @@ AGENT = "analytics.tracked"
 #: analytics-rollup ["<window>|<source>"], one partition: partials of windows, as JSON.
 rollup_topic = shop_topic("analytics-rollup", partitions=1)
 
-#: Events a batch of the analytics topic takes at most, and how long it waits to fill (s):
-#: the longer, the fewer writes of a session's row (analytics tolerate half a second).
+#: Events a batch of the analytics topic and of the rollup takes at most (each waits
+#: FOLD_WITHIN_S to fill: the longer, the fewer writes of a session's row).
 BATCH = 5_000
-BATCH_WITHIN_S = 0.5
 ROLLUP_BATCH = 2_000
-ROLLUP_WITHIN_S = 0.5
 #: How often the merger drops windows past the retention (s).
 SWEEP_EVERY_S = 60.0
 
@@ -310,7 +308,7 @@ async def absorb_batch(events: Sequence[EventT]) -> int:
 @app.agent(analytics_topic, name=AGENT)
 async def absorb_tracked(stream: StreamT[bytes]) -> None:
     """Consume the analytics topic, in batches, into sessions, windows and users' behaviour."""
-    async for events in ready_batches(stream, BATCH, within=BATCH_WITHIN_S, agent=AGENT):
+    async for events in ready_batches(stream, BATCH, within=FOLD_WITHIN_S, agent=AGENT):
         began = time.perf_counter()
         taken = await absorb_batch(events)
         BUSY.inc(time.perf_counter() - began)
@@ -417,7 +415,7 @@ def sweep(now: float) -> int:
 async def merge_windows(stream: StreamT[bytes]) -> None:
     """Consume the rollup topic into each window's merged figures, on every worker."""
     next_sweep = 0.0
-    async for events in ready_batches(stream, ROLLUP_BATCH, within=ROLLUP_WITHIN_S,
+    async for events in ready_batches(stream, ROLLUP_BATCH, within=FOLD_WITHIN_S,
                                       agent="analytics.rollup"):
         newest: dict[str, dict[str, tuple[int, bytes]]] = defaultdict(dict)
         for event in events:

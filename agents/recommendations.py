@@ -24,7 +24,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.batches import Decoded, handle_batches
+from agents.batches import FOLD_WITHIN_S, Decoded, handle_batches
 from agents.dead_letters import for_each_event
 from agents.order_notices import Failures, each_notice, reads_order_notices
 from agents.topics import recommendations_topic, shop_topic
@@ -180,4 +180,4 @@ def _ranked(sku: str, total: int) -> Callable[[Row | None], Row]:
 async def keep_item_model(stream: StreamT[bytes]) -> None:
     """Consume the item-pairs topic, in batches, into the item model and its copies."""
     await handle_batches(stream, ITEM_EVENTS, apply_pairs_batch, agent="recommendations.items",
-                         max_events=ITEM_BATCH)
+                         max_events=ITEM_BATCH, within=FOLD_WITHIN_S)

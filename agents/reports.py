@@ -17,7 +17,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.batches import Decoded, handle_batches
+from agents.batches import FOLD_WITHIN_S, Decoded, handle_batches
 from agents.order_notices import Failures, reads_order_notices
 from agents.topics import shop_topic
 from app import app
@@ -150,7 +150,7 @@ def _merge(counted: SalesCounted) -> Callable[[dict[str, Any] | None], dict[str,
 async def keep_reports(stream: StreamT[bytes]) -> None:
     """Consume the sales topic, in batches, into the day totals, reports and popular products."""
     await handle_batches(stream, REPORT_EVENTS, apply_report_batch, agent="reports.sales",
-                         max_events=BATCH)
+                         max_events=BATCH, within=FOLD_WITHIN_S)
 
 
 async def request_daily_report(day: str) -> None:
